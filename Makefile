@@ -1,0 +1,67 @@
+# Tessera: `make run` boots the kernel in QEMU, `make test` runs every test.
+# Both install what is missing first (see `setup`).
+
+FIRMWARE ?= bios
+USB      ?=
+MEM      ?= 2G
+QEMU_ARGS ?=
+CMDLINE  ?=
+TIMEOUT  ?=
+FILTER   ?=
+PROFILES ?=
+
+TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+HARNESS   := target/debug/qemu
+OVMF_CODE := /usr/share/OVMF/OVMF_CODE_4M.fd
+APT_CMD   := apt-get update && apt-get install -y qemu-system-x86 ovmf
+KERNEL_TARGET := x86_64-unknown-none
+
+# Only the runner's own flags, with values quoted for the shell.
+RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
+	--mem '$(MEM)' --cmdline '$(CMDLINE)' --qemu-args '$(QEMU_ARGS)' \
+	$(if $(TIMEOUT),--timeout '$(TIMEOUT)')
+TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
+	$(if $(PROFILES),--profiles '$(PROFILES)')
+
+.PHONY: all setup toolchain host-packages harness run test check image clean
+
+all: image
+
+setup: toolchain host-packages
+
+# The pinned nightly with rust-src, llvm-tools, rustfmt, clippy and the
+# kernel target, read from rust-toolchain.toml (RUSTUP_AUTO_INSTALL=0 here).
+toolchain:
+	@command -v rustup >/dev/null || { echo "error: rustup not found: install rustup (https://rustup.rs), then run make again" >&2; exit 1; }
+	@rustup toolchain list | grep -q '^$(TOOLCHAIN)' && [ "$$(rustup component list --installed 2>/dev/null | grep -cE '^(rust-src|llvm-tools|rustfmt|clippy)')" -ge 4 ] \
+		&& rustup target list --installed 2>/dev/null | grep -q '^$(KERNEL_TARGET)' \
+		|| rustup toolchain install
+
+# QEMU and OVMF from the distribution (Debian/Ubuntu).
+host-packages:
+	@if command -v qemu-system-x86_64 >/dev/null && [ -f $(OVMF_CODE) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing QEMU and OVMF: $(APT_CMD)"; $(APT_CMD); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo sh -c '$(APT_CMD)'; \
+	else echo "error: QEMU or OVMF is missing; run as root: $(APT_CMD)" >&2; exit 1; fi
+
+harness: toolchain
+	@cargo build --quiet -p qemu
+
+run: setup harness
+	@$(HARNESS) run $(RUN_FLAGS)
+
+test: setup harness
+	@$(HARNESS) test $(TEST_FLAGS)
+
+check: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --exclude kernel --all-targets -- -D warnings
+	cargo clippy -p kernel --target $(KERNEL_TARGET) --all-targets -- -D warnings
+
+# Release kernel in BIOS and UEFI disk images, with CMDLINE built in.
+image: toolchain
+	cargo build -p kernel --bin kernel --target $(KERNEL_TARGET) --release
+	cargo run --quiet -p boot -- target/$(KERNEL_TARGET)/release/kernel --out-dir target --cmdline '$(CMDLINE)'
+
+clean:
+	cargo clean

@@ -1,0 +1,222 @@
+//! Kernel command-line options, in Linux syntax: words separated by
+//! whitespace, each either `name` or `name=value`.
+//!
+//! The same parser runs in the kernel (options from fw_cfg or the boot
+//! image) and in the host runner, which refuses a command line the kernel
+//! would not understand before booting anything.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+/// Longest command line accepted (Linux's `COMMAND_LINE_SIZE` on x86).
+pub const COMMAND_LINE_SIZE: usize = 2048;
+
+/// One recognised option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opt {
+    /// Shut the machine down once initialization is complete.
+    Poweroff,
+    /// Console log level, Linux numbering (`loglevel=N`): messages whose
+    /// priority is below N are printed (3 error, 4 warning, 6 info, 7 debug).
+    LogLevel(u8),
+    /// Same as `loglevel=10`: everything.
+    Debug,
+    /// Same as `loglevel=4`: errors only.
+    Quiet,
+}
+
+/// Why a word of the command line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionError<'a> {
+    /// The whole command line is longer than [`COMMAND_LINE_SIZE`].
+    TooLong { len: usize },
+    /// A byte that is neither printable ASCII nor whitespace.
+    BadByte { offset: usize, byte: u8 },
+    /// The option name is not known.
+    Unknown { word: &'a str },
+    /// A known option that needs a value was given none.
+    MissingValue { name: &'a str },
+    /// A known option that takes no value was given one.
+    UnexpectedValue { word: &'a str },
+    /// The value could not be understood.
+    BadValue { word: &'a str, expected: &'static str },
+}
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLong { len } => {
+                write!(f, "command line is {len} bytes, at most {COMMAND_LINE_SIZE} are allowed")
+            }
+            Self::BadByte { offset, byte } => {
+                write!(f, "byte 0x{byte:02x} at offset {offset} is not printable ASCII")
+            }
+            Self::Unknown { word } => write!(f, "unknown option '{word}' (known: {KNOWN})"),
+            Self::MissingValue { name } => write!(f, "option '{name}' needs a value ({name}=...)"),
+            Self::UnexpectedValue { word } => write!(f, "option '{word}' takes no value"),
+            Self::BadValue { word, expected } => {
+                write!(f, "option '{word}': expected {expected}")
+            }
+        }
+    }
+}
+
+/// The option names, for error messages and help.
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet";
+
+/// Checks the command line as a whole (length, bytes).
+pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
+    if line.len() > COMMAND_LINE_SIZE {
+        return Err(OptionError::TooLong { len: line.len() });
+    }
+    match line.bytes().enumerate().find(|(_, b)| !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
+    {
+        Some((offset, byte)) => Err(OptionError::BadByte { offset, byte }),
+        None => Ok(()),
+    }
+}
+
+/// Parses one whitespace-free word.
+pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
+    let (name, value) = match word.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (word, None),
+    };
+    let flag = |opt: Opt| match value {
+        None => Ok(opt),
+        Some(_) => Err(OptionError::UnexpectedValue { word }),
+    };
+    match name {
+        "poweroff" => flag(Opt::Poweroff),
+        "debug" => flag(Opt::Debug),
+        "quiet" => flag(Opt::Quiet),
+        "loglevel" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match v.parse::<u8>() {
+                Ok(n) if n <= 15 => Ok(Opt::LogLevel(n)),
+                _ => Err(OptionError::BadValue { word, expected: "a number 0..15" }),
+            }
+        }
+        _ => Err(OptionError::Unknown { word }),
+    }
+}
+
+/// Iterates over the words of `line`, parsing each. A bad word yields its
+/// error and iteration goes on with the next word, as Linux does.
+pub fn parse(line: &str) -> impl Iterator<Item = Result<Opt, OptionError<'_>>> {
+    line.split_ascii_whitespace().map(parse_word)
+}
+
+/// The options that matter to the kernel, gathered from a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub poweroff: bool,
+    /// Linux console log level: messages with a level below it are printed.
+    pub loglevel: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { poweroff: false, loglevel: 7 }
+    }
+}
+
+impl Options {
+    /// Applies one option; later options override earlier ones.
+    pub fn apply(&mut self, opt: Opt) {
+        match opt {
+            Opt::Poweroff => self.poweroff = true,
+            Opt::LogLevel(n) => self.loglevel = n,
+            Opt::Debug => self.loglevel = 10,
+            Opt::Quiet => self.loglevel = 4,
+        }
+    }
+
+    /// Parses a whole line, calling `report` for every refused word.
+    pub fn from_line<'a>(line: &'a str, mut report: impl FnMut(OptionError<'a>)) -> Self {
+        let mut opts = Self::default();
+        if let Err(e) = check_line(line) {
+            report(e);
+            return opts;
+        }
+        for r in parse(line) {
+            match r {
+                Ok(o) => opts.apply(o),
+                Err(e) => report(e),
+            }
+        }
+        opts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        Options::from_line(line, |e| out.push(e.to_string()));
+        out
+    }
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(Options::from_line("", |_| panic!()), Options::default());
+        assert_eq!(Options::from_line("  \t ", |_| panic!()), Options::default());
+    }
+
+    #[test]
+    fn flags_and_values() {
+        let o = Options::from_line("poweroff  loglevel=3", |e| panic!("{e}"));
+        assert!(o.poweroff);
+        assert_eq!(o.loglevel, 3);
+        assert_eq!(Options::from_line("loglevel=3 debug", |_| panic!()).loglevel, 10);
+        assert_eq!(Options::from_line("debug quiet", |_| panic!()).loglevel, 4);
+    }
+
+    #[test]
+    fn table_of_bad_words() {
+        let cases: &[(&str, OptionError)] = &[
+            ("bogus", OptionError::Unknown { word: "bogus" }),
+            ("poweroff=1", OptionError::UnexpectedValue { word: "poweroff=1" }),
+            ("loglevel", OptionError::MissingValue { name: "loglevel" }),
+            (
+                "loglevel=16",
+                OptionError::BadValue { word: "loglevel=16", expected: "a number 0..15" },
+            ),
+            (
+                "loglevel=x",
+                OptionError::BadValue { word: "loglevel=x", expected: "a number 0..15" },
+            ),
+            ("loglevel=", OptionError::BadValue { word: "loglevel=", expected: "a number 0..15" }),
+            ("=3", OptionError::Unknown { word: "=3" }),
+        ];
+        for (word, want) in cases {
+            assert_eq!(parse_word(word), Err(*want), "{word}");
+        }
+    }
+
+    #[test]
+    fn bad_words_are_reported_and_the_rest_is_used() {
+        let mut seen = Vec::new();
+        let o = Options::from_line("bogus poweroff loglevel=99", |e| seen.push(e));
+        assert!(o.poweroff);
+        assert_eq!(o.loglevel, 7);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            errors("bogus")[0],
+            "unknown option 'bogus' (known: poweroff, loglevel=0..15, debug, quiet)"
+        );
+    }
+
+    #[test]
+    fn whole_line_checks() {
+        let long = "quiet ".repeat(COMMAND_LINE_SIZE / 6 + 1);
+        assert_eq!(check_line(&long), Err(OptionError::TooLong { len: long.len() }));
+        assert_eq!(check_line("a\u{7f}b"), Err(OptionError::BadByte { offset: 1, byte: 0x7f }));
+        assert_eq!(check_line("poweroff é"), Err(OptionError::BadByte { offset: 9, byte: 0xc3 }));
+        // A bad line is refused as a whole: nothing of it is applied.
+        assert!(!Options::from_line("poweroff \u{1}", |_| {}).poweroff);
+    }
+}

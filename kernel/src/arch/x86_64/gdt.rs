@@ -1,0 +1,68 @@
+//! GDT and TSS. The TSS carries an interrupt stack table entry for double
+//! faults, so a kernel stack overflow (which faults on the guard page and
+//! then cannot push an exception frame) still lands on a good stack.
+
+use core::ptr::addr_of;
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+/// IST slot used by the double-fault handler.
+pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+/// Size of the double-fault stack.
+pub const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
+
+#[repr(align(16))]
+struct Stack(
+    #[expect(dead_code, reason = "only reached through raw pointers")]
+    [u8; DOUBLE_FAULT_STACK_SIZE],
+);
+
+/// Only the CPU writes this stack (when it switches to IST 0); Rust code
+/// never takes a reference to its contents.
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
+
+/// The double-fault stack's address range `[start, end)`.
+pub fn double_fault_stack() -> (u64, u64) {
+    let start = addr_of!(DOUBLE_FAULT_STACK) as u64;
+    (start, start + DOUBLE_FAULT_STACK_SIZE as u64)
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+
+struct Selectors {
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+/// Loads the GDT and the TSS and reloads the segment registers.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+            VirtAddr::new(double_fault_stack().1);
+        tss
+    });
+    let (gdt, sel) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (gdt, Selectors { code, data, tss })
+    });
+    gdt.load();
+    // SAFETY: the selectors come from the GDT just loaded, which lives in a
+    // static for the rest of the kernel's life; the TSS is likewise static.
+    unsafe {
+        CS::set_reg(sel.code);
+        SS::set_reg(sel.data);
+        DS::set_reg(sel.data);
+        ES::set_reg(sel.data);
+        load_tss(sel.tss);
+    }
+}

@@ -1,0 +1,170 @@
+//! The IDT: a handler for every CPU exception. Each prints the vector, the
+//! error code, RIP and (for page faults) CR2, then fails the kernel.
+//! Tests can take over the failure path with [`set_fault_hook`].
+
+use core::fmt;
+use spin::{Mutex, Once};
+use x86_64::registers::control::Cr2;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+
+use super::gdt::DOUBLE_FAULT_IST_INDEX;
+
+/// What the CPU reported for one exception.
+#[derive(Debug, Clone, Copy)]
+pub struct ExceptionInfo {
+    pub vector: u8,
+    pub name: &'static str,
+    pub error_code: Option<u64>,
+    pub rip: u64,
+    pub rsp: u64,
+    /// The faulting address, for page faults.
+    pub cr2: Option<u64>,
+    /// The stack pointer inside the handler (shows which stack it runs on).
+    pub handler_rsp: u64,
+}
+
+impl fmt::Display for ExceptionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EXCEPTION: {} (vector {})", self.name, self.vector)?;
+        if let Some(e) = self.error_code {
+            write!(f, " error_code={e:#x}")?;
+        }
+        write!(f, " RIP={:#018x} RSP={:#018x}", self.rip, self.rsp)?;
+        if let Some(a) = self.cr2 {
+            write!(f, " CR2={a:#018x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Called instead of the default failure path; never returns.
+pub type FaultHook = fn(&ExceptionInfo) -> !;
+
+static FAULT_HOOK: Mutex<Option<FaultHook>> = Mutex::new(None);
+
+/// Replaces the default failure path for exceptions (used by tests that
+/// provoke a fault on purpose).
+pub fn set_fault_hook(hook: FaultHook) {
+    *FAULT_HOOK.lock() = Some(hook);
+}
+
+fn current_rsp() -> u64 {
+    let rsp: u64;
+    // SAFETY: reads RSP into a register; no memory access, no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    rsp
+}
+
+fn fault(
+    vector: u8,
+    name: &'static str,
+    frame: &InterruptStackFrame,
+    error_code: Option<u64>,
+    cr2: Option<u64>,
+) -> ! {
+    let info = ExceptionInfo {
+        vector,
+        name,
+        error_code,
+        rip: frame.instruction_pointer.as_u64(),
+        rsp: frame.stack_pointer.as_u64(),
+        cr2,
+        handler_rsp: current_rsp(),
+    };
+    // An exception may have interrupted code holding the hook lock only if
+    // that code faulted inside set_fault_hook, which does nothing that faults.
+    let hook = *FAULT_HOOK.lock();
+    if let Some(hook) = hook {
+        hook(&info);
+    }
+    panic!("{info}");
+}
+
+macro_rules! handlers {
+    ($($field:ident: $fn:ident, $vector:expr, $name:expr;)*) => {
+        $(extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
+            fault($vector, $name, &frame, None, None)
+        })*
+    };
+}
+macro_rules! handlers_with_code {
+    ($($field:ident: $fn:ident, $vector:expr, $name:expr;)*) => {
+        $(extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
+            fault($vector, $name, &frame, Some(code), None)
+        })*
+    };
+}
+
+macro_rules! exception_table {
+    ($mac:ident) => {
+        $mac! {
+            divide_error: divide_error, 0, "divide error";
+            debug: debug, 1, "debug";
+            non_maskable_interrupt: nmi, 2, "non-maskable interrupt";
+            breakpoint: breakpoint, 3, "breakpoint";
+            overflow: overflow, 4, "overflow";
+            bound_range_exceeded: bound_range, 5, "bound range exceeded";
+            invalid_opcode: invalid_opcode, 6, "invalid opcode";
+            device_not_available: device_not_available, 7, "device not available";
+            x87_floating_point: x87_floating_point, 16, "x87 floating point";
+            simd_floating_point: simd_floating_point, 19, "SIMD floating point";
+            virtualization: virtualization, 20, "virtualization";
+            hv_injection_exception: hv_injection, 28, "hypervisor injection";
+        }
+    };
+}
+macro_rules! exception_table_with_code {
+    ($mac:ident) => {
+        $mac! {
+            invalid_tss: invalid_tss, 10, "invalid TSS";
+            segment_not_present: segment_not_present, 11, "segment not present";
+            stack_segment_fault: stack_segment_fault, 12, "stack-segment fault";
+            general_protection_fault: general_protection, 13, "general protection fault";
+            alignment_check: alignment_check, 17, "alignment check";
+            cp_protection_exception: cp_protection, 21, "control protection";
+            vmm_communication_exception: vmm_communication, 29, "VMM communication";
+            security_exception: security_exception, 30, "security exception";
+        }
+    };
+}
+
+exception_table!(handlers);
+exception_table_with_code!(handlers_with_code);
+
+extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    fault(8, "double fault", &frame, Some(code), None)
+}
+
+extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
+    fault(18, "machine check", &frame, None, None)
+}
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let cr2 = Cr2::read_raw();
+    fault(14, "page fault", &frame, Some(code.bits()), Some(cr2))
+}
+
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// Builds and loads the IDT. Call after [`super::gdt::init`].
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        macro_rules! install {
+            ($($field:ident: $fn:ident, $vector:expr, $name:expr;)*) => {
+                $(idt.$field.set_handler_fn($fn);)*
+            };
+        }
+        exception_table!(install);
+        exception_table_with_code!(install);
+        idt.page_fault.set_handler_fn(page_fault);
+        idt.machine_check.set_handler_fn(machine_check);
+        // SAFETY: DOUBLE_FAULT_IST_INDEX names the IST slot that gdt::init
+        // filled with a dedicated, otherwise unused static stack.
+        unsafe {
+            idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST_INDEX);
+        }
+        idt
+    });
+    idt.load();
+}

@@ -1,0 +1,9 @@
+//! x86_64 specifics: descriptor tables, exceptions, port I/O devices
+//! (serial, PIT, fw_cfg, the QEMU exit device), the TSC clock.
+
+pub mod cpu;
+pub mod gdt;
+pub mod idt;
+pub mod qemu;
+pub mod serial;
+pub mod time;

@@ -1,0 +1,117 @@
+//! A text console on the bootloader's framebuffer (BIOS VESA or UEFI GOP),
+//! drawn with the Noto Sans Mono bitmap font. It shows the log on machines
+//! without a serial port, and the panic message on real hardware.
+
+use bootloader_api::info::{FrameBuffer, FrameBufferInfo, PixelFormat};
+use core::fmt::{self, Write};
+use log::Level;
+use noto_sans_mono_bitmap::{FontWeight, RasterHeight, get_raster, get_raster_width};
+use spin::Mutex;
+
+const WEIGHT: FontWeight = FontWeight::Regular;
+const HEIGHT: RasterHeight = RasterHeight::Size16;
+const CHAR_W: usize = get_raster_width(WEIGHT, HEIGHT);
+const CHAR_H: usize = HEIGHT.val();
+const MARGIN: usize = 4;
+
+struct Console {
+    buf: &'static mut [u8],
+    info: FrameBufferInfo,
+    x: usize,
+    y: usize,
+    color: [u8; 3],
+}
+
+static CONSOLE: Mutex<Option<Console>> = Mutex::new(None);
+
+/// Takes over the framebuffer and clears it.
+pub fn init(fb: FrameBuffer) {
+    let info = fb.info();
+    let buf = fb.into_buffer();
+    buf.fill(0);
+    *CONSOLE.lock() = Some(Console { buf, info, x: MARGIN, y: MARGIN, color: [0xc0; 3] });
+}
+
+/// Writes text in the colour for `level` (dropped without a framebuffer).
+pub fn write_fmt(level: Level, args: fmt::Arguments<'_>) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if let Some(c) = CONSOLE.lock().as_mut() {
+            c.color = match level {
+                Level::Error => [0xff, 0x50, 0x50],
+                Level::Warn => [0xff, 0xd0, 0x40],
+                Level::Info => [0xc8, 0xc8, 0xc8],
+                Level::Debug | Level::Trace => [0x80, 0x80, 0x80],
+            };
+            let _ = c.write_fmt(args);
+        }
+    });
+}
+
+/// Releases the console lock whoever holds it (the panic path).
+///
+/// # Safety
+/// The caller must ensure the interrupted lock holder never runs again.
+pub unsafe fn force_unlock() {
+    // SAFETY: per this function's contract there is no other writer.
+    unsafe { CONSOLE.force_unlock() };
+}
+
+impl Console {
+    fn newline(&mut self) {
+        self.x = MARGIN;
+        self.y += CHAR_H;
+        if self.y + CHAR_H + MARGIN > self.info.height {
+            let line = self.info.stride * self.info.bytes_per_pixel;
+            let shift = CHAR_H * line;
+            let end = self.info.height * line;
+            self.buf.copy_within(shift..end, 0);
+            self.buf[end - shift..end].fill(0);
+            self.y -= CHAR_H;
+        }
+    }
+
+    fn put_pixel(&mut self, x: usize, y: usize, intensity: u8) {
+        let scale = |c: u8| ((c as u16 * intensity as u16) / 255) as u8;
+        let [r, g, b] = self.color.map(scale);
+        let bpp = self.info.bytes_per_pixel;
+        let off = (y * self.info.stride + x) * bpp;
+        let px: [u8; 4] = match self.info.pixel_format {
+            PixelFormat::Rgb => [r, g, b, 0],
+            PixelFormat::Bgr => [b, g, r, 0],
+            PixelFormat::U8 => [if intensity > 128 { 0xff } else { 0 }, 0, 0, 0],
+            _ => [intensity, intensity, intensity, 0],
+        };
+        let n = bpp.min(4);
+        if let Some(dst) = self.buf.get_mut(off..off + n) {
+            dst.copy_from_slice(&px[..n]);
+        }
+    }
+
+    fn put_char(&mut self, c: char) {
+        match c {
+            '\n' => self.newline(),
+            '\r' => self.x = MARGIN,
+            c => {
+                if self.x + CHAR_W + MARGIN > self.info.width {
+                    self.newline();
+                }
+                let glyph = get_raster(c, WEIGHT, HEIGHT)
+                    .or_else(|| get_raster('?', WEIGHT, HEIGHT))
+                    .expect("the font has '?'");
+                for (dy, row) in glyph.rows().enumerate() {
+                    for (dx, &v) in row.iter().enumerate() {
+                        self.put_pixel(self.x + dx, self.y + dy, v);
+                    }
+                }
+                self.x += CHAR_W;
+            }
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        s.chars().for_each(|c| self.put_char(c));
+        Ok(())
+    }
+}

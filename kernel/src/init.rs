@@ -1,0 +1,100 @@
+//! Boot: the bootloader configuration and the order in which the kernel
+//! brings itself up.
+
+use alloc::string::String;
+use bootloader_api::BootInfo;
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use options::Options;
+use spin::Once;
+
+use crate::arch::{gdt, idt, qemu, serial, time};
+use crate::{console, heap};
+
+/// Size of the kernel stack the bootloader sets up (with an unmapped guard
+/// page below it).
+pub const KERNEL_STACK_SIZE: u64 = 128 * 1024;
+
+/// Virtual address space layout (4-level paging). The bootloader places its
+/// dynamic mappings (kernel image, stack, boot info, framebuffer, ramdisk,
+/// the physical-memory map) in `[DYNAMIC_START, DYNAMIC_END)`; everything
+/// above `DYNAMIC_END` in the upper half is the kernel's own.
+pub mod layout {
+    /// Start of the bootloader's dynamic range (the upper half).
+    pub const DYNAMIC_START: u64 = 0xffff_8000_0000_0000;
+    /// End of the bootloader's dynamic range (64 TiB above its start).
+    pub const DYNAMIC_END: u64 = 0xffff_c000_0000_0000;
+    /// Base of the virtually mapped memory map, as on Linux x86_64.
+    pub const VMEMMAP_START: u64 = 0xffff_ea00_0000_0000;
+}
+
+/// How the bootloader must set up the machine for Tessera.
+pub const BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(layout::DYNAMIC_START);
+    config.mappings.dynamic_range_end = Some(layout::DYNAMIC_END);
+    config.kernel_stack_size = KERNEL_STACK_SIZE;
+    config
+};
+
+/// Marks image-embedded options in the ramdisk (see the `boot` tool).
+pub const RAMDISK_CMDLINE_MAGIC: &[u8] = b"tessera-cmdline\n";
+/// fw_cfg file that carries options from the QEMU runner.
+pub const FW_CFG_CMDLINE: &str = "opt/tessera/cmdline";
+
+static CMDLINE: Once<String> = Once::new();
+static OPTIONS: Once<Options> = Once::new();
+
+/// The kernel command line (image options, then fw_cfg options).
+pub fn cmdline() -> &'static str {
+    CMDLINE.get().map_or("", String::as_str)
+}
+
+/// The parsed options (defaults before [`init`]).
+pub fn options() -> Options {
+    OPTIONS.get().copied().unwrap_or_default()
+}
+
+fn gather_cmdline(boot_info: &BootInfo) -> String {
+    let mut line = String::new();
+    if let Some(addr) = boot_info.ramdisk_addr.into_option() {
+        // SAFETY: the bootloader maps the ramdisk at `ramdisk_addr` for
+        // `ramdisk_len` bytes and never unmaps it; it is only read here.
+        let disk = unsafe {
+            core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize)
+        };
+        if let Some(rest) = disk.strip_prefix(RAMDISK_CMDLINE_MAGIC) {
+            line.push_str(&String::from_utf8_lossy(rest));
+        }
+    }
+    let mut buf = [0u8; options::COMMAND_LINE_SIZE];
+    if let Some(size) = qemu::fw_cfg_file(FW_CFG_CMDLINE, &mut buf) {
+        let n = size.min(buf.len());
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    line.trim().into()
+}
+
+/// Brings the kernel up: serial, clock, heap, options, console, descriptor
+/// tables. Everything later builds on this.
+pub fn init(boot_info: &'static mut BootInfo) {
+    serial::init();
+    let tsc_khz = time::init();
+    heap::init();
+    console::init(7);
+    gdt::init();
+    idt::init();
+    if let Some(fb) = boot_info.framebuffer.take() {
+        console::framebuffer::init(fb);
+    }
+    log::info!("Tessera version {}", env!("CARGO_PKG_VERSION"));
+    let line = CMDLINE.call_once(|| gather_cmdline(boot_info));
+    log::info!("Command line: {line}");
+    let opts =
+        *OPTIONS.call_once(|| Options::from_line(line, |e| log::warn!("cmdline: {e}; ignored")));
+    console::init(opts.loglevel);
+    log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
+}

@@ -1,0 +1,33 @@
+//! Tessera: a small x86_64 kernel whose physical memory model is Linux's
+//! SPARSEMEM with 2 MiB sub-sections.
+//!
+//! This crate is the kernel library: everything the kernel binary and the
+//! in-kernel test binaries (`kernel/tests/`) share. Hardware access lives in
+//! [`arch`]; portable logic lives in the crates under `kernel/libs/`.
+#![no_std]
+#![cfg_attr(test, no_main)]
+#![feature(custom_test_frameworks)]
+#![feature(abi_x86_interrupt)]
+#![test_runner(crate::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod console;
+pub mod heap;
+pub mod init;
+pub mod panic;
+pub mod testing;
+
+pub use init::BOOTLOADER_CONFIG;
+
+#[cfg(test)]
+bootloader_api::entry_point!(test_kernel_main, config = &BOOTLOADER_CONFIG);
+
+#[cfg(test)]
+fn test_kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
+    init::init(boot_info);
+    test_main();
+    testing::finish()
+}

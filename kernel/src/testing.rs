@@ -1,0 +1,117 @@
+//! The in-kernel test framework (`custom_test_frameworks`).
+//!
+//! Every test prints one line over serial, `test <path> ... ok` or
+//! `test <path> ... FAILED`, the format the host harness counts. A panic
+//! inside a test prints that test's FAILED line before the panic message.
+//! A test that must panic runs in its own binary through [`should_panic`].
+//! The harness may hand a name filter over fw_cfg (`opt/tessera/test_filter`):
+//! only tests whose path contains it run.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::Mutex;
+
+use crate::arch::{cpu, qemu};
+use crate::println;
+
+/// The test now running, for the panic handler.
+static CURRENT: Mutex<Option<&'static str>> = Mutex::new(None);
+static PANIC_EXPECTED: AtomicBool = AtomicBool::new(false);
+
+/// A test case: anything callable without arguments.
+pub trait Testable {
+    /// Runs the test and prints its line.
+    fn run(&self);
+    /// The test's path.
+    fn name(&self) -> &'static str;
+}
+
+impl<T: Fn()> Testable for T {
+    fn run(&self) {
+        let name = self.name();
+        *CURRENT.lock() = Some(name);
+        self();
+        *CURRENT.lock() = None;
+        println!("test {name} ... ok");
+    }
+
+    fn name(&self) -> &'static str {
+        core::any::type_name::<T>()
+    }
+}
+
+fn filter() -> Option<&'static str> {
+    static FILTER: spin::Once<Option<([u8; 128], usize)>> = spin::Once::new();
+    let f = FILTER.call_once(|| {
+        let mut buf = [0u8; 128];
+        qemu::fw_cfg_file("opt/tessera/test_filter", &mut buf).map(|n| (buf, n.min(128)))
+    });
+    f.as_ref().and_then(|(b, n)| core::str::from_utf8(&b[..*n]).ok())
+}
+
+/// Whether the test `name` passes the harness's name filter.
+pub fn selected(name: &str) -> bool {
+    filter().is_none_or(|f| name.contains(f))
+}
+
+/// The test runner: runs every test whose name matches the filter.
+pub fn run_tests(tests: &[&dyn Testable]) {
+    let selected = || tests.iter().filter(|t| selected(t.name()));
+    println!("running {} tests", selected().count());
+    for t in selected() {
+        t.run();
+    }
+}
+
+/// Ends a test binary whose tests all passed.
+pub fn finish() -> ! {
+    qemu::exit(qemu::ExitCode::Success);
+    println!("tests done; halting (not under QEMU)");
+    cpu::halt_loop()
+}
+
+/// Ends a test binary with a failure.
+pub fn fail() -> ! {
+    qemu::exit(qemu::ExitCode::Failure);
+    cpu::halt_loop()
+}
+
+/// Runs `f`, which must panic: the binary passes when it does, fails when
+/// `f` returns. Use in a binary of its own (`harness = false`).
+pub fn should_panic(name: &'static str, f: impl FnOnce()) -> ! {
+    if !selected(name) {
+        println!("running 0 tests");
+        finish();
+    }
+    println!("running 1 test");
+    *CURRENT.lock() = Some(name);
+    PANIC_EXPECTED.store(true, Ordering::SeqCst);
+    f();
+    PANIC_EXPECTED.store(false, Ordering::SeqCst);
+    println!("test {name} ... FAILED");
+    println!("note: test did not panic as expected");
+    fail()
+}
+
+pub(crate) fn panic_expected() -> bool {
+    PANIC_EXPECTED.load(Ordering::SeqCst)
+}
+
+/// Called by the panic handler when [`should_panic`] armed it.
+pub(crate) fn expected_panic_happened() -> ! {
+    // SAFETY: only the panic handler calls this; the interrupted holder
+    // never runs again.
+    unsafe { CURRENT.force_unlock() };
+    let name = CURRENT.lock().unwrap_or("?");
+    println!("test {name} ... ok");
+    finish()
+}
+
+/// Called by the panic handler: completes the running test's line.
+pub(crate) fn report_panic_in_test() {
+    // SAFETY: only the panic handler calls this; the interrupted holder
+    // never runs again.
+    unsafe { CURRENT.force_unlock() };
+    if let Some(name) = CURRENT.lock().take() {
+        println!("test {name} ... FAILED");
+    }
+}

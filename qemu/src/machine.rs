@@ -1,0 +1,182 @@
+//! Booting one image in QEMU: the serial console captured to a log file
+//! under `target/` and echoed, a hard timeout, and the exit status.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::profile::{self, Machine, Profile};
+use crate::report::Ending;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Fails with a one-line instruction when QEMU or (for UEFI) OVMF is missing.
+pub fn check_host(profile: &Profile) -> Result<(), String> {
+    let found = Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        return Err(format!(
+            "{QEMU} not found: run `make setup` (as root: apt-get install -y qemu-system-x86 ovmf)"
+        ));
+    }
+    if profile.firmware == boot::Firmware::Uefi && !Path::new(profile::OVMF_CODE).exists() {
+        return Err(format!(
+            "{} not found: run `make setup` (as root: apt-get install -y ovmf)",
+            profile::OVMF_CODE
+        ));
+    }
+    Ok(())
+}
+
+/// Where a boot's files go: `target/qemu/<tag>.{log,vars.fd}`.
+pub fn paths(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from("target/qemu");
+    (dir.join(format!("{tag}.log")), dir.join(format!("{tag}-vars.fd")))
+}
+
+/// The result of one boot.
+pub struct Boot {
+    pub ending: Ending,
+    /// The serial output.
+    pub log: String,
+    /// QEMU's own error output.
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+fn ending(status: ExitStatus) -> Ending {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Ending::Code(c),
+        (None, Some(s)) => Ending::Signal(s),
+        (None, None) => Ending::Code(-1),
+    }
+}
+
+fn prepare(profile: &Profile, m: &mut Machine, tag: &str) -> Result<PathBuf, String> {
+    check_host(profile)?;
+    let (log, vars) = paths(tag);
+    std::fs::create_dir_all(log.parent().expect("has a parent"))
+        .map_err(|e| format!("cannot create target/qemu: {e}"))?;
+    if profile.firmware == boot::Firmware::Uefi {
+        std::fs::copy(profile::OVMF_VARS, &vars).map_err(|e| {
+            format!("cannot copy {} to {}: {e}", profile::OVMF_VARS, vars.display())
+        })?;
+        m.ovmf_vars = vars;
+    }
+    Ok(log)
+}
+
+fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<Ending, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+            return Ok(ending(status));
+        }
+        if let Some(t) = timeout
+            && start.elapsed() >= t
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Ending::Timeout(t.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Boots with the serial port piped through the runner: every line goes to
+/// the log file and, when `echo`, to stdout. Stdin is closed.
+pub fn boot_captured(
+    profile: &Profile,
+    mut m: Machine,
+    tag: &str,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Boot, String> {
+    let log_path = prepare(profile, &mut m, tag)?;
+    let mut args = vec!["-display".into(), "none".into(), "-serial".into(), "stdio".into()];
+    args.extend(profile.args(&m));
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let mut file = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut r = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            let _ = file.write_all(&line);
+            if echo {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+            log.push_str(&text);
+            line.clear();
+        }
+        log
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let ending = wait(&mut child, Some(timeout))?;
+    let log = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    if echo && !log.is_empty() && !log.ends_with('\n') {
+        println!();
+    }
+    Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
+}
+
+/// Boots with the serial port and QEMU's monitor on this terminal
+/// (Ctrl-A X quits, Ctrl-A C switches to the monitor); QEMU itself writes the
+/// serial log file.
+pub fn boot_interactive(
+    profile: &Profile,
+    mut m: Machine,
+    tag: &str,
+    timeout: Option<Duration>,
+    display: bool,
+) -> Result<Boot, String> {
+    let log_path = prepare(profile, &mut m, tag)?;
+    let chardev =
+        format!("stdio,id=con0,mux=on,logfile={}", profile::escape(&log_path.to_string_lossy()));
+    let mut args: Vec<String> =
+        vec!["-chardev".into(), chardev, "-serial".into(), "chardev:con0".into()];
+    args.extend(["-mon".into(), "chardev=con0,mode=readline".into()]);
+    if !display {
+        args.extend(["-display".into(), "none".into()]);
+    }
+    args.extend(profile.args(&m));
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let ending = wait(&mut child, timeout)?;
+    let stderr = err_reader.join().unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
+}

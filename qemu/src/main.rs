@@ -1,0 +1,362 @@
+//! The Tessera QEMU runner and test harness.
+//!
+//! ```text
+//! qemu run [--profile P | --firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
+//!          [--qemu-args S] [--timeout SECS] [--kernel ELF] [--release]
+//! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
+//! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
+//! qemu profiles
+//! ```
+#![forbid(unsafe_code)]
+
+mod cargo;
+mod machine;
+mod profile;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use profile::{Machine, Profile};
+use report::{Ending, Verdict};
+
+const DEFAULT_TIMEOUT: u64 = 60;
+const DEFAULT_MEM: &str = "2G";
+
+const USAGE: &str = "usage: qemu run|test|runner|profiles [options] (see qemu/src/main.rs)";
+
+/// Command-line flags shared by the subcommands.
+#[derive(Debug, Default)]
+struct Flags {
+    profile: Option<String>,
+    firmware: Option<String>,
+    usb: bool,
+    mem: Option<String>,
+    cmdline: String,
+    qemu_args: Vec<String>,
+    timeout: Option<u64>,
+    kernel: Option<PathBuf>,
+    release: bool,
+    filter: Option<String>,
+    profiles: Option<Vec<String>>,
+    no_host: bool,
+    free: Vec<String>,
+}
+
+fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> {
+    let mut f = Flags::default();
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--profile" => f.profile = Some(value()?),
+            "--firmware" => f.firmware = Some(value()?),
+            "--usb" => f.usb = true,
+            "--mem" => f.mem = Some(value()?).filter(|m| !m.is_empty()),
+            "--cmdline" => f.cmdline = value()?.trim().to_string(),
+            "--qemu-args" => f.qemu_args = value()?.split_whitespace().map(String::from).collect(),
+            "--timeout" => {
+                let v = value()?;
+                let secs = v.parse().ok().filter(|&s| s > 0);
+                f.timeout = Some(secs.ok_or(format!("--timeout '{v}': give whole seconds > 0"))?);
+            }
+            "--kernel" => f.kernel = Some(value()?.into()),
+            "--release" => f.release = true,
+            "--filter" => f.filter = Some(value()?).filter(|s| !s.is_empty()),
+            "--profiles" => f.profiles = Some(value()?.split(',').map(String::from).collect()),
+            "--no-host" => f.no_host = true,
+            s if s.starts_with("--") => return Err(format!("unknown flag '{s}'; {USAGE}")),
+            _ => f.free.push(a),
+        }
+    }
+    Ok(f)
+}
+
+/// Refuses a command line the kernel would not understand.
+fn check_cmdline(cmdline: &str) -> Result<(), String> {
+    options::check_line(cmdline).map_err(|e| format!("CMDLINE: {e}"))?;
+    match options::parse(cmdline).find_map(Result::err) {
+        Some(e) => Err(format!("CMDLINE: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn timeout(f: &Flags) -> Result<Duration, String> {
+    let secs = match (f.timeout, std::env::var("TESSERA_TIMEOUT")) {
+        (Some(s), _) => s,
+        (None, Ok(v)) if !v.is_empty() => v
+            .parse()
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or(format!("TESSERA_TIMEOUT='{v}': give whole seconds > 0"))?,
+        _ => DEFAULT_TIMEOUT,
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn image_for(kernel: &Path, profile: &Profile, tag: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from("target/qemu/images");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let out = dir.join(format!("{tag}-{}.img", profile.firmware.name()));
+    boot::build_image(kernel, profile.firmware, "", &out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn pick_profile(f: &Flags) -> Result<&'static Profile, String> {
+    match (&f.profile, &f.firmware) {
+        (Some(_), Some(_)) => Err("give either a profile or a firmware, not both".into()),
+        (Some(p), None) => profile::find(p),
+        (None, fw) => profile::for_firmware(fw.as_deref().unwrap_or("bios"), f.usb),
+    }
+}
+
+fn cmd_run(f: Flags) -> Result<bool, String> {
+    let profile = pick_profile(&f)?;
+    check_cmdline(&f.cmdline)?;
+    machine::check_host(profile)?;
+    let kernel = match &f.kernel {
+        Some(k) => k.clone(),
+        None => cargo::build_kernel(f.release)?,
+    };
+    let image = image_for(&kernel, profile, "run")?;
+    let m = Machine {
+        image,
+        mem: f.mem.clone().unwrap_or(DEFAULT_MEM.into()),
+        cmdline: f.cmdline.clone(),
+        extra: f.qemu_args.clone(),
+        ..Default::default()
+    };
+    let display = std::env::var_os("DISPLAY").is_some();
+    let tag = format!("run-{}", profile.name);
+    eprintln!("qemu: booting profile {} ({}); Ctrl-A X quits", profile.name, profile.about);
+    let b =
+        machine::boot_interactive(profile, m, &tag, f.timeout.map(Duration::from_secs), display)?;
+    eprint!("{}", b.stderr);
+    let log = machine::paths(&tag).0;
+    match report::verdict(b.ending, &b.log, &b.stderr) {
+        Verdict::Pass => {
+            eprintln!(
+                "qemu: kernel powered off ({:.1} s); serial log in {}",
+                b.elapsed.as_secs_f64(),
+                log.display()
+            );
+            Ok(true)
+        }
+        // Quitting with Ctrl-A X (or an ACPI power-off) ends QEMU with 0.
+        _ if b.ending == Ending::Code(0) => {
+            eprintln!("qemu: QEMU exited; serial log in {}", log.display());
+            Ok(true)
+        }
+        Verdict::Fail(why) => {
+            eprintln!("qemu: FAILED: {why}; serial log in {}", log.display());
+            Ok(false)
+        }
+    }
+}
+
+/// Boots one kernel executable and counts its test lines.
+fn boot_and_count(
+    kernel: &Path,
+    name: &str,
+    profile: &Profile,
+    cmdline: &str,
+    filter: Option<&str>,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
+    let tag = format!("{}-{name}", profile.name);
+    let image = image_for(kernel, profile, &tag)?;
+    let m = Machine {
+        image,
+        mem: DEFAULT_MEM.into(),
+        cmdline: cmdline.into(),
+        test_filter: filter.map(String::from),
+        ..Default::default()
+    };
+    println!("== {} {name}: booting {}", profile.name, kernel.display());
+    let b = machine::boot_captured(profile, m, &tag, timeout, true)?;
+    let v = report::verdict(b.ending, &b.log, &b.stderr);
+    let (passed, failed) = report::count(&report::test_lines(&b.log), &v);
+    let log = machine::paths(&tag).0;
+    println!(
+        "== {} {name}: {passed} passed, {failed} failed ({:.1} s) {v}; log {}",
+        profile.name,
+        b.elapsed.as_secs_f64(),
+        log.display()
+    );
+    Ok((passed, failed))
+}
+
+fn cmd_runner(f: Flags) -> Result<bool, String> {
+    let mut free = f.free.iter();
+    let kernel = PathBuf::from(free.next().ok_or("runner: no kernel executable given")?);
+    let filter = free.find(|a| !a.starts_with('-')).cloned();
+    let name = std::env::var("TESSERA_PROFILE").unwrap_or("bios".into());
+    let profile = profile::find(&name)?;
+    let file = kernel.file_name().map_or("kernel".into(), |s| s.to_string_lossy().into_owned());
+    // Cargo names test executables NAME-HASH.
+    let stem = match file.rsplit_once('-') {
+        Some((n, h)) if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) => n.to_string(),
+        _ => file,
+    };
+    let (_, failed) = boot_and_count(&kernel, &stem, profile, "", filter.as_deref(), timeout(&f)?)?;
+    Ok(failed == 0)
+}
+
+/// Runs `cargo test` for the host crates and counts its tests.
+fn host_tests(filter: Option<&str>) -> (usize, usize) {
+    println!("== host: cargo test");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--exclude", "kernel"]);
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    let out = match cmd.stderr(Stdio::inherit()).output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!("== host: FAILED: cannot run cargo: {e}");
+            return (0, 1);
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let (p, mut failed) = report::cargo_test_counts(&text);
+    if !out.status.success() && failed == 0 {
+        failed = 1;
+        println!("== host: FAILED: cargo test exited with {}", out.status);
+    }
+    println!("== host: {p} passed, {failed} failed");
+    (p, failed)
+}
+
+fn cmd_test(f: Flags) -> Result<bool, String> {
+    let timeout = timeout(&f)?;
+    let filter = f.filter.as_deref();
+    let profiles: Vec<&Profile> = match &f.profiles {
+        Some(names) => names.iter().map(|n| profile::find(n)).collect::<Result<_, _>>()?,
+        None => profile::PROFILES.iter().collect(),
+    };
+    for p in &profiles {
+        machine::check_host(p)?;
+    }
+    let mut summary: Vec<(String, usize, usize)> = Vec::new();
+    if !f.no_host {
+        let (p, fl) = host_tests(filter);
+        summary.push(("host".into(), p, fl));
+    }
+    let built = cargo::build_kernel_tests().and_then(|t| Ok((t, cargo::build_kernel(false)?)));
+    let (tests, kernel) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            println!("== kernel: FAILED: {e}");
+            summary.push(("kernel build".into(), 0, 1));
+            (Vec::new(), PathBuf::new())
+        }
+    };
+    for p in profiles.iter().filter(|_| !kernel.as_os_str().is_empty()) {
+        let (mut passed, mut failed) = (0, 0);
+        // The in-kernel tests run on the plain profiles; every profile boots
+        // the real kernel to the end of initialization.
+        if !p.usb {
+            for t in &tests {
+                let (a, b) = boot_and_count(&t.path, &t.name, p, "", filter, timeout)?;
+                passed += a;
+                failed += b;
+            }
+        }
+        let boot_name = format!("boot::{}", p.name);
+        if filter.is_none_or(|flt| boot_name.contains(flt)) {
+            let (a, b) = boot_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        summary.push((format!("profile {}", p.name), passed, failed));
+    }
+    println!();
+    for (what, p, fl) in &summary {
+        println!("{what}: {p} passed, {fl} failed");
+    }
+    let (p, fl) = summary.iter().fold((0, 0), |(a, b), (_, p, f)| (a + p, b + f));
+    println!("{p} passed, {fl} failed");
+    Ok(fl == 0)
+}
+
+/// Boots the real kernel with `poweroff` and checks it got to the end.
+fn boot_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, usize), String> {
+    let tag = format!("{}-boot", p.name);
+    let image = image_for(kernel, p, &tag)?;
+    let m = Machine {
+        image,
+        mem: DEFAULT_MEM.into(),
+        cmdline: "poweroff".into(),
+        ..Default::default()
+    };
+    println!("== {} boot: booting the kernel with poweroff", p.name);
+    let b = machine::boot_captured(p, m, &tag, timeout, true)?;
+    let mut v = report::verdict(b.ending, &b.log, &b.stderr);
+    if v == Verdict::Pass && !b.log.contains("tessera: initialization complete") {
+        v = Verdict::Fail("exited without 'initialization complete'".into());
+    }
+    let ok = v == Verdict::Pass;
+    println!("test boot::{} ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    println!("== {} boot: {v} ({:.1} s)", p.name, b.elapsed.as_secs_f64());
+    Ok(if ok { (1, 0) } else { (0, 1) })
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let result = parse_flags(args).and_then(|f| match cmd.as_str() {
+        "run" => cmd_run(f),
+        "test" => cmd_test(f),
+        "runner" => cmd_runner(f),
+        "profiles" => {
+            for p in profile::PROFILES {
+                println!("{:10} {}", p.name, p.about);
+            }
+            Ok(true)
+        }
+        "" => Err(USAGE.into()),
+        c => Err(format!("unknown command '{c}'; {USAGE}")),
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("qemu: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(s: &str) -> Result<Flags, String> {
+        parse_flags(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn flags_parse_and_reject() {
+        let f = flags("--firmware uefi --usb --mem 4G --timeout 5 x").unwrap();
+        assert_eq!(pick_profile(&f).unwrap().name, "usb-uefi");
+        assert_eq!(f.mem.as_deref(), Some("4G"));
+        assert_eq!(f.timeout, Some(5));
+        assert_eq!(f.free, ["x"]);
+        assert_eq!(flags("--timeout 0").unwrap_err(), "--timeout '0': give whole seconds > 0");
+        assert_eq!(flags("--mem").unwrap_err(), "--mem needs a value");
+        assert!(flags("--bogus").unwrap_err().starts_with("unknown flag '--bogus'"));
+        let f = flags("--profile bios --firmware uefi").unwrap();
+        assert!(pick_profile(&f).is_err());
+        assert_eq!(pick_profile(&flags("").unwrap()).unwrap().name, "bios");
+    }
+
+    #[test]
+    fn bad_cmdlines_are_refused_in_one_line() {
+        assert!(check_cmdline("poweroff loglevel=3").is_ok());
+        let e = check_cmdline("poweroff frob").unwrap_err();
+        assert!(e.starts_with("CMDLINE: unknown option 'frob'"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}
