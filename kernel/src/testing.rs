@@ -56,7 +56,8 @@ pub fn selected(name: &str) -> bool {
 /// The test runner: runs every test whose name matches the filter.
 pub fn run_tests(tests: &[&dyn Testable]) {
     let selected = || tests.iter().filter(|t| selected(t.name()));
-    println!("running {} tests", selected().count());
+    let n = selected().count();
+    println!("running {n} test{}", if n == 1 { "" } else { "s" });
     for t in selected() {
         t.run();
     }

@@ -118,7 +118,7 @@ pub fn boot_captured(
         let mut r = BufReader::new(stdout);
         let mut line = Vec::new();
         while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line);
+            let text = crate::report::strip_ansi(&String::from_utf8_lossy(&line));
             let _ = file.write_all(&line);
             if echo {
                 print!("{text}");

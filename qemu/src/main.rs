@@ -132,7 +132,10 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
     eprintln!("qemu: booting profile {} ({}); Ctrl-A X quits", profile.name, profile.about);
     let b =
         machine::boot_interactive(profile, m, &tag, f.timeout.map(Duration::from_secs), display)?;
-    eprint!("{}", b.stderr);
+    if b.ending != Ending::Code(1) {
+        // Warnings; a start error is part of the verdict below.
+        eprint!("{}", b.stderr);
+    }
     let log = machine::paths(&tag).0;
     match report::verdict(b.ending, &b.log, &b.stderr) {
         Verdict::Pass => {
@@ -178,8 +181,12 @@ fn boot_and_count(
     let v = report::verdict(b.ending, &b.log, &b.stderr);
     let (passed, failed) = report::count(&report::test_lines(&b.log), &v);
     let log = machine::paths(&tag).0;
+    let not_run = match report::announced(&b.log) {
+        Some(n) if n > passed + failed => format!(", {} not run", n - passed - failed),
+        _ => String::new(),
+    };
     println!(
-        "== {} {name}: {passed} passed, {failed} failed ({:.1} s) {v}; log {}",
+        "== {} {name}: {passed} passed, {failed} failed{not_run} ({:.1} s) {v}; log {}",
         profile.name,
         b.elapsed.as_secs_f64(),
         log.display()

@@ -58,8 +58,39 @@ pub fn verdict(ending: Ending, log: &str, stderr: &str) -> Verdict {
         }
         Ending::Code(c) => fail(format!("unexpected QEMU exit code {c}")),
         Ending::Signal(s) => fail(format!("QEMU killed by signal {s}")),
-        Ending::Timeout(secs) => fail(format!("timeout after {secs} s")),
+        Ending::Timeout(secs) => match log.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(last) => {
+                fail(format!("timeout after {secs} s; last serial line: {}", last.trim()))
+            }
+            None => fail(format!("timeout after {secs} s; no serial output")),
+        },
     }
+}
+
+/// The number announced by the kernel's `running N test(s)` line.
+pub fn announced(log: &str) -> Option<usize> {
+    log.lines().find_map(|l| l.strip_prefix("running ")?.split(' ').next()?.parse().ok())
+}
+
+/// Removes terminal control sequences (ESC [ ... final byte, ESC c, ...)
+/// that firmware writes to the serial console.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            // Parameter and intermediate bytes, then one final byte.
+            while chars.next_if(|c| ('\x20'..='\x3f').contains(c)).is_some() {}
+            chars.next();
+        } else {
+            chars.next();
+        }
+    }
+    out
 }
 
 /// One `test <path> ... ok|FAILED` line.
@@ -144,7 +175,14 @@ mod tests {
             verdict(Ending::Signal(9), "", "").to_string(),
             "FAILED: QEMU killed by signal 9"
         );
-        assert_eq!(verdict(Ending::Timeout(60), "", "").to_string(), "FAILED: timeout after 60 s");
+        assert_eq!(
+            verdict(Ending::Timeout(60), "", "").to_string(),
+            "FAILED: timeout after 60 s; no serial output"
+        );
+        assert_eq!(
+            verdict(Ending::Timeout(9), "running 2 tests\ntest a ... ok\n\n", "").to_string(),
+            "FAILED: timeout after 9 s; last serial line: test a ... ok"
+        );
     }
 
     #[test]
@@ -160,6 +198,15 @@ mod tests {
             ]
         );
         assert_eq!(count(&lines, &Verdict::Fail("panic".into())), (2, 1));
+    }
+
+    #[test]
+    fn announced_count_and_escapes() {
+        assert_eq!(announced("x\nrunning 7 tests\n"), Some(7));
+        assert_eq!(announced("running 1 test\n"), Some(1));
+        assert_eq!(announced("nothing"), None);
+        assert_eq!(strip_ansi("\x1b[2J\x1b[01;01H\x1b[=3hBdsDxe: x\x1bc!"), "BdsDxe: x!");
+        assert_eq!(strip_ansi("plain [text]"), "plain [text]");
     }
 
     #[test]
