@@ -42,6 +42,26 @@ pub const RAMDISK_CMDLINE_MAGIC: &[u8] = b"tessera-cmdline\n";
 /// fw_cfg file that carries options from the QEMU runner.
 pub const FW_CFG_CMDLINE: &str = "opt/tessera/cmdline";
 
+/// Where the bootloader put things in the virtual address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootMappings {
+    /// Virtual address of physical address 0.
+    pub physical_memory_offset: u64,
+    /// Virtual address of the kernel image (its ELF offset 0).
+    pub kernel_image: u64,
+    /// Virtual address of the boot information.
+    pub boot_info: u64,
+    /// Virtual address of the framebuffer, if there is one.
+    pub framebuffer: Option<u64>,
+}
+
+static MAPPINGS: Once<BootMappings> = Once::new();
+
+/// The bootloader's mappings, recorded by [`init`].
+pub fn mappings() -> Option<BootMappings> {
+    MAPPINGS.get().copied()
+}
+
 static CMDLINE: Once<String> = Once::new();
 static OPTIONS: Once<Options> = Once::new();
 
@@ -87,6 +107,15 @@ pub fn init(boot_info: &'static mut BootInfo) {
     console::init(7);
     gdt::init();
     idt::init();
+    MAPPINGS.call_once(|| BootMappings {
+        physical_memory_offset: boot_info
+            .physical_memory_offset
+            .into_option()
+            .expect("BOOTLOADER_CONFIG asks for the physical-memory mapping"),
+        kernel_image: boot_info.kernel_image_offset,
+        boot_info: &raw const *boot_info as u64,
+        framebuffer: boot_info.framebuffer.as_ref().map(|fb| fb.buffer().as_ptr() as u64),
+    });
     if let Some(fb) = boot_info.framebuffer.take() {
         console::framebuffer::init(fb);
     }

@@ -62,3 +62,37 @@ fn fw_cfg_finds_a_standard_file() {
     let size = qemu::fw_cfg_file("etc/e820", &mut buf).expect("etc/e820 exists");
     assert!(size >= 20 && size % 20 == 0, "size {size}");
 }
+
+#[test_case]
+fn bootloader_mappings_stay_in_the_dynamic_range() {
+    use init::layout::{DYNAMIC_END, DYNAMIC_START};
+    let m = init::mappings().expect("recorded by init");
+    let rsp = {
+        let marker = 0u8;
+        &marker as *const u8 as u64
+    };
+    let mut addrs = [m.physical_memory_offset, m.kernel_image, m.boot_info, rsp, 0];
+    addrs[4] = m.framebuffer.unwrap_or(DYNAMIC_START);
+    for a in addrs {
+        assert!((DYNAMIC_START..DYNAMIC_END).contains(&a), "{a:#x} outside the dynamic range");
+    }
+    // The physical-memory map really maps physical memory: a static read
+    // through it, at the physical address the page tables give, is intact.
+    static PROBE: u64 = 0x5445_5353_4552_4121;
+    let phys = physical_address_of(m.physical_memory_offset, &raw const PROBE as u64);
+    // SAFETY: `phys` is the frame backing PROBE, mapped at the offset.
+    let via_phys =
+        unsafe { core::ptr::read_volatile((m.physical_memory_offset + phys) as *const u64) };
+    assert_eq!(via_phys, PROBE);
+}
+
+fn physical_address_of(offset: u64, virt: u64) -> u64 {
+    use x86_64::registers::control::Cr3;
+    use x86_64::structures::paging::{OffsetPageTable, PageTable, Translate};
+    let (l4_frame, _) = Cr3::read();
+    let l4 = (offset + l4_frame.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: the bootloader maps all physical memory at `offset`, so the
+    // level-4 table is reachable there; it is only read (translate).
+    let pt = unsafe { OffsetPageTable::new(&mut *l4, x86_64::VirtAddr::new(offset)) };
+    pt.translate_addr(x86_64::VirtAddr::new(virt)).expect("a static is mapped").as_u64()
+}
