@@ -95,11 +95,17 @@ fn timeout(f: &Flags) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn image_for(kernel: &Path, profile: &Profile, tag: &str) -> Result<PathBuf, String> {
+/// Builds the disk image; `cmdline` is built into it (as on a real PC).
+fn image_for(
+    kernel: &Path,
+    profile: &Profile,
+    tag: &str,
+    cmdline: &str,
+) -> Result<PathBuf, String> {
     let dir = PathBuf::from("target/qemu/images");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(format!("{tag}-{}.img", profile.firmware.name()));
-    boot::build_image(kernel, profile.firmware, "", &out).map_err(|e| e.to_string())?;
+    boot::build_image(kernel, profile.firmware, cmdline, &out).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -119,7 +125,7 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
         Some(k) => k.clone(),
         None => cargo::build_kernel(f.release)?,
     };
-    let image = image_for(&kernel, profile, "run")?;
+    let image = image_for(&kernel, profile, "run", "")?;
     let m = Machine {
         image,
         mem: f.mem.clone().unwrap_or(DEFAULT_MEM.into()),
@@ -168,7 +174,7 @@ fn boot_and_count(
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
     let tag = format!("{}-{name}", profile.name);
-    let image = image_for(kernel, profile, &tag)?;
+    let image = image_for(kernel, profile, &tag, "")?;
     let m = Machine {
         image,
         mem: DEFAULT_MEM.into(),
@@ -289,20 +295,22 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
 }
 
 /// Boots the real kernel with `poweroff` and checks it got to the end.
+/// USB sticks carry the option inside the image, as on a real PC; the other
+/// profiles hand it over through fw_cfg.
 fn boot_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, usize), String> {
     let tag = format!("{}-boot", p.name);
-    let image = image_for(kernel, p, &tag)?;
-    let m = Machine {
-        image,
-        mem: DEFAULT_MEM.into(),
-        cmdline: "poweroff".into(),
-        ..Default::default()
-    };
-    println!("== {} boot: booting the kernel with poweroff", p.name);
+    let (in_image, fw_cfg) = if p.usb { ("poweroff", "") } else { ("", "poweroff") };
+    let image = image_for(kernel, p, &tag, in_image)?;
+    let m =
+        Machine { image, mem: DEFAULT_MEM.into(), cmdline: fw_cfg.into(), ..Default::default() };
+    let via = if p.usb { "built into the image" } else { "through fw_cfg" };
+    println!("== {} boot: booting the kernel with poweroff {via}", p.name);
     let b = machine::boot_captured(p, m, &tag, timeout, true)?;
     let mut v = report::verdict(b.ending, &b.log, &b.stderr);
-    if v == Verdict::Pass && !b.log.contains("tessera: initialization complete") {
-        v = Verdict::Fail("exited without 'initialization complete'".into());
+    for want in ["Command line: poweroff", "tessera: initialization complete"] {
+        if v == Verdict::Pass && !b.log.contains(want) {
+            v = Verdict::Fail(format!("exited without '{want}' in the log"));
+        }
     }
     let ok = v == Verdict::Pass;
     println!("test boot::{} ... {}", p.name, if ok { "ok" } else { "FAILED" });
