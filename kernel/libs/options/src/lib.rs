@@ -24,6 +24,58 @@ pub enum Opt {
     Debug,
     /// Same as `loglevel=4`: errors only.
     Quiet,
+    /// `memmap=nn[KMG]!ss[KMG]` / `memmap=nn[KMG]$ss[KMG]`: a RAM range
+    /// becomes persistent (type 12) or reserved.
+    Memmap { size: u64, start: u64, kind: MemmapKind },
+    /// `mem=nn[KMG]`: RAM above this address is ignored.
+    Mem(u64),
+    /// Print every present section at boot.
+    SparseDebug,
+}
+
+/// What a `memmap=` option turns its range into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemmapKind {
+    /// `!`: legacy persistent memory (E820 type 12).
+    Persistent,
+    /// `$`: reserved.
+    Reserved,
+}
+
+/// Linux's `memparse`: a number in C syntax (`0x` hex, leading `0` octal,
+/// else decimal) with an optional K, M, G, T, P or E suffix (any case).
+/// Returns `None` on anything else, including overflow.
+pub fn memparse(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()?.to_ascii_uppercase() {
+        b'K' => (&s[..s.len() - 1], 10),
+        b'M' => (&s[..s.len() - 1], 20),
+        b'G' => (&s[..s.len() - 1], 30),
+        b'T' => (&s[..s.len() - 1], 40),
+        b'P' => (&s[..s.len() - 1], 50),
+        b'E' => (&s[..s.len() - 1], 60),
+        _ => (s, 0),
+    };
+    let n = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        u64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse::<u64>().ok()?
+    };
+    if digits.starts_with('+') || n.leading_zeros() < shift {
+        return None;
+    }
+    Some(n << shift)
+}
+
+const MEMMAP_SYNTAX: &str = "nn[KMG]!ss[KMG] or nn[KMG]$ss[KMG] with nn > 0 and no overflow";
+
+fn parse_memmap(v: &str) -> Option<Opt> {
+    let at = v.find(['!', '$'])?;
+    let kind = if v.as_bytes()[at] == b'!' { MemmapKind::Persistent } else { MemmapKind::Reserved };
+    let size = memparse(&v[..at])?;
+    let start = memparse(&v[at + 1..])?;
+    (size > 0 && start.checked_add(size).is_some()).then_some(Opt::Memmap { size, start, kind })
 }
 
 /// Why a word of the command line was refused.
@@ -63,7 +115,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -91,6 +143,18 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "poweroff" => flag(Opt::Poweroff),
         "debug" => flag(Opt::Debug),
         "quiet" => flag(Opt::Quiet),
+        "sparse_debug" => flag(Opt::SparseDebug),
+        "memmap" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            parse_memmap(v).ok_or(OptionError::BadValue { word, expected: MEMMAP_SYNTAX })
+        }
+        "mem" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match memparse(v) {
+                Some(n) if n > 0 => Ok(Opt::Mem(n)),
+                _ => Err(OptionError::BadValue { word, expected: "a size nn[KMG] > 0" }),
+            }
+        }
         "loglevel" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match v.parse::<u8>() {
@@ -114,11 +178,14 @@ pub struct Options {
     pub poweroff: bool,
     /// Linux console log level: messages with a level below it are printed.
     pub loglevel: u8,
+    /// `mem=`: the last one given.
+    pub mem_limit: Option<u64>,
+    pub sparse_debug: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { poweroff: false, loglevel: 7 }
+        Self { poweroff: false, loglevel: 7, mem_limit: None, sparse_debug: false }
     }
 }
 
@@ -130,6 +197,10 @@ impl Options {
             Opt::LogLevel(n) => self.loglevel = n,
             Opt::Debug => self.loglevel = 10,
             Opt::Quiet => self.loglevel = 4,
+            Opt::Mem(n) => self.mem_limit = Some(n),
+            Opt::SparseDebug => self.sparse_debug = true,
+            // Ranges are collected by the memory map code, in order.
+            Opt::Memmap { .. } => {}
         }
     }
 
@@ -204,10 +275,67 @@ mod tests {
         assert!(o.poweroff);
         assert_eq!(o.loglevel, 7);
         assert_eq!(seen.len(), 2);
+        assert_eq!(errors("bogus")[0], format!("unknown option 'bogus' (known: {KNOWN})"));
+        assert!(KNOWN.contains("memmap=nn[KMG]!ss[KMG]"));
+    }
+
+    #[test]
+    fn memparse_follows_linux() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("4096", Some(4096)),
+            ("32M", Some(32 << 20)),
+            ("32m", Some(32 << 20)),
+            ("2G", Some(2 << 30)),
+            ("1k", Some(1024)),
+            ("1T", Some(1 << 40)),
+            ("0x3a000000", Some(0x3a00_0000)),
+            ("0X10k", Some(16 << 10)),
+            ("010", Some(8)),
+            ("16E", None),
+            ("0x", None),
+            ("", None),
+            ("G", None),
+            ("12Q", None),
+            ("-1", None),
+            ("+1", None),
+            ("99999999999999999999", None),
+            ("08", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(memparse(s), *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn memmap_and_mem_options() {
+        let p = MemmapKind::Persistent;
         assert_eq!(
-            errors("bogus")[0],
-            "unknown option 'bogus' (known: poweroff, loglevel=0..15, debug, quiet)"
+            parse_word("memmap=32M!0x3a000000"),
+            Ok(Opt::Memmap { size: 32 << 20, start: 0x3a00_0000, kind: p })
         );
+        assert_eq!(
+            parse_word("memmap=4k$1G"),
+            Ok(Opt::Memmap { size: 4096, start: 1 << 30, kind: MemmapKind::Reserved })
+        );
+        assert_eq!(parse_word("mem=1G"), Ok(Opt::Mem(1 << 30)));
+        assert_eq!(parse_word("sparse_debug"), Ok(Opt::SparseDebug));
+        for bad in [
+            "memmap=0!1G",
+            "memmap=32M",
+            "memmap=32M@1G",
+            "memmap=x!1G",
+            "memmap=32M!",
+            "memmap=16E!0",
+            "memmap=1G!0xffffffffffffffff",
+            "mem=0",
+            "mem=lots",
+        ] {
+            assert!(matches!(parse_word(bad), Err(OptionError::BadValue { .. })), "{bad}");
+        }
+        assert_eq!(parse_word("mem"), Err(OptionError::MissingValue { name: "mem" }));
+        let o = Options::from_line("mem=1G sparse_debug mem=2G", |e| panic!("{e}"));
+        assert_eq!((o.mem_limit, o.sparse_debug), (Some(2 << 30), true));
     }
 
     #[test]
