@@ -126,4 +126,5 @@ pub fn init(boot_info: &'static mut BootInfo) {
         *OPTIONS.call_once(|| Options::from_line(line, |e| log::warn!("cmdline: {e}; ignored")));
     console::init(opts.loglevel);
     log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
+    crate::mm::firmware::init(&boot_info.memory_regions, line);
 }

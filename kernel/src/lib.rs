@@ -17,6 +17,7 @@ pub mod arch;
 pub mod console;
 pub mod heap;
 pub mod init;
+pub mod mm;
 pub mod panic;
 pub mod testing;
 

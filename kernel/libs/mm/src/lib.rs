@@ -8,3 +8,4 @@
 extern crate alloc;
 
 pub mod e820;
+pub mod usermap;

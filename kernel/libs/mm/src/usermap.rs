@@ -1,0 +1,216 @@
+//! The user-defined memory map: `memmap=` and `mem=` applied to the
+//! firmware map, with Linux's semantics (`parse_memmap_one`,
+//! `parse_memopt`), plus a refusal of ranges that are not System RAM.
+
+use alloc::vec::Vec;
+use core::fmt;
+use options::{MemmapKind, Opt};
+
+use crate::e820::{E820Type, Entry, MemRange, normalize};
+
+/// Why a memory option was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserMapError {
+    /// A `memmap=` range that is not entirely usable RAM.
+    NotRam { opt: Opt },
+}
+
+impl fmt::Display for UserMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRam { opt: Opt::Memmap { size, start, kind } } => {
+                let c = if *kind == MemmapKind::Persistent { '!' } else { '$' };
+                write!(
+                    f,
+                    "memmap={size:#x}{c}{start:#x}: {} is not entirely usable RAM",
+                    MemRange(*start, start + size)
+                )
+            }
+            Self::NotRam { opt } => write!(f, "{opt:?}: not usable RAM"),
+        }
+    }
+}
+
+/// Whether `[start, end)` lies entirely in usable RAM of a normalized map.
+pub fn is_ram(map: &[Entry], start: u64, end: u64) -> bool {
+    let mut at = start;
+    for e in map.iter().filter(|e| e.ty == E820Type::RAM) {
+        if e.end <= at {
+            continue;
+        }
+        if e.start > at {
+            return false;
+        }
+        at = e.end;
+        if at >= end {
+            return true;
+        }
+    }
+    at >= end
+}
+
+/// Removes the parts of `[start, end)` whose type is `only` (Linux's
+/// `e820__range_remove` with a type check).
+pub fn remove_range(map: &[Entry], start: u64, end: u64, only: E820Type) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for e in map {
+        if e.ty != only || e.end <= start || e.start >= end {
+            out.push(*e);
+            continue;
+        }
+        if e.start < start {
+            out.push(Entry::new(e.start, start, e.ty));
+        }
+        if e.end > end {
+            out.push(Entry::new(end, e.end, e.ty));
+        }
+    }
+    out
+}
+
+/// The result of applying the memory options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMap {
+    pub map: Vec<Entry>,
+    /// A memory option was accepted: Linux then prints the
+    /// `user-defined physical RAM map:` (its `userdef`).
+    pub userdef: bool,
+}
+
+/// Applies every `memmap=` and `mem=` option, in command-line order, to a
+/// normalized firmware map. Refused options are passed to `report`.
+pub fn apply(
+    firmware: &[Entry],
+    opts: impl IntoIterator<Item = Opt>,
+    mut report: impl FnMut(UserMapError),
+) -> UserMap {
+    let mut map: Vec<Entry> = firmware.to_vec();
+    let mut userdef = false;
+    for opt in opts {
+        match opt {
+            Opt::Memmap { size, start, kind } => {
+                let end = start + size;
+                if !is_ram(&map, start, end) {
+                    report(UserMapError::NotRam { opt });
+                    continue;
+                }
+                let ty = match kind {
+                    MemmapKind::Persistent => E820Type::PRAM,
+                    MemmapKind::Reserved => E820Type::RESERVED,
+                };
+                map.push(Entry::new(start, end, ty));
+                map = normalize(&map);
+                userdef = true;
+            }
+            Opt::Mem(limit) => {
+                map = remove_range(&map, limit, u64::MAX, E820Type::RAM);
+                userdef = true;
+            }
+            _ => {}
+        }
+    }
+    UserMap { map: normalize(&map), userdef }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    const RAM: E820Type = E820Type::RAM;
+    const RES: E820Type = E820Type::RESERVED;
+    const PRAM: E820Type = E820Type::PRAM;
+    const M: u64 = 1 << 20;
+    const G: u64 = 1 << 30;
+
+    /// QEMU `pc -m 2G` under SeaBIOS.
+    fn qemu_2g() -> Vec<Entry> {
+        alloc::vec![
+            Entry::new(0, 0x9fc00, RAM),
+            Entry::new(0x9fc00, 0xa0000, RES),
+            Entry::new(0xf0000, 0x100000, RES),
+            Entry::new(0x100000, 0x7ffe0000, RAM),
+            Entry::new(0x7ffe0000, 0x80000000, RES),
+            Entry::new(0xfffc0000, 0x1_0000_0000, RES),
+        ]
+    }
+
+    fn memmap(size: u64, start: u64) -> Opt {
+        Opt::Memmap { size, start, kind: MemmapKind::Persistent }
+    }
+
+    #[test]
+    fn two_pmem_ranges_in_one_section_keep_their_entries() {
+        let opts = [memmap(32 * M, 0x3a00_0000), memmap(32 * M, 0x3c00_0000)];
+        let u = apply(&qemu_2g(), opts, |e| panic!("{e}"));
+        assert!(u.userdef);
+        let lines: Vec<_> =
+            u.map.iter().map(|e| crate::e820::Line("user", e).to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "user: [mem 0x0000000000000000-0x000000000009fbff] usable",
+                "user: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
+                "user: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
+                "user: [mem 0x0000000000100000-0x0000000039ffffff] usable",
+                "user: [mem 0x000000003a000000-0x000000003bffffff] persistent (type 12)",
+                "user: [mem 0x000000003c000000-0x000000003dffffff] persistent (type 12)",
+                "user: [mem 0x000000003e000000-0x000000007ffdffff] usable",
+                "user: [mem 0x000000007ffe0000-0x000000007fffffff] reserved",
+                "user: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_outside_ram_are_refused_and_the_rest_applies() {
+        let mut errs = Vec::new();
+        let opts = [
+            memmap(32 * M, 0x7ff0_0000), // runs into the reserved tail
+            memmap(32 * M, 3 * G),       // the PCI hole
+            memmap(2 * M, 0x9f000),      // across the EBDA
+            Opt::Memmap { size: 2 * M, start: 64 * M, kind: MemmapKind::Reserved },
+        ];
+        let u = apply(&qemu_2g(), opts, |e| errs.push(e.to_string()));
+        assert_eq!(errs.len(), 3);
+        assert_eq!(
+            errs[0],
+            "memmap=0x2000000!0x7ff00000: [mem 0x000000007ff00000-0x0000000081efffff] is not entirely usable RAM"
+        );
+        assert!(u.map.contains(&Entry::new(64 * M, 66 * M, RES)));
+        assert!(u.userdef);
+    }
+
+    #[test]
+    fn a_range_can_be_claimed_only_once() {
+        let mut errs = 0;
+        let u = apply(&qemu_2g(), [memmap(4 * M, 64 * M), memmap(2 * M, 65 * M)], |_| errs += 1);
+        assert_eq!(errs, 1);
+        assert!(u.map.contains(&Entry::new(64 * M, 68 * M, PRAM)));
+    }
+
+    #[test]
+    fn mem_limit_removes_only_ram_above_it() {
+        let u = apply(&qemu_2g(), [Opt::Mem(G)], |e| panic!("{e}"));
+        assert_eq!(crate::e820::total(&u.map, RAM), 0x9fc00 + (G - 0x100000));
+        assert!(u.map.contains(&Entry::new(0x7ffe0000, 0x80000000, RES)));
+        assert!(u.map.contains(&Entry::new(0xfffc0000, 0x1_0000_0000, RES)));
+        // A limit above the end of RAM changes nothing but still counts as
+        // a user map, as in Linux.
+        let u = apply(&qemu_2g(), [Opt::Mem(8 * G)], |e| panic!("{e}"));
+        assert_eq!(u.map, normalize(&qemu_2g()));
+        assert!(u.userdef);
+        let u = apply(&qemu_2g(), [Opt::Poweroff], |e| panic!("{e}"));
+        assert!(!u.userdef);
+    }
+
+    #[test]
+    fn is_ram_spans_adjacent_entries() {
+        let map = [Entry::new(0, 10, RAM), Entry::new(10, 20, RAM), Entry::new(30, 40, RAM)];
+        assert!(is_ram(&map, 5, 15));
+        assert!(is_ram(&map, 0, 20));
+        assert!(!is_ram(&map, 15, 35));
+        assert!(!is_ram(&map, 35, 45));
+        assert!(is_ram(&map, 30, 40));
+    }
+}

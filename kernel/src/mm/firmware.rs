@@ -1,0 +1,76 @@
+//! The firmware memory map, reconstructed from the bootloader's regions,
+//! and the user-defined map from `memmap=`/`mem=`.
+
+use alloc::vec::Vec;
+use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
+use mm::e820::{self, E820Type, Entry, Line};
+use mm::usermap::{self, UserMap};
+use spin::Once;
+
+/// Which firmware produced the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+/// The firmware's E820 type for one bootloader region. The bootloader's
+/// own pieces (its allocations, the kernel image, the ramdisk) were usable
+/// RAM to the firmware; UEFI types are converted as Linux's EFI stub does.
+pub fn e820_type(kind: MemoryRegionKind) -> E820Type {
+    match kind {
+        MemoryRegionKind::Usable | MemoryRegionKind::Bootloader => E820Type::RAM,
+        MemoryRegionKind::UnknownBios(t) => E820Type(t),
+        MemoryRegionKind::UnknownUefi(t) => e820::from_efi(t),
+        // A kind this kernel does not know: treat as reserved, never as RAM.
+        _ => E820Type::RESERVED,
+    }
+}
+
+/// Converts the bootloader's regions to the firmware's normalized map.
+pub fn firmware_map(regions: &[MemoryRegion]) -> (Firmware, Vec<Entry>) {
+    let fw = if regions.iter().any(|r| matches!(r.kind, MemoryRegionKind::UnknownUefi(_))) {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
+    let entries: Vec<Entry> =
+        regions.iter().map(|r| Entry::new(r.start, r.end, e820_type(r.kind))).collect();
+    (fw, e820::normalize(&entries))
+}
+
+/// The maps the kernel booted with.
+pub struct Maps {
+    pub firmware: Firmware,
+    /// The firmware's view, normalized (`BIOS-e820:` lines).
+    pub bios: Vec<Entry>,
+    /// After `memmap=`/`mem=` (equal to `bios` without such options).
+    pub user: UserMap,
+}
+
+static MAPS: Once<Maps> = Once::new();
+
+/// The maps, once [`init`] has run.
+pub fn maps() -> Option<&'static Maps> {
+    MAPS.get()
+}
+
+/// Builds, prints and records the firmware and user maps.
+pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
+    MAPS.call_once(|| {
+        let (firmware, bios) = firmware_map(regions);
+        log::info!("BIOS-provided physical RAM map:");
+        for e in &bios {
+            log::info!("{}", Line("BIOS-e820", e));
+        }
+        let opts = options::parse(cmdline).filter_map(Result::ok);
+        let user = usermap::apply(&bios, opts, |e| log::warn!("{e}; ignored"));
+        if user.userdef {
+            log::info!("user-defined physical RAM map:");
+            for e in &user.map {
+                log::info!("{}", Line("user", e));
+            }
+        }
+        Maps { firmware, bios, user }
+    })
+}

@@ -1,0 +1,6 @@
+//! The physical memory model, built at boot from the firmware's map.
+//! The portable logic (E820 normalization, the user map) lives in the
+//! `tessera-mm` crate; this module feeds it the bootloader's regions and
+//! prints the results as Linux does.
+
+pub mod firmware;
