@@ -164,20 +164,29 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
     }
 }
 
+/// The machine a test binary needs: memory size and kernel options.
+/// Binaries not listed boot with 2 GiB and no options.
+fn test_machine(binary: &str) -> (&'static str, &'static str) {
+    match binary {
+        "memmap_2g" => ("2G", "memmap=32M!0x3a000000 memmap=32M!0x3c000000"),
+        _ => (DEFAULT_MEM, ""),
+    }
+}
+
 /// Boots one kernel executable and counts its test lines.
 fn boot_and_count(
     kernel: &Path,
     name: &str,
     profile: &Profile,
-    cmdline: &str,
     filter: Option<&str>,
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
     let tag = format!("{}-{name}", profile.name);
     let image = image_for(kernel, profile, &tag, "")?;
+    let (mem, cmdline) = test_machine(name);
     let m = Machine {
         image,
-        mem: DEFAULT_MEM.into(),
+        mem: mem.into(),
         cmdline: cmdline.into(),
         test_filter: filter.map(String::from),
         ..Default::default()
@@ -212,7 +221,7 @@ fn cmd_runner(f: Flags) -> Result<bool, String> {
         Some((n, h)) if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) => n.to_string(),
         _ => file,
     };
-    let (_, failed) = boot_and_count(&kernel, &stem, profile, "", filter.as_deref(), timeout(&f)?)?;
+    let (_, failed) = boot_and_count(&kernel, &stem, profile, filter.as_deref(), timeout(&f)?)?;
     Ok(failed == 0)
 }
 
@@ -272,7 +281,7 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
         // the real kernel to the end of initialization.
         if !p.usb {
             for t in &tests {
-                let (a, b) = boot_and_count(&t.path, &t.name, p, "", filter, timeout)?;
+                let (a, b) = boot_and_count(&t.path, &t.name, p, filter, timeout)?;
                 passed += a;
                 failed += b;
             }

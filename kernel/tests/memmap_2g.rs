@@ -1,0 +1,63 @@
+//! Booted by the harness with `-m 2G` and
+//! `memmap=32M!0x3a000000 memmap=32M!0x3c000000`: two persistent ranges in
+//! one 128 MiB section (section 7), with System RAM on both sides.
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use bootloader_api::{BootInfo, entry_point};
+use kernel::mm::firmware::maps;
+use kernel::{BOOTLOADER_CONFIG, init, testing};
+use mm::e820::{E820Type, Entry, normalize, total};
+
+entry_point!(main, config = &BOOTLOADER_CONFIG);
+
+fn main(boot_info: &'static mut BootInfo) -> ! {
+    init::init(boot_info);
+    test_main();
+    testing::finish()
+}
+
+const M: u64 = 1 << 20;
+
+#[test_case]
+fn the_options_reached_the_kernel() {
+    assert_eq!(init::cmdline(), "memmap=32M!0x3a000000 memmap=32M!0x3c000000");
+}
+
+#[test_case]
+fn firmware_map_is_normalized() {
+    let bios = &maps().expect("built at boot").bios;
+    assert_eq!(&normalize(bios), bios);
+    assert!(bios.windows(2).all(|w| w[0].end <= w[1].start));
+    // About 2 GiB of usable RAM, all of it below 4 GiB on this machine.
+    let ram = total(bios, E820Type::RAM);
+    assert!((1900 * M..2048 * M).contains(&ram), "{ram:#x}");
+}
+
+#[test_case]
+fn both_ranges_keep_their_own_entries_with_ram_around() {
+    let m = maps().unwrap();
+    assert!(m.user.userdef);
+    let user = &m.user.map;
+    let a = Entry::new(0x3a00_0000, 0x3c00_0000, E820Type::PRAM);
+    let b = Entry::new(0x3c00_0000, 0x3e00_0000, E820Type::PRAM);
+    let i = user.iter().position(|e| *e == a).expect("first range");
+    assert_eq!(user[i + 1], b);
+    assert_eq!(user[i - 1].ty, E820Type::RAM);
+    assert_eq!(user[i - 1].end, a.start);
+    assert_eq!(user[i + 2].ty, E820Type::RAM);
+    assert_eq!(user[i + 2].start, b.end);
+}
+
+#[test_case]
+fn ram_lost_is_exactly_the_persistent_ranges() {
+    let m = maps().unwrap();
+    let lost = total(&m.bios, E820Type::RAM) - total(&m.user.map, E820Type::RAM);
+    assert_eq!(lost, 64 * M);
+    assert_eq!(total(&m.user.map, E820Type::PRAM), 64 * M);
+}
