@@ -98,6 +98,14 @@ fn gather_cmdline(boot_info: &BootInfo) -> String {
     line.trim().into()
 }
 
+/// The framebuffer's physical range, found through the page tables.
+fn framebuffer_phys() -> Option<(u64, u64)> {
+    let m = mappings()?;
+    let virt = m.framebuffer?;
+    let phys = crate::arch::paging::translate(m.physical_memory_offset, virt)?;
+    Some((phys, console::framebuffer::size() as u64))
+}
+
 /// Brings the kernel up: serial, clock, heap, options, console, descriptor
 /// tables. Everything later builds on this.
 pub fn init(boot_info: &'static mut BootInfo) {
@@ -126,5 +134,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
         *OPTIONS.call_once(|| Options::from_line(line, |e| log::warn!("cmdline: {e}; ignored")));
     console::init(opts.loglevel);
     log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
-    crate::mm::firmware::init(&boot_info.memory_regions, line);
+    let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
+    let fb = framebuffer_phys();
+    crate::mm::memblock::init(&maps.user.map, &boot_info.memory_regions, fb);
 }

@@ -87,12 +87,52 @@ fn bootloader_mappings_stay_in_the_dynamic_range() {
 }
 
 fn physical_address_of(offset: u64, virt: u64) -> u64 {
-    use x86_64::registers::control::Cr3;
-    use x86_64::structures::paging::{OffsetPageTable, PageTable, Translate};
-    let (l4_frame, _) = Cr3::read();
-    let l4 = (offset + l4_frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: the bootloader maps all physical memory at `offset`, so the
-    // level-4 table is reachable there; it is only read (translate).
-    let pt = unsafe { OffsetPageTable::new(&mut *l4, x86_64::VirtAddr::new(offset)) };
-    pt.translate_addr(x86_64::VirtAddr::new(virt)).expect("a static is mapped").as_u64()
+    kernel::arch::paging::translate(offset, virt).expect("a static is mapped")
+}
+
+#[test_case]
+fn memblock_reserves_what_the_kernel_stands_on() {
+    use kernel::mm::memblock::MEMBLOCK;
+    let m = init::mappings().unwrap();
+    static PROBE: u8 = 7;
+    let image = physical_address_of(m.physical_memory_offset, &raw const PROBE as u64);
+    let stack = {
+        let marker = 0u8;
+        physical_address_of(m.physical_memory_offset, &raw const marker as u64)
+    };
+    let mb = MEMBLOCK.lock();
+    for (what, pa) in [("kernel image", image), ("kernel stack", stack), ("page 0", 0)] {
+        assert!(mb.reserved.overlaps(pa, 1), "{what} at {pa:#x} is not reserved");
+    }
+    // Memory is exactly the page-trimmed usable RAM of the map.
+    let ram = kernel::mm::firmware::maps().unwrap().user.map.iter();
+    let ram: u64 = ram
+        .filter(|e| e.ty == mm::e820::E820Type::RAM)
+        .map(|e| (e.end & !0xfff).saturating_sub(e.start.next_multiple_of(0x1000)))
+        .sum();
+    assert_eq!(mb.memory.total(), ram);
+}
+
+#[test_case]
+fn memblock_allocations_come_from_free_ram() {
+    use kernel::mm::memblock::MEMBLOCK;
+    let mut mb = MEMBLOCK.lock();
+    let free = mb.free_bytes();
+    let before = mb.clone();
+    let pa = mb.alloc_range(0x20_0000, 0x20_0000, 0, 1 << 32).expect("2 MiB below 4 GiB");
+    assert_eq!(pa % 0x20_0000, 0);
+    assert!(!before.reserved.overlaps(pa, 0x20_0000));
+    assert!(before.free_ranges().iter().any(|r| r.base <= pa && pa + 0x20_0000 <= r.end()));
+    assert_eq!(mb.free_bytes(), free - 0x20_0000);
+    // The memory is really there: write and read it through the direct map.
+    let off = init::mappings().unwrap().physical_memory_offset;
+    let p = (off + pa) as *mut u64;
+    // SAFETY: memblock just reserved this free RAM for this test alone.
+    unsafe {
+        p.write_volatile(0xfeed_f00d);
+        p.add(0x3ffff).write_volatile(0x5eed);
+        assert_eq!(p.read_volatile(), 0xfeed_f00d);
+        assert_eq!(p.add(0x3ffff).read_volatile(), 0x5eed);
+    }
+    *mb = before;
 }

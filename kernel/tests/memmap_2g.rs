@@ -61,3 +61,11 @@ fn ram_lost_is_exactly_the_persistent_ranges() {
     assert_eq!(lost, 64 * M);
     assert_eq!(total(&m.user.map, E820Type::PRAM), 64 * M);
 }
+
+#[test_case]
+fn memblock_has_no_persistent_memory() {
+    let mb = kernel::mm::memblock::MEMBLOCK.lock();
+    assert!(!mb.memory.overlaps(0x3a00_0000, 64 * M));
+    assert!(mb.memory.overlaps(0x3a00_0000 - 4096, 4096));
+    assert!(mb.memory.overlaps(0x3e00_0000, 4096));
+}

@@ -47,6 +47,11 @@ pub fn write_fmt(level: Level, args: fmt::Arguments<'_>) {
     });
 }
 
+/// Bytes of framebuffer memory (0 without a framebuffer).
+pub fn size() -> usize {
+    CONSOLE.lock().as_ref().map_or(0, |c| c.buf.len())
+}
+
 /// Releases the console lock whoever holds it (the panic path).
 ///
 /// # Safety

@@ -4,3 +4,4 @@
 //! prints the results as Linux does.
 
 pub mod firmware;
+pub mod memblock;

@@ -8,4 +8,5 @@
 extern crate alloc;
 
 pub mod e820;
+pub mod memblock;
 pub mod usermap;
