@@ -136,5 +136,5 @@ pub fn init(boot_info: &'static mut BootInfo) {
     log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
     let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
     let fb = framebuffer_phys();
-    crate::mm::memblock::init(&maps.user.map, &boot_info.memory_regions, fb);
+    crate::mm::memblock::init(&maps.e820, &boot_info.memory_regions, fb);
 }

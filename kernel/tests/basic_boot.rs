@@ -104,8 +104,10 @@ fn memblock_reserves_what_the_kernel_stands_on() {
     for (what, pa) in [("kernel image", image), ("kernel stack", stack), ("page 0", 0)] {
         assert!(mb.reserved.overlaps(pa, 1), "{what} at {pa:#x} is not reserved");
     }
-    // Memory is exactly the page-trimmed usable RAM of the map.
-    let ram = kernel::mm::firmware::maps().unwrap().user.map.iter();
+    // Memory is exactly the page-trimmed usable RAM of the final table,
+    // which starts above page 0, as on Linux.
+    assert_eq!(mb.memory.regions()[0].base, 0x1000);
+    let ram = kernel::mm::firmware::maps().unwrap().e820.iter();
     let ram: u64 = ram
         .filter(|e| e.ty == mm::e820::E820Type::RAM)
         .map(|e| (e.end & !0xfff).saturating_sub(e.start.next_multiple_of(0x1000)))

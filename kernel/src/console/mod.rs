@@ -67,12 +67,12 @@ impl Log for Console {
         if !self.enabled(record.metadata()) {
             return;
         }
+        // Info and debug lines print bare, as Linux's console does, so
+        // they compare line by line; problems are tagged.
         let tag = match record.level() {
             Level::Error => "error: ",
             Level::Warn => "warning: ",
-            Level::Info => "",
-            Level::Debug => "debug: ",
-            Level::Trace => "trace: ",
+            Level::Info | Level::Debug | Level::Trace => "",
         };
         let line = format_args!("{}{}{}\n", Timestamp(time::uptime_us()), tag, record.args());
         serial::write_fmt(line);

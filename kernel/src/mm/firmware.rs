@@ -46,6 +46,9 @@ pub struct Maps {
     pub bios: Vec<Entry>,
     /// After `memmap=`/`mem=` (equal to `bios` without such options).
     pub user: UserMap,
+    /// The table the kernel uses: the user map after Linux's
+    /// `trim_bios_range` (page 0 reserved, no RAM in 640 KiB - 1 MiB).
+    pub e820: Vec<Entry>,
 }
 
 static MAPS: Once<Maps> = Once::new();
@@ -71,6 +74,10 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
                 log::info!("{}", Line("user", e));
             }
         }
-        Maps { firmware, bios, user }
+        let (e820, trims) = usermap::trim_bios_range(&user.map);
+        for t in trims {
+            log::debug!("{t}");
+        }
+        Maps { firmware, bios, user, e820 }
     })
 }

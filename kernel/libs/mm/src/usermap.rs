@@ -68,6 +68,53 @@ pub fn remove_range(map: &[Entry], start: u64, end: u64, only: E820Type) -> Vec<
     out
 }
 
+/// Start and end of the legacy PC BIOS area (640 KiB - 1 MiB).
+pub const BIOS_BEGIN: u64 = 0xa0000;
+pub const BIOS_END: u64 = 0x100000;
+const PAGE_SIZE: u64 = 4096;
+
+/// Changes made by [`trim_bios_range`], for Linux's debug lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    /// `e820: update [mem 0x00000000-0x00000fff] usable ==> reserved`
+    Update { start: u64, end: u64, from: E820Type, to: E820Type },
+    /// `e820: remove [mem 0x000a0000-0x000fffff] usable`
+    Remove { start: u64, end: u64, ty: E820Type },
+}
+
+impl fmt::Display for Trim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Update { start, end, from, to } => {
+                write!(f, "e820: update [mem {start:#010x}-{:#010x}] {from} ==> {to}", end - 1)
+            }
+            Self::Remove { start, end, ty } => {
+                write!(f, "e820: remove [mem {start:#010x}-{:#010x}] {ty}", end - 1)
+            }
+        }
+    }
+}
+
+/// Linux's `trim_bios_range`: the first page is firmware's, not RAM
+/// (usable ==> reserved), and RAM claimed in the BIOS area is removed.
+/// Returns the new map and what changed (Linux prints both lines at debug
+/// level whether or not anything matched).
+pub fn trim_bios_range(map: &[Entry]) -> (Vec<Entry>, [Trim; 2]) {
+    let mut out = remove_range(map, 0, PAGE_SIZE, E820Type::RAM);
+    // Only the RAM parts of the first page change type.
+    out.extend(
+        map.iter()
+            .filter(|e| e.ty == E820Type::RAM && e.start < PAGE_SIZE)
+            .map(|e| Entry::new(e.start, e.end.min(PAGE_SIZE), E820Type::RESERVED)),
+    );
+    let out = remove_range(&normalize(&out), BIOS_BEGIN, BIOS_END, E820Type::RAM);
+    let trims = [
+        Trim::Update { start: 0, end: PAGE_SIZE, from: E820Type::RAM, to: E820Type::RESERVED },
+        Trim::Remove { start: BIOS_BEGIN, end: BIOS_END, ty: E820Type::RAM },
+    ];
+    (normalize(&out), trims)
+}
+
 /// The result of applying the memory options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserMap {
@@ -202,6 +249,27 @@ mod tests {
         assert!(u.userdef);
         let u = apply(&qemu_2g(), [Opt::Poweroff], |e| panic!("{e}"));
         assert!(!u.userdef);
+    }
+
+    #[test]
+    fn bios_range_trim_follows_linux() {
+        let (map, trims) = trim_bios_range(&qemu_2g());
+        assert_eq!(map[0], Entry::new(0, 0x1000, RES));
+        assert_eq!(map[1], Entry::new(0x1000, 0x9fc00, RAM));
+        assert_eq!(
+            trims.map(|t| t.to_string()),
+            [
+                "e820: update [mem 0x00000000-0x00000fff] usable ==> reserved",
+                "e820: remove [mem 0x000a0000-0x000fffff] usable",
+            ]
+        );
+        // RAM reported inside the BIOS area goes; other types stay.
+        let odd = [Entry::new(0x1000, 0x100000, RAM), Entry::new(0xf0000, 0x100000, RES)];
+        let (map, _) = trim_bios_range(&odd);
+        assert_eq!(map, [Entry::new(0x1000, 0xa0000, RAM), Entry::new(0xf0000, 0x100000, RES)]);
+        // Page 0 that is not RAM is left as the firmware said.
+        let (map, _) = trim_bios_range(&[Entry::new(0, 0x1000, E820Type::NVS)]);
+        assert_eq!(map, [Entry::new(0, 0x1000, E820Type::NVS)]);
     }
 
     #[test]
