@@ -1,6 +1,5 @@
 //! The kernel heap: `linked_list_allocator` behind a `spin` lock, over a
-//! static arena in the kernel image (the page allocator, once it exists,
-//! lets it grow).
+//! static 1 MiB arena in the kernel image.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, addr_of_mut};
