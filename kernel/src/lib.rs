@@ -21,14 +21,8 @@ pub mod mm;
 pub mod panic;
 pub mod testing;
 
+pub use bootloader_api;
 pub use init::BOOTLOADER_CONFIG;
 
 #[cfg(test)]
-bootloader_api::entry_point!(test_kernel_main, config = &BOOTLOADER_CONFIG);
-
-#[cfg(test)]
-fn test_kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
-    init::init(boot_info);
-    test_main();
-    testing::finish()
-}
+test_binary_entry!();

@@ -116,3 +116,22 @@ pub(crate) fn report_panic_in_test() {
         println!("test {name} ... FAILED");
     }
 }
+
+/// Defines the entry point of an in-kernel test binary that uses the
+/// custom test framework: boot, run every selected test, exit.
+/// The binary must declare `#![reexport_test_harness_main = "test_main"]`.
+#[macro_export]
+macro_rules! test_binary_entry {
+    () => {
+        $crate::bootloader_api::entry_point!(
+            __tessera_test_main,
+            config = &$crate::BOOTLOADER_CONFIG
+        );
+
+        fn __tessera_test_main(boot_info: &'static mut $crate::bootloader_api::BootInfo) -> ! {
+            $crate::init::init(boot_info);
+            test_main();
+            $crate::testing::finish()
+        }
+    };
+}

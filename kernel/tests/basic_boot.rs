@@ -8,17 +8,10 @@
 
 extern crate alloc;
 
-use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{qemu, time};
-use kernel::{BOOTLOADER_CONFIG, init, testing};
+use kernel::init;
 
-entry_point!(main, config = &BOOTLOADER_CONFIG);
-
-fn main(boot_info: &'static mut BootInfo) -> ! {
-    init::init(boot_info);
-    test_main();
-    testing::finish()
-}
+kernel::test_binary_entry!();
 
 #[test_case]
 fn runs_under_qemu() {

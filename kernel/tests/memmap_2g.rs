@@ -9,18 +9,11 @@
 
 extern crate alloc;
 
-use bootloader_api::{BootInfo, entry_point};
+use kernel::init;
 use kernel::mm::firmware::maps;
-use kernel::{BOOTLOADER_CONFIG, init, testing};
 use mm::e820::{E820Type, Entry, normalize, total};
 
-entry_point!(main, config = &BOOTLOADER_CONFIG);
-
-fn main(boot_info: &'static mut BootInfo) -> ! {
-    init::init(boot_info);
-    test_main();
-    testing::finish()
-}
+kernel::test_binary_entry!();
 
 const M: u64 = 1 << 20;
 
