@@ -63,10 +63,7 @@ impl std::error::Error for ImageError {}
 /// The ramdisk bytes that carry `cmdline`, after checking it with the
 /// kernel's own option parser.
 pub fn cmdline_ramdisk(cmdline: &str) -> Result<Vec<u8>, ImageError> {
-    options::check_line(cmdline).map_err(|e| ImageError::Cmdline(e.to_string()))?;
-    if let Some(e) = options::parse(cmdline).find_map(Result::err) {
-        return Err(ImageError::Cmdline(e.to_string()));
-    }
+    options::validate(cmdline).map_err(|e| ImageError::Cmdline(e.to_string()))?;
     Ok(format!("{CMDLINE_MAGIC}{cmdline}").into_bytes())
 }
 

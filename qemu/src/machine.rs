@@ -89,6 +89,15 @@ fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<En
     }
 }
 
+/// Collects QEMU's error output on a thread (so a full pipe never blocks it).
+fn collect_stderr(mut stderr: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    })
+}
+
 /// Boots with the serial port piped through the runner: every line goes to
 /// the log file and, when `echo`, to stdout. Stdin is closed.
 pub fn boot_captured(
@@ -110,7 +119,7 @@ pub fn boot_captured(
         .spawn()
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     let mut file = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let reader = std::thread::spawn(move || {
@@ -129,11 +138,7 @@ pub fn boot_captured(
         }
         log
     });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let err_reader = collect_stderr(stderr);
     let ending = wait(&mut child, Some(timeout))?;
     let log = reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
@@ -169,12 +174,8 @@ pub fn boot_interactive(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let stderr = child.stderr.take().expect("piped");
+    let err_reader = collect_stderr(stderr);
     let ending = wait(&mut child, timeout)?;
     let stderr = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();

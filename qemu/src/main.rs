@@ -75,11 +75,7 @@ fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> {
 
 /// Refuses a command line the kernel would not understand.
 fn check_cmdline(cmdline: &str) -> Result<(), String> {
-    options::check_line(cmdline).map_err(|e| format!("CMDLINE: {e}"))?;
-    match options::parse(cmdline).find_map(Result::err) {
-        Some(e) => Err(format!("CMDLINE: {e}")),
-        None => Ok(()),
-    }
+    options::validate(cmdline).map_err(|e| format!("CMDLINE: {e}"))
 }
 
 fn timeout(f: &Flags) -> Result<Duration, String> {

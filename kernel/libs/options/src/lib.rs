@@ -129,6 +129,13 @@ pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
     }
 }
 
+/// The first problem with a command line as a whole or any of its words:
+/// what a host tool checks before handing the line to the kernel.
+pub fn validate(line: &str) -> Result<(), OptionError<'_>> {
+    check_line(line)?;
+    parse(line).find_map(Result::err).map_or(Ok(()), Err)
+}
+
 /// Parses one whitespace-free word.
 pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
     let (name, value) = match word.split_once('=') {
@@ -336,6 +343,13 @@ mod tests {
         assert_eq!(parse_word("mem"), Err(OptionError::MissingValue { name: "mem" }));
         let o = Options::from_line("mem=1G sparse_debug mem=2G", |e| panic!("{e}"));
         assert_eq!((o.mem_limit, o.sparse_debug), (Some(2 << 30), true));
+    }
+
+    #[test]
+    fn validate_reports_the_first_problem() {
+        assert_eq!(validate("poweroff mem=1G"), Ok(()));
+        assert_eq!(validate("bogus quiet=1"), Err(OptionError::Unknown { word: "bogus" }));
+        assert_eq!(validate("a\u{1}"), Err(OptionError::BadByte { offset: 1, byte: 1 }));
     }
 
     #[test]
