@@ -137,4 +137,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
     let fb = framebuffer_phys();
     crate::mm::memblock::init(&maps.e820, &boot_info.memory_regions, fb);
+    let phys_offset = mappings().expect("recorded above").physical_memory_offset;
+    crate::mm::sparse::init(phys_offset, opts.sparse_debug);
+    crate::mm::page_alloc::init();
 }

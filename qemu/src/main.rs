@@ -162,14 +162,21 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
 
 /// The machine a test binary needs: memory size and kernel options.
 /// Binaries not listed boot with 2 GiB and no options.
-fn test_machine(binary: &str) -> (&'static str, &'static str) {
+/// Several machines boot the same binary when it checks properties that
+/// must hold everywhere; each is named `binary@name` in the output.
+fn test_machines(binary: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+    const TWO_PMEM: &str = "memmap=32M!0x3a000000 memmap=32M!0x3c000000";
     match binary {
-        "memmap_2g" => ("2G", "memmap=32M!0x3a000000 memmap=32M!0x3c000000"),
-        _ => (DEFAULT_MEM, ""),
+        "memmap_2g" => &[("", "2G", TWO_PMEM)],
+        // 1 GiB: RAM ends mid-section (0x3ffe0000); 2 GiB: two persistent
+        // ranges in section 7; 5 GiB: RAM above 4 GiB (ZONE_NORMAL).
+        "sparsemem" => &[("1G", "1G", ""), ("2G-pmem", "2G", TWO_PMEM), ("5G", "5G", "")],
+        _ => &[("", DEFAULT_MEM, "")],
     }
 }
 
-/// Boots one kernel executable and counts its test lines.
+/// Boots one kernel executable on each of its machines and counts its test
+/// lines.
 fn boot_and_count(
     kernel: &Path,
     name: &str,
@@ -177,31 +184,36 @@ fn boot_and_count(
     filter: Option<&str>,
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
-    let tag = format!("{}-{name}", profile.name);
-    let image = image_for(kernel, profile, &tag, "")?;
-    let (mem, cmdline) = test_machine(name);
-    let m = Machine {
-        image,
-        mem: mem.into(),
-        cmdline: cmdline.into(),
-        test_filter: filter.map(String::from),
-        ..Default::default()
-    };
-    println!("== {} {name}: booting {}", profile.name, kernel.display());
-    let b = machine::boot_captured(profile, m, &tag, timeout, true)?;
-    let v = report::verdict(b.ending, &b.log, &b.stderr);
-    let (passed, failed) = report::count(&report::test_lines(&b.log), &v);
-    let log = machine::paths(&tag).0;
-    let not_run = match report::announced(&b.log) {
-        Some(n) if n > passed + failed => format!(", {} not run", n - passed - failed),
-        _ => String::new(),
-    };
-    println!(
-        "== {} {name}: {passed} passed, {failed} failed{not_run} ({:.1} s) {v}; log {}",
-        profile.name,
-        b.elapsed.as_secs_f64(),
-        log.display()
-    );
+    let (mut passed, mut failed) = (0, 0);
+    for &(variant, mem, cmdline) in test_machines(name) {
+        let name = if variant.is_empty() { name.to_string() } else { format!("{name}@{variant}") };
+        let tag = format!("{}-{name}", profile.name);
+        let image = image_for(kernel, profile, &tag, "")?;
+        let m = Machine {
+            image,
+            mem: mem.into(),
+            cmdline: cmdline.into(),
+            test_filter: filter.map(String::from),
+            ..Default::default()
+        };
+        println!("== {} {name}: booting {} (-m {mem})", profile.name, kernel.display());
+        let b = machine::boot_captured(profile, m, &tag, timeout, true)?;
+        let v = report::verdict(b.ending, &b.log, &b.stderr);
+        let (p, f) = report::count(&report::test_lines(&b.log), &v);
+        let log = machine::paths(&tag).0;
+        let not_run = match report::announced(&b.log) {
+            Some(n) if n > p + f => format!(", {} not run", n - p - f),
+            _ => String::new(),
+        };
+        println!(
+            "== {} {name}: {p} passed, {f} failed{not_run} ({:.1} s) {v}; log {}",
+            profile.name,
+            b.elapsed.as_secs_f64(),
+            log.display()
+        );
+        passed += p;
+        failed += f;
+    }
     Ok((passed, failed))
 }
 

@@ -5,3 +5,5 @@
 
 pub mod firmware;
 pub mod memblock;
+pub mod page_alloc;
+pub mod sparse;

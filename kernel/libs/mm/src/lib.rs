@@ -7,6 +7,9 @@
 
 extern crate alloc;
 
+pub mod buddy;
 pub mod e820;
 pub mod memblock;
+pub mod page;
+pub mod sparse;
 pub mod usermap;

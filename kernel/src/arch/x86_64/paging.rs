@@ -1,18 +1,157 @@
 //! Page-table walks through the bootloader's physical-memory mapping.
 
-use x86_64::VirtAddr;
+use spin::Mutex;
 use x86_64::registers::control::Cr3;
-use x86_64::structures::paging::{OffsetPageTable, PageTable, Translate};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame,
+    Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
 
 /// The physical address `virt` maps to in the current page tables, given
 /// the virtual address of physical 0 (`phys_offset`).
 pub fn translate(phys_offset: u64, virt: u64) -> Option<u64> {
+    with_mapper(phys_offset, |pt| pt.translate_addr(VirtAddr::new(virt)).map(|p| p.as_u64()))
+}
+
+/// Page sizes the kernel maps with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapSize {
+    Size4K,
+    Size2M,
+}
+
+impl MapSize {
+    /// Bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Self::Size4K => 4096,
+            Self::Size2M => 2 << 20,
+        }
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for a page table.
+    NoMemory,
+    /// Something is already mapped there.
+    AlreadyMapped { virt: u64 },
+    /// A huge page is in the way.
+    HugePage { virt: u64 },
+}
+
+/// Serializes changes to the kernel's page tables.
+static PAGING: Mutex<()> = Mutex::new(());
+
+struct Frames<'a>(&'a mut dyn FnMut() -> Option<u64>);
+
+// SAFETY: the closure hands out frames its owner (memblock or the page
+// allocator) has just taken out of circulation for this use; they are
+// unused and 4 KiB aligned.
+unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        (self.0)().map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+    }
+}
+
+fn with_mapper<R>(phys_offset: u64, f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+    let _guard = PAGING.lock();
     let (l4_frame, _) = Cr3::read();
     let l4 = (phys_offset + l4_frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: the bootloader maps all physical memory at `phys_offset`
-    // (BOOTLOADER_CONFIG asks for it), so the active level-4 table is
-    // reachable there; the walk only reads it and nothing else changes the
-    // page tables concurrently during boot.
-    let pt = unsafe { OffsetPageTable::new(&mut *l4, VirtAddr::new(phys_offset)) };
-    pt.translate_addr(VirtAddr::new(virt)).map(|p| p.as_u64())
+    // SAFETY: 1. the bootloader maps all physical memory at `phys_offset`, so
+    // the active level-4 table is reachable there; 2. PAGING is held, so this
+    // is the only reference to the tables while `f` runs.
+    let mut pt = unsafe { OffsetPageTable::new(&mut *l4, VirtAddr::new(phys_offset)) };
+    f(&mut pt)
+}
+
+/// Maps `virt` to `phys` (one page of `size`), writable, not executable,
+/// write-back cached, taking page-table frames from `frames`.
+///
+/// # Safety
+///
+/// `phys` must be memory (or a device range) that nothing else owns through
+/// another writable alias the caller relies on, and `virt` must be a kernel
+/// address no Rust reference points into (it is about to change meaning).
+pub unsafe fn map(
+    phys_offset: u64,
+    virt: u64,
+    phys: u64,
+    size: MapSize,
+    frames: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_EXECUTE
+        | PageTableFlags::GLOBAL;
+    with_mapper(phys_offset, |pt| {
+        let mut frames = Frames(frames);
+        match size {
+            MapSize::Size4K => {
+                let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+                let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+                // SAFETY: forwarded from this function's contract.
+                unsafe { pt.map_to(page, frame, flags, &mut frames) }
+                    .map(|f| f.flush())
+                    .map_err(|e| map_error(e, virt))
+            }
+            MapSize::Size2M => {
+                let page = Page::<Size2MiB>::containing_address(VirtAddr::new(virt));
+                let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
+                // SAFETY: forwarded from this function's contract.
+                unsafe { pt.map_to(page, frame, flags, &mut frames) }
+                    .map(|f| f.flush())
+                    .map_err(|e| map_error(e, virt))
+            }
+        }
+    })
+}
+
+fn map_error<S: x86_64::structures::paging::PageSize>(e: MapToError<S>, virt: u64) -> MapError {
+    match e {
+        MapToError::FrameAllocationFailed => MapError::NoMemory,
+        MapToError::ParentEntryHugePage => MapError::HugePage { virt },
+        MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped { virt },
+    }
+}
+
+/// Unmaps the page at `virt`, returning the physical address and size it
+/// mapped. Page-table frames are kept.
+///
+/// # Safety
+///
+/// No Rust reference may point into the page any more.
+pub unsafe fn unmap(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
+    with_mapper(phys_offset, |pt| {
+        let v = VirtAddr::new(virt);
+        match pt.translate(v) {
+            TranslateResult::Mapped { frame: MappedFrame::Size4KiB(_), .. } => {
+                let (frame, flush) = pt.unmap(Page::<Size4KiB>::containing_address(v)).ok()?;
+                flush.flush();
+                Some((frame.start_address().as_u64(), MapSize::Size4K))
+            }
+            TranslateResult::Mapped { frame: MappedFrame::Size2MiB(_), .. } => {
+                let (frame, flush) = pt.unmap(Page::<Size2MiB>::containing_address(v)).ok()?;
+                flush.flush();
+                Some((frame.start_address().as_u64(), MapSize::Size2M))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The physical address and page size `virt` is mapped with.
+pub fn mapping(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
+    with_mapper(phys_offset, |pt| match pt.translate(VirtAddr::new(virt)) {
+        TranslateResult::Mapped { frame: MappedFrame::Size4KiB(f), offset, .. } => {
+            Some((f.start_address().as_u64() + offset, MapSize::Size4K))
+        }
+        TranslateResult::Mapped { frame: MappedFrame::Size2MiB(f), offset, .. } => {
+            Some((f.start_address().as_u64() + offset, MapSize::Size2M))
+        }
+        _ => None,
+    })
 }

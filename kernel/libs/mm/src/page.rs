@@ -1,0 +1,244 @@
+//! Page descriptors (`struct page`): 64 bytes per 4 KiB page frame, kept in
+//! the virtually mapped memmap, plus the zones they belong to.
+//!
+//! The portable code reaches descriptors only through [`MemMap`], so the
+//! same logic runs over the kernel's vmemmap and over a host test's
+//! vectors.
+
+use core::fmt;
+
+/// log2 of the page size.
+pub const PAGE_SHIFT: u32 = 12;
+/// Bytes per page.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// A page frame number: physical address >> [`PAGE_SHIFT`].
+pub type Pfn = u64;
+
+/// `PFN_PHYS`.
+pub const fn pfn_phys(pfn: Pfn) -> u64 {
+    pfn << PAGE_SHIFT
+}
+
+/// `PHYS_PFN`.
+pub const fn phys_pfn(addr: u64) -> Pfn {
+    addr >> PAGE_SHIFT
+}
+
+/// The zones of x86_64 Linux that Tessera uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum ZoneType {
+    /// Below 16 MiB (ISA DMA).
+    Dma = 0,
+    /// Below 4 GiB (32-bit DMA).
+    Dma32 = 1,
+    /// Everything else the page allocator manages.
+    Normal = 2,
+    /// Device memory (persistent memory) from `memremap_pages`; never in
+    /// the page allocator.
+    Device = 3,
+}
+
+/// Zones with a buddy free area ([`ZoneType::Device`] has none).
+pub const MAX_NR_ZONES: usize = 3;
+
+/// First pfn above ZONE_DMA.
+pub const MAX_DMA_PFN: Pfn = (16 << 20) >> PAGE_SHIFT;
+/// First pfn above ZONE_DMA32.
+pub const MAX_DMA32_PFN: Pfn = (4 << 30) >> PAGE_SHIFT;
+
+impl ZoneType {
+    /// The zone System RAM at `pfn` belongs to.
+    pub const fn for_pfn(pfn: Pfn) -> Self {
+        if pfn < MAX_DMA_PFN {
+            Self::Dma
+        } else if pfn < MAX_DMA32_PFN {
+            Self::Dma32
+        } else {
+            Self::Normal
+        }
+    }
+
+    /// Linux's zone name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Dma => "DMA",
+            Self::Dma32 => "DMA32",
+            Self::Normal => "Normal",
+            Self::Device => "Device",
+        }
+    }
+
+    const fn from_bits(bits: u64) -> Self {
+        match bits & 3 {
+            0 => Self::Dma,
+            1 => Self::Dma32,
+            2 => Self::Normal,
+            _ => Self::Device,
+        }
+    }
+}
+
+impl fmt::Display for ZoneType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Page flag bits (the low bits of [`Page::flags`]), named as Linux's
+/// `PG_*` flags.
+pub mod pg {
+    /// Not managed by the page allocator (firmware, holes, boot allocations).
+    pub const RESERVED: u64 = 1 << 0;
+    /// Free in the buddy allocator; `private` holds the order. Only the
+    /// first page of a free block carries it.
+    pub const BUDDY: u64 = 1 << 1;
+    /// First page of an allocated higher-order block.
+    pub const HEAD: u64 = 1 << 2;
+    /// The descriptor has been initialized (`__init_single_page` ran).
+    pub const INITIALIZED: u64 = 1 << 3;
+}
+
+/// Zone number field of [`Page::flags`] (Linux's `ZONES_PGSHIFT`).
+const ZONES_SHIFT: u32 = 62;
+/// Node number field of [`Page::flags`] (Linux's `NODES_PGSHIFT`).
+const NODES_SHIFT: u32 = 52;
+const NODES_MASK: u64 = (1 << 10) - 1;
+
+/// Marks an empty free-list link.
+pub const NO_PFN: Pfn = u64::MAX;
+
+/// A page descriptor. 64 bytes, as Linux's `struct page` on x86_64, so a
+/// section's memmap is 2 MiB and a sub-section's 32 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Page {
+    /// `pg::*` bits, zone in bits 62..64, node in bits 52..62.
+    pub flags: u64,
+    /// `_refcount`: 1 for allocated or reserved pages, 0 when free.
+    pub refcount: i32,
+    /// `_mapcount`: -1 when not mapped into user space (always, here).
+    pub mapcount: i32,
+    /// Free-list links (`lru`), as pfns; [`NO_PFN`] ends a list.
+    pub next: Pfn,
+    /// See [`Page::next`].
+    pub prev: Pfn,
+    /// `private`: the order of a free buddy block's first page.
+    pub private: u64,
+    /// `pgmap`: which device mapping owns a ZONE_DEVICE page (0: none).
+    pub pgmap: u64,
+    /// `compound_head`-like link and padding, reserved.
+    pub reserved: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Page>() == 64);
+const _: () = assert!(core::mem::align_of::<Page>() == 64);
+
+impl Page {
+    /// An uninitialized descriptor (all zero, as fresh memmap memory).
+    pub const ZERO: Page = Page {
+        flags: 0,
+        refcount: 0,
+        mapcount: 0,
+        next: 0,
+        prev: 0,
+        private: 0,
+        pgmap: 0,
+        reserved: [0; 2],
+    };
+
+    /// `__init_single_page`: zone and node set, reference count 1, not in
+    /// any list, reserved until the page allocator takes it.
+    pub const fn init(zone: ZoneType, nid: u16) -> Page {
+        Page {
+            flags: pg::INITIALIZED
+                | pg::RESERVED
+                | ((zone as u64) << ZONES_SHIFT)
+                | ((nid as u64 & NODES_MASK) << NODES_SHIFT),
+            refcount: 1,
+            mapcount: -1,
+            next: NO_PFN,
+            prev: NO_PFN,
+            private: 0,
+            pgmap: 0,
+            reserved: [0; 2],
+        }
+    }
+
+    /// `page_zonenum`.
+    pub const fn zone(&self) -> ZoneType {
+        ZoneType::from_bits(self.flags >> ZONES_SHIFT)
+    }
+
+    /// `page_to_nid`.
+    pub const fn nid(&self) -> u16 {
+        ((self.flags >> NODES_SHIFT) & NODES_MASK) as u16
+    }
+
+    /// Moves the page to another zone (`set_page_zone`).
+    pub fn set_zone(&mut self, zone: ZoneType) {
+        self.flags = (self.flags & !(3 << ZONES_SHIFT)) | ((zone as u64) << ZONES_SHIFT);
+    }
+
+    /// Whether all of `bits` are set.
+    pub const fn has(&self, bits: u64) -> bool {
+        self.flags & bits == bits
+    }
+
+    /// `PageReserved`.
+    pub const fn is_reserved(&self) -> bool {
+        self.has(pg::RESERVED)
+    }
+
+    /// `PageBuddy`: the first page of a free block.
+    pub const fn is_buddy(&self) -> bool {
+        self.has(pg::BUDDY)
+    }
+
+    /// Sets or clears `bits`.
+    pub fn set(&mut self, bits: u64, on: bool) {
+        if on {
+            self.flags |= bits;
+        } else {
+            self.flags &= !bits;
+        }
+    }
+}
+
+/// Access to page descriptors by pfn. `None` where no memmap is populated.
+pub trait MemMap {
+    /// The descriptor of `pfn`.
+    fn page(&self, pfn: Pfn) -> Option<&Page>;
+    /// The descriptor of `pfn`, for update.
+    fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_encodes_zone_and_node() {
+        for zone in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Device] {
+            for nid in [0, 1, 1023] {
+                let p = Page::init(zone, nid);
+                assert_eq!((p.zone(), p.nid()), (zone, nid));
+                assert!(p.is_reserved() && !p.is_buddy());
+                assert_eq!((p.refcount, p.mapcount), (1, -1));
+            }
+        }
+        let mut p = Page::init(ZoneType::Normal, 5);
+        p.set_zone(ZoneType::Device);
+        assert_eq!((p.zone(), p.nid()), (ZoneType::Device, 5));
+    }
+
+    #[test]
+    fn zones_split_at_16m_and_4g() {
+        assert_eq!(ZoneType::for_pfn(0), ZoneType::Dma);
+        assert_eq!(ZoneType::for_pfn(0xfff), ZoneType::Dma);
+        assert_eq!(ZoneType::for_pfn(0x1000), ZoneType::Dma32);
+        assert_eq!(ZoneType::for_pfn(0xf_ffff), ZoneType::Dma32);
+        assert_eq!(ZoneType::for_pfn(0x10_0000), ZoneType::Normal);
+    }
+}

@@ -1,0 +1,874 @@
+//! SPARSEMEM with SPARSEMEM_EXTREME and SPARSEMEM_VMEMMAP, as Linux's
+//! `mm/sparse.c` (v6.x): 128 MiB sections, each with a `mem_section_usage`
+//! whose `subsection_map` tracks 2 MiB sub-sections, so that hot-add and
+//! hot-remove work 2 MiB at a time next to boot memory.
+//!
+//! Life cycle of a section:
+//!
+//! ```text
+//! absent -> present+early (boot, whole memmap) -> online
+//! absent -> present (hot-add, memmap for the added sub-sections) -> online | zone_device
+//! any -> deactivated (last sub-section removed: word reset to 0; boot usage kept)
+//! ```
+//!
+//! and of a sub-section: `clear -> set (RAM at boot, or hot-add) -> clear
+//! (hot-remove)`.
+//!
+//! Everything that needs memory or page tables goes through a
+//! [`SparseBackend`]: the kernel's backs the memmap with the vmemmap, a host
+//! test's with vectors. This module holds the rules; it has no `unsafe`.
+
+use core::fmt;
+
+use crate::page::{MemMap, PAGE_SHIFT, Page, Pfn, ZoneType};
+
+/// log2 of the section size (128 MiB).
+pub const SECTION_SIZE_BITS: u32 = 27;
+/// `PFN_SECTION_SHIFT`.
+pub const PFN_SECTION_SHIFT: u32 = SECTION_SIZE_BITS - PAGE_SHIFT;
+/// Pages per section (32768).
+pub const PAGES_PER_SECTION: u64 = 1 << PFN_SECTION_SHIFT;
+/// log2 of the sub-section size (2 MiB).
+pub const SUBSECTION_SHIFT: u32 = 21;
+/// `PFN_SUBSECTION_SHIFT`.
+pub const PFN_SUBSECTION_SHIFT: u32 = SUBSECTION_SHIFT - PAGE_SHIFT;
+/// Pages per sub-section (512).
+pub const PAGES_PER_SUBSECTION: u64 = 1 << PFN_SUBSECTION_SHIFT;
+/// Sub-sections per section (64: one `u64` map).
+pub const SUBSECTIONS_PER_SECTION: u64 = 1 << (SECTION_SIZE_BITS - SUBSECTION_SHIFT);
+/// Physical address bits with 4-level paging.
+pub const MAX_PHYSMEM_BITS: u32 = 46;
+/// `SECTIONS_SHIFT`.
+pub const SECTIONS_SHIFT: u32 = MAX_PHYSMEM_BITS - SECTION_SIZE_BITS;
+/// Number of sections the address space holds (2^19).
+pub const NR_MEM_SECTIONS: u64 = 1 << SECTIONS_SHIFT;
+/// `mem_section`s per root: one 4 KiB page of 16-byte entries.
+pub const SECTIONS_PER_ROOT: usize = 4096 / core::mem::size_of::<MemSection>();
+/// Number of roots (2048).
+pub const NR_SECTION_ROOTS: usize = (NR_MEM_SECTIONS as usize).div_ceil(SECTIONS_PER_ROOT);
+/// A pageblock is a sub-section: order 9.
+pub const PAGEBLOCK_ORDER: u32 = 9;
+/// Pages per pageblock.
+pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
+/// Bits of pageblock flags per pageblock (a migratetype).
+pub const NR_PAGEBLOCK_BITS: u64 = 4;
+const PAGEBLOCK_WORDS: usize =
+    (PAGES_PER_SECTION / PAGEBLOCK_NR_PAGES * NR_PAGEBLOCK_BITS / 64) as usize;
+/// Bytes of memmap per section (2 MiB).
+pub const SECTION_MEMMAP_BYTES: u64 = PAGES_PER_SECTION * core::mem::size_of::<Page>() as u64;
+/// The highest pfn + 1 the model accepts.
+pub const MAX_PFN: Pfn = NR_MEM_SECTIONS << PFN_SECTION_SHIFT;
+
+const _: () = assert!(SECTIONS_PER_ROOT == 256);
+const _: () = assert!(NR_SECTION_ROOTS == 2048);
+const _: () = assert!(SUBSECTIONS_PER_SECTION == 64);
+const _: () = assert!(PAGEBLOCK_WORDS == 4);
+const _: () = assert!(SECTION_MEMMAP_BYTES == 2 << 20);
+
+/// `pfn_to_section_nr`.
+pub const fn pfn_to_section_nr(pfn: Pfn) -> u64 {
+    pfn >> PFN_SECTION_SHIFT
+}
+
+/// `section_nr_to_pfn`.
+pub const fn section_nr_to_pfn(nr: u64) -> Pfn {
+    nr << PFN_SECTION_SHIFT
+}
+
+/// `SECTION_ALIGN_UP`.
+pub const fn section_align_up(pfn: Pfn) -> Pfn {
+    (pfn + PAGES_PER_SECTION - 1) & !(PAGES_PER_SECTION - 1)
+}
+
+/// `subsection_map_index`: the sub-section of `pfn` inside its section.
+pub const fn subsection_map_index(pfn: Pfn) -> u32 {
+    ((pfn & (PAGES_PER_SECTION - 1)) >> PFN_SUBSECTION_SHIFT) as u32
+}
+
+/// `subsection_mask_set`: the bits of the sub-sections that
+/// `[pfn, pfn + nr_pages)` touches; the range must lie in one section.
+pub const fn subsection_mask(pfn: Pfn, nr_pages: u64) -> u64 {
+    if nr_pages == 0 {
+        return 0;
+    }
+    let first = subsection_map_index(pfn);
+    let last = subsection_map_index(pfn + nr_pages - 1);
+    let upto = if last == 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
+    upto & !((1u64 << first) - 1)
+}
+
+/// Section flag bits, kept in the low bits of `section_mem_map` as Linux
+/// does (the memmap pointer is 64-byte aligned, so they are free).
+pub mod flags {
+    /// `SECTION_MARKED_PRESENT`.
+    pub const PRESENT: u64 = 1 << 0;
+    /// `SECTION_HAS_MEM_MAP`: the memmap and usage may be read.
+    pub const HAS_MEM_MAP: u64 = 1 << 1;
+    /// `SECTION_IS_ONLINE`.
+    pub const ONLINE: u64 = 1 << 2;
+    /// `SECTION_IS_EARLY`: present at boot, memmap fully populated.
+    pub const EARLY: u64 = 1 << 3;
+    /// `SECTION_TAINT_ZONE_DEVICE`: shares the section with device memory.
+    pub const TAINT_ZONE_DEVICE: u64 = 1 << 4;
+    /// `SECTION_MAP_MASK`: what is left is the encoded memmap pointer.
+    pub const MAP_MASK: u64 = !((1 << 5) - 1);
+    /// Names in the printed order.
+    pub const NAMES: [(u64, &str); 5] = [
+        (PRESENT, "present"),
+        (HAS_MEM_MAP, "has_mem_map"),
+        (ONLINE, "online"),
+        (EARLY, "early"),
+        (TAINT_ZONE_DEVICE, "zone_device"),
+    ];
+}
+
+/// A pageblock's migratetype (`enum migratetype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MigrateType {
+    Unmovable = 0,
+    Movable = 1,
+    Reclaimable = 2,
+    HighAtomic = 3,
+    Isolate = 5,
+}
+
+impl MigrateType {
+    fn from_bits(bits: u64) -> Self {
+        match bits {
+            1 => Self::Movable,
+            2 => Self::Reclaimable,
+            3 => Self::HighAtomic,
+            5 => Self::Isolate,
+            _ => Self::Unmovable,
+        }
+    }
+}
+
+/// `struct mem_section_usage`: which sub-sections are active, and a
+/// migratetype per pageblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct MemSectionUsage {
+    pub subsection_map: u64,
+    pub pageblock_flags: [u64; PAGEBLOCK_WORDS],
+}
+
+/// `mem_section_usage_size()`.
+pub const USAGE_SIZE: u64 = core::mem::size_of::<MemSectionUsage>() as u64;
+
+impl MemSectionUsage {
+    /// The migratetype of pageblock `i` of the section.
+    pub fn migratetype(&self, i: u64) -> MigrateType {
+        let bit = i * NR_PAGEBLOCK_BITS;
+        MigrateType::from_bits((self.pageblock_flags[(bit / 64) as usize] >> (bit % 64)) & 0xf)
+    }
+
+    /// `set_pageblock_migratetype` for pageblock `i` of the section.
+    pub fn set_migratetype(&mut self, i: u64, mt: MigrateType) {
+        let bit = i * NR_PAGEBLOCK_BITS;
+        let w = &mut self.pageblock_flags[(bit / 64) as usize];
+        *w = (*w & !(0xf << (bit % 64))) | ((mt as u64) << (bit % 64));
+    }
+}
+
+/// `struct mem_section`: 16 bytes, the encoded memmap pointer with flags,
+/// and the usage. All-zero is an absent section.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct MemSection {
+    section_mem_map: u64,
+    usage: Option<&'static mut MemSectionUsage>,
+}
+
+const _: () = assert!(core::mem::size_of::<MemSection>() == 16);
+
+impl MemSection {
+    /// An absent section.
+    pub const EMPTY: MemSection = MemSection { section_mem_map: 0, usage: None };
+
+    /// The raw `section_mem_map` word.
+    pub fn raw(&self) -> u64 {
+        self.section_mem_map
+    }
+
+    /// The flag bits.
+    pub fn flags(&self) -> u64 {
+        self.section_mem_map & !flags::MAP_MASK
+    }
+
+    /// `present_section`.
+    pub fn present(&self) -> bool {
+        self.section_mem_map & flags::PRESENT != 0
+    }
+
+    /// `valid_section`: the memmap may be used.
+    pub fn valid(&self) -> bool {
+        self.section_mem_map & flags::HAS_MEM_MAP != 0
+    }
+
+    /// `early_section`.
+    pub fn early(&self) -> bool {
+        self.section_mem_map & flags::EARLY != 0
+    }
+
+    /// `online_section`.
+    pub fn online(&self) -> bool {
+        self.section_mem_map & flags::ONLINE != 0
+    }
+
+    /// `online_device_section`.
+    pub fn online_device(&self) -> bool {
+        let both = flags::ONLINE | flags::TAINT_ZONE_DEVICE;
+        self.section_mem_map & both == both
+    }
+
+    /// `__section_mem_map_addr`: the decoded memmap base, the address of
+    /// pfn 0's descriptor, so that `base + pfn * 64` is pfn's descriptor.
+    pub fn mem_map_addr(&self) -> u64 {
+        self.section_mem_map & flags::MAP_MASK
+    }
+
+    /// The usage, when there is one.
+    pub fn usage(&self) -> Option<&MemSectionUsage> {
+        self.usage.as_deref()
+    }
+
+    /// The sub-section map; a section without usage has none set.
+    pub fn subsection_map(&self) -> u64 {
+        self.usage().map_or(0, |u| u.subsection_map)
+    }
+
+    /// `pfn_section_valid`: the pfn's sub-section bit (false without usage).
+    pub fn pfn_section_valid(&self, pfn: Pfn) -> bool {
+        self.subsection_map() & (1 << subsection_map_index(pfn)) != 0
+    }
+
+    fn set_flags(&mut self, bits: u64, on: bool) {
+        if on {
+            self.section_mem_map |= bits;
+        } else {
+            self.section_mem_map &= !bits;
+        }
+    }
+}
+
+/// The boot line of a section: `section 7: flags=present|... subsection_map=0x...`.
+pub struct SectionLine<'a>(pub u64, pub &'a MemSection);
+
+impl fmt::Display for SectionLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SectionLine(nr, ms) = *self;
+        write!(f, "section {nr}: flags=")?;
+        let mut first = true;
+        for (_, name) in flags::NAMES.iter().filter(|(bit, _)| ms.flags() & bit != 0) {
+            if !first {
+                f.write_str("|")?;
+            }
+            f.write_str(name)?;
+            first = false;
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        write!(f, " subsection_map=0x{:016x}", ms.subsection_map())
+    }
+}
+
+/// `struct vmem_altmap`: pages at the start of a device range that back
+/// the range's own memmap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Altmap {
+    /// First pfn of the device range.
+    pub base_pfn: Pfn,
+    /// Pages kept back for the driver (labels etc.) before the memmap.
+    pub reserve: u64,
+    /// Pages available for the memmap.
+    pub free: u64,
+    /// Pages handed out so far.
+    pub alloc: u64,
+}
+
+impl Altmap {
+    /// `vmem_altmap_offset`: pages of the range not usable as memory.
+    pub fn offset(&self) -> u64 {
+        self.reserve + self.free
+    }
+
+    /// `vmem_altmap_alloc`: `nr` pages aligned to `align` pages.
+    pub fn alloc_pages(&mut self, nr: u64, align: u64) -> Option<Pfn> {
+        let next = self.base_pfn + self.reserve + self.alloc;
+        let pfn = next.next_multiple_of(align.max(1));
+        let used = pfn - next + nr;
+        if self.alloc + used > self.free {
+            return None;
+        }
+        self.alloc += used;
+        Some(pfn)
+    }
+}
+
+/// Errors of the sparse model, with Linux's errno names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SparseError {
+    /// `EINVAL`: not sub-section (or, for RAM, section) aligned, empty, or
+    /// an altmap that does not fit the range.
+    Inval { pfn: Pfn, nr_pages: u64 },
+    /// `EEXIST`: some sub-section of the range is already active.
+    Exist { pfn: Pfn, nr_pages: u64 },
+    /// `ERANGE`: beyond MAX_PHYSMEM_BITS.
+    Range { pfn: Pfn, nr_pages: u64 },
+    /// `ENOMEM`: the backend could not allocate `what`.
+    NoMem { what: &'static str },
+    /// Hot-remove of sub-sections that are not all active
+    /// ("section already deactivated").
+    NotActive { pfn: Pfn, nr_pages: u64 },
+}
+
+impl SparseError {
+    /// The Linux errno name.
+    pub fn errno(&self) -> &'static str {
+        match self {
+            Self::Inval { .. } | Self::NotActive { .. } => "EINVAL",
+            Self::Exist { .. } => "EEXIST",
+            Self::Range { .. } => "ERANGE",
+            Self::NoMem { .. } => "ENOMEM",
+        }
+    }
+}
+
+impl fmt::Display for SparseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.errno();
+        match *self {
+            Self::Inval { pfn, nr_pages } => {
+                write!(f, "{e}: pfn {pfn:#x} + {nr_pages:#x} is not a sub-section aligned range")
+            }
+            Self::Exist { pfn, nr_pages } => {
+                write!(f, "{e}: pfn {pfn:#x} + {nr_pages:#x} overlaps active sub-sections")
+            }
+            Self::Range { pfn, nr_pages } => {
+                write!(f, "{e}: pfn {pfn:#x} + {nr_pages:#x} is beyond MAX_PHYSMEM_BITS")
+            }
+            Self::NoMem { what } => write!(f, "{e}: out of memory for {what}"),
+            Self::NotActive { pfn, nr_pages } => {
+                write!(f, "{e}: section already deactivated ({pfn:#x} + {nr_pages})")
+            }
+        }
+    }
+}
+
+/// A root: one page of `mem_section`s.
+pub type SectionRoot = [MemSection; SECTIONS_PER_ROOT];
+
+/// What the model needs from the machine: memory for roots, usages and the
+/// memmap, and access to the descriptors.
+pub trait SparseBackend: MemMap {
+    /// A zeroed root (`sparse_index_alloc`).
+    fn alloc_root(&mut self) -> Option<&'static mut SectionRoot>;
+    /// `n` zeroed usages in one piece, at boot (`sparse_early_usemaps_alloc`).
+    fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]>;
+    /// One zeroed usage, after boot (`kzalloc`).
+    fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage>;
+    /// Frees a usage from [`SparseBackend::alloc_usage`].
+    fn free_usage(&mut self, usage: &'static mut MemSectionUsage);
+    /// Maps memmap for `[pfn, pfn + nr_pages)` (within one section),
+    /// backed by `altmap` pages when given. `early`: a whole boot section.
+    /// All or nothing: on failure nothing stays mapped or allocated.
+    fn populate_memmap(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        altmap: Option<&mut Altmap>,
+        early: bool,
+    ) -> bool;
+    /// Unmaps and frees the memmap of `[pfn, pfn + nr_pages)`.
+    fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>);
+    /// The descriptors of `[pfn, pfn + nr_pages)` (within one section), for
+    /// bulk initialization; `None` where not populated.
+    fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]>;
+}
+
+/// What boot-time sparse init did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SparseStats {
+    /// Roots allocated.
+    pub roots: u64,
+    /// Bytes of usage maps allocated.
+    pub usage_bytes: u64,
+    /// Bytes of page descriptors populated.
+    pub memmap_bytes: u64,
+    /// RAM pages ignored because they lie beyond MAX_PHYSMEM_BITS.
+    pub beyond_max_pages: u64,
+}
+
+/// The section table and its backend.
+pub struct Sparse<B> {
+    roots: [Option<&'static mut SectionRoot>; NR_SECTION_ROOTS],
+    /// The machine side.
+    pub backend: B,
+    stats: SparseStats,
+    vmemmap_base: u64,
+    /// Address range of the boot-time usage chunk.
+    boot_usages: (usize, usize),
+}
+
+impl<B: SparseBackend> Sparse<B> {
+    /// An empty table whose memmap lives at `vmemmap_base` (the virtual
+    /// address of pfn 0's descriptor).
+    pub const fn new(backend: B, vmemmap_base: u64) -> Self {
+        assert!(
+            vmemmap_base & !flags::MAP_MASK == 0,
+            "the memmap base must leave the flag bits free"
+        );
+        Self {
+            roots: [const { None }; NR_SECTION_ROOTS],
+            backend,
+            stats: SEMPTY,
+            vmemmap_base,
+            boot_usages: (0, 0),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SparseStats {
+        self.stats
+    }
+
+    /// `__nr_to_section`, bounds-checked on the root index.
+    pub fn section(&self, nr: u64) -> Option<&MemSection> {
+        if nr >= NR_MEM_SECTIONS {
+            return None;
+        }
+        let root = self.roots.get(nr as usize / SECTIONS_PER_ROOT)?.as_deref()?;
+        root.get(nr as usize % SECTIONS_PER_ROOT)
+    }
+
+    fn section_mut(&mut self, nr: u64) -> Option<&mut MemSection> {
+        if nr >= NR_MEM_SECTIONS {
+            return None;
+        }
+        let root = self.roots.get_mut(nr as usize / SECTIONS_PER_ROOT)?.as_deref_mut()?;
+        root.get_mut(nr as usize % SECTIONS_PER_ROOT)
+    }
+
+    /// `__pfn_to_section`.
+    pub fn pfn_to_section(&self, pfn: Pfn) -> Option<&MemSection> {
+        self.section(pfn_to_section_nr(pfn))
+    }
+
+    /// Present sections in ascending order.
+    pub fn present_sections(&self) -> impl Iterator<Item = (u64, &MemSection)> {
+        self.roots
+            .iter()
+            .enumerate()
+            .filter_map(|(r, root)| root.as_deref().map(|s| (r, s)))
+            .flat_map(|(r, root)| {
+                root.iter()
+                    .enumerate()
+                    .filter(|(_, ms)| ms.present())
+                    .map(move |(i, ms)| ((r * SECTIONS_PER_ROOT + i) as u64, ms))
+            })
+    }
+
+    /// `sparse_index_init`: allocates the root of section `nr` on demand.
+    fn sparse_index_init(&mut self, nr: u64) -> Result<(), SparseError> {
+        let i = nr as usize / SECTIONS_PER_ROOT;
+        if i >= NR_SECTION_ROOTS {
+            return Err(SparseError::Range { pfn: section_nr_to_pfn(nr), nr_pages: 0 });
+        }
+        if self.roots[i].is_none() {
+            let root =
+                self.backend.alloc_root().ok_or(SparseError::NoMem { what: "section root" })?;
+            self.roots[i] = Some(root);
+            self.stats.roots += 1;
+        }
+        Ok(())
+    }
+
+    /// `pfn_valid`: the pfn has an initialized descriptor.
+    pub fn pfn_valid(&self, pfn: Pfn) -> bool {
+        if pfn >= MAX_PFN {
+            return false;
+        }
+        match self.pfn_to_section(pfn) {
+            Some(ms) if ms.valid() => ms.early() || ms.pfn_section_valid(pfn),
+            _ => false,
+        }
+    }
+
+    /// `pfn_to_online_page`: the descriptor address of an online System
+    /// RAM page, never of ZONE_DEVICE memory.
+    pub fn pfn_to_online_page(&self, pfn: Pfn) -> Option<u64> {
+        if pfn >= MAX_PFN {
+            return None;
+        }
+        let ms = self.pfn_to_section(pfn)?;
+        if !ms.online() || !ms.valid() || !ms.pfn_section_valid(pfn) {
+            return None;
+        }
+        if ms.online_device() && self.backend.page(pfn)?.zone() == ZoneType::Device {
+            return None;
+        }
+        Some(self.pfn_to_page(pfn))
+    }
+
+    /// `pfn_to_page` (vmemmap: plain arithmetic).
+    pub fn pfn_to_page(&self, pfn: Pfn) -> u64 {
+        self.vmemmap_base + pfn * core::mem::size_of::<Page>() as u64
+    }
+
+    /// `page_to_pfn`.
+    pub fn page_to_pfn(&self, page: u64) -> Pfn {
+        (page - self.vmemmap_base) / core::mem::size_of::<Page>() as u64
+    }
+
+    /// `sparse_init_one_section`: the memmap encoded relative to the
+    /// section start (`sparse_encode_mem_map`), so that the decoded base
+    /// plus any pfn of the section is that pfn's descriptor; HAS_MEM_MAP set.
+    fn sparse_init_one_section(&mut self, nr: u64, extra: u64) {
+        let start = section_nr_to_pfn(nr);
+        let mem_map = self.pfn_to_page(start);
+        let coded = mem_map - start * core::mem::size_of::<Page>() as u64;
+        if let Some(ms) = self.section_mut(nr) {
+            ms.section_mem_map &= !flags::MAP_MASK;
+            ms.section_mem_map |= (coded & flags::MAP_MASK) | flags::HAS_MEM_MAP | extra;
+        }
+    }
+
+    /// Whether `usage` is part of the boot-time chunk (never freed).
+    fn is_boot_usage(&self, usage: &MemSectionUsage) -> bool {
+        let a = core::ptr::from_ref(usage).addr();
+        (self.boot_usages.0..self.boot_usages.1).contains(&a)
+    }
+
+    /// Boot: `memblocks_present`, `sparse_init`, `subsection_map_init` and
+    /// `memmap_init` for the RAM ranges `[start_pfn, end_pfn)` (ascending,
+    /// from memblock.memory). Every touched section becomes present, early
+    /// and online with a whole memmap; every touched 2 MiB block gets its
+    /// bit; all descriptors of those sections are initialized and reserved
+    /// (the page allocator frees the free ones afterwards).
+    pub fn init(&mut self, ram: &[(Pfn, Pfn)], nid: u16) -> Result<SparseStats, SparseError> {
+        // memory_present
+        for &(start, end) in ram {
+            let end_clamped = end.min(MAX_PFN);
+            if end > end_clamped {
+                self.stats.beyond_max_pages += end - start.max(MAX_PFN);
+            }
+            let mut pfn = start & !(PAGES_PER_SECTION - 1);
+            while pfn < end_clamped {
+                let nr = pfn_to_section_nr(pfn);
+                self.sparse_index_init(nr)?;
+                if let Some(ms) = self.section_mut(nr) {
+                    ms.set_flags(flags::PRESENT, true);
+                }
+                pfn += PAGES_PER_SECTION;
+            }
+        }
+        // sparse_init_nid: one chunk of usages, then each section's memmap.
+        let present: alloc::vec::Vec<u64> = self.present_sections().map(|(nr, _)| nr).collect();
+        let mut usages = self
+            .backend
+            .alloc_early_usages(present.len())
+            .ok_or(SparseError::NoMem { what: "usage maps" })?;
+        self.stats.usage_bytes += present.len() as u64 * USAGE_SIZE;
+        let first = usages.as_ptr_range();
+        self.boot_usages = (first.start.addr(), first.end.addr());
+        for &nr in &present {
+            let pfn = section_nr_to_pfn(nr);
+            if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true) {
+                // sparse_init_nid: "memmap allocation failed"; the section
+                // stays present without a memmap (invalid).
+                if let Some(ms) = self.section_mut(nr) {
+                    ms.section_mem_map = 0;
+                }
+                continue;
+            }
+            self.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
+            let (usage, rest) = core::mem::take(&mut usages)
+                .split_first_mut()
+                .ok_or(SparseError::NoMem { what: "usage maps" })?;
+            usages = rest;
+            if let Some(ms) = self.section_mut(nr) {
+                ms.usage = Some(usage);
+            }
+            self.sparse_init_one_section(nr, flags::EARLY | flags::ONLINE);
+            // memmap_init: every descriptor of an early section, holes
+            // included, is initialized and reserved.
+            if let Some(pages) = self.backend.memmap_mut(pfn, PAGES_PER_SECTION) {
+                for (i, p) in pages.iter_mut().enumerate() {
+                    *p = Page::init(ZoneType::for_pfn(pfn + i as u64), nid);
+                }
+            }
+        }
+        for &(start, end) in ram {
+            self.subsection_map_init(start, end.min(MAX_PFN));
+        }
+        Ok(self.stats)
+    }
+
+    /// `subsection_map_init`: sets the bits of every 2 MiB block `[start,
+    /// end)` touches, and marks those pageblocks movable.
+    fn subsection_map_init(&mut self, start: Pfn, end: Pfn) {
+        let mut pfn = start;
+        while pfn < end {
+            let nr = pfn_to_section_nr(pfn);
+            let next = section_align_up(pfn + 1).min(end);
+            let mask = subsection_mask(pfn, next - pfn);
+            if let Some(usage) = self.section_mut(nr).and_then(|ms| ms.usage.as_deref_mut()) {
+                usage.subsection_map |= mask;
+                for i in (0..64).filter(|i| mask & (1 << i) != 0) {
+                    usage.set_migratetype(i, MigrateType::Movable);
+                }
+            }
+            pfn = next;
+        }
+    }
+
+    /// `__add_pages`: activates `[pfn, pfn + nr_pages)` section by section.
+    /// `align` is the required alignment in pages (`PAGES_PER_SUBSECTION`
+    /// for device memory, `PAGES_PER_SECTION` for RAM). On failure, what
+    /// this call activated is deactivated again.
+    pub fn add_pages(
+        &mut self,
+        nid: u16,
+        pfn: Pfn,
+        nr_pages: u64,
+        align: u64,
+        mut altmap: Option<&mut Altmap>,
+    ) -> Result<(), SparseError> {
+        let _ = nid;
+        if nr_pages == 0 || (pfn | nr_pages) & (align - 1) != 0 {
+            return Err(SparseError::Inval { pfn, nr_pages });
+        }
+        let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
+        let end = end.ok_or(SparseError::Range { pfn, nr_pages })?;
+        if let Some(a) = altmap.as_deref_mut() {
+            if a.base_pfn != pfn || a.offset() > nr_pages {
+                return Err(SparseError::Inval { pfn, nr_pages });
+            }
+            a.alloc = 0;
+        }
+        let mut at = pfn;
+        while at < end {
+            let cur = (section_align_up(at + 1) - at).min(end - at);
+            if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut()) {
+                if at > pfn {
+                    self.remove_pages(pfn, at - pfn, altmap.as_deref_mut())
+                        .expect("undoing what this call added");
+                }
+                return Err(e);
+            }
+            at += cur;
+        }
+        Ok(())
+    }
+
+    /// `sparse_add_section`.
+    fn sparse_add_section(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        altmap: Option<&mut Altmap>,
+    ) -> Result<(), SparseError> {
+        let nr = pfn_to_section_nr(pfn);
+        // Roots are never freed, as in Linux.
+        self.sparse_index_init(nr)?;
+        self.section_activate(pfn, nr_pages, altmap)?;
+        let ms = self.section_mut(nr).expect("root allocated above");
+        ms.set_flags(flags::PRESENT, true);
+        // The memmap word is encoded for the section start even when the
+        // range starts mid-section.
+        self.sparse_init_one_section(nr, 0);
+        Ok(())
+    }
+
+    /// `section_activate`.
+    fn section_activate(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        altmap: Option<&mut Altmap>,
+    ) -> Result<(), SparseError> {
+        let nr = pfn_to_section_nr(pfn);
+        let mut new_usage = false;
+        if self.section(nr).is_some_and(|ms| ms.usage.is_none()) {
+            let usage = self.backend.alloc_usage().ok_or(SparseError::NoMem { what: "usage" })?;
+            self.section_mut(nr).expect("root exists").usage = Some(usage);
+            self.stats.usage_bytes += USAGE_SIZE;
+            new_usage = true;
+        }
+        let mask = subsection_mask(pfn, nr_pages);
+        let ms = self.section_mut(nr).expect("root exists");
+        let map = ms.subsection_map();
+        let err = if mask == 0 {
+            Some(SparseError::Inval { pfn, nr_pages })
+        } else if map & mask != 0 {
+            Some(SparseError::Exist { pfn, nr_pages })
+        } else {
+            None
+        };
+        if let Some(e) = err {
+            if new_usage {
+                let usage = ms.usage.take().expect("allocated above");
+                self.backend.free_usage(usage);
+                self.stats.usage_bytes -= USAGE_SIZE;
+            }
+            return Err(e);
+        }
+        let usage = ms.usage.as_deref_mut().expect("usage present");
+        usage.subsection_map |= mask;
+        // An early section's memmap is whole: reuse it.
+        if ms.early() {
+            return Ok(());
+        }
+        if !self.backend.populate_memmap(pfn, nr_pages, altmap, false) {
+            // Undo: clear the bits (and free a new usage).
+            self.section_deactivate(pfn, nr_pages, None, false).expect("bits were just set");
+            return Err(SparseError::NoMem { what: "memmap" });
+        }
+        self.stats.memmap_bytes += nr_pages * core::mem::size_of::<Page>() as u64;
+        Ok(())
+    }
+
+    /// `__remove_pages`: deactivates `[pfn, pfn + nr_pages)` section by
+    /// section. Every sub-section of the range must be active; otherwise
+    /// nothing changes.
+    pub fn remove_pages(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        mut altmap: Option<&mut Altmap>,
+    ) -> Result<(), SparseError> {
+        if nr_pages == 0 || (pfn | nr_pages) & (PAGES_PER_SUBSECTION - 1) != 0 {
+            return Err(SparseError::Inval { pfn, nr_pages });
+        }
+        let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
+        let end = end.ok_or(SparseError::Range { pfn, nr_pages })?;
+        // Check first, so a bad call changes nothing.
+        let mut at = pfn;
+        while at < end {
+            let cur = (section_align_up(at + 1) - at).min(end - at);
+            let mask = subsection_mask(at, cur);
+            let map = self.pfn_to_section(at).map_or(0, MemSection::subsection_map);
+            if map & mask != mask {
+                return Err(SparseError::NotActive { pfn, nr_pages });
+            }
+            at += cur;
+        }
+        let mut at = pfn;
+        while at < end {
+            let cur = (section_align_up(at + 1) - at).min(end - at);
+            self.section_deactivate(at, cur, altmap.as_deref_mut(), true)?;
+            at += cur;
+        }
+        Ok(())
+    }
+
+    /// `section_deactivate`. `memmap_populated`: false when undoing a
+    /// populate that failed (the backend's populate is all or nothing).
+    fn section_deactivate(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        altmap: Option<&mut Altmap>,
+        memmap_populated: bool,
+    ) -> Result<(), SparseError> {
+        let nr = pfn_to_section_nr(pfn);
+        let mask = subsection_mask(pfn, nr_pages);
+        let boot_usage = self
+            .pfn_to_section(pfn)
+            .and_then(MemSection::usage)
+            .is_some_and(|u| self.is_boot_usage(u));
+        let ms = self.section_mut(nr).ok_or(SparseError::NotActive { pfn, nr_pages })?;
+        let early = ms.early();
+        let Some(usage) = ms.usage.as_deref_mut() else {
+            return Err(SparseError::NotActive { pfn, nr_pages });
+        };
+        if mask == 0 || usage.subsection_map & mask != mask {
+            return Err(SparseError::NotActive { pfn, nr_pages });
+        }
+        usage.subsection_map &= !mask;
+        let empty = usage.subsection_map == 0;
+        if empty {
+            // Readers must stop using memmap and usage before the usage
+            // goes: clear HAS_MEM_MAP first.
+            ms.set_flags(flags::HAS_MEM_MAP, false);
+            // A boot-time usage is never freed; it is reused when the
+            // section is added again.
+            if !boot_usage {
+                let usage = ms.usage.take().expect("checked above");
+                self.backend.free_usage(usage);
+                self.stats.usage_bytes -= USAGE_SIZE;
+            }
+        }
+        if !early {
+            if memmap_populated {
+                self.backend.depopulate_memmap(pfn, nr_pages, altmap);
+                self.stats.memmap_bytes -= nr_pages * core::mem::size_of::<Page>() as u64;
+            }
+        } else if empty {
+            // The whole boot memmap goes at once, never a part of it.
+            let start = section_nr_to_pfn(nr);
+            self.backend.depopulate_memmap(start, PAGES_PER_SECTION, None);
+            self.stats.memmap_bytes -= SECTION_MEMMAP_BYTES;
+        }
+        if empty {
+            // A fully deactivated section's word goes back to 0.
+            self.section_mut(nr).expect("exists").section_mem_map = 0;
+        }
+        Ok(())
+    }
+
+    /// Sets or clears section flags on every section `[pfn, pfn + nr_pages)`
+    /// touches (`online_mem_sections`, TAINT_ZONE_DEVICE).
+    pub fn set_section_flags(&mut self, pfn: Pfn, nr_pages: u64, bits: u64, on: bool) {
+        let mut at = pfn;
+        while at < pfn + nr_pages {
+            if let Some(ms) = self.section_mut(pfn_to_section_nr(at)) {
+                ms.set_flags(bits, on);
+            }
+            at = section_align_up(at + 1);
+        }
+    }
+
+    /// Initializes the descriptors of `[pfn, pfn + nr_pages)` for `zone`
+    /// (`memmap_init_range`, `memmap_init_zone_device` with `pgmap`).
+    pub fn memmap_init_range(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        zone: ZoneType,
+        nid: u16,
+        pgmap: u64,
+    ) {
+        let mut at = pfn;
+        while at < pfn + nr_pages {
+            let cur = (section_align_up(at + 1) - at).min(pfn + nr_pages - at);
+            if let Some(pages) = self.backend.memmap_mut(at, cur) {
+                for p in pages {
+                    *p = Page::init(zone, nid);
+                    p.pgmap = pgmap;
+                }
+            }
+            at += cur;
+        }
+    }
+}
+
+const SEMPTY: SparseStats =
+    SparseStats { roots: 0, usage_bytes: 0, memmap_bytes: 0, beyond_max_pages: 0 };
+
+impl<B: SparseBackend> MemMap for Sparse<B> {
+    /// The descriptor of a valid pfn only.
+    fn page(&self, pfn: Pfn) -> Option<&Page> {
+        if self.pfn_valid(pfn) { self.backend.page(pfn) } else { None }
+    }
+
+    fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
+        if self.pfn_valid(pfn) { self.backend.page_mut(pfn) } else { None }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,452 @@
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+
+const VMEMMAP: u64 = 0xffff_ea00_0000_0000;
+const MIB: u64 = 1 << 20;
+const SUB: u64 = PAGES_PER_SUBSECTION;
+
+/// A backend over vectors: a section's memmap is a `Vec<Page>`, with a
+/// mask of the populated sub-sections. Allocations can be made to fail.
+#[derive(Default)]
+pub(crate) struct TestBackend {
+    memmap: BTreeMap<u64, (u64, Vec<Page>)>,
+    /// Fail the n-th populate from now (1 = the next).
+    pub fail_populate_in: Option<u32>,
+    pub fail_usage: bool,
+    pub usages_freed: u64,
+    pub usages_allocated: u64,
+    pub early_populates: u64,
+}
+
+impl TestBackend {
+    fn populated(&self, nr: u64) -> u64 {
+        self.memmap.get(&nr).map_or(0, |(m, _)| *m)
+    }
+}
+
+impl MemMap for TestBackend {
+    fn page(&self, pfn: Pfn) -> Option<&Page> {
+        let (mask, pages) = self.memmap.get(&pfn_to_section_nr(pfn))?;
+        let i = (pfn % PAGES_PER_SECTION) as usize;
+        (mask & (1 << subsection_map_index(pfn)) != 0).then(|| &pages[i])
+    }
+
+    fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
+        let (mask, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
+        let i = (pfn % PAGES_PER_SECTION) as usize;
+        (*mask & (1 << subsection_map_index(pfn)) != 0).then(|| &mut pages[i])
+    }
+}
+
+impl SparseBackend for TestBackend {
+    fn alloc_root(&mut self) -> Option<&'static mut SectionRoot> {
+        Some(Box::leak(Box::new([const { MemSection::EMPTY }; SECTIONS_PER_ROOT])))
+    }
+
+    fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]> {
+        Some(Box::leak(vec![MemSectionUsage::default(); n].into_boxed_slice()))
+    }
+
+    fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage> {
+        if self.fail_usage {
+            return None;
+        }
+        self.usages_allocated += 1;
+        Some(Box::leak(Box::default()))
+    }
+
+    fn free_usage(&mut self, _usage: &'static mut MemSectionUsage) {
+        self.usages_freed += 1;
+    }
+
+    fn populate_memmap(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        altmap: Option<&mut Altmap>,
+        early: bool,
+    ) -> bool {
+        if let Some(n) = self.fail_populate_in.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.fail_populate_in = None;
+                return false;
+            }
+        }
+        if let Some(a) = altmap {
+            let need = (nr_pages * 64).div_ceil(4096);
+            if a.alloc_pages(need, 1).is_none() {
+                return false;
+            }
+        }
+        self.early_populates += u64::from(early);
+        let mask = subsection_mask(pfn, nr_pages);
+        let (m, _) = self
+            .memmap
+            .entry(pfn_to_section_nr(pfn))
+            .or_insert_with(|| (0, vec![Page::ZERO; PAGES_PER_SECTION as usize]));
+        assert_eq!(*m & mask, 0, "memmap of pfn {pfn:#x}+{nr_pages:#x} populated twice");
+        *m |= mask;
+        true
+    }
+
+    fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, _altmap: Option<&mut Altmap>) {
+        let nr = pfn_to_section_nr(pfn);
+        let mask = subsection_mask(pfn, nr_pages);
+        let (m, _) = self.memmap.get_mut(&nr).expect("depopulate of an unpopulated section");
+        assert_eq!(
+            *m & mask,
+            mask,
+            "depopulate of unpopulated sub-sections {pfn:#x}+{nr_pages:#x}"
+        );
+        *m &= !mask;
+        if *m == 0 {
+            self.memmap.remove(&nr);
+        }
+    }
+
+    fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]> {
+        let (m, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
+        let mask = subsection_mask(pfn, nr_pages);
+        let i = (pfn % PAGES_PER_SECTION) as usize;
+        (*m & mask == mask).then(|| &mut pages[i..i + nr_pages as usize])
+    }
+}
+
+fn pfn(addr: u64) -> Pfn {
+    addr >> PAGE_SHIFT
+}
+
+/// RAM of QEMU `-m 2G` with `memmap=32M!0x3a000000 memmap=32M!0x3c000000`.
+fn ram_2g_two_pmem() -> Vec<(Pfn, Pfn)> {
+    vec![
+        (pfn(0x1000), pfn(0x9f000)),
+        (pfn(0x10_0000), pfn(0x3a00_0000)),
+        (pfn(0x3e00_0000), pfn(0x7ffe_0000)),
+    ]
+}
+
+pub(crate) fn booted(ram: &[(Pfn, Pfn)]) -> Box<Sparse<TestBackend>> {
+    let mut s = Box::new(Sparse::new(TestBackend::default(), VMEMMAP));
+    s.init(ram, 0).expect("boot init");
+    s
+}
+
+/// Everything observable: each present or used section's word and map,
+/// populated memmap, counters.
+fn snapshot(s: &Sparse<TestBackend>) -> Vec<(u64, u64, u64, u64)> {
+    let mut v: Vec<_> = (0..64)
+        .filter_map(|nr| s.section(nr).map(|ms| (nr, ms.raw(), ms.subsection_map(), 0)))
+        .collect();
+    for e in &mut v {
+        e.3 = s.backend.populated(e.0);
+    }
+    v.push((u64::MAX, s.stats.memmap_bytes, s.stats.usage_bytes, s.stats.roots));
+    v
+}
+
+#[test]
+fn masks_cover_touched_sub_sections() {
+    assert_eq!(subsection_mask(0, 1), 1);
+    assert_eq!(subsection_mask(0, PAGES_PER_SECTION), u64::MAX);
+    assert_eq!(subsection_mask(SUB - 1, 2), 0b11);
+    assert_eq!(subsection_mask(PAGES_PER_SECTION - 1, 1), 1 << 63);
+    assert_eq!(subsection_mask(16 * SUB, 16 * SUB), 0xffff_0000);
+    assert_eq!(subsection_mask(5, 0), 0);
+}
+
+#[test]
+fn boot_marks_touched_sections_early_with_their_sub_sections() {
+    let s = booted(&ram_2g_two_pmem());
+    let present: Vec<u64> = s.present_sections().map(|(nr, _)| nr).collect();
+    assert_eq!(present, (0..16).collect::<Vec<_>>());
+    for (nr, ms) in s.present_sections() {
+        let want = flags::PRESENT | flags::HAS_MEM_MAP | flags::ONLINE | flags::EARLY;
+        assert_eq!(ms.flags(), want, "section {nr}");
+        let map = if nr == 7 { 0xffff_0000_0000_ffff } else { u64::MAX };
+        assert_eq!(ms.subsection_map(), map, "section {nr}");
+        assert_eq!(s.backend.populated(nr), u64::MAX, "whole memmap of early section {nr}");
+        // The encoded memmap decodes to each pfn's own descriptor.
+        let p = section_nr_to_pfn(nr) + 12345;
+        assert_eq!(ms.mem_map_addr() + p * 64, s.pfn_to_page(p));
+    }
+    assert_eq!(
+        SectionLine(7, s.section(7).unwrap()).to_string(),
+        "section 7: flags=present|has_mem_map|online|early subsection_map=0xffff00000000ffff"
+    );
+    let st = s.stats();
+    assert_eq!((st.roots, st.usage_bytes, st.memmap_bytes), (1, 16 * 40, 16 * 2 * MIB));
+    assert_eq!(s.backend.early_populates, 16);
+}
+
+#[test]
+fn boot_descriptors_carry_zone_and_holes_are_reserved() {
+    let s = booted(&ram_2g_two_pmem());
+    let page = |a: u64| s.backend.page(pfn(a)).copied().expect("populated");
+    assert_eq!(page(0x0).zone(), ZoneType::Dma); // a hole below 4 KiB
+    assert_eq!(page(0xff_f000).zone(), ZoneType::Dma);
+    assert_eq!(page(0x100_0000).zone(), ZoneType::Dma32);
+    for a in [0x0, 0xa_0000, 0x3a00_0000, 0x7fff_f000, 0x2000_0000] {
+        let p = page(a);
+        assert!(p.is_reserved() && p.has(crate::page::pg::INITIALIZED), "{a:#x}");
+        assert_eq!((p.refcount, p.nid()), (1, 0));
+    }
+    let u = s.section(7).unwrap().usage().unwrap();
+    assert_eq!(u.migratetype(0), MigrateType::Movable);
+    assert_eq!(u.migratetype(16), MigrateType::Unmovable); // the PMEM hole
+}
+
+#[test]
+fn pfn_valid_and_online_page_follow_linux() {
+    let s = booted(&ram_2g_two_pmem());
+    // An early section: every pfn is valid, holes included...
+    assert!(s.pfn_valid(pfn(0x3a00_0000)));
+    assert!(s.pfn_valid(pfn(0x0)));
+    // ...but only RAM sub-sections have online pages.
+    assert_eq!(s.pfn_to_online_page(pfn(0x3a00_0000)), None);
+    assert_eq!(s.pfn_to_online_page(pfn(0x3800_0000)), Some(VMEMMAP + pfn(0x3800_0000) * 64));
+    // Absent sections, beyond MAX_PHYSMEM_BITS, and the root bound.
+    assert!(!s.pfn_valid(pfn(0x8000_0000)));
+    assert!(!s.pfn_valid(MAX_PFN));
+    assert!(!s.pfn_valid(u64::MAX));
+    assert!(s.section(NR_MEM_SECTIONS).is_none());
+    assert_eq!(s.pfn_to_online_page(u64::MAX), None);
+    assert_eq!(s.page_to_pfn(s.pfn_to_page(0x12345)), 0x12345);
+    assert_eq!(pfn_to_section_nr(section_nr_to_pfn(77)), 77);
+}
+
+#[test]
+fn ram_beyond_max_physmem_bits_gets_no_section() {
+    let top = MAX_PFN;
+    let s = booted(&[(pfn(0x10_0000), pfn(0x800_0000)), (top - 2 * SUB, top + 4 * SUB)]);
+    let present: Vec<u64> = s.present_sections().map(|(nr, _)| nr).collect();
+    assert_eq!(present, [0, NR_MEM_SECTIONS - 1]);
+    assert_eq!(s.section(NR_MEM_SECTIONS - 1).unwrap().subsection_map(), 0b11 << 62);
+    assert_eq!(s.stats().beyond_max_pages, 4 * SUB);
+    assert_eq!(s.stats().roots, 2);
+}
+
+#[test]
+fn hot_add_into_an_early_hole_reuses_the_boot_memmap() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let before = s.stats();
+    let p = pfn(0x3a00_0000);
+    s.add_pages(0, p, 16 * SUB, SUB, None).unwrap();
+    let ms = s.section(7).unwrap();
+    assert_eq!(ms.subsection_map(), 0xffff_0000_ffff_ffff);
+    assert!(ms.early());
+    assert_eq!(s.stats(), before, "no new usage or memmap");
+    assert_eq!(
+        s.add_pages(0, p + SUB, SUB, SUB, None),
+        Err(SparseError::Exist { pfn: p + SUB, nr_pages: SUB })
+    );
+    s.remove_pages(p, 16 * SUB, None).unwrap();
+    assert_eq!(s.section(7).unwrap().subsection_map(), 0xffff_0000_0000_ffff);
+    assert_eq!(s.backend.populated(7), u64::MAX, "an early memmap is never partly freed");
+    s.add_pages(0, p, 16 * SUB, SUB, None).unwrap();
+}
+
+#[test]
+fn bad_ranges_are_refused_without_change() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let snap = snapshot(&s);
+    let p = pfn(0x3a00_0000);
+    assert_eq!(
+        s.add_pages(0, p + 1, SUB, SUB, None),
+        Err(SparseError::Inval { pfn: p + 1, nr_pages: SUB })
+    );
+    assert_eq!(
+        s.add_pages(0, p, SUB + 8, SUB, None),
+        Err(SparseError::Inval { pfn: p, nr_pages: SUB + 8 })
+    );
+    assert_eq!(s.add_pages(0, p, 0, SUB, None), Err(SparseError::Inval { pfn: p, nr_pages: 0 }));
+    assert_eq!(s.add_pages(0, p, SUB, PAGES_PER_SECTION, None).unwrap_err().errno(), "EINVAL");
+    let r = s.add_pages(0, MAX_PFN - SUB, 2 * SUB, SUB, None);
+    assert_eq!(r, Err(SparseError::Range { pfn: MAX_PFN - SUB, nr_pages: 2 * SUB }));
+    // RAM already active: EEXIST; nothing active there: not removed.
+    assert_eq!(s.add_pages(0, p - SUB, 2 * SUB, SUB, None).unwrap_err().errno(), "EEXIST");
+    let r = s.remove_pages(p - SUB, 2 * SUB, None);
+    assert_eq!(r, Err(SparseError::NotActive { pfn: p - SUB, nr_pages: 2 * SUB }));
+    assert_eq!(s.remove_pages(pfn(0x1_0000_0000), SUB, None).unwrap_err().errno(), "EINVAL");
+    assert_eq!(snapshot(&s), snap);
+}
+
+#[test]
+fn hot_add_into_a_new_section_populates_exactly_the_range() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let base = pfn(0x1_0000_0000) + 10 * SUB; // mid-section 32
+    s.add_pages(0, base, 3 * SUB, SUB, None).unwrap();
+    let ms = s.section(32).unwrap();
+    assert_eq!(ms.flags(), flags::PRESENT | flags::HAS_MEM_MAP);
+    assert_eq!(ms.subsection_map(), 0b111 << 10);
+    // Realigned to the section start: base + pfn is pfn's descriptor.
+    assert_eq!(ms.mem_map_addr() + base * 64, s.pfn_to_page(base));
+    assert_eq!(s.backend.populated(32), 0b111 << 10);
+    assert!(s.pfn_valid(base) && s.pfn_valid(base + 3 * SUB - 1));
+    assert!(!s.pfn_valid(base - 1) && !s.pfn_valid(base + 3 * SUB));
+    assert_eq!(s.pfn_to_online_page(base), None, "not online until onlined");
+    s.set_section_flags(base, 3 * SUB, flags::ONLINE, true);
+    assert!(s.pfn_to_online_page(base).is_some());
+    assert_eq!(s.stats().memmap_bytes, 16 * 2 * MIB + 3 * 32 * 1024);
+    assert_eq!(s.stats().roots, 1);
+}
+
+#[test]
+fn device_pages_are_never_online_pages() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let p = pfn(0x3a00_0000);
+    s.add_pages(0, p, 2 * SUB, SUB, None).unwrap();
+    s.memmap_init_range(p, 2 * SUB, ZoneType::Device, 0, 7);
+    s.set_section_flags(p, 2 * SUB, flags::TAINT_ZONE_DEVICE, true);
+    assert!(s.pfn_valid(p));
+    assert_eq!(s.pfn_to_online_page(p), None);
+    assert!(s.pfn_to_online_page(p - 1).is_some(), "RAM next to it stays online");
+    assert_eq!(s.page(p).unwrap().pgmap, 7);
+    assert!(SectionLine(7, s.section(7).unwrap()).to_string().contains("early|zone_device "));
+}
+
+#[test]
+fn full_removal_resets_the_word_frees_hot_usage_and_keeps_boot_usage() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let base = pfn(0x1_0000_0000);
+    s.add_pages(0, base, 4 * SUB, SUB, None).unwrap();
+    s.remove_pages(base, 4 * SUB, None).unwrap();
+    let ms = s.section(32).unwrap();
+    assert_eq!((ms.raw(), ms.usage().is_none()), (0, true));
+    assert_eq!((s.backend.usages_allocated, s.backend.usages_freed), (1, 1));
+    assert_eq!(s.backend.populated(32), 0);
+    assert!(!s.pfn_valid(base));
+
+    // An early section emptied: word 0, boot memmap freed whole, usage kept.
+    let p8 = section_nr_to_pfn(8);
+    s.remove_pages(p8, PAGES_PER_SECTION, None).unwrap();
+    let ms = s.section(8).unwrap();
+    assert_eq!(ms.raw(), 0);
+    assert!(ms.usage().is_some());
+    assert_eq!(s.backend.populated(8), 0);
+    assert_eq!(s.backend.usages_freed, 1);
+    // Re-added, it is an ordinary section that reuses the boot usage, and
+    // emptying it again still never frees that usage.
+    s.add_pages(0, p8, 2 * SUB, SUB, None).unwrap();
+    assert!(!s.section(8).unwrap().early());
+    assert_eq!(s.backend.populated(8), 0b11);
+    assert_eq!(s.backend.usages_allocated, 1);
+    s.remove_pages(p8, 2 * SUB, None).unwrap();
+    assert_eq!(s.backend.usages_freed, 1);
+}
+
+#[test]
+fn failed_hot_add_leaves_exactly_the_state_before() {
+    let mut s = booted(&ram_2g_two_pmem());
+    // Spans sections 32 (partial), 33 (whole) and 34 (partial); the memmap
+    // of the third fails, so the first two must be undone.
+    let base = pfn(0x1_0000_0000) + 60 * SUB;
+    let nr = 4 * SUB + PAGES_PER_SECTION + 2 * SUB;
+    let snap = snapshot(&s);
+    s.backend.fail_populate_in = Some(3);
+    assert_eq!(s.add_pages(0, base, nr, SUB, None), Err(SparseError::NoMem { what: "memmap" }));
+    assert_eq!(snapshot(&s), snap);
+    assert_eq!(s.backend.usages_allocated, s.backend.usages_freed);
+    s.backend.fail_usage = true;
+    assert_eq!(s.add_pages(0, base, nr, SUB, None), Err(SparseError::NoMem { what: "usage" }));
+    assert_eq!(snapshot(&s), snap);
+    s.backend.fail_usage = false;
+    s.add_pages(0, base, nr, SUB, None).unwrap();
+    assert_eq!(s.section(33).unwrap().subsection_map(), u64::MAX);
+    s.remove_pages(base, nr, None).unwrap();
+    // Roots stay; everything else is back.
+    assert_eq!(snapshot(&s)[..snap.len() - 1], snap[..snap.len() - 1]);
+}
+
+#[test]
+fn altmap_must_start_the_range_and_fit() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let base = pfn(0x1_0000_0000);
+    let mut a = Altmap { base_pfn: base, reserve: 0, free: 2 * SUB, alloc: 0 };
+    let r = s.add_pages(0, base, SUB, SUB, Some(&mut a));
+    assert_eq!(r, Err(SparseError::Inval { pfn: base, nr_pages: SUB }), "altmap larger than range");
+    let mut a = Altmap { base_pfn: base + SUB, ..a };
+    assert!(s.add_pages(0, base, 4 * SUB, SUB, Some(&mut a)).is_err(), "altmap elsewhere");
+    let mut a = Altmap { base_pfn: base, reserve: 0, free: 512, alloc: 0 };
+    s.add_pages(0, base, PAGES_PER_SECTION, SUB, Some(&mut a)).unwrap();
+    assert_eq!(a.alloc, 512, "a whole section's memmap (2 MiB) came from the altmap");
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random hot-add/remove over sections 6..=9 (6, 7 early with a hole in 7,
+/// 8 and 9 new), checked against a set of active sub-sections.
+#[test]
+fn random_add_remove_matches_a_naive_model() {
+    let ram = [(pfn(0x1000), pfn(0x3a00_0000)), (pfn(0x3e00_0000), pfn(0x4000_0000))];
+    let mut s = booted(&ram);
+    let first = section_nr_to_pfn(6);
+    let subs = 4 * SUBSECTIONS_PER_SECTION;
+    let mut active: Vec<bool> = (0..subs)
+        .map(|i| s.pfn_to_section(first + i * SUB).unwrap().pfn_section_valid(first + i * SUB))
+        .collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut adds, mut removes) = (0, 0);
+    for step in 0..20_000 {
+        let a = rng.below(subs);
+        let span = if rng.below(4) == 0 { 80 } else { 6 };
+        let n = 1 + rng.below(span).min(subs - a - 1);
+        let (p, nr) = (first + a * SUB, n * SUB);
+        let range = a as usize..(a + n) as usize;
+        if rng.below(2) == 0 {
+            let r = s.add_pages(0, p, nr, SUB, None);
+            if active[range.clone()].iter().any(|&b| b) {
+                assert_eq!(r.unwrap_err().errno(), "EEXIST", "step {step}");
+            } else {
+                r.unwrap();
+                active[range].iter_mut().for_each(|b| *b = true);
+                adds += 1;
+            }
+        } else {
+            let r = s.remove_pages(p, nr, None);
+            if active[range.clone()].iter().all(|&b| b) {
+                r.unwrap();
+                active[range].iter_mut().for_each(|b| *b = false);
+                removes += 1;
+            } else {
+                assert_eq!(r, Err(SparseError::NotActive { pfn: p, nr_pages: nr }), "step {step}");
+            }
+        }
+        for nr in 6..10 {
+            let ms = s.section(nr).unwrap();
+            let want: u64 = (0..64)
+                .filter(|&i| active[((nr - 6) * 64 + i) as usize])
+                .fold(0, |m, i| m | 1 << i);
+            assert_eq!(ms.subsection_map(), want, "step {step} section {nr}");
+            assert_eq!(ms.valid(), want != 0, "step {step} section {nr}");
+            assert_eq!(ms.present(), want != 0, "step {step} section {nr}");
+            if ms.early() {
+                assert_eq!(s.backend.populated(nr), u64::MAX, "step {step}");
+            } else {
+                assert_eq!(s.backend.populated(nr), want, "step {step} section {nr}");
+            }
+            let probe = section_nr_to_pfn(nr) + rng.below(PAGES_PER_SECTION);
+            let bit = active[((probe - first) / SUB) as usize];
+            assert_eq!(s.pfn_valid(probe), bit || (ms.early() && ms.valid()), "step {step}");
+        }
+    }
+    assert!(adds > 1000 && removes > 1000, "{adds} adds, {removes} removes");
+    let hot = s.backend.usages_allocated - s.backend.usages_freed;
+    let live = (8..10).filter(|&nr| s.section(nr).unwrap().usage().is_some()).count() as u64;
+    assert!(hot <= live, "no usage leaked: {hot} hot usages live, {live} sections hold one");
+}

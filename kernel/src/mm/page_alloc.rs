@@ -1,0 +1,90 @@
+//! The page allocator after boot: memblock's free memory handed to the
+//! buddy allocator (`memblock_free_all`), and the kernel's way to get and
+//! give back pages.
+
+use core::fmt::Write;
+
+use mm::buddy::{BuddyError, NR_ORDERS};
+use mm::page::{Pfn, ZoneType, phys_pfn};
+
+use crate::mm::memblock::MEMBLOCK;
+use crate::mm::sparse::SPARSE;
+
+/// Zones with a free area, in Linux's order.
+pub const ZONES: [ZoneType; 3] = [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal];
+
+/// Hands every free memblock range to the page allocator; from now on the
+/// memory model allocates from it. Prints `/proc/buddyinfo`-style lines and
+/// Linux's `Memory:` line.
+pub fn init() {
+    let start = crate::arch::time::uptime_us();
+    let (free, total) = {
+        let mb = MEMBLOCK.lock();
+        (mb.free_ranges(), mb.memory.total())
+    };
+    let mut s = SPARSE.lock();
+    let backend = &mut s.backend;
+    backend.set_late();
+    let mut freed = 0;
+    for r in &free {
+        freed += backend.buddy.free_range(&mut backend.vmemmap, phys_pfn(r.base), phys_pfn(r.end()));
+    }
+    let took = crate::arch::time::uptime_us() - start;
+    for zone in ZONES {
+        let b = &backend.buddy;
+        if b.managed(zone) == 0 {
+            continue;
+        }
+        let mut line = alloc::string::String::new();
+        let _ = write!(line, "Node 0, zone {:>8} ", zone.name());
+        for n in b.free_counts(zone) {
+            let _ = write!(line, "{n:6} ");
+        }
+        log::info!("{}", line.trim_end());
+    }
+    for zone in ZONES {
+        let b = &backend.buddy;
+        log::info!(
+            "page_alloc: zone {:<6} {:>8} free pages, {:>8} managed",
+            zone.name(),
+            b.nr_free(zone),
+            b.managed(zone)
+        );
+    }
+    log::info!(
+        "Memory: {}K/{}K available, handed to the page allocator in {}.{:03} ms",
+        freed * 4,
+        total / 1024,
+        took / 1000,
+        took % 1000
+    );
+}
+
+/// Allocates 2^`order` pages, Normal first, falling back to DMA32 and DMA.
+pub fn alloc_pages(order: u32) -> Result<Pfn, BuddyError> {
+    alloc_pages_zone(order, ZoneType::Normal)
+}
+
+/// Allocates 2^`order` pages from `highest` or a lower zone.
+pub fn alloc_pages_zone(order: u32, highest: ZoneType) -> Result<Pfn, BuddyError> {
+    let mut s = SPARSE.lock();
+    let b = &mut s.backend;
+    b.buddy.alloc_pages(&mut b.vmemmap, order, highest)
+}
+
+/// Frees 2^`order` pages from [`alloc_pages`].
+pub fn free_pages(pfn: Pfn, order: u32) -> Result<(), BuddyError> {
+    let mut s = SPARSE.lock();
+    let b = &mut s.backend;
+    b.buddy.free_pages(&mut b.vmemmap, pfn, order)
+}
+
+/// Free pages in `zone`.
+pub fn nr_free(zone: ZoneType) -> u64 {
+    SPARSE.lock().backend.buddy.nr_free(zone)
+}
+
+/// Free blocks per order in `zone`.
+pub fn free_counts(zone: ZoneType) -> [u64; NR_ORDERS] {
+    SPARSE.lock().backend.buddy.free_counts(zone)
+}

@@ -1,0 +1,395 @@
+//! The kernel side of SPARSEMEM: the section table of `tessera-mm` backed
+//! by memblock at boot and by the page allocator afterwards, with the
+//! memmap mapped at [`VMEMMAP_START`].
+//!
+//! One lock, [`SPARSE`], covers the section table, the vmemmap and the page
+//! allocator, so that populating a memmap can allocate pages.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use core::ptr::NonNull;
+
+use mm::buddy::BuddyAllocator;
+use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
+use mm::sparse::{
+    Altmap, MemSectionUsage, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse, SparseBackend,
+    SparseStats, pfn_to_section_nr, subsection_mask, subsection_map_index,
+};
+use spin::Mutex;
+
+use crate::arch::paging::{self, MapSize};
+use crate::init::layout::VMEMMAP_START;
+use crate::mm::memblock::MEMBLOCK;
+
+const PAGE_DESC: u64 = core::mem::size_of::<Page>() as u64;
+const SECTION_MEMMAP: u64 = PAGES_PER_SECTION * PAGE_DESC;
+
+/// Where a piece of memmap memory came from, so it goes back there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Memblock,
+    Buddy,
+    /// The device range's own pages (`vmem_altmap`).
+    Altmap,
+}
+
+/// One section's populated memmap.
+#[derive(Debug, Default)]
+struct SectionMap {
+    /// Sub-sections whose descriptors are mapped and may be read.
+    mask: u64,
+    /// A 2 MiB page backs the whole section's memmap (physical address and
+    /// origin); it stays until no sub-section uses it, as Linux's
+    /// `vmemmap_free` keeps a partly used PMD.
+    huge: Option<(u64, Source)>,
+}
+
+/// The vmemmap: which descriptors are mapped.
+pub struct Vmemmap {
+    sections: BTreeMap<u64, SectionMap>,
+}
+
+impl Vmemmap {
+    fn mapped(&self, pfn: Pfn) -> bool {
+        self.sections
+            .get(&pfn_to_section_nr(pfn))
+            .is_some_and(|s| s.mask & (1 << subsection_map_index(pfn)) != 0)
+    }
+}
+
+fn desc_ptr(pfn: Pfn) -> *mut Page {
+    (VMEMMAP_START + pfn * PAGE_DESC) as *mut Page
+}
+
+impl MemMap for Vmemmap {
+    fn page(&self, pfn: Pfn) -> Option<&Page> {
+        // SAFETY: `mapped` means this module mapped the descriptor's
+        // sub-section writable at its vmemmap address and keeps it mapped
+        // until the bit is cleared, which needs `&mut self`.
+        self.mapped(pfn).then(|| unsafe { &*desc_ptr(pfn) })
+    }
+
+    fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
+        // SAFETY: as in `page`; `&mut self` makes this the only reference.
+        self.mapped(pfn).then(|| unsafe { &mut *desc_ptr(pfn) })
+    }
+}
+
+/// Memory for the model: memblock until the page allocator takes over.
+pub struct KernelBackend {
+    /// The page allocator (empty until [`crate::mm::page_alloc::init`]).
+    pub buddy: BuddyAllocator,
+    /// The mapped descriptors.
+    pub vmemmap: Vmemmap,
+    phys_offset: u64,
+    /// The page allocator has taken over from memblock.
+    late: bool,
+    /// Page-table pages allocated for the vmemmap.
+    pub pgtable_pages: u64,
+}
+
+impl KernelBackend {
+    const fn new() -> Self {
+        Self {
+            buddy: BuddyAllocator::new(),
+            vmemmap: Vmemmap { sections: BTreeMap::new() },
+            phys_offset: 0,
+            late: false,
+            pgtable_pages: 0,
+        }
+    }
+
+    /// Whether the page allocator has taken over.
+    pub fn late(&self) -> bool {
+        self.late
+    }
+
+    pub(super) fn set_late(&mut self) {
+        self.late = true;
+    }
+
+    /// A zeroed-or-not block of `1 << order` pages from memblock or the
+    /// page allocator.
+    fn alloc_block(&mut self, order: u32) -> Option<(u64, Source)> {
+        if self.late {
+            let pfn = self.buddy.alloc_pages(&mut self.vmemmap, order, ZoneType::Normal).ok()?;
+            Some((pfn_phys(pfn), Source::Buddy))
+        } else {
+            let size = PAGE_SIZE << order;
+            let phys = MEMBLOCK.lock().alloc_range(size, size, 0, u64::MAX).ok()?;
+            Some((phys, Source::Memblock))
+        }
+    }
+
+    fn free_block(&mut self, phys: u64, order: u32, source: Source) {
+        let pfn = phys_pfn(phys);
+        match source {
+            Source::Buddy => {
+                if let Err(e) = self.buddy.free_pages(&mut self.vmemmap, pfn, order) {
+                    log::error!("sparse: freeing memmap page {pfn:#x}: {e}");
+                }
+            }
+            Source::Memblock if self.late => {
+                // Boot memory: its descriptors are reserved; hand them over.
+                self.buddy.free_range(&mut self.vmemmap, pfn, pfn + (1 << order));
+            }
+            Source::Memblock => MEMBLOCK.lock().reserved.remove(phys, PAGE_SIZE << order),
+            Source::Altmap => {}
+        }
+    }
+
+    /// A zeroed page through the physical-memory map.
+    fn alloc_zeroed_page(&mut self) -> Option<NonNull<u8>> {
+        let (phys, _) = self.alloc_block(0)?;
+        let ptr = (self.phys_offset + phys) as *mut u8;
+        // SAFETY: the page was just allocated for this caller alone and the
+        // bootloader maps all RAM at `phys_offset`.
+        unsafe { ptr.write_bytes(0, PAGE_SIZE as usize) };
+        NonNull::new(ptr)
+    }
+
+    fn map(&mut self, virt: u64, phys: u64, size: MapSize) -> bool {
+        let offset = self.phys_offset;
+        let mut tables = 0;
+        let mut frames = || {
+            tables += 1;
+            self.alloc_block(0).map(|(p, _)| p)
+        };
+        // SAFETY: `virt` is in the vmemmap, which only this module maps, at
+        // a descriptor range no reference points into (its bits are clear);
+        // `phys` was just allocated for it.
+        let r = unsafe { paging::map(offset, virt, phys, size, &mut frames) };
+        self.pgtable_pages += tables;
+        if let Err(e) = r {
+            log::error!("sparse: mapping memmap at {virt:#x}: {e:?}");
+        }
+        r.is_ok()
+    }
+
+    /// Unmaps 4 KiB memmap pages `[virt, end)` and frees their frames (to
+    /// `altmap` when they came from it).
+    fn unmap_base_pages(&mut self, virt: u64, end: u64, mut altmap: Option<&mut Altmap>) {
+        for va in (virt..end).step_by(PAGE_SIZE as usize) {
+            // SAFETY: the descriptors in this page were made unreachable
+            // (their bits cleared) before this call.
+            let Some((phys, _)) = (unsafe { paging::unmap(self.phys_offset, va) }) else {
+                log::error!("sparse: memmap page {va:#x} was not mapped");
+                continue;
+            };
+            let pfn = phys_pfn(phys);
+            match altmap.as_deref_mut() {
+                Some(a) if (a.base_pfn..a.base_pfn + a.reserve + a.free).contains(&pfn) => {
+                    a.alloc = a.alloc.saturating_sub(1);
+                }
+                _ => self.free_block(phys, 0, Source::Buddy),
+            }
+        }
+    }
+}
+
+impl MemMap for KernelBackend {
+    fn page(&self, pfn: Pfn) -> Option<&Page> {
+        self.vmemmap.page(pfn)
+    }
+
+    fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
+        self.vmemmap.page_mut(pfn)
+    }
+}
+
+impl SparseBackend for KernelBackend {
+    fn alloc_root(&mut self) -> Option<&'static mut SectionRoot> {
+        let ptr = self.alloc_zeroed_page()?.cast::<SectionRoot>();
+        // SAFETY: a zeroed page owned from now on by the section table
+        // (roots are never freed); all-zero is a valid root (no flags, no
+        // usage: `Option<&mut _>` is guaranteed to be null for `None`), and
+        // 4096 bytes hold exactly one root.
+        Some(unsafe { &mut *ptr.as_ptr() })
+    }
+
+    fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]> {
+        let bytes = (n * core::mem::size_of::<MemSectionUsage>()).max(1) as u64;
+        let phys = MEMBLOCK.lock().alloc_range(bytes, 64, 0, u64::MAX).ok()?;
+        let ptr = (self.phys_offset + phys) as *mut MemSectionUsage;
+        // SAFETY: 1. memblock reserved these bytes for this chunk, which the
+        // section table owns for ever (boot usage is never freed); 2. they
+        // are mapped at `phys_offset` and 64-byte aligned; 3. zero bytes are
+        // a valid `MemSectionUsage` (plain integers).
+        unsafe {
+            ptr.write_bytes(0, n);
+            Some(core::slice::from_raw_parts_mut(ptr, n))
+        }
+    }
+
+    fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage> {
+        Some(Box::leak(Box::default()))
+    }
+
+    fn free_usage(&mut self, usage: &'static mut MemSectionUsage) {
+        // SAFETY: hot-plug usages come only from `alloc_usage`, i.e. from
+        // `Box::leak`; the model never frees boot usage.
+        drop(unsafe { Box::from_raw(usage) });
+    }
+
+    fn populate_memmap(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        mut altmap: Option<&mut Altmap>,
+        early: bool,
+    ) -> bool {
+        let nr = pfn_to_section_nr(pfn);
+        let mask = subsection_mask(pfn, nr_pages);
+        let virt = VMEMMAP_START + pfn * PAGE_DESC;
+        let bytes = nr_pages * PAGE_DESC;
+        let reuse = self.vmemmap.sections.get(&nr).is_some_and(|s| s.huge.is_some());
+        if !reuse && nr_pages == PAGES_PER_SECTION {
+            // A whole section: one 2 MiB page, from the altmap if given.
+            let block = match altmap.as_deref_mut() {
+                Some(a) => a.alloc_pages(512, 512).map(|p| (pfn_phys(p), Source::Altmap)),
+                None => self.alloc_block(9),
+            };
+            if let Some((phys, source)) = block {
+                if self.map(virt, phys, MapSize::Size2M) {
+                    self.vmemmap.sections.entry(nr).or_default().huge = Some((phys, source));
+                } else if let (Source::Altmap, Some(a)) = (source, altmap.as_deref_mut()) {
+                    a.alloc -= 512;
+                } else {
+                    self.free_block(phys, 9, source);
+                }
+            }
+        }
+        let huge = self.vmemmap.sections.get(&nr).is_some_and(|s| s.huge.is_some());
+        if !huge {
+            let end = virt + bytes;
+            let mut va = virt;
+            while va < end {
+                let frame = match altmap.as_deref_mut() {
+                    Some(a) => a.alloc_pages(1, 1).map(pfn_phys),
+                    None => self.alloc_block(0).map(|(p, _)| p),
+                };
+                let ok = match frame {
+                    Some(phys) => self.map(va, phys, MapSize::Size4K) || {
+                        if altmap.is_none() {
+                            self.free_block(phys, 0, Source::Buddy);
+                        }
+                        false
+                    },
+                    None => false,
+                };
+                if !ok {
+                    self.unmap_base_pages(virt, va, altmap);
+                    return false;
+                }
+                va += PAGE_SIZE;
+            }
+        }
+        if !early {
+            // SAFETY: the range was mapped above (or is part of a mapped
+            // 2 MiB page) and no reference points into it: its bits are
+            // still clear.
+            unsafe { (virt as *mut u8).write_bytes(0, bytes as usize) };
+        }
+        self.vmemmap.sections.entry(nr).or_default().mask |= mask;
+        true
+    }
+
+    fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>) {
+        let nr = pfn_to_section_nr(pfn);
+        let Some(s) = self.vmemmap.sections.get_mut(&nr) else { return };
+        s.mask &= !subsection_mask(pfn, nr_pages);
+        let (mask, huge) = (s.mask, s.huge);
+        if mask == 0 {
+            self.vmemmap.sections.remove(&nr);
+        }
+        let virt = VMEMMAP_START + pfn * PAGE_DESC;
+        match huge {
+            Some((phys, source)) if mask == 0 => {
+                let base = virt & !(SECTION_MEMMAP - 1);
+                // SAFETY: no sub-section of the section uses the page now.
+                unsafe { paging::unmap(self.phys_offset, base) };
+                match (source, altmap) {
+                    (Source::Altmap, Some(a)) => a.alloc = a.alloc.saturating_sub(512),
+                    (Source::Altmap, None) => {}
+                    (source, _) => self.free_block(phys, 9, source),
+                }
+            }
+            Some(_) => {}
+            None => self.unmap_base_pages(virt, virt + nr_pages * PAGE_DESC, altmap),
+        }
+    }
+
+    fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]> {
+        let s = self.vmemmap.sections.get(&pfn_to_section_nr(pfn))?;
+        let mask = subsection_mask(pfn, nr_pages);
+        // SAFETY: every sub-section of the range is mapped (mask check), the
+        // range lies in one section (the trait's contract, and `mask` would
+        // be wrong otherwise), and `&mut self` makes this the only reference.
+        (s.mask & mask == mask && nr_pages > 0)
+            .then(|| unsafe { core::slice::from_raw_parts_mut(desc_ptr(pfn), nr_pages as usize) })
+    }
+}
+
+/// The section table, the vmemmap and the page allocator.
+pub static SPARSE: Mutex<Sparse<KernelBackend>> =
+    Mutex::new(Sparse::new(KernelBackend::new(), VMEMMAP_START));
+
+/// Builds the section table for memblock's memory: every section touched
+/// by RAM present and early with a whole memmap, then prints the sections
+/// whose sub-section map is not full (all with `sparse_debug`) and a summary.
+pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
+    let start = crate::arch::time::uptime_us();
+    let ram: alloc::vec::Vec<(Pfn, Pfn)> = MEMBLOCK
+        .lock()
+        .memory
+        .regions()
+        .iter()
+        .map(|r| (phys_pfn(r.base), phys_pfn(r.base + r.size)))
+        .collect();
+    let mut s = SPARSE.lock();
+    s.backend.phys_offset = phys_offset;
+    let stats = match s.init(&ram, 0) {
+        Ok(st) => st,
+        Err(e) => panic!("sparse: boot init failed: {e}"),
+    };
+    let took = crate::arch::time::uptime_us() - start;
+    if stats.beyond_max_pages > 0 {
+        log::warn!(
+            "sparse: ignoring {} pages of RAM beyond MAX_PHYSMEM_BITS",
+            stats.beyond_max_pages
+        );
+    }
+    let (mut present, mut early) = (0, 0);
+    for (nr, ms) in s.present_sections() {
+        present += 1;
+        early += u64::from(ms.early());
+        if sparse_debug || ms.subsection_map() != u64::MAX {
+            log::info!("{}", SectionLine(nr, ms));
+        }
+    }
+    log::info!(
+        "sparse: {present} present sections, {early} early, {} root(s), usage maps {} bytes, memmap {} KiB ({} page-table pages), {}.{:03} ms",
+        stats.roots,
+        stats.usage_bytes,
+        stats.memmap_bytes / 1024,
+        s.backend.pgtable_pages,
+        took / 1000,
+        took % 1000
+    );
+    stats
+}
+
+/// `pfn_valid`.
+pub fn pfn_valid(pfn: Pfn) -> bool {
+    SPARSE.lock().pfn_valid(pfn)
+}
+
+/// `pfn_to_online_page`: the descriptor's address.
+pub fn pfn_to_online_page(pfn: Pfn) -> Option<u64> {
+    SPARSE.lock().pfn_to_online_page(pfn)
+}
+
+/// A copy of `pfn`'s descriptor, when its memmap is valid.
+pub fn page(pfn: Pfn) -> Option<Page> {
+    SPARSE.lock().page(pfn).copied()
+}

@@ -1,0 +1,206 @@
+//! The memory model after boot, checked against memblock (an independent
+//! record of the RAM the firmware gave): sections, sub-section maps, the
+//! vmemmap, page descriptors and the page allocator. The harness boots this
+//! binary on several machines (1 GiB with RAM ending mid-section, 2 GiB
+//! with two `memmap=` ranges in one section, 5 GiB with RAM above 4 GiB).
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use kernel::arch::paging::{self, MapSize};
+use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::mm::memblock::MEMBLOCK;
+use kernel::mm::page_alloc::{self, ZONES};
+use kernel::mm::sparse::{self, SPARSE};
+use mm::buddy::MAX_ORDER;
+use mm::memblock::Region;
+use mm::page::{MemMap, Pfn, ZoneType, pfn_phys};
+use mm::sparse::{
+    NR_MEM_SECTIONS, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, flags, pfn_to_section_nr,
+    section_nr_to_pfn,
+};
+
+kernel::test_binary_entry!();
+
+fn memory() -> Vec<Region> {
+    MEMBLOCK.lock().memory.regions().to_vec()
+}
+
+/// The sub-section map each section should have, computed from memblock
+/// one 2 MiB block at a time.
+fn expected_maps() -> BTreeMap<u64, u64> {
+    let mut maps = BTreeMap::new();
+    for r in memory() {
+        let mut block = r.base & !((2 << 20) - 1);
+        while block < r.end() {
+            let pfn = block >> 12;
+            let bit = (pfn % PAGES_PER_SECTION) / PAGES_PER_SUBSECTION;
+            *maps.entry(pfn_to_section_nr(pfn)).or_insert(0u64) |= 1 << bit;
+            block += 2 << 20;
+        }
+    }
+    maps
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test_case]
+fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
+    let want = expected_maps();
+    let last = *want.keys().last().unwrap();
+    let s = SPARSE.lock();
+    for nr in 0..=last + 8 {
+        match (want.get(&nr), s.section(nr)) {
+            (Some(&map), Some(ms)) => {
+                let all = flags::PRESENT | flags::HAS_MEM_MAP | flags::ONLINE | flags::EARLY;
+                assert_eq!(ms.flags(), all, "section {nr}");
+                assert_eq!(ms.subsection_map(), map, "section {nr}");
+                let pfn = section_nr_to_pfn(nr) + 777;
+                assert_eq!(ms.mem_map_addr() + pfn * 64, s.pfn_to_page(pfn), "section {nr}");
+            }
+            (None, ms) => assert!(ms.is_none_or(|ms| ms.raw() == 0), "section {nr} not RAM"),
+            (Some(_), None) => panic!("section {nr} has RAM but no root"),
+        }
+    }
+    assert_eq!(s.present_sections().count(), want.len());
+    assert!(s.section(NR_MEM_SECTIONS).is_none());
+}
+
+#[test_case]
+fn pfn_valid_and_online_pages_follow_the_bits() {
+    let want = expected_maps();
+    let top = (*want.keys().last().unwrap() + 4) * PAGES_PER_SECTION;
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for _ in 0..20_000 {
+        let pfn = rng.below(top);
+        let nr = pfn_to_section_nr(pfn);
+        let bit = (pfn % PAGES_PER_SECTION) / PAGES_PER_SUBSECTION;
+        let present = want.contains_key(&nr);
+        let set = want.get(&nr).is_some_and(|m| m & (1 << bit) != 0);
+        assert_eq!(sparse::pfn_valid(pfn), present, "pfn {pfn:#x}");
+        assert_eq!(sparse::pfn_to_online_page(pfn).is_some(), set, "pfn {pfn:#x}");
+        if set {
+            assert_eq!(sparse::pfn_to_online_page(pfn), Some(VMEMMAP_START + pfn * 64));
+        }
+    }
+    assert!(!sparse::pfn_valid(u64::MAX));
+    assert!(!sparse::pfn_valid(1 << 34));
+}
+
+#[test_case]
+fn the_vmemmap_uses_one_2m_page_per_early_section_from_reserved_memory() {
+    let off = init::mappings().unwrap().physical_memory_offset;
+    let mut backing = Vec::new();
+    for nr in expected_maps().keys() {
+        let virt = VMEMMAP_START + nr * (2 << 20);
+        let (phys, size) = paging::mapping(off, virt).expect("memmap mapped");
+        assert_eq!(size, MapSize::Size2M, "section {nr}");
+        assert_eq!(phys % (2 << 20), 0);
+        assert!(MEMBLOCK.lock().reserved.overlaps(phys, 2 << 20), "memmap at {phys:#x}");
+        backing.push(phys);
+    }
+    backing.sort_unstable();
+    assert!(backing.windows(2).all(|w| w[0] + (2 << 20) <= w[1]), "memmaps overlap");
+    // Past the last section nothing is mapped.
+    let after = VMEMMAP_START + (expected_maps().keys().last().unwrap() + 1) * (2 << 20);
+    assert_eq!(paging::mapping(off, after), None);
+}
+
+#[test_case]
+fn descriptors_carry_zone_node_and_reservation() {
+    let mb = MEMBLOCK.lock().clone();
+    let s = SPARSE.lock();
+    for nr in expected_maps().keys() {
+        for pfn in (section_nr_to_pfn(*nr)..section_nr_to_pfn(nr + 1)).step_by(61) {
+            let p = s.page(pfn).expect("early sections have every descriptor");
+            assert_eq!((p.zone(), p.nid()), (ZoneType::for_pfn(pfn), 0), "pfn {pfn:#x}");
+            let pa = pfn_phys(pfn);
+            let ram = mb.memory.overlaps(pa, 4096);
+            if !ram || mb.reserved.overlaps(pa, 4096) {
+                assert!(p.is_reserved(), "pfn {pfn:#x} is a hole or reserved");
+                assert_eq!(p.refcount, 1);
+            } else {
+                assert!(!p.is_reserved(), "pfn {pfn:#x} is free RAM");
+            }
+        }
+    }
+}
+
+#[test_case]
+fn free_pages_are_what_memblock_left() {
+    let mb = MEMBLOCK.lock().clone();
+    let free_pages: u64 = mb.free_ranges().iter().map(|r| r.size / 4096).sum();
+    let managed: u64 = ZONES.iter().map(|&z| SPARSE.lock().backend.buddy.managed(z)).sum();
+    assert_eq!(managed, free_pages);
+    for z in ZONES {
+        let counted: u64 =
+            page_alloc::free_counts(z).iter().enumerate().map(|(o, n)| n << o).sum();
+        assert_eq!(counted, page_alloc::nr_free(z), "zone {z}");
+    }
+    let s = SPARSE.lock();
+    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+}
+
+#[test_case]
+fn every_order_allocates_usable_aligned_memory_and_frees_back() {
+    let before: Vec<_> = ZONES.iter().map(|&z| page_alloc::free_counts(z)).collect();
+    let off = init::mappings().unwrap().physical_memory_offset;
+    let mut got = Vec::new();
+    for order in 0..=MAX_ORDER {
+        let pfn = page_alloc::alloc_pages(order).expect("memory for every order");
+        assert_eq!(pfn % (1 << order), 0, "order {order}");
+        let p = sparse::page(pfn).unwrap();
+        assert_eq!((p.refcount, p.is_reserved(), p.is_buddy()), (1, false, false));
+        let last = pfn + (1 << order) - 1;
+        for (i, at) in [pfn, last].into_iter().enumerate() {
+            let ptr = (off + pfn_phys(at)) as *mut u64;
+            // SAFETY: the page allocator just handed these pages to this
+            // test alone; RAM is mapped at the physical-memory offset.
+            unsafe {
+                ptr.write_volatile(0xabcd_0000 + i as u64);
+                assert_eq!(ptr.read_volatile(), 0xabcd_0000 + i as u64);
+            }
+        }
+        got.push((pfn, order));
+    }
+    // No two blocks overlap.
+    let mut ranges: Vec<(Pfn, Pfn)> = got.iter().map(|&(p, o)| (p, p + (1 << o))).collect();
+    ranges.sort_unstable();
+    assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0));
+    for (pfn, order) in got {
+        page_alloc::free_pages(pfn, order).unwrap();
+    }
+    let after: Vec<_> = ZONES.iter().map(|&z| page_alloc::free_counts(z)).collect();
+    assert_eq!(after, before, "freeing everything merges back");
+}
+
+#[test_case]
+fn zone_limits_are_respected_and_bad_frees_refused() {
+    let pfn = page_alloc::alloc_pages_zone(0, ZoneType::Dma).expect("DMA memory");
+    assert!(pfn < (16 << 20) >> 12, "{pfn:#x}");
+    page_alloc::free_pages(pfn, 0).unwrap();
+    assert!(page_alloc::free_pages(pfn, 0).is_err(), "double free");
+    let pfn32 = page_alloc::alloc_pages_zone(3, ZoneType::Dma32).unwrap();
+    assert!(pfn32 < (4u64 << 30) >> 12);
+    assert!(page_alloc::free_pages(pfn32 + 1, 0).is_err(), "not the head");
+    assert!(page_alloc::free_pages(pfn32, 2).is_err(), "wrong order");
+    page_alloc::free_pages(pfn32, 3).unwrap();
+    assert!(page_alloc::free_pages(0, 0).is_err(), "page 0 is reserved");
+    let s = SPARSE.lock();
+    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+}
