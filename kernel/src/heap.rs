@@ -1,5 +1,6 @@
 //! The kernel heap: `linked_list_allocator` behind a `spin` lock, over a
-//! static 1 MiB arena in the kernel image.
+//! static 1 MiB arena in the kernel image, grown with blocks from the page
+//! allocator once it runs (up to [`MAX_ARENAS`] arenas).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, addr_of_mut};
@@ -15,27 +16,66 @@ struct Arena(#[expect(dead_code, reason = "only reached through raw pointers")] 
 /// Handed to the allocator once, in [`init`]; never referenced otherwise.
 static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
 
-/// The global allocator: a linked-list heap under a spin lock.
-pub struct KernelHeap(Mutex<Heap>);
+/// Arenas the heap may have: the static one and blocks from the page
+/// allocator.
+pub const MAX_ARENAS: usize = 16;
+/// Smallest block the heap grows by (order 8: 1 MiB).
+const GROW_ORDER: u32 = 8;
+
+/// Linked-list heaps, one per arena.
+pub struct Arenas {
+    heaps: [Heap; MAX_ARENAS],
+    len: usize,
+}
+
+/// The global allocator: linked-list heaps under a spin lock.
+pub struct KernelHeap(Mutex<Arenas>);
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap::empty()));
+static HEAP: KernelHeap =
+    KernelHeap(Mutex::new(Arenas { heaps: [const { Heap::empty() }; MAX_ARENAS], len: 0 }));
 
-/// Gives the arena to the allocator. Call once, before any allocation.
+/// Gives the static arena to the allocator. Call once, before any allocation.
 pub fn init() {
-    let mut heap = HEAP.0.lock();
-    if heap.size() != 0 {
+    let mut a = HEAP.0.lock();
+    if a.len != 0 {
         return;
     }
     // SAFETY: ARENA is a static of HEAP_SIZE bytes that nothing else
-    // references; the size check above ensures it is handed over only once.
-    unsafe { heap.init(addr_of_mut!(ARENA).cast::<u8>(), HEAP_SIZE) };
+    // references; the length check above ensures it is handed over only once.
+    unsafe { a.heaps[0].init(addr_of_mut!(ARENA).cast::<u8>(), HEAP_SIZE) };
+    a.len = 1;
 }
 
-/// Bytes in use and bytes free.
-pub fn usage() -> (usize, usize) {
-    let heap = HEAP.0.lock();
-    (heap.used(), heap.free())
+/// Bytes in use, bytes free, and the number of arenas.
+pub fn usage() -> (usize, usize, usize) {
+    let a = HEAP.0.lock();
+    let heaps = &a.heaps[..a.len];
+    (heaps.iter().map(Heap::used).sum(), heaps.iter().map(Heap::free).sum(), a.len)
+}
+
+impl Arenas {
+    fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.heaps[..self.len].iter_mut().find_map(|h| h.allocate_first_fit(layout).ok())
+    }
+
+    /// Adds a block from the page allocator big enough for `layout`. Fails
+    /// when the page allocator is busy (the allocation came from inside
+    /// it) or not running yet, or when all arenas are used.
+    fn grow(&mut self, layout: Layout) -> bool {
+        if self.len == MAX_ARENAS {
+            return false;
+        }
+        let need = (layout.size() + layout.align()).div_ceil(4096).next_power_of_two();
+        let order = need.ilog2().max(GROW_ORDER);
+        let Some(addr) = crate::mm::page_alloc::alloc_for_heap(order) else { return false };
+        let n = self.len;
+        // SAFETY: the page allocator handed these 2^order pages, mapped at
+        // `addr`, to the heap for good; nothing else references them.
+        unsafe { self.heaps[n].init(addr as *mut u8, 4096 << order) };
+        self.len += 1;
+        true
+    }
 }
 
 // SAFETY: allocation and deallocation are serialized by the spin lock, and
@@ -43,16 +83,31 @@ pub fn usage() -> (usize, usize) {
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         x86_64::instructions::interrupts::without_interrupts(|| {
-            self.0.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+            let mut a = self.0.lock();
+            let p = match a.alloc(layout) {
+                Some(p) => Some(p),
+                None if a.grow(layout) => a.alloc(layout),
+                None => None,
+            };
+            p.map_or(core::ptr::null_mut(), NonNull::as_ptr)
         })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
             x86_64::instructions::interrupts::without_interrupts(|| {
+                let mut a = self.0.lock();
+                let addr = p.as_ptr() as usize;
+                let len = a.len;
+                let Some(heap) = a.heaps[..len]
+                    .iter_mut()
+                    .find(|h| (h.bottom() as usize..h.top() as usize).contains(&addr))
+                else {
+                    panic!("heap: freeing {addr:#x}, which no arena holds");
+                };
                 // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc`
-                // with this same `layout`.
-                unsafe { self.0.lock().deallocate(p, layout) }
+                // with this same `layout`, hence from this arena.
+                unsafe { heap.deallocate(p, layout) }
             });
         }
     }
@@ -79,7 +134,7 @@ mod tests {
 
     #[test_case]
     fn freed_memory_is_reused() {
-        let (used_before, _) = super::usage();
+        let (used_before, ..) = super::usage();
         for i in 0..10_000u64 {
             let b = Box::new([i; 16]);
             assert_eq!(b[15], i);
@@ -88,9 +143,27 @@ mod tests {
     }
 
     #[test_case]
+    fn grows_from_the_page_allocator() {
+        let (_, _, arenas) = super::usage();
+        let free = crate::mm::page_alloc::nr_free(mm::page::ZoneType::Dma32);
+        // Twice the static arena: only a block from the page allocator fits.
+        let v: Vec<u64> = (0..(2 * super::HEAP_SIZE as u64 / 8)).collect();
+        assert_eq!(v[v.len() - 1], v.len() as u64 - 1);
+        assert_eq!(super::usage().2, arenas + 1);
+        let took = free - crate::mm::page_alloc::nr_free(mm::page::ZoneType::Dma32);
+        assert_eq!(took, 1024, "one order-10 block (4 MiB) for a 2 MiB vector");
+        drop(v);
+        // The new arena is reused, not grown again.
+        let v: Vec<u64> = (0..(2 * super::HEAP_SIZE as u64 / 8)).collect();
+        assert_eq!(super::usage().2, arenas + 1);
+        drop(v);
+    }
+
+    #[test_case]
     fn exhaustion_returns_null() {
         use core::alloc::{GlobalAlloc, Layout};
-        let layout = Layout::from_size_align(2 * super::HEAP_SIZE, 8).unwrap();
+        // Larger than the largest block the page allocator has (4 MiB).
+        let layout = Layout::from_size_align(8 << 20, 8).unwrap();
         // SAFETY: a non-zero-size layout; a null result is expected.
         let p = unsafe { super::HEAP.alloc(layout) };
         assert!(p.is_null());
