@@ -23,7 +23,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages harness run test check image clean
+.PHONY: all setup toolchain host-packages harness run test bench check image clean
 
 all: image
 
@@ -52,6 +52,10 @@ run: setup harness
 
 test: setup harness
 	@$(HARNESS) test $(TEST_FLAGS)
+
+# Measurements in QEMU (bios; 2G and 8G machines), one table.
+bench: setup harness
+	@$(HARNESS) bench $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
 
 check: toolchain
 	cargo fmt --all -- --check

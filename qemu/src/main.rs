@@ -5,10 +5,12 @@
 //!          [--qemu-args S] [--timeout SECS] [--kernel ELF] [--release]
 //! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
+//! qemu bench [--timeout SECS]
 //! qemu profiles
 //! ```
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cargo;
 mod machine;
 mod profile;
@@ -24,7 +26,7 @@ use report::{Ending, Verdict};
 const DEFAULT_TIMEOUT: u64 = 60;
 const DEFAULT_MEM: &str = "2G";
 
-const USAGE: &str = "usage: qemu run|test|runner|profiles [options] (see qemu/src/main.rs)";
+const USAGE: &str = "usage: qemu run|test|bench|runner|profiles [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]
@@ -342,6 +344,7 @@ fn main() -> ExitCode {
         "run" => cmd_run(f),
         "test" => cmd_test(f),
         "runner" => cmd_runner(f),
+        "bench" => timeout(&f).and_then(bench::run),
         "profiles" => {
             for p in profile::PROFILES {
                 println!("{:10} {}", p.name, p.about);

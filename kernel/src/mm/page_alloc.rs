@@ -3,6 +3,7 @@
 //! give back pages.
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::buddy::{BuddyError, NR_ORDERS};
 use mm::page::{Pfn, ZoneType, phys_pfn};
@@ -12,6 +13,15 @@ use crate::mm::sparse::SPARSE;
 
 /// Zones with a free area, in Linux's order.
 pub const ZONES: [ZoneType; 3] = [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal];
+
+static READY_US: AtomicU64 = AtomicU64::new(0);
+static HANDOFF_US: AtomicU64 = AtomicU64::new(0);
+
+/// Microseconds from kernel entry until the page allocator was ready, and
+/// how long the hand-over from memblock took (0, 0 before [`init`]).
+pub fn ready_us() -> (u64, u64) {
+    (READY_US.load(Ordering::Relaxed), HANDOFF_US.load(Ordering::Relaxed))
+}
 
 /// Hands every free memblock range to the page allocator; from now on the
 /// memory model allocates from it. Prints `/proc/buddyinfo`-style lines and
@@ -29,7 +39,10 @@ pub fn init() {
     for r in &free {
         freed += backend.buddy.free_range(&mut backend.vmemmap, phys_pfn(r.base), phys_pfn(r.end()));
     }
-    let took = crate::arch::time::uptime_us() - start;
+    let now = crate::arch::time::uptime_us();
+    let took = now - start;
+    READY_US.store(now, Ordering::Relaxed);
+    HANDOFF_US.store(took, Ordering::Relaxed);
     for zone in ZONES {
         let b = &backend.buddy;
         if b.managed(zone) == 0 {
@@ -58,6 +71,20 @@ pub fn init() {
         took / 1000,
         took % 1000
     );
+}
+
+/// A block of 2^`order` pages for the heap, as a virtual address in the
+/// physical-memory map. `None` before the page allocator runs and when it
+/// is busy: the heap may be called from inside it, and must not wait.
+pub fn alloc_for_heap(order: u32) -> Option<u64> {
+    let mut s = SPARSE.try_lock()?;
+    let b = &mut s.backend;
+    if !b.late() {
+        return None;
+    }
+    let pfn = b.buddy.alloc_pages(&mut b.vmemmap, order, ZoneType::Normal).ok()?;
+    let offset = crate::init::mappings()?.physical_memory_offset;
+    Some(offset + mm::page::pfn_phys(pfn))
 }
 
 /// Allocates 2^`order` pages, Normal first, falling back to DMA32 and DMA.

@@ -73,6 +73,17 @@ impl MemMap for Vmemmap {
         // SAFETY: as in `page`; `&mut self` makes this the only reference.
         self.mapped(pfn).then(|| unsafe { &mut *desc_ptr(pfn) })
     }
+
+    fn pages_mut(&mut self, pfn: Pfn, nr: u64) -> Option<&mut [Page]> {
+        let s = self.sections.get(&pfn_to_section_nr(pfn))?;
+        let in_section = nr > 0 && pfn_to_section_nr(pfn + nr - 1) == pfn_to_section_nr(pfn);
+        let mask = if in_section { subsection_mask(pfn, nr) } else { 0 };
+        // SAFETY: every sub-section of the range is mapped (mask check) and
+        // lies in one section, whose memmap is virtually contiguous;
+        // `&mut self` makes this the only reference.
+        (mask != 0 && s.mask & mask == mask)
+            .then(|| unsafe { core::slice::from_raw_parts_mut(desc_ptr(pfn), nr as usize) })
+    }
 }
 
 /// Memory for the model: memblock until the page allocator takes over.
@@ -320,14 +331,15 @@ impl SparseBackend for KernelBackend {
     }
 
     fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]> {
-        let s = self.vmemmap.sections.get(&pfn_to_section_nr(pfn))?;
-        let mask = subsection_mask(pfn, nr_pages);
-        // SAFETY: every sub-section of the range is mapped (mask check), the
-        // range lies in one section (the trait's contract, and `mask` would
-        // be wrong otherwise), and `&mut self` makes this the only reference.
-        (s.mask & mask == mask && nr_pages > 0)
-            .then(|| unsafe { core::slice::from_raw_parts_mut(desc_ptr(pfn), nr_pages as usize) })
+        self.vmemmap.pages_mut(pfn, nr_pages)
     }
+}
+
+static INIT_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Microseconds boot-time sparse init took (memmap populated and initialized).
+pub fn init_us() -> u64 {
+    INIT_US.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// The section table, the vmemmap and the page allocator.
@@ -353,6 +365,7 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
         Err(e) => panic!("sparse: boot init failed: {e}"),
     };
     let took = crate::arch::time::uptime_us() - start;
+    INIT_US.store(took, core::sync::atomic::Ordering::Relaxed);
     if stats.beyond_max_pages > 0 {
         log::warn!(
             "sparse: ignoring {} pages of RAM beyond MAX_PHYSMEM_BITS",

@@ -230,17 +230,32 @@ impl BuddyAllocator {
                 continue;
             };
             let max = pfn.trailing_zeros().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
-            let run = (1..1 << max)
-                .find(|&i| mm.page(pfn + i).and_then(takeable) != Some(zone))
-                .unwrap_or(1 << max);
-            let order = max.min(run.ilog2());
-            let n = 1 << order;
-            for p in pfn..pfn + n {
-                if let Some(page) = mm.page_mut(p) {
-                    page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
-                    (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
+            let take = |page: &mut Page| {
+                page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
+                (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
+            };
+            let order = match mm.pages_mut(pfn, 1 << max) {
+                // Fast path: the whole candidate block as one slice.
+                Some(pages) => {
+                    let run = pages.iter().position(|p| takeable(p) != Some(zone));
+                    let order = max.min(run.unwrap_or(1 << max).ilog2());
+                    pages[..1 << order].iter_mut().for_each(take);
+                    order
                 }
-            }
+                None => {
+                    let run = (1..1 << max)
+                        .find(|&i| mm.page(pfn + i).and_then(takeable) != Some(zone))
+                        .unwrap_or(1 << max);
+                    let order = max.min(run.ilog2());
+                    for p in pfn..pfn + (1 << order) {
+                        if let Some(page) = mm.page_mut(p) {
+                            take(page);
+                        }
+                    }
+                    order
+                }
+            };
+            let n = 1 << order;
             let z = &mut self.zones[zone as usize];
             if z.managed_pages == 0 {
                 (z.start_pfn, z.end_pfn) = (pfn, pfn + n);

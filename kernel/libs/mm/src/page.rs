@@ -212,6 +212,13 @@ pub trait MemMap {
     fn page(&self, pfn: Pfn) -> Option<&Page>;
     /// The descriptor of `pfn`, for update.
     fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page>;
+    /// The descriptors of `[pfn, pfn + nr)` as one slice, where the memmap
+    /// is contiguous and populated for all of them; `None` otherwise (then
+    /// callers go page by page). A fast path only.
+    fn pages_mut(&mut self, pfn: Pfn, nr: u64) -> Option<&mut [Page]> {
+        let _ = (pfn, nr);
+        None
+    }
 }
 
 #[cfg(test)]

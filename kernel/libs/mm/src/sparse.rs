@@ -596,9 +596,7 @@ impl<B: SparseBackend> Sparse<B> {
             // memmap_init: every descriptor of an early section, holes
             // included, is initialized and reserved.
             if let Some(pages) = self.backend.memmap_mut(pfn, PAGES_PER_SECTION) {
-                for (i, p) in pages.iter_mut().enumerate() {
-                    *p = Page::init(ZoneType::for_pfn(pfn + i as u64), nid);
-                }
+                memmap_init_pages(pages, pfn, nid);
             }
         }
         for &(start, end) in ram {
@@ -853,6 +851,36 @@ impl<B: SparseBackend> Sparse<B> {
             }
             at += cur;
         }
+    }
+}
+
+/// `__init_single_page` for each descriptor of `pages`, the first being
+/// `start_pfn`'s: zone by address, node `nid`, reserved.
+pub fn memmap_init_pages(pages: &mut [Page], start_pfn: Pfn, nid: u16) {
+    let mut pfn = start_pfn;
+    let end = start_pfn + pages.len() as u64;
+    let mut rest = pages;
+    while pfn < end {
+        // One template per zone run: the zone changes only at 16 MiB and 4 GiB.
+        let zone = ZoneType::for_pfn(pfn);
+        let run_end = match zone {
+            ZoneType::Dma => crate::page::MAX_DMA_PFN.min(end),
+            ZoneType::Dma32 => crate::page::MAX_DMA32_PFN.min(end),
+            _ => end,
+        };
+        let (run, tail) = rest.split_at_mut((run_end - pfn) as usize);
+        // Doubling copies (memcpy) beat a per-element fill several times.
+        if let Some(first) = run.first_mut() {
+            *first = Page::init(zone, nid);
+        }
+        let mut done = 1.min(run.len());
+        while done < run.len() {
+            let n = done.min(run.len() - done);
+            run.copy_within(0..n, done);
+            done += n;
+        }
+        rest = tail;
+        pfn = run_end;
     }
 }
 

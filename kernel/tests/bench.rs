@@ -1,0 +1,110 @@
+//! Measurements for `make bench`, each printed as `bench: NAME VALUE UNIT`
+//! and gathered into a table by the harness; run as tests too, so they keep
+//! working. Every number is measured in this boot; ratios compare two
+//! measurements taken back to back.
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use kernel::arch::time::uptime_us;
+use kernel::init;
+use kernel::mm::page_alloc;
+use kernel::mm::sparse::{self, SPARSE};
+use kernel::println;
+use mm::page::{Page, pfn_phys};
+use mm::sparse::{PAGES_PER_SECTION, memmap_init_pages};
+
+kernel::test_binary_entry!();
+
+/// Rounds of 2 MiB (one section's memmap) per measurement.
+const ROUNDS: u64 = 32;
+
+fn report(name: &str, value: u64, unit: &str) {
+    println!("bench: {name} {value} {unit}");
+}
+
+/// A ratio `a / b` with two decimals.
+fn report_ratio(name: &str, a: u64, b: u64) {
+    let x100 = a * 100 / b.max(1);
+    println!("bench: {name} {}.{:02} ratio", x100 / 100, x100 % 100);
+}
+
+#[test_case]
+fn boot_times() {
+    let (ready, handoff) = page_alloc::ready_us();
+    assert!(ready > 0 && handoff > 0);
+    report("allocator_ready", ready, "us");
+    report("sparse_init", sparse::init_us(), "us");
+    report("buddy_handoff", handoff, "us");
+    let st = SPARSE.lock().stats();
+    report("memmap_bytes", st.memmap_bytes, "B");
+    report("usage_bytes", st.usage_bytes, "B");
+}
+
+#[test_case]
+fn memmap_init_vs_memset() {
+    // One order-9 block holds a section's memmap (2 MiB).
+    let pfn = page_alloc::alloc_pages(9).expect("2 MiB block");
+    let addr = init::mappings().unwrap().physical_memory_offset + pfn_phys(pfn);
+    let start = uptime_us();
+    for _ in 0..ROUNDS {
+        // SAFETY: the 2 MiB block is this test's alone until freed below.
+        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, 2 << 20) };
+    }
+    let memset = (uptime_us() - start).max(1);
+    // SAFETY: as above; 2 MiB holds exactly PAGES_PER_SECTION descriptors and
+    // the block is 64-byte aligned; zeroed memory is a valid `Page`.
+    let pages = unsafe {
+        core::slice::from_raw_parts_mut(addr as *mut Page, PAGES_PER_SECTION as usize)
+    };
+    let start = uptime_us();
+    for r in 0..ROUNDS {
+        // Sections across the 16 MiB and 4 GiB zone limits, like boot.
+        memmap_init_pages(pages, r * PAGES_PER_SECTION, 0);
+    }
+    let init = (uptime_us() - start).max(1);
+    assert!(pages[0].is_reserved() && pages[PAGES_PER_SECTION as usize - 1].refcount == 1);
+    page_alloc::free_pages(pfn, 9).unwrap();
+    let mib = 2 * ROUNDS;
+    report("memset", mib * 1_000_000 / memset, "MiB/s");
+    report("memmap_init", mib * 1_000_000 / init, "MiB/s");
+    report_ratio("memmap_init_vs_memset", init, memset);
+}
+
+#[test_case]
+fn pfn_valid_cost() {
+    const N: u64 = 1_000_000;
+    let s = SPARSE.lock();
+    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % top
+    };
+    // The random numbers alone, then with the lookup: the difference is
+    // the lookup.
+    let start = uptime_us();
+    let mut sum = 0u64;
+    for _ in 0..N {
+        sum = sum.wrapping_add(core::hint::black_box(next()));
+    }
+    let base = uptime_us() - start;
+    let start = uptime_us();
+    let mut valid = 0u64;
+    for _ in 0..N {
+        valid += u64::from(s.pfn_valid(core::hint::black_box(next())));
+    }
+    let with = uptime_us() - start;
+    core::hint::black_box(sum);
+    // About half the range is RAM sections.
+    assert!(valid > N / 4 && valid < N, "{valid}");
+    report("pfn_valid", with.saturating_sub(base) * 1000 / N, "ns/call");
+    report("pfn_valid_rng_baseline", base * 1000 / N, "ns/call");
+    report_ratio("pfn_valid_vs_rng", with.saturating_sub(base), base);
+}

@@ -1,0 +1,71 @@
+//! `qemu bench`: boots the `bench` kernel binary on each bench machine and
+//! prints its `bench: NAME VALUE UNIT` lines as one table, a column per
+//! machine. Every value comes from that run.
+
+use std::time::Duration;
+
+use crate::profile::{self, Machine};
+use crate::{cargo, image_for, machine, report};
+
+/// The machines benched: name, memory, options.
+const MACHINES: &[(&str, &str, &str)] = &[("2G", "2G", ""), ("8G", "8G", "")];
+
+/// `bench: NAME VALUE UNIT` lines of a serial log.
+pub fn parse(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .filter_map(|l| l.split_once("bench: ").map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let mut w = rest.split_whitespace();
+            Some((w.next()?.into(), w.next()?.into(), w.next().unwrap_or("").into()))
+        })
+        .collect()
+}
+
+pub fn run(timeout: Duration) -> Result<bool, String> {
+    let profile = profile::find("bios")?;
+    machine::check_host(profile)?;
+    let tests = cargo::build_kernel_tests()?;
+    let exe = tests.iter().find(|t| t.name == "bench").ok_or("no bench test binary")?;
+    let mut columns = Vec::new();
+    for &(name, mem, cmdline) in MACHINES {
+        let tag = format!("bench-{name}");
+        let image = image_for(&exe.path, profile, &tag, "")?;
+        let m = Machine { image, mem: mem.into(), cmdline: cmdline.into(), ..Default::default() };
+        eprintln!("bench: booting {name} (-m {mem})");
+        let b = machine::boot_captured(profile, m, &tag, timeout, false)?;
+        let v = report::verdict(b.ending, &b.log, &b.stderr);
+        if v != report::Verdict::Pass {
+            println!("bench {name}: FAILED: {v}");
+            return Ok(false);
+        }
+        columns.push((name, parse(&b.log)));
+    }
+    let rows: Vec<(String, String)> =
+        columns[0].1.iter().map(|(n, _, u)| (n.clone(), u.clone())).collect();
+    print!("{:<32}", format!("bench ({}, one boot per column)", profile.name));
+    for (name, _) in &columns {
+        print!("{name:>12}");
+    }
+    println!();
+    for (row, unit) in rows {
+        print!("{:<32}", format!("{row} ({unit})"));
+        for (_, vals) in &columns {
+            let v = vals.iter().find(|(n, ..)| *n == row).map_or("-", |(_, v, _)| v.as_str());
+            print!("{v:>12}");
+        }
+        println!();
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_bench_lines_only() {
+        let log = "[ 0.1] sparse: 16 present\nbench: pfn_valid 42 ns/call\nbench: r 1.25 ratio\n";
+        let got = super::parse(log);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], ("pfn_valid".into(), "42".into(), "ns/call".into()));
+        assert_eq!(got[1].1, "1.25");
+    }
+}
