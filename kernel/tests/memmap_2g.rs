@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+use alloc::string::ToString;
 use kernel::init;
 use kernel::mm::firmware::maps;
 use mm::e820::{E820Type, Entry, normalize, total};
@@ -61,4 +62,14 @@ fn memblock_has_no_persistent_memory() {
     assert!(!mb.memory.overlaps(0x3a00_0000, 64 * M));
     assert!(mb.memory.overlaps(0x3a00_0000 - 4096, 4096));
     assert!(mb.memory.overlaps(0x3e00_0000, 4096));
+}
+
+#[test_case]
+fn section_7_holds_ram_around_a_64m_hole() {
+    let s = kernel::mm::sparse::SPARSE.lock();
+    let line = mm::sparse::SectionLine(7, s.section(7).expect("present")).to_string();
+    assert_eq!(
+        line,
+        "section 7: flags=present|has_mem_map|online|early subsection_map=0xffff00000000ffff"
+    );
 }

@@ -148,8 +148,7 @@ fn free_pages_are_what_memblock_left() {
     let managed: u64 = ZONES.iter().map(|&z| SPARSE.lock().backend.buddy.managed(z)).sum();
     assert_eq!(managed, free_pages);
     for z in ZONES {
-        let counted: u64 =
-            page_alloc::free_counts(z).iter().enumerate().map(|(o, n)| n << o).sum();
+        let counted: u64 = page_alloc::free_counts(z).iter().enumerate().map(|(o, n)| n << o).sum();
         assert_eq!(counted, page_alloc::nr_free(z), "zone {z}");
     }
     let s = SPARSE.lock();
@@ -203,4 +202,36 @@ fn zone_limits_are_respected_and_bad_frees_refused() {
     assert!(page_alloc::free_pages(0, 0).is_err(), "page 0 is reserved");
     let s = SPARSE.lock();
     s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+}
+
+#[test_case]
+fn boundaries_of_every_ram_range_and_sub_section() {
+    let want = expected_maps();
+    let sub = PAGES_PER_SUBSECTION;
+    let mut probes = Vec::new();
+    for r in memory() {
+        let (first, end) = (r.base >> 12, r.end() >> 12);
+        for edge in [first, end] {
+            let sub_start = edge & !(sub - 1);
+            let sec_start = edge & !(PAGES_PER_SECTION - 1);
+            for p in [edge, sub_start, sub_start + sub, sec_start, sec_start + PAGES_PER_SECTION] {
+                probes.extend([p.wrapping_sub(1), p, p + 1]);
+            }
+        }
+    }
+    for pfn in probes.into_iter().filter(|&p| p != u64::MAX) {
+        let nr = pfn_to_section_nr(pfn);
+        let bit = (pfn % PAGES_PER_SECTION) / sub;
+        let set = want.get(&nr).is_some_and(|m| m & (1 << bit) != 0);
+        assert_eq!(sparse::pfn_valid(pfn), want.contains_key(&nr), "pfn_valid({pfn:#x})");
+        assert_eq!(sparse::pfn_to_online_page(pfn).is_some(), set, "online({pfn:#x})");
+    }
+    // Where RAM ends inside a sub-section (1 GiB: 0x3ffe0000), the rest of
+    // that sub-section is online memmap too, as on Linux, but reserved.
+    let last = memory().last().unwrap().end();
+    if !last.is_multiple_of(2 << 20) {
+        let pfn = last >> 12;
+        assert!(sparse::pfn_to_online_page(pfn).is_some(), "{pfn:#x}");
+        assert!(sparse::page(pfn).unwrap().is_reserved());
+    }
 }

@@ -37,7 +37,8 @@ pub fn init() {
     backend.set_late();
     let mut freed = 0;
     for r in &free {
-        freed += backend.buddy.free_range(&mut backend.vmemmap, phys_pfn(r.base), phys_pfn(r.end()));
+        freed +=
+            backend.buddy.free_range(&mut backend.vmemmap, phys_pfn(r.base), phys_pfn(r.end()));
     }
     let now = crate::arch::time::uptime_us();
     let took = now - start;

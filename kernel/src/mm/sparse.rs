@@ -13,7 +13,7 @@ use mm::buddy::BuddyAllocator;
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{
     Altmap, MemSectionUsage, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse, SparseBackend,
-    SparseStats, pfn_to_section_nr, subsection_mask, subsection_map_index,
+    SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
 };
 use spin::Mutex;
 
@@ -280,12 +280,14 @@ impl SparseBackend for KernelBackend {
                     None => self.alloc_block(0).map(|(p, _)| p),
                 };
                 let ok = match frame {
-                    Some(phys) => self.map(va, phys, MapSize::Size4K) || {
-                        if altmap.is_none() {
-                            self.free_block(phys, 0, Source::Buddy);
+                    Some(phys) => {
+                        self.map(va, phys, MapSize::Size4K) || {
+                            if altmap.is_none() {
+                                self.free_block(phys, 0, Source::Buddy);
+                            }
+                            false
                         }
-                        false
-                    },
+                    }
                     None => false,
                 };
                 if !ok {
