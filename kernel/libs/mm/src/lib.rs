@@ -13,3 +13,4 @@ pub mod memblock;
 pub mod page;
 pub mod sparse;
 pub mod usermap;
+pub mod iomem;

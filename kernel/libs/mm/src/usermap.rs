@@ -159,10 +159,63 @@ pub fn apply(
     UserMap { map: normalize(&map), userdef }
 }
 
+/// Size of the persistent range emulated when no `memmap=` option asks
+/// for one: 16 sub-sections.
+pub const DEFAULT_PMEM_SIZE: u64 = 32 << 20;
+const SECTION: u64 = 128 << 20;
+
+/// The range Tessera emulates as persistent memory when no `memmap=...!...`
+/// option is given (and `nopmem` is not): sub-sections 16..31 (32 MiB at
+/// offset 32 MiB) of the highest 128 MiB section that is entirely usable RAM
+/// in `map` and holds nothing in use (`in_use`: the kernel image, the
+/// bootloader's page tables, boot info, stack and ramdisk), preferring
+/// sections below 4 GiB. The range is 2 MiB aligned, and System RAM stays on
+/// both sides of it inside its section, so it always shares a section with
+/// RAM. `None` when no section qualifies.
+pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, u64)> {
+    let free = |start: u64| {
+        let end = start + SECTION;
+        is_ram(map, start, end) && !in_use.iter().any(|&(s, e)| s < end && start < e)
+    };
+    let sections = map
+        .iter()
+        .filter(|e| e.ty == E820Type::RAM)
+        .flat_map(|e| {
+            let first = e.start.next_multiple_of(SECTION);
+            (first..e.end.saturating_sub(SECTION - 1)).step_by(SECTION as usize)
+        })
+        .filter(|&s| free(s));
+    let best = sections.fold(None, |best: Option<u64>, s| match best {
+        Some(b) if (b < 1 << 32) && s >= 1 << 32 => Some(b),
+        _ => Some(s),
+    })?;
+    Some((best + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn default_pmem_is_mid_section_in_the_highest_free_low_section() {
+        let map = [
+            Entry::new(0, 0x9fc00, RAM),
+            Entry::new(0x10_0000, 0x7ffe_0000, RAM),
+            Entry::new(0x1_0000_0000, 0x1_8000_0000, RAM),
+        ];
+        // Section 15 is not whole RAM (ends at 0x7ffe0000): section 14.
+        assert_eq!(default_pmem_range(&map, &[]), Some((0x7200_0000, 32 << 20)));
+        // Something in use there moves it down a section.
+        let used = [(0x7400_0000, 0x7400_1000)];
+        assert_eq!(default_pmem_range(&map, &used), Some((0x6a00_0000, 32 << 20)));
+        // Only high memory qualifies: use it.
+        let high = [Entry::new(0x1_0000_0000, 0x1_1000_0000, RAM)];
+        assert_eq!(default_pmem_range(&high, &[]), Some((0x1_0a00_0000, 32 << 20)));
+        // No whole section of RAM: nothing.
+        assert_eq!(default_pmem_range(&[Entry::new(0, 0x7ff_0000, RAM)], &[]), None);
+        assert_eq!(default_pmem_range(&[], &[]), None);
+    }
 
     const RAM: E820Type = E820Type::RAM;
     const RES: E820Type = E820Type::RESERVED;

@@ -31,6 +31,10 @@ pub enum Opt {
     Mem(u64),
     /// Print every present section at boot.
     SparseDebug,
+    /// No persistent-memory emulation: only firmware-described PMEM.
+    NoPmem,
+    /// Print the `/proc/iomem` view at boot.
+    IoMem,
 }
 
 /// What a `memmap=` option turns its range into.
@@ -115,7 +119,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -151,6 +155,8 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "debug" => flag(Opt::Debug),
         "quiet" => flag(Opt::Quiet),
         "sparse_debug" => flag(Opt::SparseDebug),
+        "nopmem" => flag(Opt::NoPmem),
+        "iomem" => flag(Opt::IoMem),
         "memmap" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             parse_memmap(v).ok_or(OptionError::BadValue { word, expected: MEMMAP_SYNTAX })
@@ -188,11 +194,22 @@ pub struct Options {
     /// `mem=`: the last one given.
     pub mem_limit: Option<u64>,
     pub sparse_debug: bool,
+    /// `nopmem`: no emulated persistent memory.
+    pub nopmem: bool,
+    /// `iomem`: print the resource tree at boot.
+    pub iomem: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { poweroff: false, loglevel: 7, mem_limit: None, sparse_debug: false }
+        Self {
+            poweroff: false,
+            loglevel: 7,
+            mem_limit: None,
+            sparse_debug: false,
+            nopmem: false,
+            iomem: false,
+        }
     }
 }
 
@@ -206,6 +223,8 @@ impl Options {
             Opt::Quiet => self.loglevel = 4,
             Opt::Mem(n) => self.mem_limit = Some(n),
             Opt::SparseDebug => self.sparse_debug = true,
+            Opt::NoPmem => self.nopmem = true,
+            Opt::IoMem => self.iomem = true,
             // Ranges are collected by the memory map code, in order.
             Opt::Memmap { .. } => {}
         }
@@ -343,6 +362,9 @@ mod tests {
         assert_eq!(parse_word("mem"), Err(OptionError::MissingValue { name: "mem" }));
         let o = Options::from_line("mem=1G sparse_debug mem=2G", |e| panic!("{e}"));
         assert_eq!((o.mem_limit, o.sparse_debug), (Some(2 << 30), true));
+        let o = Options::from_line("nopmem iomem", |e| panic!("{e}"));
+        assert!(o.nopmem && o.iomem && !o.sparse_debug);
+        assert!(parse_word("nopmem=1").is_err());
     }
 
     #[test]
