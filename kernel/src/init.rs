@@ -138,6 +138,17 @@ pub fn init(boot_info: &'static mut BootInfo) {
     let fb = framebuffer_phys();
     crate::mm::memblock::init(&maps.e820, &boot_info.memory_regions, fb);
     let phys_offset = mappings().expect("recorded above").physical_memory_offset;
+    let rsdp = boot_info.rsdp_addr.into_option();
+    let pmem = crate::acpi::init(rsdp, phys_offset, &maps.e820, opts.nopmem);
+    crate::mm::pmem::register(&pmem);
     crate::mm::sparse::init(phys_offset, opts.sparse_debug);
     crate::mm::page_alloc::init();
+    for r in crate::mm::pmem::regions() {
+        if let Err(e) = crate::mm::pmem::add(r.id, &mut |line| log::info!("{line}")) {
+            log::error!("pmem: {}: {e}", r.name());
+        }
+    }
+    if opts.iomem {
+        crate::mm::iomem::print();
+    }
 }

@@ -18,6 +18,7 @@ use kernel::arch::paging::{self, MapSize};
 use kernel::init::{self, layout::VMEMMAP_START};
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
+use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use mm::buddy::MAX_ORDER;
 use mm::memblock::Region;
@@ -33,11 +34,24 @@ fn memory() -> Vec<Region> {
     MEMBLOCK.lock().memory.regions().to_vec()
 }
 
-/// The sub-section map each section should have, computed from memblock
-/// one 2 MiB block at a time.
+/// The sub-section map each section should have from its RAM, computed
+/// from memblock one 2 MiB block at a time.
 fn expected_maps() -> BTreeMap<u64, u64> {
+    maps_of(memory().iter().map(|r| (r.base, r.end())))
+}
+
+/// The persistent ranges the driver added at boot.
+fn pmem() -> Vec<(u64, u64)> {
+    pmem::regions().iter().map(|r| (r.start, r.end())).collect()
+}
+
+fn in_pmem(pa: u64) -> bool {
+    pmem().iter().any(|&(s, e)| (s..e).contains(&pa))
+}
+
+fn maps_of(ranges: impl Iterator<Item = (u64, u64)>) -> BTreeMap<u64, u64> {
     let mut maps = BTreeMap::new();
-    for r in memory() {
+    for r in ranges.map(|(base, end)| Region { base, size: end - base }) {
         let mut block = r.base & !((2 << 20) - 1);
         while block < r.end() {
             let pfn = block >> 12;
@@ -62,14 +76,17 @@ impl Rng {
 #[test_case]
 fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
     let want = expected_maps();
+    let device = maps_of(pmem().into_iter());
     let last = *want.keys().last().unwrap();
     let s = SPARSE.lock();
     for nr in 0..=last + 8 {
         match (want.get(&nr), s.section(nr)) {
             (Some(&map), Some(ms)) => {
+                let dev = device.get(&nr).copied().unwrap_or(0);
+                let taint = if dev != 0 { flags::TAINT_ZONE_DEVICE } else { 0 };
                 let all = flags::PRESENT | flags::HAS_MEM_MAP | flags::ONLINE | flags::EARLY;
-                assert_eq!(ms.flags(), all, "section {nr}");
-                assert_eq!(ms.subsection_map(), map, "section {nr}");
+                assert_eq!(ms.flags(), all | taint, "section {nr}");
+                assert_eq!(ms.subsection_map(), map | dev, "section {nr}");
                 let pfn = section_nr_to_pfn(nr) + 777;
                 assert_eq!(ms.mem_map_addr() + pfn * 64, s.pfn_to_page(pfn), "section {nr}");
             }
@@ -128,8 +145,12 @@ fn descriptors_carry_zone_node_and_reservation() {
     for nr in expected_maps().keys() {
         for pfn in (section_nr_to_pfn(*nr)..section_nr_to_pfn(nr + 1)).step_by(61) {
             let p = s.page(pfn).expect("early sections have every descriptor");
-            assert_eq!((p.zone(), p.nid()), (ZoneType::for_pfn(pfn), 0), "pfn {pfn:#x}");
             let pa = pfn_phys(pfn);
+            if in_pmem(pa) {
+                assert_eq!(p.zone(), ZoneType::Device, "pfn {pfn:#x}");
+                continue;
+            }
+            assert_eq!((p.zone(), p.nid()), (ZoneType::for_pfn(pfn), 0), "pfn {pfn:#x}");
             let ram = mb.memory.overlaps(pa, 4096);
             if !ram || mb.reserved.overlaps(pa, 4096) {
                 assert!(p.is_reserved(), "pfn {pfn:#x} is a hole or reserved");
@@ -144,7 +165,12 @@ fn descriptors_carry_zone_node_and_reservation() {
 #[test_case]
 fn free_pages_are_what_memblock_left() {
     let mb = MEMBLOCK.lock().clone();
-    let free_pages: u64 = mb.free_ranges().iter().map(|r| r.size / 4096).sum();
+    // Whole pages of each free range (a page partly reserved stays out).
+    let free_pages: u64 = mb
+        .free_ranges()
+        .iter()
+        .map(|r| (r.end() / 4096).saturating_sub(r.base.div_ceil(4096)))
+        .sum();
     let managed: u64 = ZONES.iter().map(|&z| SPARSE.lock().backend.buddy.managed(z)).sum();
     assert_eq!(managed, free_pages);
     for z in ZONES {

@@ -164,16 +164,34 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
 
 /// The machine a test binary needs: memory size and kernel options.
 /// Binaries not listed boot with 2 GiB and no options.
+/// QEMU arguments for a 256 MiB NVDIMM backed by a file (`{file}` is
+/// replaced by a path under `target/qemu/`); its memory size must be given
+/// with slots and maxmem, e.g. `2G,slots=2,maxmem=8G`.
+const NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=256M -device nvdimm,id=nvdimm0,memdev=nv0";
+
+/// A machine a test binary boots on: a name (empty: the binary's own),
+/// QEMU `-m`, kernel options, extra QEMU arguments.
+type TestMachine = (&'static str, &'static str, &'static str, &'static str);
+
 /// Several machines boot the same binary when it checks properties that
 /// must hold everywhere; each is named `binary@name` in the output.
-fn test_machines(binary: &str) -> &'static [(&'static str, &'static str, &'static str)] {
+fn test_machines(binary: &str) -> &'static [TestMachine] {
     const TWO_PMEM: &str = "memmap=32M!0x3a000000 memmap=32M!0x3c000000";
     match binary {
-        "memmap_2g" => &[("", "2G", TWO_PMEM)],
+        "memmap_2g" => &[("", "2G", TWO_PMEM, "")],
         // 1 GiB: RAM ends mid-section (0x3ffe0000); 2 GiB: two persistent
         // ranges in section 7; 5 GiB: RAM above 4 GiB (ZONE_NORMAL).
-        "sparsemem" => &[("1G", "1G", ""), ("2G-pmem", "2G", TWO_PMEM), ("5G", "5G", "")],
-        _ => &[("", DEFAULT_MEM, "")],
+        "sparsemem" => {
+            &[("1G", "1G", "", ""), ("2G-pmem", "2G", TWO_PMEM, ""), ("5G", "5G", "", "")]
+        }
+        // The default emulated range; two memmap= ranges in one section;
+        // a QEMU NVDIMM (firmware NFIT) with emulation off.
+        "pmem" => &[
+            ("default", "2G", "", ""),
+            ("2G-pmem", "2G", TWO_PMEM, ""),
+            ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS),
+        ],
+        _ => &[("", DEFAULT_MEM, "", "")],
     }
 }
 
@@ -187,14 +205,17 @@ fn boot_and_count(
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
     let (mut passed, mut failed) = (0, 0);
-    for &(variant, mem, cmdline) in test_machines(name) {
+    for &(variant, mem, cmdline, extra) in test_machines(name) {
         let name = if variant.is_empty() { name.to_string() } else { format!("{name}@{variant}") };
         let tag = format!("{}-{name}", profile.name);
         let image = image_for(kernel, profile, &tag, "")?;
+        let file = format!("target/qemu/{tag}-nvdimm.img");
+        let extra = extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
         let m = Machine {
             image,
             mem: mem.into(),
             cmdline: cmdline.into(),
+            extra,
             test_filter: filter.map(String::from),
             ..Default::default()
         };

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
 use mm::e820::{self, E820Type, Entry, Line};
 use mm::usermap::{self, UserMap};
+use options::{MemmapKind, Opt};
 use spin::Once;
 
 /// Which firmware produced the map.
@@ -58,6 +59,30 @@ pub fn maps() -> Option<&'static Maps> {
     MAPS.get()
 }
 
+/// The emulated persistent range when no option names one (see
+/// [`usermap::default_pmem_range`] for the rule), as the `memmap=` option
+/// that would ask for it. An empty option when nothing qualifies.
+fn default_pmem(bios: &[Entry], regions: &[MemoryRegion]) -> Opt {
+    let in_use: Vec<(u64, u64)> = regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Bootloader)
+        .map(|r| (r.start, r.end))
+        .collect();
+    match usermap::default_pmem_range(bios, &in_use) {
+        Some((start, size)) => {
+            log::info!(
+                "pmem: no memmap=nn!ss option: emulating {} as persistent memory (nopmem: none)",
+                e820::MemRange(start, start + size)
+            );
+            Opt::Memmap { size, start, kind: MemmapKind::Persistent }
+        }
+        None => {
+            log::info!("pmem: no whole free section of RAM to emulate persistent memory in");
+            Opt::NoPmem
+        }
+    }
+}
+
 /// Builds, prints and records the firmware and user maps.
 pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
     MAPS.call_once(|| {
@@ -66,7 +91,13 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
         for e in &bios {
             log::info!("{}", Line("BIOS-e820", e));
         }
-        let opts = options::parse(cmdline).filter_map(Result::ok);
+        let mut opts: Vec<Opt> = options::parse(cmdline).filter_map(Result::ok).collect();
+        let asked = opts
+            .iter()
+            .any(|o| matches!(o, Opt::Memmap { kind: MemmapKind::Persistent, .. } | Opt::NoPmem));
+        if !asked {
+            opts.push(default_pmem(&bios, regions));
+        }
         let user = usermap::apply(&bios, opts, |e| log::warn!("{e}; ignored"));
         if user.userdef {
             log::info!("user-defined physical RAM map:");

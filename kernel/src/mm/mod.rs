@@ -4,6 +4,8 @@
 //! prints the results as Linux does.
 
 pub mod firmware;
+pub mod iomem;
 pub mod memblock;
 pub mod page_alloc;
+pub mod pmem;
 pub mod sparse;

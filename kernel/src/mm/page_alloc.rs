@@ -37,8 +37,11 @@ pub fn init() {
     backend.set_late();
     let mut freed = 0;
     for r in &free {
-        freed +=
-            backend.buddy.free_range(&mut backend.vmemmap, phys_pfn(r.base), phys_pfn(r.end()));
+        // Whole pages only (PFN_UP, PFN_DOWN): a page partly reserved stays out.
+        let (start, end) = (phys_pfn(r.base.next_multiple_of(4096)), phys_pfn(r.end()));
+        if start < end {
+            freed += backend.buddy.free_range(&mut backend.vmemmap, start, end);
+        }
     }
     let now = crate::arch::time::uptime_us();
     let took = now - start;

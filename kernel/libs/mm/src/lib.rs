@@ -9,8 +9,8 @@ extern crate alloc;
 
 pub mod buddy;
 pub mod e820;
+pub mod iomem;
 pub mod memblock;
 pub mod page;
 pub mod sparse;
 pub mod usermap;
-pub mod iomem;

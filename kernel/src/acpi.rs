@@ -1,0 +1,202 @@
+//! ACPI at boot: the firmware's tables, checked and listed as Linux lists
+//! them, plus Tessera's own NFIT (OEM ID `TESSRA`) for persistent ranges no
+//! firmware NFIT describes. Every NFIT, firmware or emulated, goes through
+//! the same parser and validation; several combine in table order (first
+//! one wins on a duplicate SPA index or an overlap).
+
+use alloc::vec::Vec;
+
+use acpi::nfit::{self, Nfit, SpaRange};
+use acpi::sdt::{self, PhysMem, SdtHeader, TableEntry, Tables};
+use mm::e820::{E820Type, Entry};
+use mm::sparse::MAX_PHYSMEM_BITS;
+use spin::Once;
+
+use crate::arch::paging;
+use crate::mm::memblock::MEMBLOCK;
+use crate::mm::pmem::Origin;
+
+/// What the kernel found.
+pub struct Acpi {
+    /// The firmware's tables (with the emulated NFIT appended), if the walk
+    /// succeeded.
+    pub tables: Option<Tables>,
+    /// Every NFIT's structures, combined.
+    pub nfit: Nfit,
+    /// Problems reported (tables skipped, structures refused).
+    pub problems: usize,
+    /// The physical address of the emulated NFIT, if one was made.
+    pub emulated: Option<u64>,
+    /// SPA indexes above this one are the emulated NFIT's.
+    pub firmware_max_index: u16,
+}
+
+static ACPI: Once<Acpi> = Once::new();
+
+/// The ACPI state after [`init`].
+pub fn get() -> Option<&'static Acpi> {
+    ACPI.get()
+}
+
+/// Reads physical memory through the bootloader's map, page by page
+/// checked, so a bad pointer in a table reads as "unreadable", never faults.
+struct KernelPhys(u64);
+
+impl PhysMem for KernelPhys {
+    fn read(&self, phys: u64, buf: &mut [u8]) -> bool {
+        let Some(end) = phys.checked_add(buf.len() as u64) else { return false };
+        if buf.is_empty() {
+            return true;
+        }
+        let mut page = phys & !0xfff;
+        while page < end {
+            let Some(virt) = self.0.checked_add(page) else { return false };
+            if paging::mapping(self.0, virt).is_none_or(|(p, _)| p != page) {
+                return false;
+            }
+            page += 4096;
+        }
+        // SAFETY: every page of [phys, end) is mapped at `offset + phys`
+        // (checked above) by the bootloader's physical-memory map; the copy
+        // only reads, into a buffer that does not overlap it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self.0 + phys) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        true
+    }
+}
+
+const NFIT: [u8; 4] = *b"NFIT";
+
+/// Walks the tables from `rsdp`, lists them, adds an emulated NFIT for the
+/// persistent ranges of `e820` (types 12 and 7) that no firmware NFIT
+/// describes (none with `nopmem`), and returns the accepted persistent
+/// ranges with where they came from.
+pub fn init(
+    rsdp: Option<u64>,
+    phys_offset: u64,
+    e820: &[Entry],
+    nopmem: bool,
+) -> Vec<(u64, u64, Origin)> {
+    let mem = KernelPhys(phys_offset);
+    let mut problems = 0;
+    let mut tables = match rsdp.map(|a| sdt::walk(&mem, a)) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            log::warn!("ACPI: {e}; no ACPI tables used");
+            problems += 1;
+            None
+        }
+        None => {
+            log::warn!("ACPI: no RSDP from the firmware");
+            None
+        }
+    };
+    if let Some(t) = &tables {
+        if let Some(e) = &t.xsdt_error {
+            log::warn!("ACPI: {e}; using the RSDT");
+            problems += 1;
+        }
+        for line in t.lines() {
+            log::info!("ACPI: {line}");
+        }
+        for bad in t.entries.iter().filter(|e| e.problem.is_some()) {
+            log::warn!("ACPI: {bad}");
+            problems += 1;
+        }
+    }
+    let firmware: Vec<Vec<u8>> = tables
+        .as_ref()
+        .map(|t| t.find_all(NFIT).map(|e| e.bytes.clone()).collect())
+        .unwrap_or_default();
+    let slices: Vec<&[u8]> = firmware.iter().map(Vec::as_slice).collect();
+    let (fw_nfit, _) = nfit::combine(&slices);
+    let firmware_max_index = fw_nfit.spa_ranges().map(|s| s.index).max().unwrap_or(0);
+    let described = |start: u64, end: u64| {
+        fw_nfit.spa_ranges().any(|s| s.is_pmem() && s.base < end && start < s.base + s.length)
+    };
+    let wanted: Vec<(u64, u64)> = e820
+        .iter()
+        .filter(|e| e.ty.is_persistent() && !described(e.start, e.end))
+        .map(|e| (e.start, e.end - e.start))
+        .collect();
+    let mut all = firmware;
+    let mut emulated = None;
+    if nopmem && !wanted.is_empty() {
+        log::info!(
+            "ACPI: nopmem: no NFIT for {} persistent range(s) of the E820 map",
+            wanted.len()
+        );
+    } else if !wanted.is_empty() {
+        let bytes = nfit::build_nfit(
+            &wanted,
+            nfit::TESSERA_OEM_ID,
+            *b"TESSERA ",
+            1,
+            firmware_max_index.saturating_add(1),
+        );
+        match register(&bytes, phys_offset) {
+            Some(entry) => {
+                log::info!("ACPI: {entry} (emulated)");
+                emulated = Some(entry.addr);
+                all.push(entry.bytes.clone());
+                if let Some(t) = tables.as_mut() {
+                    t.entries.push(entry);
+                }
+            }
+            None => log::error!("ACPI: no memory for the emulated NFIT"),
+        }
+    }
+    let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    let (nfit, errors) = nfit::combine(&slices);
+    for e in &errors {
+        log::warn!("nfit: {e}");
+    }
+    problems += errors.len();
+    for s in &nfit.structures {
+        log::info!("nfit: {s}");
+    }
+    let ram: Vec<(u64, u64)> =
+        MEMBLOCK.lock().memory.regions().iter().map(|r| (r.base, r.end())).collect();
+    let (accepted, refused) = nfit::validate(nfit.spa_ranges(), &ram, MAX_PHYSMEM_BITS);
+    for e in &refused {
+        log::warn!("nfit: {e}");
+    }
+    problems += refused.len();
+    let ranges = accepted
+        .iter()
+        .filter(|s| s.is_pmem())
+        .map(|s: &SpaRange| {
+            let origin = if s.index > firmware_max_index {
+                let legacy = e820.iter().any(|e| e.ty == E820Type::PRAM && e.start == s.base);
+                Origin::Emulated { spa: s.index, legacy }
+            } else {
+                Origin::Firmware { spa: s.index }
+            };
+            (s.base, s.length, origin)
+        })
+        .collect();
+    ACPI.call_once(|| Acpi { tables, nfit, problems, emulated, firmware_max_index });
+    ranges
+}
+
+/// Places a synthesized table in memory reserved from memblock, where
+/// firmware tables would be, and checks it as the walker checks theirs.
+fn register(bytes: &[u8], phys_offset: u64) -> Option<TableEntry> {
+    let addr = MEMBLOCK.lock().alloc_range(bytes.len() as u64, 16, 0, 1 << 32).ok()?;
+    // SAFETY: memblock just reserved these bytes for the table, for good;
+    // they are RAM below 4 GiB, mapped at `phys_offset`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), (phys_offset + addr) as *mut u8, bytes.len())
+    };
+    let mut copy = alloc::vec![0; bytes.len()];
+    if !KernelPhys(phys_offset).read(addr, &mut copy) || !sdt::checksum_ok(&copy) {
+        return None;
+    }
+    let header = SdtHeader::parse(&copy).ok();
+    Some(TableEntry { addr, header, bytes: copy, problem: None })
+}

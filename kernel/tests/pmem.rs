@@ -1,0 +1,164 @@
+//! Persistent memory after boot: every NFIT range became a region that the
+//! driver hot-added into ZONE_DEVICE next to System RAM; remove and re-add
+//! restore the model exactly. The harness boots this binary with the
+//! default emulated range, with two `memmap=` ranges in one section, and
+//! with a QEMU NVDIMM (firmware NFIT, `nopmem`).
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use kernel::arch::paging;
+use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::mm::memblock::MEMBLOCK;
+use kernel::mm::page_alloc::{self, ZONES};
+use kernel::mm::pmem::{self, Origin, Region, State};
+use kernel::mm::sparse::{self, SPARSE};
+use mm::page::{ZoneType, phys_pfn};
+use mm::sparse::{PAGES_PER_SUBSECTION, flags, pfn_to_section_nr};
+
+kernel::test_binary_entry!();
+
+const SUB: u64 = 2 << 20;
+
+fn regions() -> Vec<Region> {
+    let r = pmem::regions();
+    assert!(!r.is_empty(), "every machine of this binary has persistent memory");
+    r
+}
+
+/// Everything the model holds: each section's word and map, free pages.
+fn snapshot() -> (Vec<(u64, u64, u64)>, Vec<u64>, u64) {
+    let s = SPARSE.lock();
+    let sections =
+        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.subsection_map())).collect();
+    let free = ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
+    (sections, free, s.stats().memmap_bytes)
+}
+
+fn quiet(_: &str) {}
+
+#[test_case]
+fn every_region_is_added_into_zone_device() {
+    for r in regions() {
+        assert_eq!(r.state, State::Added, "{r}");
+        for a in (r.start..r.end()).step_by(SUB as usize) {
+            let pfn = phys_pfn(a);
+            assert!(sparse::pfn_valid(pfn), "{a:#x}");
+            assert_eq!(sparse::pfn_to_online_page(pfn), None, "device memory is not online RAM");
+            let p = sparse::page(pfn + 5).unwrap();
+            assert_eq!((p.zone(), p.pgmap), (ZoneType::Device, r.pgmap()), "{a:#x}");
+        }
+    }
+}
+
+#[test_case]
+fn ram_next_to_a_region_stays_online_and_shared_sections_are_tainted() {
+    let mb = MEMBLOCK.lock().clone();
+    for r in regions() {
+        for a in [r.start.wrapping_sub(4096), r.end()] {
+            if mb.memory.overlaps(a, 4096) {
+                assert!(sparse::pfn_to_online_page(phys_pfn(a)).is_some(), "RAM at {a:#x}");
+            }
+        }
+        let nr = pfn_to_section_nr(phys_pfn(r.start));
+        let s = SPARSE.lock();
+        let ms = s.section(nr).unwrap();
+        let shares = mb.memory.overlaps(nr << 27, 128 << 20);
+        assert_eq!(ms.flags() & flags::TAINT_ZONE_DEVICE != 0, shares, "section {nr}");
+        assert_eq!(ms.early(), shares, "section {nr}");
+    }
+}
+
+#[test_case]
+fn the_range_is_mapped_and_keeps_what_is_written() {
+    let off = init::mappings().unwrap().physical_memory_offset;
+    for r in regions() {
+        for (i, a) in [r.start, r.end() - 8].into_iter().enumerate() {
+            assert_eq!(paging::mapping(off, off + a).map(|m| m.0), Some(a), "{a:#x} mapped");
+            let p = (off + a) as *mut u64;
+            let v = 0x7e55_e7a0_0000_0000 | (r.id as u64) << 8 | i as u64;
+            // With an altmap, the first 2 MiB hold the memmap: skip them.
+            if !(r.altmap && i == 0) {
+                // SAFETY: the region is device memory owned by the driver and
+                // mapped at the physical-memory offset; nothing else uses it.
+                unsafe {
+                    p.write_volatile(v);
+                    assert_eq!(p.read_volatile(), v);
+                }
+            }
+        }
+    }
+}
+
+#[test_case]
+fn remove_then_add_restores_the_model_exactly() {
+    for r in regions() {
+        // One cycle first: page tables made by the first add stay.
+        let before = snapshot();
+        pmem::remove(r.id, &mut quiet).unwrap();
+        let first = phys_pfn(r.start);
+        assert_eq!(sparse::pfn_to_online_page(first), None);
+        let nr = pfn_to_section_nr(first);
+        let map = SPARSE.lock().section(nr).map_or(0, |ms| ms.subsection_map());
+        let bits = mm::sparse::subsection_mask(first, phys_pfn(r.size.min(128 << 20)));
+        assert_eq!(map & bits, 0, "section {nr}: bits cleared");
+        if !r.altmap {
+            assert!(sparse::pfn_valid(first), "an early section's memmap stays");
+        } else {
+            assert!(!sparse::pfn_valid(first), "a device-only section goes");
+        }
+        assert_eq!(pmem::remove(r.id, &mut quiet).unwrap_err().errno(), "EINVAL", "removing twice");
+        let mut lines = Vec::new();
+        pmem::add(r.id, &mut |l| lines.push(alloc::string::String::from(l))).unwrap();
+        let steps = if r.altmap { r.size >> 27 } else { r.size / SUB };
+        assert_eq!(lines.len() as u64, steps, "one line per step");
+        assert_eq!(snapshot(), before, "{r}");
+    }
+}
+
+#[test_case]
+fn memremap_checks_refuse_bad_ranges() {
+    let r = &regions()[0];
+    let e = |start, size| pmem::check_range(start, size).unwrap_err().errno();
+    assert_eq!(e(r.start + 4096, SUB), "EINVAL");
+    assert_eq!(e(r.start, SUB + 4096), "EINVAL");
+    assert_eq!(e(r.start, 0), "EINVAL");
+    assert_eq!(e(0x100_0000, SUB), "ENXIO", "System RAM");
+    assert_eq!(e(r.start, SUB), "EEXIST");
+    assert_eq!(pmem::add(r.id, &mut quiet).unwrap_err().errno(), "EEXIST");
+    assert_eq!(pmem::add(99, &mut quiet).unwrap_err().errno(), "ENODEV");
+    assert!(pmem::check_range(0x7000_0000_0000, SUB).is_ok(), "checks pass; the model says ERANGE");
+}
+
+#[test_case]
+fn an_altmap_region_holds_its_own_memmap() {
+    let off = init::mappings().unwrap().physical_memory_offset;
+    for r in regions().into_iter().filter(|r| r.altmap) {
+        let nr = pfn_to_section_nr(phys_pfn(r.start));
+        let (phys, _) = paging::mapping(off, VMEMMAP_START + nr * SUB).expect("memmap mapped");
+        assert!((r.start..r.start + SUB * (r.size >> 27)).contains(&phys), "{phys:#x} in {r}");
+        let free: u64 = ZONES.iter().map(|&z| page_alloc::nr_free(z)).sum();
+        assert!(free > 0);
+    }
+}
+
+#[test_case]
+fn regions_come_from_the_nfit_they_should() {
+    let opts = init::options();
+    for r in regions() {
+        match r.origin {
+            Origin::Firmware { .. } => assert!(opts.nopmem || !r.altmap || r.start >= 1 << 32),
+            Origin::Emulated { legacy, .. } => {
+                assert!(!opts.nopmem, "no emulation with nopmem");
+                assert!(legacy);
+                assert_eq!(r.size % (PAGES_PER_SUBSECTION << 12), 0);
+            }
+        }
+    }
+}
