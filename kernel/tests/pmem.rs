@@ -20,7 +20,7 @@ use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::pmem::{self, Origin, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
 use mm::page::{ZoneType, phys_pfn};
-use mm::sparse::{PAGES_PER_SUBSECTION, flags, pfn_to_section_nr};
+use mm::sparse::{flags, pfn_to_section_nr};
 
 kernel::test_binary_entry!();
 
@@ -153,12 +153,70 @@ fn regions_come_from_the_nfit_they_should() {
     let opts = init::options();
     for r in regions() {
         match r.origin {
-            Origin::Firmware { .. } => assert!(opts.nopmem || !r.altmap || r.start >= 1 << 32),
+            // QEMU's NVDIMM: above RAM, whole sections, memmap in its altmap.
+            Origin::Firmware { spa } => {
+                assert!(r.altmap && r.start >= 1 << 32, "{r}");
+                assert_eq!(spa, 2, "QEMU numbers its SPA range 2");
+            }
+            // memmap=nn!ss or the default range: type 12, inside a RAM section.
             Origin::Emulated { legacy, .. } => {
                 assert!(!opts.nopmem, "no emulation with nopmem");
-                assert!(legacy);
-                assert_eq!(r.size % (PAGES_PER_SUBSECTION << 12), 0);
+                assert!(legacy && !r.altmap, "{r}");
             }
         }
     }
+    if init::cmdline().is_empty() {
+        let r = &regions()[0];
+        assert_eq!(r.size, mm::usermap::DEFAULT_PMEM_SIZE, "the default range");
+        assert_eq!(r.start % (128 << 20), 32 << 20, "sub-sections 16..31 of its section");
+    }
+}
+
+#[test_case]
+fn every_nfit_is_listed_checksummed_and_describes_the_regions() {
+    let a = kernel::acpi::get().expect("ACPI walked at boot");
+    let t = a.tables.as_ref().expect("QEMU has ACPI tables");
+    let nfits: Vec<_> = t.find_all(*b"NFIT").collect();
+    assert!(!nfits.is_empty());
+    for n in &nfits {
+        assert!(acpi::sdt::checksum_ok(&n.bytes), "{n}");
+        // The listed bytes are what memory holds at the listed address.
+        let off = init::mappings().unwrap().physical_memory_offset;
+        // SAFETY: ACPI tables (and the emulated NFIT, in memblock-reserved
+        // RAM) are mapped at the physical-memory offset and never freed.
+        let mem =
+            unsafe { core::slice::from_raw_parts((off + n.addr) as *const u8, n.bytes.len()) };
+        assert_eq!(mem, &n.bytes[..]);
+    }
+    let emulated: Vec<_> = nfits.iter().filter(|n| n.bytes[10..16] == *b"TESSRA").collect();
+    let want_emulated = regions().iter().any(|r| matches!(r.origin, Origin::Emulated { .. }));
+    assert_eq!(emulated.len(), usize::from(want_emulated));
+    if let Some(e) = emulated.first() {
+        assert_eq!(Some(e.addr), a.emulated);
+        assert!(MEMBLOCK.lock().reserved.overlaps(e.addr, e.bytes.len() as u64));
+    }
+    // Every region is exactly one accepted persistent SPA range.
+    let spas: Vec<_> =
+        a.nfit.spa_ranges().filter(|s| s.is_pmem()).map(|s| (s.base, s.length)).collect();
+    for r in regions() {
+        assert!(spas.contains(&(r.start, r.size)), "{r}");
+    }
+    assert_eq!(a.problems, 0, "QEMU's tables and ours are clean");
+}
+
+#[test_case]
+fn iomem_shows_each_namespace_under_its_range() {
+    let t = kernel::mm::iomem::tree();
+    let text = alloc::format!("{t}");
+    for r in regions() {
+        let parent = match r.origin {
+            Origin::Emulated { legacy: true, .. } => "Persistent Memory (legacy)",
+            _ => "Persistent Memory",
+        };
+        let top = alloc::format!("{:08x}-{:08x} : {parent}", r.start, r.end() - 1);
+        let child = alloc::format!("  {:08x}-{:08x} : {}", r.start, r.end() - 1, r.namespace());
+        assert!(text.lines().any(|l| l == top), "{top} in\n{text}");
+        assert!(text.lines().any(|l| l == child), "{child} in\n{text}");
+    }
+    assert!(text.lines().any(|l| l.ends_with(" : System RAM")));
 }
