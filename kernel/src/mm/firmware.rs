@@ -61,7 +61,7 @@ pub fn maps() -> Option<&'static Maps> {
 
 /// The emulated persistent range when no option names one (see
 /// [`usermap::default_pmem_range`] for the rule), as the `memmap=` option
-/// that would ask for it. An empty option when nothing qualifies.
+/// that would ask for it; `nopmem` when no section qualifies.
 fn default_pmem(bios: &[Entry], regions: &[MemoryRegion]) -> Opt {
     let in_use: Vec<(u64, u64)> = regions
         .iter()
