@@ -13,7 +13,7 @@ use mm::e820::MemRange;
 use mm::page::{PAGE_SHIFT, Pfn, ZoneType, phys_pfn};
 use mm::sparse::{
     Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionLine, SparseError, flags,
-    pfn_to_section_nr, subsection_mask,
+    pfn_to_section_nr,
 };
 use spin::Mutex;
 
@@ -282,25 +282,10 @@ pub fn check_range(start: u64, size: u64) -> Result<(), PmemError> {
     if MEMBLOCK.lock().memory.overlaps(start, size) {
         return Err(PmemError::Nxio { start, size });
     }
-    if any_active(phys_pfn(start), phys_pfn(size)) {
+    if SPARSE.lock().active_subsections(phys_pfn(start), phys_pfn(size)).0 {
         return Err(PmemError::Exist { start, size });
     }
     Ok(())
-}
-
-/// Whether any sub-section of the range is already active.
-fn any_active(first: Pfn, nr_pages: u64) -> bool {
-    let s = SPARSE.lock();
-    let mut pfn = first;
-    while pfn < first + nr_pages {
-        let next = mm::sparse::section_align_up(pfn + 1).min(first + nr_pages);
-        let map = s.pfn_to_section(pfn).map_or(0, MemSection::subsection_map);
-        if map & subsection_mask(pfn, next - pfn) != 0 {
-            return true;
-        }
-        pfn = next;
-    }
-    false
 }
 
 /// The altmap for a range of whole sections: its first pages, enough for

@@ -80,6 +80,20 @@ pub const fn section_align_up(pfn: Pfn) -> Pfn {
     (pfn + PAGES_PER_SECTION - 1) & !(PAGES_PER_SECTION - 1)
 }
 
+/// `[pfn, pfn + nr_pages)` cut at section boundaries, as `(start, pages)`
+/// pieces: the walk `__add_pages` and `__remove_pages` make.
+pub fn section_chunks(pfn: Pfn, nr_pages: u64) -> impl Iterator<Item = (Pfn, u64)> {
+    let end = pfn.saturating_add(nr_pages);
+    let mut at = pfn;
+    core::iter::from_fn(move || {
+        (at < end).then(|| {
+            let cur = (section_align_up(at + 1) - at).min(end - at);
+            at += cur;
+            (at - cur, cur)
+        })
+    })
+}
+
 /// `subsection_map_index`: the sub-section of `pfn` inside its section.
 pub const fn subsection_map_index(pfn: Pfn) -> u32 {
     ((pfn & (PAGES_PER_SECTION - 1)) >> PFN_SUBSECTION_SHIFT) as u32
@@ -608,18 +622,15 @@ impl<B: SparseBackend> Sparse<B> {
     /// `subsection_map_init`: sets the bits of every 2 MiB block `[start,
     /// end)` touches, and marks those pageblocks movable.
     fn subsection_map_init(&mut self, start: Pfn, end: Pfn) {
-        let mut pfn = start;
-        while pfn < end {
-            let nr = pfn_to_section_nr(pfn);
-            let next = section_align_up(pfn + 1).min(end);
-            let mask = subsection_mask(pfn, next - pfn);
-            if let Some(usage) = self.section_mut(nr).and_then(|ms| ms.usage.as_deref_mut()) {
+        for (pfn, cur) in section_chunks(start, end.saturating_sub(start)) {
+            let mask = subsection_mask(pfn, cur);
+            let ms = self.section_mut(pfn_to_section_nr(pfn));
+            if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
                 usage.subsection_map |= mask;
                 for i in (0..64).filter(|i| mask & (1 << i) != 0) {
                     usage.set_migratetype(i, MigrateType::Movable);
                 }
             }
-            pfn = next;
         }
     }
 
@@ -647,9 +658,7 @@ impl<B: SparseBackend> Sparse<B> {
             }
             a.alloc = 0;
         }
-        let mut at = pfn;
-        while at < end {
-            let cur = (section_align_up(at + 1) - at).min(end - at);
+        for (at, cur) in section_chunks(pfn, end - pfn) {
             if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut()) {
                 if at > pfn {
                     self.remove_pages(pfn, at - pfn, altmap.as_deref_mut())
@@ -657,7 +666,6 @@ impl<B: SparseBackend> Sparse<B> {
                 }
                 return Err(e);
             }
-            at += cur;
         }
         Ok(())
     }
@@ -744,21 +752,11 @@ impl<B: SparseBackend> Sparse<B> {
         let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
         let end = end.ok_or(SparseError::Range { pfn, nr_pages })?;
         // Check first, so a bad call changes nothing.
-        let mut at = pfn;
-        while at < end {
-            let cur = (section_align_up(at + 1) - at).min(end - at);
-            let mask = subsection_mask(at, cur);
-            let map = self.pfn_to_section(at).map_or(0, MemSection::subsection_map);
-            if map & mask != mask {
-                return Err(SparseError::NotActive { pfn, nr_pages });
-            }
-            at += cur;
+        if self.active_subsections(pfn, end - pfn) != (true, true) {
+            return Err(SparseError::NotActive { pfn, nr_pages });
         }
-        let mut at = pfn;
-        while at < end {
-            let cur = (section_align_up(at + 1) - at).min(end - at);
+        for (at, cur) in section_chunks(pfn, end - pfn) {
             self.section_deactivate(at, cur, altmap.as_deref_mut(), true)?;
-            at += cur;
         }
         Ok(())
     }
@@ -818,15 +816,23 @@ impl<B: SparseBackend> Sparse<B> {
         Ok(())
     }
 
+    /// Whether any, and whether all, of the sub-sections `[pfn, pfn +
+    /// nr_pages)` touches are active.
+    pub fn active_subsections(&self, pfn: Pfn, nr_pages: u64) -> (bool, bool) {
+        section_chunks(pfn, nr_pages).fold((false, true), |(any, all), (at, cur)| {
+            let mask = subsection_mask(at, cur);
+            let map = self.pfn_to_section(at).map_or(0, MemSection::subsection_map);
+            (any || map & mask != 0, all && map & mask == mask)
+        })
+    }
+
     /// Sets or clears section flags on every section `[pfn, pfn + nr_pages)`
     /// touches (`online_mem_sections`, TAINT_ZONE_DEVICE).
     pub fn set_section_flags(&mut self, pfn: Pfn, nr_pages: u64, bits: u64, on: bool) {
-        let mut at = pfn;
-        while at < pfn + nr_pages {
+        for (at, _) in section_chunks(pfn, nr_pages) {
             if let Some(ms) = self.section_mut(pfn_to_section_nr(at)) {
                 ms.set_flags(bits, on);
             }
-            at = section_align_up(at + 1);
         }
     }
 
@@ -840,16 +846,13 @@ impl<B: SparseBackend> Sparse<B> {
         nid: u16,
         pgmap: u64,
     ) {
-        let mut at = pfn;
-        while at < pfn + nr_pages {
-            let cur = (section_align_up(at + 1) - at).min(pfn + nr_pages - at);
+        for (at, cur) in section_chunks(pfn, nr_pages) {
             if let Some(pages) = self.backend.memmap_mut(at, cur) {
                 for p in pages {
                     *p = Page::init(zone, nid);
                     p.pgmap = pgmap;
                 }
             }
-            at += cur;
         }
     }
 }
