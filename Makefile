@@ -9,6 +9,7 @@ CMDLINE  ?=
 TIMEOUT  ?=
 FILTER   ?=
 PROFILES ?=
+DEV      ?=
 
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 HARNESS   := target/debug/qemu
@@ -23,7 +24,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages harness run test bench check image clean
+.PHONY: all setup toolchain host-packages harness run test bench check image usb clean
 
 all: image
 
@@ -66,6 +67,14 @@ check: toolchain
 image: toolchain
 	cargo build -p kernel --bin kernel --target $(KERNEL_TARGET) --release
 	cargo run --quiet -p boot -- target/$(KERNEL_TARGET)/release/kernel --out-dir target --cmdline '$(CMDLINE)'
+
+# Writes the FIRMWARE image (with CMDLINE inside) to the USB stick DEV,
+# after checking it is a whole removable disk, not mounted, and asking.
+usb: toolchain
+	@case '$(FIRMWARE)' in bios|uefi) ;; *) echo "error: FIRMWARE must be bios or uefi" >&2; exit 2;; esac
+	@cargo run --quiet -p boot -- usb --dev '$(DEV)'
+	@$(MAKE) --no-print-directory image CMDLINE='$(CMDLINE)'
+	@cargo run --quiet -p boot -- usb --dev '$(DEV)' target/tessera-$(FIRMWARE).img
 
 clean:
 	cargo clean

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use bootloader::{BootConfig, DiskImageBuilder};
 
+pub mod usb;
+
 /// First line of a ramdisk that carries kernel options; the kernel's
 /// `init::RAMDISK_CMDLINE_MAGIC` must match.
 pub const CMDLINE_MAGIC: &str = "tessera-cmdline\n";
