@@ -1,0 +1,455 @@
+//! Shell commands: parsing a line into a [`Command`], and one-line help.
+//!
+//! Numbers are in C syntax (`0x` hex, leading `0` octal, else decimal) with
+//! an optional K, M or G suffix, as in Linux's `memparse`. `pfn` takes a
+//! physical address; a `#` in front gives a page frame number instead
+//! (`pfn 0x3a000000` and `pfn #0x3a000` name the same page).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use options::memparse;
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `help [COMMAND]`: all commands, or one (a known command name).
+    Help(Option<String>),
+    /// `mem`: memory summary.
+    Mem,
+    /// `sections [N|all]`: sub-section maps.
+    Sections(SectionsArg),
+    /// `pfn ADDR|#PFN`: one page frame.
+    Pfn(PfnArg),
+    /// `iomem`: the physical address map.
+    Iomem,
+    /// `acpi`: ACPI tables.
+    Acpi,
+    /// `nfit`: the NVDIMM firmware interface table.
+    Nfit,
+    /// `pmem`: persistent-memory regions.
+    Pmem,
+    /// `pmem remove REGION`: hot-remove a region.
+    PmemRemove {
+        /// The region number (`regionN` or `N`).
+        region: usize,
+    },
+    /// `pmem add REGION [--step]`: hot-add a region.
+    PmemAdd {
+        /// The region number (`regionN` or `N`).
+        region: usize,
+        /// Print each section's line as its sub-sections are added.
+        step: bool,
+    },
+    /// `bench`: the built-in benchmarks.
+    Bench,
+    /// `reboot`: reset the machine.
+    Reboot,
+    /// `poweroff`: power the machine off.
+    Poweroff,
+}
+
+/// Which sections `sections` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionsArg {
+    /// No argument: present sections whose sub-section map is not full.
+    NotFull,
+    /// `all`: every present section.
+    All,
+    /// `N`: section number N.
+    One(u64),
+}
+
+/// The page frame `pfn` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PfnArg {
+    /// A physical address: the frame holding it.
+    Addr(u64),
+    /// `#PFN`: a page frame number.
+    Pfn(u64),
+}
+
+/// Why a line is not a command. Messages are one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError<'a> {
+    /// The first word is no command.
+    Unknown {
+        /// The word.
+        name: &'a str,
+    },
+    /// A command without arguments was given some.
+    NoArguments {
+        /// The command.
+        command: &'static str,
+    },
+    /// An argument beyond the last one the command takes.
+    Extra {
+        /// The command (with its subcommand).
+        command: &'static str,
+        /// The first extra argument.
+        arg: &'a str,
+    },
+    /// A required argument is missing.
+    Missing {
+        /// The command (with its subcommand).
+        command: &'static str,
+        /// What the argument should be.
+        expected: &'static str,
+    },
+    /// An argument that does not parse.
+    BadArgument {
+        /// The command (with its subcommand).
+        command: &'static str,
+        /// The argument.
+        arg: &'a str,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// An unknown subcommand.
+    UnknownSubcommand {
+        /// The command.
+        command: &'static str,
+        /// The subcommand given.
+        arg: &'a str,
+        /// The subcommands known.
+        expected: &'static str,
+    },
+    /// A region name that is neither `regionN` nor `N`.
+    BadRegion {
+        /// The command with its subcommand.
+        command: &'static str,
+        /// The name given.
+        arg: &'a str,
+    },
+    /// `help` about a command that does not exist.
+    NoHelpTopic {
+        /// The topic given.
+        topic: &'a str,
+    },
+}
+
+impl fmt::Display for CommandError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown { name } => write!(f, "unknown command: {name} (try help)"),
+            Self::NoArguments { command } => write!(f, "{command}: takes no arguments"),
+            Self::Extra { command, arg } => write!(f, "{command}: unexpected argument '{arg}'"),
+            Self::Missing { command, expected } => {
+                write!(f, "{command}: missing argument: {expected}")
+            }
+            Self::BadArgument { command, arg, expected } => {
+                write!(f, "{command}: bad argument '{arg}': expected {expected}")
+            }
+            Self::UnknownSubcommand { command, arg, expected } => {
+                write!(f, "{command}: unknown subcommand '{arg}': expected {expected}")
+            }
+            Self::BadRegion { command, arg } => {
+                write!(f, "{command}: bad region '{arg}': expected regionN")
+            }
+            Self::NoHelpTopic { topic } => write!(f, "help: no command '{topic}'"),
+        }
+    }
+}
+
+/// One command's help. A command with several forms has one line per form
+/// in both `usage` and `help`, separated by `\n` and paired in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// The command word.
+    pub name: &'static str,
+    /// Its syntax.
+    pub usage: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+const fn info(name: &'static str, usage: &'static str, help: &'static str) -> CommandInfo {
+    CommandInfo { name, usage, help }
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[CommandInfo] = &[
+    info("help", "help [COMMAND]", "list the commands, or show one command's usage"),
+    info("mem", "mem", "memory summary: RAM, zones and free pages"),
+    info(
+        "sections",
+        "sections [N|all]",
+        "sub-section maps of present sections, with a 64-character picture",
+    ),
+    info(
+        "pfn",
+        "pfn ADDR|#PFN",
+        "the page holding physical address ADDR; with '#', page frame number PFN",
+    ),
+    info("iomem", "iomem", "the physical address map, as in /proc/iomem"),
+    info("acpi", "acpi", "ACPI tables found at boot"),
+    info("nfit", "nfit", "the NFIT: persistent-memory ranges described by firmware"),
+    info(
+        "pmem",
+        "pmem\npmem remove REGION\npmem add REGION [--step]",
+        "persistent-memory regions and their state\n\
+         hot-remove a region (REGION: regionN or N)\n\
+         hot-add a region; --step prints each section's map as it fills in",
+    ),
+    info("bench", "bench", "run the built-in benchmarks"),
+    info("reboot", "reboot", "reset the machine"),
+    info("poweroff", "poweroff", "power the machine off"),
+];
+
+fn find(name: &str) -> Option<&'static CommandInfo> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Help lines, two spaces in, the usage and help columns aligned: every
+/// command, or only `topic`.
+pub fn help_lines(topic: Option<&str>) -> Result<Vec<String>, CommandError<'_>> {
+    let width = COMMANDS.iter().flat_map(|c| c.usage.lines()).map(str::len).max().unwrap_or(0);
+    let chosen = match topic {
+        None => COMMANDS,
+        Some(t) => core::slice::from_ref(find(t).ok_or(CommandError::NoHelpTopic { topic: t })?),
+    };
+    Ok(chosen
+        .iter()
+        .flat_map(|c| c.usage.lines().zip(c.help.lines()))
+        .map(|(usage, help)| format!("  {usage:width$}   {help}"))
+        .collect())
+}
+
+/// Parses one line. An empty or blank line is `Ok(None)`.
+pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
+    use CommandError::*;
+    let mut words = line.split_ascii_whitespace();
+    let Some(name) = words.next() else { return Ok(None) };
+    let command = find(name).ok_or(Unknown { name })?.name;
+    let args: Vec<&str> = words.collect();
+    let cmd = match (command, args.as_slice()) {
+        ("help", []) => Command::Help(None),
+        ("help", [topic]) => {
+            Command::Help(Some(find(topic).ok_or(NoHelpTopic { topic })?.name.into()))
+        }
+        ("sections", []) => Command::Sections(SectionsArg::NotFull),
+        ("sections", ["all"]) => Command::Sections(SectionsArg::All),
+        ("sections", [arg]) => {
+            Command::Sections(SectionsArg::One(memparse(arg).ok_or(BadArgument {
+                command,
+                arg,
+                expected: "a section number or 'all'",
+            })?))
+        }
+        ("pfn", []) => return Err(Missing { command, expected: "ADDR or #PFN" }),
+        ("pfn", [arg]) => {
+            let bad = BadArgument { command, arg, expected: "ADDR or #PFN" };
+            Command::Pfn(match arg.strip_prefix('#') {
+                Some(pfn) => PfnArg::Pfn(memparse(pfn).ok_or(bad)?),
+                None => PfnArg::Addr(memparse(arg).ok_or(bad)?),
+            })
+        }
+        ("pmem", []) => Command::Pmem,
+        ("pmem", ["remove", rest @ ..]) => {
+            let command = "pmem remove";
+            match rest {
+                [] => return Err(Missing { command, expected: "REGION" }),
+                [arg] => Command::PmemRemove { region: region(command, arg)? },
+                [_, arg, ..] => return Err(Extra { command, arg }),
+            }
+        }
+        ("pmem", ["add", rest @ ..]) => pmem_add(rest)?,
+        ("pmem", [arg, ..]) => {
+            return Err(UnknownSubcommand { command, arg, expected: "remove or add" });
+        }
+        ("help" | "sections" | "pfn", [_, arg, ..]) => return Err(Extra { command, arg }),
+        (_, [_, ..]) => return Err(NoArguments { command }),
+        ("mem", []) => Command::Mem,
+        ("iomem", []) => Command::Iomem,
+        ("acpi", []) => Command::Acpi,
+        ("nfit", []) => Command::Nfit,
+        ("bench", []) => Command::Bench,
+        ("reboot", []) => Command::Reboot,
+        ("poweroff", []) => Command::Poweroff,
+        (_, []) => unreachable!("{command} is in COMMANDS but not parsed"),
+    };
+    Ok(Some(cmd))
+}
+
+/// `pmem add` arguments: one region, and `--step` before or after it.
+fn pmem_add<'a>(args: &[&'a str]) -> Result<Command, CommandError<'a>> {
+    let command = "pmem add";
+    let (mut found, mut step) = (None, false);
+    for &arg in args {
+        match arg {
+            "--step" if !step => step = true,
+            _ if arg.starts_with('-') => {
+                return Err(CommandError::BadArgument { command, arg, expected: "--step" });
+            }
+            _ if found.is_none() => found = Some(region(command, arg)?),
+            _ => return Err(CommandError::Extra { command, arg }),
+        }
+    }
+    let region = found.ok_or(CommandError::Missing { command, expected: "REGION" })?;
+    Ok(Command::PmemAdd { region, step })
+}
+
+/// `regionN` or `N`, N decimal.
+fn region<'a>(command: &'static str, arg: &'a str) -> Result<usize, CommandError<'a>> {
+    let n = arg.strip_prefix("region").unwrap_or(arg);
+    let ok = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| n.parse().ok()).flatten().ok_or(CommandError::BadRegion { command, arg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn parse_commands() {
+        use Command::*;
+        let table: &[(&str, Command)] = &[
+            ("help", Help(None)),
+            ("  help   pmem ", Help(Some("pmem".into()))),
+            ("mem", Mem),
+            ("sections", Sections(SectionsArg::NotFull)),
+            ("sections all", Sections(SectionsArg::All)),
+            ("sections 12", Sections(SectionsArg::One(12))),
+            ("sections 0x20", Sections(SectionsArg::One(32))),
+            ("pfn 0x3a000000", Pfn(PfnArg::Addr(0x3a00_0000))),
+            ("pfn 4G", Pfn(PfnArg::Addr(4 << 30))),
+            ("pfn 239616", Pfn(PfnArg::Addr(239_616))),
+            ("pfn #0x3a000", Pfn(PfnArg::Pfn(0x3a000))),
+            ("pfn #239616", Pfn(PfnArg::Pfn(239_616))),
+            ("iomem", Iomem),
+            ("acpi", Acpi),
+            ("nfit", Nfit),
+            ("pmem", Pmem),
+            ("pmem remove region0", PmemRemove { region: 0 }),
+            ("pmem remove 3", PmemRemove { region: 3 }),
+            ("pmem add region1", PmemAdd { region: 1, step: false }),
+            ("pmem add region1 --step", PmemAdd { region: 1, step: true }),
+            ("pmem add --step 2", PmemAdd { region: 2, step: true }),
+            ("bench", Bench),
+            ("reboot", Reboot),
+            ("\tpoweroff\t", Poweroff),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse(line), Ok(Some(want.clone())), "{line:?}");
+        }
+        for line in ["", "   ", "\t \t"] {
+            assert_eq!(parse(line), Ok(None));
+        }
+        // Every command in the table parses, and `help NAME` works for each.
+        for c in COMMANDS {
+            assert!(table.iter().any(|(l, _)| l.split_whitespace().next() == Some(c.name)));
+            let line = format!("help {}", c.name);
+            assert_eq!(parse(&line), Ok(Some(Help(Some(c.name.into())))));
+        }
+    }
+
+    #[test]
+    fn parse_errors() {
+        let table = [
+            ("frob", "unknown command: frob (try help)"),
+            ("Mem", "unknown command: Mem (try help)"),
+            ("help foo", "help: no command 'foo'"),
+            ("help mem pfn", "help: unexpected argument 'pfn'"),
+            ("mem x", "mem: takes no arguments"),
+            ("iomem 1", "iomem: takes no arguments"),
+            ("acpi 1", "acpi: takes no arguments"),
+            ("nfit 1", "nfit: takes no arguments"),
+            ("bench 1", "bench: takes no arguments"),
+            ("reboot now", "reboot: takes no arguments"),
+            ("poweroff now", "poweroff: takes no arguments"),
+            ("sections x", "sections: bad argument 'x': expected a section number or 'all'"),
+            ("sections 1 2", "sections: unexpected argument '2'"),
+            ("pfn", "pfn: missing argument: ADDR or #PFN"),
+            ("pfn 0xzz", "pfn: bad argument '0xzz': expected ADDR or #PFN"),
+            ("pfn #", "pfn: bad argument '#': expected ADDR or #PFN"),
+            ("pfn 1 2", "pfn: unexpected argument '2'"),
+            ("pmem foo", "pmem: unknown subcommand 'foo': expected remove or add"),
+            ("pmem remove", "pmem remove: missing argument: REGION"),
+            ("pmem remove regionx", "pmem remove: bad region 'regionx': expected regionN"),
+            ("pmem remove region", "pmem remove: bad region 'region': expected regionN"),
+            ("pmem remove +1", "pmem remove: bad region '+1': expected regionN"),
+            ("pmem remove region0 1", "pmem remove: unexpected argument '1'"),
+            ("pmem add", "pmem add: missing argument: REGION"),
+            ("pmem add --step", "pmem add: missing argument: REGION"),
+            ("pmem add r0", "pmem add: bad region 'r0': expected regionN"),
+            ("pmem add 0 --fast", "pmem add: bad argument '--fast': expected --step"),
+            ("pmem add 0 --step --step", "pmem add: bad argument '--step': expected --step"),
+            ("pmem add 0 1", "pmem add: unexpected argument '1'"),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse(line).map_err(|e| e.to_string()), Err(want.into()), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn help() {
+        let all = help_lines(None).unwrap();
+        assert_eq!(all.len(), COMMANDS.len() + 2);
+        let column = all[0].find("list").unwrap();
+        for line in &all {
+            assert!(line.starts_with("  ") && line.len() <= 100, "{line}");
+            assert!(line.as_bytes()[column - 1] == b' ' && line.as_bytes()[column] != b' ');
+        }
+        for c in COMMANDS {
+            assert_eq!(c.usage.lines().count(), c.help.lines().count(), "{}", c.name);
+            assert!(c.usage.lines().all(|u| u.starts_with(c.name)));
+            let lines = help_lines(Some(c.name)).unwrap();
+            assert!(!lines.is_empty() && lines.iter().all(|l| all.contains(l)));
+        }
+        assert_eq!(help_lines(Some("pmem")).unwrap().len(), 3);
+        assert!(help_lines(Some("sections")).unwrap()[0].starts_with(
+            "  sections [N|all]           sub-section maps of present sections, with a 64-character"
+        ));
+        assert_eq!(help_lines(Some("x")).unwrap_err().to_string(), "help: no command 'x'");
+    }
+
+    #[test]
+    fn random_lines() {
+        const WORDS: &[&str] = &[
+            "help",
+            "mem",
+            "sections",
+            "all",
+            "pfn",
+            "pmem",
+            "remove",
+            "add",
+            "--step",
+            "region",
+            "region1",
+            "#",
+            "0x",
+            "12",
+            "4G",
+            "99999999999999999999",
+            "-",
+            "#0x3a000",
+            "reboot",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut line = String::new();
+            for _ in 0..next() % 5 {
+                match next() % 3 {
+                    0 => line.push((0x20 + next() % 0x5f) as u8 as char),
+                    _ => line.push_str(WORDS[next() as usize % WORDS.len()]),
+                }
+                if next() % 4 != 0 {
+                    line.push(' ');
+                }
+            }
+            if let Err(e) = parse(&line) {
+                assert!(!e.to_string().contains('\n'));
+            }
+        }
+    }
+}
