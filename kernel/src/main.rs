@@ -15,6 +15,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         log::info!("reboot: Power down");
         qemu::exit(qemu::ExitCode::Success);
         log::warn!("poweroff: no QEMU exit device; halting");
+        cpu::halt_loop()
     }
-    cpu::halt_loop()
+    kernel::shell::run()
 }

@@ -32,7 +32,7 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
         let image = image_for(&exe.path, profile, &tag, "")?;
         let m = Machine { image, mem: mem.into(), cmdline: cmdline.into(), ..Default::default() };
         eprintln!("bench: booting {name} (-m {mem})");
-        let b = machine::boot_captured(profile, m, &tag, timeout, false)?;
+        let b = machine::boot_captured(profile, m, &tag, timeout, false, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
         if v != report::Verdict::Pass {
             println!("bench {name}: FAILED: {v}");

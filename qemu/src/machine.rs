@@ -1,10 +1,11 @@
 //! Booting one image in QEMU: the serial console captured to a log file
 //! under `target/` and echoed, a hard timeout, and the exit status.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::profile::{self, Machine, Profile};
@@ -98,22 +99,29 @@ fn collect_stderr(mut stderr: std::process::ChildStderr) -> std::thread::JoinHan
     })
 }
 
-/// Boots with the serial port piped through the runner: every line goes to
-/// the log file and, when `echo`, to stdout. Stdin is closed.
+/// The kernel shell's prompt: the harness types a line after each one.
+pub const PROMPT: &str = "tessera> ";
+
+/// Boots with the serial port piped through the runner: all output goes to
+/// the log file and, when `echo`, to stdout. Each line of `input` is typed
+/// (followed by Enter) after the next shell prompt appears; without input,
+/// stdin is closed.
 pub fn boot_captured(
     profile: &Profile,
     mut m: Machine,
     tag: &str,
     timeout: Duration,
     echo: bool,
+    input: &[String],
 ) -> Result<Boot, String> {
     let log_path = prepare(profile, &mut m, tag)?;
     let mut args = vec!["-display".into(), "none".into(), "-serial".into(), "stdio".into()];
     args.extend(profile.args(&m));
     let start = Instant::now();
+    let stdin = if input.is_empty() { Stdio::null() } else { Stdio::piped() };
     let mut child = Command::new(QEMU)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,25 +130,47 @@ pub fn boot_captured(
     let stderr = child.stderr.take().expect("piped");
     let mut file = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let shared = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&shared);
+    // Raw chunks, not lines: a prompt has no newline after it.
     let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        let mut r = BufReader::new(stdout);
-        let mut line = Vec::new();
-        while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = crate::report::strip_ansi(&String::from_utf8_lossy(&line));
-            let _ = file.write_all(&line);
+        let mut r = stdout;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = file.write_all(&buf[..n]);
+            let text = String::from_utf8_lossy(&buf[..n]);
             if echo {
-                print!("{text}");
+                print!("{}", crate::report::strip_ansi(&text));
                 let _ = std::io::stdout().flush();
             }
-            log.push_str(&text);
-            line.clear();
+            sink.lock().expect("log lock").push_str(&text);
         }
-        log
     });
+    if let Some(mut stdin) = child.stdin.take() {
+        let lines = input.to_vec();
+        let seen = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for (i, line) in lines.iter().enumerate() {
+                while seen.lock().expect("log lock").matches(PROMPT).count() <= i {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // Typed a byte at a time, as a person (or a slow UART) would.
+                for b in line.bytes().chain(*b"\r") {
+                    if stdin.write_all(&[b]).and_then(|()| stdin.flush()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+    }
     let err_reader = collect_stderr(stderr);
     let ending = wait(&mut child, Some(timeout))?;
-    let log = reader.join().unwrap_or_default();
+    let _ = reader.join();
+    let log = crate::report::strip_ansi(&shared.lock().expect("log lock"));
     let stderr = err_reader.join().unwrap_or_default();
     if echo && !log.is_empty() && !log.ends_with('\n') {
         println!();

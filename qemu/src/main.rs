@@ -220,7 +220,7 @@ fn boot_and_count(
             ..Default::default()
         };
         println!("== {} {name}: booting {} (-m {mem})", profile.name, kernel.display());
-        let b = machine::boot_captured(profile, m, &tag, timeout, true)?;
+        let b = machine::boot_captured(profile, m, &tag, timeout, true, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
         let (p, f) = report::count(&report::test_lines(&b.log), &v);
         let log = machine::paths(&tag).0;
@@ -323,6 +323,11 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
             passed += a;
             failed += b;
         }
+        if filter.is_none_or(|flt| format!("shell::{}", p.name).contains(flt)) {
+            let (a, b) = shell_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
         summary.push((format!("profile {}", p.name), passed, failed));
     }
     println!();
@@ -332,6 +337,103 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
     let (p, fl) = summary.iter().fold((0, 0), |(a, b), (_, p, f)| (a + p, b + f));
     println!("{p} passed, {fl} failed");
     Ok(fl == 0)
+}
+
+/// What the shell test types, and what each answer must contain.
+const SHELL_SCRIPT: &[(&str, &[&str])] = &[
+    ("help", &["sections [N|all]", "pmem add REGION [--step]", "poweroff"]),
+    ("frobnicate", &["unknown command: frobnicate (try help)"]),
+    (
+        "mem",
+        &[
+            "BIOS-e820: [mem 0x",
+            "user: [mem 0x0000000072000000-0x0000000073ffffff] persistent (type 12)",
+            "free pages",
+        ],
+    ),
+    ("sections", &["every present section is full"]),
+    (
+        "sections 14",
+        &[
+            "section 14: flags=present|has_mem_map|online|early|zone_device subsection_map=0xffffffffffffffff",
+            "RRRRRRRRRRRRRRRRPPPPPPPPPPPPPPPPRRRR",
+        ],
+    ),
+    ("sections 99", &["section 99: flags=none subsection_map=0x0000000000000000", "....."]),
+    (
+        "sections all",
+        &["section 0: flags=present|has_mem_map|online|early subsection_map=0xffffffffffffffff"],
+    ),
+    ("sections x", &["sections: bad argument 'x'"]),
+    (
+        "pfn 0x72000000",
+        &["section 14", "pfn_valid: true", "pfn_to_online_page: NULL", "zone Device"],
+    ),
+    ("pfn 0x1000000", &["pfn_to_online_page: 0xffffea", "zone DMA32"]),
+    ("pfn", &["pfn: missing argument"]),
+    ("pfn #0x1000", &["pfn 0x1000", "zone DMA32"]),
+    ("pmem", &["region0: [mem 0x0000000072000000-0x0000000073ffffff]", "added"]),
+    (
+        "pmem remove region0",
+        &[
+            "RRRRRRRRRRRRRRRRP...............RRRR",
+            "RRRRRRRRRRRRRRRR................RRRR",
+            "offline",
+        ],
+    ),
+    ("sections 14", &["subsection_map=0xffffffff0000ffff", "RRRRRRRRRRRRRRRRppppppppppppppppRRRR"]),
+    ("pmem remove region0", &["EINVAL"]),
+    (
+        "pmem add region0",
+        &["subsection_map=0xffffffff0001ffff", "added: 16 sub-sections in 1 section"],
+    ),
+    ("pmem add region9", &["ENODEV"]),
+    ("pmem frob", &["pmem: unknown subcommand 'frob'"]),
+    (
+        "iomem",
+        &["72000000-73ffffff : Persistent Memory (legacy)", "  72000000-73ffffff : namespace0.0"],
+    ),
+    ("acpi", &["ACPI: RSDP 0x", "ACPI: NFIT 0x", "TESSRA"]),
+    (
+        "nfit",
+        &[
+            "nfit: spa 1: flags 0x0 proximity 0 type pmem [mem 0x0000000072000000-0x0000000073ffffff]",
+        ],
+    ),
+    ("poweroff", &["reboot: Power down"]),
+];
+
+/// Boots the real kernel without options and drives its shell over serial:
+/// every command of [`SHELL_SCRIPT`], good and bad, then `poweroff`.
+fn shell_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, usize), String> {
+    let tag = format!("{}-shell", p.name);
+    let image = image_for(kernel, p, &tag, "")?;
+    let m = Machine { image, mem: DEFAULT_MEM.into(), ..Default::default() };
+    println!("== {} shell: typing {} commands", p.name, SHELL_SCRIPT.len());
+    let input: Vec<String> = SHELL_SCRIPT.iter().map(|(c, _)| c.to_string()).collect();
+    let b = machine::boot_captured(p, m, &tag, timeout, false, &input)?;
+    let v = report::verdict(b.ending, &b.log, &b.stderr);
+    // Answer i lies between prompt i+1 and the next one.
+    let answers: Vec<&str> = b.log.split(machine::PROMPT).skip(1).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (i, (cmd, wants)) in SHELL_SCRIPT.iter().enumerate() {
+        let answer = answers.get(i).copied().unwrap_or("");
+        let missing: Vec<&&str> = wants.iter().filter(|w| !answer.contains(**w)).collect();
+        let ok = missing.is_empty() && (i + 1 < SHELL_SCRIPT.len() || v == Verdict::Pass);
+        println!("test shell::{}::{cmd:?} ... {}", p.name, if ok { "ok" } else { "FAILED" });
+        if !ok {
+            println!("  missing {missing:?} in answer:\n{answer}");
+            failed += 1;
+        } else {
+            passed += 1;
+        }
+    }
+    println!(
+        "== {} shell: {passed} passed, {failed} failed ({:.1} s) {v}",
+        p.name,
+        b.elapsed.as_secs_f64()
+    );
+    Ok((passed, failed))
 }
 
 /// Boots the real kernel with `poweroff` and checks it got to the end.
@@ -345,7 +447,7 @@ fn boot_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, u
         Machine { image, mem: DEFAULT_MEM.into(), cmdline: fw_cfg.into(), ..Default::default() };
     let via = if p.usb { "built into the image" } else { "through fw_cfg" };
     println!("== {} boot: booting the kernel with poweroff {via}", p.name);
-    let b = machine::boot_captured(p, m, &tag, timeout, true)?;
+    let b = machine::boot_captured(p, m, &tag, timeout, true, &[])?;
     let mut v = report::verdict(b.ending, &b.log, &b.stderr);
     for want in ["Command line: poweroff", "tessera: initialization complete"] {
         if v == Verdict::Pass && !b.log.contains(want) {

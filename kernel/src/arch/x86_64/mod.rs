@@ -1,9 +1,10 @@
 //! x86_64 specifics: descriptor tables, exceptions, port I/O devices
-//! (serial, PIT, fw_cfg, the QEMU exit device), the TSC clock.
+//! (serial, PS/2 keyboard, PIT, fw_cfg, the QEMU exit device), the TSC clock.
 
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod keyboard;
 pub mod paging;
 pub mod qemu;
 pub mod serial;

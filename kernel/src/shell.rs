@@ -1,0 +1,298 @@
+//! The kernel shell: a prompt on serial and the PS/2 keyboard once
+//! initialization is done, with commands to look at and change the memory
+//! model while it runs. Parsing and line editing are in `tessera-shell`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use mm::e820::{Line, MemRange};
+use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys};
+use mm::sparse::{
+    MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine,
+    pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
+};
+use shell::command::{self, Command, PfnArg, SectionsArg};
+use shell::line::{Edit, LineEditor};
+
+use crate::arch::{keyboard, qemu, serial};
+use crate::mm::memblock::MEMBLOCK;
+use crate::mm::page_alloc::{self, ZONES};
+use crate::mm::pmem::{self, State};
+use crate::mm::sparse::SPARSE;
+use crate::{print, println};
+
+const PROMPT: &str = "tessera> ";
+
+/// The next byte from serial or the keyboard, if any.
+fn try_read() -> Option<u8> {
+    serial::try_read().or_else(keyboard::try_read)
+}
+
+/// Waits for a key on either input.
+fn wait_key() -> u8 {
+    loop {
+        if let Some(b) = try_read() {
+            return b;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Runs the shell for ever.
+pub fn run() -> ! {
+    let mut editor = LineEditor::new(16);
+    println!("Tessera shell: type help");
+    print!("{PROMPT}");
+    loop {
+        let Some(byte) = try_read() else {
+            core::hint::spin_loop();
+            continue;
+        };
+        match editor.feed(byte) {
+            Edit::None => {}
+            Edit::Echo(bytes) => print!("{}", String::from_utf8_lossy(&bytes)),
+            Edit::Cancel => print!("^C\n{PROMPT}"),
+            Edit::Line(line) => {
+                println!();
+                execute(&line);
+                print!("{PROMPT}");
+            }
+        }
+    }
+}
+
+/// Parses and runs one command line, printing its answer.
+pub fn execute(line: &str) {
+    match command::parse(line) {
+        Ok(None) => {}
+        Ok(Some(cmd)) => run_command(cmd),
+        Err(e) => println!("{e}"),
+    }
+}
+
+fn run_command(cmd: Command) {
+    match cmd {
+        Command::Help(topic) => match command::help_lines(topic.as_deref()) {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => println!("{e}"),
+        },
+        Command::Mem => mem(),
+        Command::Sections(arg) => sections(arg),
+        Command::Pfn(arg) => pfn(arg),
+        Command::Iomem => {
+            for l in crate::mm::iomem::tree().lines() {
+                println!("{l}");
+            }
+        }
+        Command::Acpi => acpi(),
+        Command::Nfit => nfit(),
+        Command::Pmem => {
+            for r in pmem::regions() {
+                println!("{r}");
+            }
+            if pmem::regions().is_empty() {
+                println!("no persistent memory regions");
+            }
+        }
+        Command::PmemRemove { region } => {
+            match pmem::remove(region, &mut |l| println!("{l}\n  {}", picture_of_line(l))) {
+                Ok(r) => println!("{r}"),
+                Err(e) => println!("pmem remove: {e}"),
+            }
+        }
+        Command::PmemAdd { region, step } => {
+            let mut each = |l: &str| {
+                println!("{l}\n  {}", picture_of_line(l));
+                if step {
+                    print!("-- press a key --");
+                    wait_key();
+                    println!();
+                }
+            };
+            match pmem::add(region, &mut each) {
+                Ok(r) => println!("{r}"),
+                Err(e) => println!("pmem add: {e}"),
+            }
+        }
+        Command::Bench => bench(),
+        Command::Reboot => {
+            println!("reboot: Restarting system");
+            keyboard::reset_cpu();
+            println!("reboot: the keyboard controller did not reset the machine");
+        }
+        Command::Poweroff => {
+            println!("reboot: Power down");
+            qemu::exit(qemu::ExitCode::Success);
+            println!("poweroff: no QEMU exit device; it is safe to switch the machine off");
+            crate::arch::cpu::halt_loop();
+        }
+    }
+}
+
+fn mem() {
+    if let Some(m) = crate::mm::firmware::maps() {
+        println!("BIOS-provided physical RAM map:");
+        for e in &m.bios {
+            println!("{}", Line("BIOS-e820", e));
+        }
+        if m.user.userdef {
+            println!("user-defined physical RAM map:");
+            for e in &m.user.map {
+                println!("{}", Line("user", e));
+            }
+        }
+    }
+    let mb = MEMBLOCK.lock().clone();
+    println!(
+        "memblock: memory {:#x} bytes in {} regions, reserved {:#x} bytes in {} regions",
+        mb.memory.total(),
+        mb.memory.regions().len(),
+        mb.reserved.total(),
+        mb.reserved.regions().len()
+    );
+    for z in ZONES {
+        println!("zone {:<6} {:>8} free pages", z.name(), page_alloc::nr_free(z));
+    }
+}
+
+/// One character per 2 MiB sub-section of section `nr`: `R` System RAM,
+/// `P` persistent memory in ZONE_DEVICE, `p` a region not added, `h` an
+/// active sub-section only partly RAM (a hole), `.` absent.
+pub fn picture(nr: u64) -> String {
+    let mb = MEMBLOCK.lock().clone();
+    let regions = pmem::regions();
+    let s = SPARSE.lock();
+    let map = s.section(nr).map_or(0, MemSection::subsection_map);
+    (0..SUBSECTIONS_PER_SECTION)
+        .map(|i| {
+            let pfn = section_nr_to_pfn(nr) + i * PAGES_PER_SUBSECTION;
+            let (start, size) = (pfn_phys(pfn), PAGES_PER_SUBSECTION << PAGE_SHIFT);
+            let region = regions.iter().find(|r| r.start <= start && start < r.end());
+            let ram =
+                mb.memory.regions().iter().any(|r| r.base <= start && start + size <= r.end());
+            match (map & (1 << i) != 0, region) {
+                (true, Some(_)) => 'P',
+                (true, None) if ram => 'R',
+                (true, None) => 'h',
+                (false, Some(r)) if r.state == State::Offline => 'p',
+                _ => '.',
+            }
+        })
+        .collect()
+}
+
+/// The picture for the section a `section N: ...` line names.
+fn picture_of_line(line: &str) -> String {
+    let nr = line
+        .strip_prefix("section ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok());
+    nr.map(picture).unwrap_or_default()
+}
+
+fn sections(arg: SectionsArg) {
+    let lines: Vec<(u64, String)> = {
+        let s = SPARSE.lock();
+        match arg {
+            SectionsArg::One(nr) => match s.section(nr) {
+                Some(ms) => alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, ms)))],
+                None => {
+                    alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, &MemSection::EMPTY)))]
+                }
+            },
+            SectionsArg::All | SectionsArg::NotFull => s
+                .present_sections()
+                .filter(|(_, ms)| arg == SectionsArg::All || ms.subsection_map() != u64::MAX)
+                .map(|(nr, ms)| (nr, alloc::format!("{}", SectionLine(nr, ms))))
+                .collect(),
+        }
+    };
+    for (nr, line) in &lines {
+        println!("{line}");
+        println!("  {}", picture(*nr));
+    }
+    if lines.is_empty() {
+        println!("every present section is full (sections all: list them)");
+    }
+    println!("  (R System RAM, P persistent memory added, p not added, h hole, . absent)");
+}
+
+fn pfn(arg: PfnArg) {
+    let pfn: Pfn = match arg {
+        PfnArg::Addr(a) => a >> PAGE_SHIFT,
+        PfnArg::Pfn(p) => p,
+    };
+    let nr = pfn_to_section_nr(pfn);
+    println!(
+        "pfn {pfn:#x} ({}), section {nr}, sub-section {}",
+        MemRange(pfn_phys(pfn), pfn_phys(pfn + 1)),
+        subsection_map_index(pfn)
+    );
+    let s = SPARSE.lock();
+    match s.section(nr) {
+        Some(ms) => println!("{}", SectionLine(nr, ms)),
+        None => println!("section {nr}: no root (absent)"),
+    }
+    println!("pfn_valid: {}", s.pfn_valid(pfn));
+    match s.pfn_to_online_page(pfn) {
+        Some(page) => println!("pfn_to_online_page: {page:#x}"),
+        None => println!("pfn_to_online_page: NULL"),
+    }
+    match s.page(pfn) {
+        Some(p) => println!(
+            "page: zone {} node {} flags {:#x}{}{} refcount {} mapcount {} private {} pgmap {}",
+            p.zone(),
+            p.nid(),
+            p.flags & 0xffff,
+            if p.is_reserved() { " reserved" } else { "" },
+            if p.is_buddy() { " buddy" } else { "" },
+            p.refcount,
+            p.mapcount,
+            p.private,
+            p.pgmap
+        ),
+        None => println!("page: no descriptor"),
+    }
+}
+
+fn acpi() {
+    match crate::acpi::get().and_then(|a| a.tables.as_ref()) {
+        Some(t) => {
+            for l in t.lines() {
+                println!("ACPI: {l}");
+            }
+        }
+        None => println!("no ACPI tables"),
+    }
+}
+
+fn nfit() {
+    match crate::acpi::get() {
+        Some(a) if !a.nfit.structures.is_empty() => {
+            for s in &a.nfit.structures {
+                println!("nfit: {s}");
+            }
+        }
+        _ => println!("no NFIT"),
+    }
+}
+
+fn bench() {
+    let (ready, handoff) = page_alloc::ready_us();
+    println!("allocator ready {} us after entry (hand-over {handoff} us)", ready);
+    println!("sparse init {} us", crate::mm::sparse::init_us());
+    let s = SPARSE.lock();
+    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let n = 100_000u64;
+    let start = crate::arch::time::uptime_us();
+    let mut valid = 0;
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        valid += u64::from(s.pfn_valid(core::hint::black_box(x % top)));
+    }
+    let took = crate::arch::time::uptime_us() - start;
+    println!("pfn_valid: {} ns per call over {n} random pfns ({valid} valid)", took * 1000 / n);
+}
