@@ -24,7 +24,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages harness run test bench check image usb clean
+.PHONY: all setup toolchain host-packages harness run test bench screenshot check image usb clean
 
 all: image
 
@@ -53,6 +53,10 @@ run: setup harness
 
 test: setup harness
 	@$(HARNESS) test $(TEST_FLAGS)
+
+# The console after boot, as target/screenshot.png.
+screenshot: setup harness
+	@$(HARNESS) screenshot --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) --mem '$(MEM)' --cmdline '$(CMDLINE)'
 
 # Measurements in QEMU (bios; 2G and 8G machines), one table.
 bench: setup harness

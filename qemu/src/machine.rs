@@ -102,19 +102,60 @@ fn collect_stderr(mut stderr: std::process::ChildStderr) -> std::thread::JoinHan
 /// The kernel shell's prompt: the harness types a line after each one.
 pub const PROMPT: &str = "tessera> ";
 
+/// One step of a scripted boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Typed on serial (then Enter) once the next shell prompt appears.
+    Type(String),
+    /// Sent to QEMU's monitor once the next shell prompt appears, e.g.
+    /// `screendump -f png FILE`; the next step waits for it to finish.
+    Monitor(String),
+}
+
+/// Sends one command to the monitor at `socket` and waits for its answer.
+fn monitor(socket: &Path, cmd: &str) -> Result<String, String> {
+    use std::os::unix::net::UnixStream;
+    let mut s =
+        UnixStream::connect(socket).map_err(|e| format!("monitor {}: {e}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
+    let mut seen = String::new();
+    let until_prompt = |s: &mut UnixStream, seen: &mut String| -> Result<(), String> {
+        let mut buf = [0u8; 1024];
+        while !seen.ends_with("(qemu) ") {
+            let n = s.read(&mut buf).map_err(|e| format!("monitor: {e}"))?;
+            if n == 0 {
+                return Err("monitor closed".into());
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        Ok(())
+    };
+    until_prompt(&mut s, &mut seen)?;
+    seen.clear();
+    s.write_all(format!("{cmd}\n").as_bytes()).map_err(|e| format!("monitor: {e}"))?;
+    until_prompt(&mut s, &mut seen)?;
+    Ok(crate::report::strip_ansi(&seen))
+}
+
 /// Boots with the serial port piped through the runner: all output goes to
-/// the log file and, when `echo`, to stdout. Each line of `input` is typed
-/// (followed by Enter) after the next shell prompt appears; without input,
-/// stdin is closed.
+/// the log file and, when `echo`, to stdout. The `input` steps run in
+/// order, each after the next shell prompt appears; without input, stdin is
+/// closed.
 pub fn boot_captured(
     profile: &Profile,
     mut m: Machine,
     tag: &str,
     timeout: Duration,
     echo: bool,
-    input: &[String],
+    input: &[Step],
 ) -> Result<Boot, String> {
     let log_path = prepare(profile, &mut m, tag)?;
+    let socket = log_path.with_extension("mon");
+    if input.iter().any(|s| matches!(s, Step::Monitor(_))) {
+        let _ = std::fs::remove_file(&socket);
+        let arg = format!("unix:{},server=on,wait=off", socket.display());
+        m.extra.extend(["-monitor".to_string(), arg]);
+    }
     let mut args = vec!["-display".into(), "none".into(), "-serial".into(), "stdio".into()];
     args.extend(profile.args(&m));
     let start = Instant::now();
@@ -150,19 +191,38 @@ pub fn boot_captured(
         }
     });
     if let Some(mut stdin) = child.stdin.take() {
-        let lines = input.to_vec();
+        let steps = input.to_vec();
         let seen = Arc::clone(&shared);
         std::thread::spawn(move || {
-            for (i, line) in lines.iter().enumerate() {
-                while seen.lock().expect("log lock").matches(PROMPT).count() <= i {
+            let mut typed = 0;
+            for step in &steps {
+                while seen.lock().expect("log lock").matches(PROMPT).count() <= typed {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                // Typed a byte at a time, as a person (or a slow UART) would.
-                for b in line.bytes().chain(*b"\r") {
-                    if stdin.write_all(&[b]).and_then(|()| stdin.flush()).is_err() {
-                        return;
+                match step {
+                    Step::Monitor(cmd) => match monitor(&socket, cmd) {
+                        // The monitor answers nothing but its echo on success.
+                        Ok(answer) => {
+                            // What follows the monitor's echo of the command.
+                            let said = answer.rsplit(cmd.as_str()).next().unwrap_or("");
+                            let said = said.replace("(qemu) ", "");
+                            let said = said.trim();
+                            if !said.is_empty() {
+                                eprintln!("qemu monitor: {cmd}: {said}");
+                            }
+                        }
+                        Err(e) => eprintln!("qemu: {e}"),
+                    },
+                    Step::Type(line) => {
+                        typed += 1;
+                        // A byte at a time, as a person (or a slow UART) would.
+                        for b in line.bytes().chain(*b"\r") {
+                            if stdin.write_all(&[b]).and_then(|()| stdin.flush()).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
         });

@@ -6,6 +6,7 @@
 //! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
+//! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
 //! qemu profiles
 //! ```
 #![forbid(unsafe_code)]
@@ -15,18 +16,21 @@ mod cargo;
 mod machine;
 mod profile;
 mod report;
+mod screen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
+use machine::Step;
 use profile::{Machine, Profile};
 use report::{Ending, Verdict};
 
 const DEFAULT_TIMEOUT: u64 = 60;
 const DEFAULT_MEM: &str = "2G";
 
-const USAGE: &str = "usage: qemu run|test|bench|runner|profiles [options] (see qemu/src/main.rs)";
+const USAGE: &str =
+    "usage: qemu run|test|bench|screenshot|runner|profiles [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]
@@ -339,6 +343,28 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
     Ok(fl == 0)
 }
 
+/// Boots the kernel, waits for the shell, saves the framebuffer as
+/// `target/screenshot.png` through QEMU's monitor, and powers off.
+fn cmd_screenshot(f: Flags) -> Result<bool, String> {
+    let profile = pick_profile(&f)?;
+    machine::check_host(profile)?;
+    let kernel = cargo::build_kernel(false)?;
+    let tag = format!("screenshot-{}", profile.name);
+    let image = image_for(&kernel, profile, &tag, "")?;
+    let mem = f.mem.clone().unwrap_or(DEFAULT_MEM.into());
+    let m = Machine { image, mem, cmdline: f.cmdline.clone(), ..Default::default() };
+    let out = "target/screenshot.png";
+    let _ = std::fs::remove_file(out);
+    let steps = [Step::Monitor(format!("screendump {out} -f png")), Step::Type("poweroff".into())];
+    let b = machine::boot_captured(profile, m, &tag, timeout(&f)?, false, &steps)?;
+    let ok = std::path::Path::new(out).exists();
+    match report::verdict(b.ending, &b.log, &b.stderr) {
+        Verdict::Pass if ok => println!("{out}: the console after boot ({})", profile.name),
+        v => println!("screenshot: FAILED: {v}; {out} {}", if ok { "written" } else { "missing" }),
+    }
+    Ok(ok)
+}
+
 /// What the shell test types, and what each answer must contain.
 const SHELL_SCRIPT: &[(&str, &[&str])] = &[
     ("help", &["sections [N|all]", "pmem add REGION [--step]", "poweroff"]),
@@ -410,7 +436,12 @@ fn shell_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, 
     let image = image_for(kernel, p, &tag, "")?;
     let m = Machine { image, mem: DEFAULT_MEM.into(), ..Default::default() };
     println!("== {} shell: typing {} commands", p.name, SHELL_SCRIPT.len());
-    let input: Vec<String> = SHELL_SCRIPT.iter().map(|(c, _)| c.to_string()).collect();
+    let mut input: Vec<Step> =
+        SHELL_SCRIPT.iter().map(|(c, _)| Step::Type(c.to_string())).collect();
+    // After `help` has answered, read the framebuffer back.
+    let ppm = format!("target/qemu/{tag}.ppm");
+    let _ = std::fs::remove_file(&ppm);
+    input.insert(1, Step::Monitor(format!("screendump {ppm}")));
     let b = machine::boot_captured(p, m, &tag, timeout, false, &input)?;
     let v = report::verdict(b.ending, &b.log, &b.stderr);
     // Answer i lies between prompt i+1 and the next one.
@@ -427,6 +458,20 @@ fn shell_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, 
         } else {
             passed += 1;
         }
+    }
+    // The prompt and help's answer are drawn on the screen in the console font.
+    let screen =
+        std::fs::read(&ppm).map_err(|e| format!("{ppm}: {e}")).and_then(|b| screen::parse_ppm(&b));
+    let drawn = screen.map(|img| {
+        ["tessera>", "sections [N|all]"].iter().all(|t| screen::find_text(&img, t).is_some())
+    });
+    let ok = drawn == Ok(true);
+    println!("test shell::{}::screen ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    if ok {
+        passed += 1;
+    } else {
+        println!("  framebuffer read-back: {drawn:?} (screendump {ppm})");
+        failed += 1;
     }
     println!(
         "== {} shell: {passed} passed, {failed} failed ({:.1} s) {v}",
@@ -468,6 +513,7 @@ fn main() -> ExitCode {
         "test" => cmd_test(f),
         "runner" => cmd_runner(f),
         "bench" => timeout(&f).and_then(bench::run),
+        "screenshot" => cmd_screenshot(f),
         "profiles" => {
             for p in profile::PROFILES {
                 println!("{:10} {}", p.name, p.about);

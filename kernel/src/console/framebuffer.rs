@@ -96,6 +96,10 @@ impl Console {
         match c {
             '\n' => self.newline(),
             '\r' => self.x = MARGIN,
+            // Backspace moves back one cell (the shell erases with "\x08 \x08").
+            '\x08' => self.x = self.x.saturating_sub(CHAR_W).max(MARGIN),
+            // Bell and other control characters draw nothing.
+            c if c.is_control() => {}
             c => {
                 if self.x + CHAR_W + MARGIN > self.info.width {
                     self.newline();
