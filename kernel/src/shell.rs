@@ -194,6 +194,14 @@ fn sections(arg: SectionsArg) {
     let lines: Vec<(u64, String)> = {
         let s = SPARSE.lock();
         match arg {
+            SectionsArg::One(nr) if nr >= mm::sparse::NR_MEM_SECTIONS => {
+                println!(
+                    "sections: {nr} is beyond the last section ({}, MAX_PHYSMEM_BITS {})",
+                    mm::sparse::NR_MEM_SECTIONS - 1,
+                    mm::sparse::MAX_PHYSMEM_BITS
+                );
+                return;
+            }
             SectionsArg::One(nr) => match s.section(nr) {
                 Some(ms) => alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, ms)))],
                 None => {
@@ -225,7 +233,7 @@ fn pfn(arg: PfnArg) {
     let nr = pfn_to_section_nr(pfn);
     println!(
         "pfn {pfn:#x} ({}), section {nr}, sub-section {}",
-        MemRange(pfn_phys(pfn), pfn_phys(pfn + 1)),
+        MemRange(pfn_phys(pfn), pfn_phys(pfn.saturating_add(1))),
         subsection_map_index(pfn)
     );
     let s = SPARSE.lock();

@@ -391,12 +391,14 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         &["section 0: flags=present|has_mem_map|online|early subsection_map=0xffffffffffffffff"],
     ),
     ("sections x", &["sections: bad argument 'x'"]),
+    ("sections 524288", &["beyond the last section (524287, MAX_PHYSMEM_BITS 46)"]),
     (
         "pfn 0x72000000",
         &["section 14", "pfn_valid: true", "pfn_to_online_page: NULL", "zone Device"],
     ),
     ("pfn 0x1000000", &["pfn_to_online_page: 0xffffea", "zone DMA32"]),
     ("pfn", &["pfn: missing argument"]),
+    ("pfn #0xffffffffffffffff", &["pfn_valid: false", "pfn_to_online_page: NULL", "no descriptor"]),
     ("pfn #0x1000", &["pfn 0x1000", "zone DMA32"]),
     ("pmem", &["region0: [mem 0x0000000072000000-0x0000000073ffffff]", "added"]),
     (
