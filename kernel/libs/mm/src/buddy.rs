@@ -581,16 +581,7 @@ mod tests {
         assert_eq!(b.check(&mm), Err(BuddyError::Corrupt { pfn: p, what: "bad buddy" }));
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::Rng as XorShift;
 
     #[test]
     fn random_ops_match_model() {

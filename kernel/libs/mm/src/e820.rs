@@ -249,18 +249,7 @@ mod tests {
     }
 
     /// A small deterministic generator for the property tests.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::Rng;
 
     /// The naive model: the winning type of every unit, or none.
     fn model(entries: &[Entry], units: u64) -> Vec<Option<E820Type>> {

@@ -363,13 +363,8 @@ mod tests {
 
     #[test]
     fn random_inserts_keep_tree_well_formed() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::Rng(0x2545_f491_4f6c_dd1d);
+        let mut rand = move || rng.next();
         let mut io = IoMem::new();
         let (mut inserted, mut conflicts) = (Vec::new(), 0);
         for i in 0..2000 {

@@ -376,18 +376,7 @@ fn altmap_must_start_the_range_and_fit() {
     assert_eq!(a.alloc, 512, "a whole section's memmap (2 MiB) came from the altmap");
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::Rng;
 
 /// Random hot-add/remove over sections 6..=9 (6, 7 early with a hole in 7,
 /// 8 and 9 new), checked against a set of active sub-sections.
