@@ -94,6 +94,16 @@ pub fn section_chunks(pfn: Pfn, nr_pages: u64) -> impl Iterator<Item = (Pfn, u64
     })
 }
 
+/// `check_pfn_span`: a non-empty range aligned to `align` pages (EINVAL)
+/// that ends within MAX_PHYSMEM_BITS (ERANGE). Returns its end.
+fn check_pfn_span(pfn: Pfn, nr_pages: u64, align: u64) -> Result<Pfn, SparseError> {
+    if nr_pages == 0 || (pfn | nr_pages) & (align - 1) != 0 {
+        return Err(SparseError::Inval { pfn, nr_pages });
+    }
+    let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
+    end.ok_or(SparseError::Range { pfn, nr_pages })
+}
+
 /// `subsection_map_index`: the sub-section of `pfn` inside its section.
 pub const fn subsection_map_index(pfn: Pfn) -> u32 {
     ((pfn & (PAGES_PER_SECTION - 1)) >> PFN_SUBSECTION_SHIFT) as u32
@@ -647,11 +657,7 @@ impl<B: SparseBackend> Sparse<B> {
         mut altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
         let _ = nid;
-        if nr_pages == 0 || (pfn | nr_pages) & (align - 1) != 0 {
-            return Err(SparseError::Inval { pfn, nr_pages });
-        }
-        let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
-        let end = end.ok_or(SparseError::Range { pfn, nr_pages })?;
+        let end = check_pfn_span(pfn, nr_pages, align)?;
         if let Some(a) = altmap.as_deref_mut() {
             if a.base_pfn != pfn || a.offset() > nr_pages {
                 return Err(SparseError::Inval { pfn, nr_pages });
@@ -746,11 +752,7 @@ impl<B: SparseBackend> Sparse<B> {
         nr_pages: u64,
         mut altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
-        if nr_pages == 0 || (pfn | nr_pages) & (PAGES_PER_SUBSECTION - 1) != 0 {
-            return Err(SparseError::Inval { pfn, nr_pages });
-        }
-        let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
-        let end = end.ok_or(SparseError::Range { pfn, nr_pages })?;
+        let end = check_pfn_span(pfn, nr_pages, PAGES_PER_SUBSECTION)?;
         // Check first, so a bad call changes nothing.
         if self.active_subsections(pfn, end - pfn) != (true, true) {
             return Err(SparseError::NotActive { pfn, nr_pages });
