@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use mm::e820::{Line, MemRange};
 use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys};
 use mm::sparse::{
-    MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine,
-    pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
+    MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, pfn_to_section_nr,
+    section_nr_to_pfn, subsection_map_index,
 };
 use shell::command::{self, Command, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
@@ -95,14 +95,14 @@ fn run_command(cmd: Command) {
             }
         }
         Command::PmemRemove { region } => {
-            match pmem::remove(region, &mut |l| println!("{l}\n  {}", picture_of_line(l))) {
+            match pmem::remove(region, &mut |nr, l| println!("{l}\n  {}", picture(nr))) {
                 Ok(r) => println!("{r}"),
                 Err(e) => println!("pmem remove: {e}"),
             }
         }
         Command::PmemAdd { region, step } => {
-            let mut each = |l: &str| {
-                println!("{l}\n  {}", picture_of_line(l));
+            let mut each = |nr: u64, l: &str| {
+                println!("{l}\n  {}", picture(nr));
                 if step {
                     print!("-- press a key --");
                     wait_key();
@@ -181,15 +181,6 @@ pub fn picture(nr: u64) -> String {
         .collect()
 }
 
-/// The picture for the section a `section N: ...` line names.
-fn picture_of_line(line: &str) -> String {
-    let nr = line
-        .strip_prefix("section ")
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|n| n.parse().ok());
-    nr.map(picture).unwrap_or_default()
-}
-
 fn sections(arg: SectionsArg) {
     let lines: Vec<(u64, String)> = {
         let s = SPARSE.lock();
@@ -202,12 +193,9 @@ fn sections(arg: SectionsArg) {
                 );
                 return;
             }
-            SectionsArg::One(nr) => match s.section(nr) {
-                Some(ms) => alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, ms)))],
-                None => {
-                    alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, &MemSection::EMPTY)))]
-                }
-            },
+            SectionsArg::One(nr) => {
+                alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, s.section_or_empty(nr))))]
+            }
             SectionsArg::All | SectionsArg::NotFull => s
                 .present_sections()
                 .filter(|(_, ms)| arg == SectionsArg::All || ms.subsection_map() != u64::MAX)
@@ -289,18 +277,11 @@ fn bench() {
     let (ready, handoff) = page_alloc::ready_us();
     println!("allocator ready {} us after entry (hand-over {handoff} us)", ready);
     println!("sparse init {} us", crate::mm::sparse::init_us());
-    let s = SPARSE.lock();
-    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let n = 100_000u64;
-    let start = crate::arch::time::uptime_us();
-    let mut valid = 0;
-    for _ in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        valid += u64::from(s.pfn_valid(core::hint::black_box(x % top)));
-    }
-    let took = crate::arch::time::uptime_us() - start;
-    println!("pfn_valid: {} ns per call over {n} random pfns ({valid} valid)", took * 1000 / n);
+    let c = crate::mm::sparse::pfn_valid_cost(100_000);
+    println!(
+        "pfn_valid: {} ns per call over {} random pfns ({} valid)",
+        c.ns_per_call(),
+        c.calls,
+        c.valid
+    );
 }

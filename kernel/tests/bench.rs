@@ -93,33 +93,10 @@ fn memmap_init_vs_memset() {
 #[test_case]
 fn pfn_valid_cost() {
     const N: u64 = 1_000_000;
-    let s = SPARSE.lock();
-    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % top
-    };
-    // The random numbers alone, then with the lookup: the difference is
-    // the lookup.
-    let start = uptime_us();
-    let mut sum = 0u64;
-    for _ in 0..N {
-        sum = sum.wrapping_add(core::hint::black_box(next()));
-    }
-    let base = uptime_us() - start;
-    let start = uptime_us();
-    let mut valid = 0u64;
-    for _ in 0..N {
-        valid += u64::from(s.pfn_valid(core::hint::black_box(next())));
-    }
-    let with = uptime_us() - start;
-    core::hint::black_box(sum);
+    let c = sparse::pfn_valid_cost(N);
     // About half the range is RAM sections.
-    assert!(valid > N / 4 && valid < N, "{valid}");
-    report("pfn_valid", with.saturating_sub(base) * 1000 / N, "ns/call");
-    report("pfn_valid_rng_baseline", base * 1000 / N, "ns/call");
-    report_ratio("pfn_valid_vs_rng", with.saturating_sub(base), base);
+    assert!(c.valid > N / 4 && c.valid < N, "{}", c.valid);
+    report("pfn_valid", c.ns_per_call(), "ns/call");
+    report("pfn_valid_rng_baseline", c.baseline_us * 1000 / N, "ns/call");
+    report_ratio("pfn_valid_vs_rng", c.with_lookup_us.saturating_sub(c.baseline_us), c.baseline_us);
 }

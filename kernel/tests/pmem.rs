@@ -41,7 +41,7 @@ fn snapshot() -> (Vec<(u64, u64, u64)>, Vec<u64>, u64) {
     (sections, free, s.stats().memmap_bytes)
 }
 
-fn quiet(_: &str) {}
+fn quiet(_: u64, _: &str) {}
 
 #[test_case]
 fn every_region_is_added_into_zone_device() {
@@ -115,7 +115,7 @@ fn remove_then_add_restores_the_model_exactly() {
         }
         assert_eq!(pmem::remove(r.id, &mut quiet).unwrap_err().errno(), "EINVAL", "removing twice");
         let mut lines = Vec::new();
-        pmem::add(r.id, &mut |l| lines.push(alloc::string::String::from(l))).unwrap();
+        pmem::add(r.id, &mut |_, l| lines.push(alloc::string::String::from(l))).unwrap();
         let steps = if r.altmap { r.size >> 27 } else { r.size / SUB };
         assert_eq!(lines.len() as u64, steps, "one line per step");
         assert_eq!(snapshot(), before, "{r}");

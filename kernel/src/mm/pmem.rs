@@ -182,17 +182,13 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
 
 /// The section line of the section holding `pfn`.
 fn section_line(nr: u64) -> String {
-    let s = SPARSE.lock();
-    match s.section(nr) {
-        Some(ms) => alloc::format!("{}", SectionLine(nr, ms)),
-        None => alloc::format!("{}", SectionLine(nr, &MemSection::EMPTY)),
-    }
+    alloc::format!("{}", SectionLine(nr, SPARSE.lock().section_or_empty(nr)))
 }
 
 /// Hot-adds region `id`: `memremap_pages` for its namespace. `step` is
 /// called after each sub-section (each section with an altmap) with the
 /// section's line, so a caller can show the bits filling in.
-pub fn add(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError> {
+pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
     let r = REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })?;
     let (start, size) = (r.start, r.size);
     check_range(start, size)?;
@@ -209,7 +205,8 @@ pub fn add(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError> {
         taint_partial_sections(first, nr_pages, first);
         taint_partial_sections(first, nr_pages, first + nr_pages - 1);
         for pfn in (first..first + nr_pages).step_by(PAGES_PER_SECTION as usize) {
-            step(&section_line(pfn_to_section_nr(pfn)));
+            let nr = pfn_to_section_nr(pfn);
+            step(nr, &section_line(nr));
         }
     } else {
         for pfn in (first..first + nr_pages).step_by(PAGES_PER_SUBSECTION as usize) {
@@ -221,7 +218,8 @@ pub fn add(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError> {
             }
             init_device_pages(pfn, PAGES_PER_SUBSECTION, r.pgmap());
             taint_partial_sections(first, nr_pages, pfn);
-            step(&section_line(pfn_to_section_nr(pfn)));
+            let nr = pfn_to_section_nr(pfn);
+            step(nr, &section_line(nr));
         }
     }
     if let Err(e) = map_range(start, size) {
@@ -248,7 +246,7 @@ pub fn add(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError> {
 
 /// Hot-removes region `id` (`memunmap_pages`), sub-section by sub-section,
 /// calling `step` with the section line after each.
-pub fn remove(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError> {
+pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
     let r = REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })?;
     if r.state != State::Added {
         return Err(PmemError::NotAdded { id });
@@ -262,7 +260,8 @@ pub fn remove(id: usize, step: &mut dyn FnMut(&str)) -> Result<Region, PmemError
         let mut s = SPARSE.lock();
         s.remove_pages(pfn, stride, r.altmap.then_some(&mut altmap)).map_err(PmemError::Sparse)?;
         drop(s);
-        step(&section_line(pfn_to_section_nr(pfn)));
+        let nr = pfn_to_section_nr(pfn);
+        step(nr, &section_line(nr));
     }
     log::info!("pmem: {} {} removed", r.name(), MemRange(r.start, r.end()));
     let mut regions = REGIONS.lock();

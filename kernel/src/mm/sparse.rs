@@ -394,6 +394,55 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
     stats
 }
 
+/// What [`pfn_valid_cost`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct PfnValidCost {
+    /// Lookups made.
+    pub calls: u64,
+    /// How many pfns were valid.
+    pub valid: u64,
+    /// Microseconds for the random pfns alone.
+    pub baseline_us: u64,
+    /// Microseconds for the random pfns plus `pfn_valid`.
+    pub with_lookup_us: u64,
+}
+
+impl PfnValidCost {
+    /// Nanoseconds per lookup, the random numbers' own cost taken out.
+    pub fn ns_per_call(&self) -> u64 {
+        self.with_lookup_us.saturating_sub(self.baseline_us) * 1000 / self.calls.max(1)
+    }
+}
+
+/// Times `calls` lookups of random pfns below twice the end of the last
+/// present section (about half of them valid), and the same random
+/// numbers without the lookup.
+pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
+    use crate::arch::time::uptime_us;
+    let s = SPARSE.lock();
+    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % top
+    };
+    let start = uptime_us();
+    let mut sum = 0u64;
+    for _ in 0..calls {
+        sum = sum.wrapping_add(core::hint::black_box(next()));
+    }
+    let baseline_us = uptime_us() - start;
+    core::hint::black_box(sum);
+    let start = uptime_us();
+    let mut valid = 0u64;
+    for _ in 0..calls {
+        valid += u64::from(s.pfn_valid(core::hint::black_box(next())));
+    }
+    PfnValidCost { calls, valid, baseline_us, with_lookup_us: uptime_us() - start }
+}
+
 /// `pfn_valid`.
 pub fn pfn_valid(pfn: Pfn) -> bool {
     SPARSE.lock().pfn_valid(pfn)

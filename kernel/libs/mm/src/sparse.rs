@@ -277,6 +277,9 @@ impl MemSection {
     }
 }
 
+/// What an absent section reads as.
+static EMPTY_SECTION: MemSection = MemSection::EMPTY;
+
 /// The boot line of a section: `section 7: flags=present|... subsection_map=0x...`.
 pub struct SectionLine<'a>(pub u64, pub &'a MemSection);
 
@@ -474,6 +477,11 @@ impl<B: SparseBackend> Sparse<B> {
         }
         let root = self.roots.get_mut(nr as usize / SECTIONS_PER_ROOT)?.as_deref_mut()?;
         root.get_mut(nr as usize % SECTIONS_PER_ROOT)
+    }
+
+    /// Section `nr`, or an absent section's view when it has no root.
+    pub fn section_or_empty(&self, nr: u64) -> &MemSection {
+        self.section(nr).unwrap_or(&EMPTY_SECTION)
     }
 
     /// `__pfn_to_section`.
