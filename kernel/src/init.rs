@@ -51,8 +51,8 @@ pub struct BootMappings {
     pub kernel_image: u64,
     /// Virtual address of the boot information.
     pub boot_info: u64,
-    /// Virtual address of the framebuffer, if there is one.
-    pub framebuffer: Option<u64>,
+    /// Virtual address and length of the framebuffer, if there is one.
+    pub framebuffer: Option<(u64, usize)>,
 }
 
 static MAPPINGS: Once<BootMappings> = Once::new();
@@ -101,9 +101,9 @@ fn gather_cmdline(boot_info: &BootInfo) -> String {
 /// The framebuffer's physical range, found through the page tables.
 fn framebuffer_phys() -> Option<(u64, u64)> {
     let m = mappings()?;
-    let virt = m.framebuffer?;
+    let (virt, len) = m.framebuffer?;
     let phys = crate::arch::paging::translate(m.physical_memory_offset, virt)?;
-    Some((phys, console::framebuffer::size() as u64))
+    Some((phys, len as u64))
 }
 
 /// Brings the kernel up: serial, clock, heap, options, console, descriptor
@@ -122,17 +122,27 @@ pub fn init(boot_info: &'static mut BootInfo) {
             .expect("BOOTLOADER_CONFIG asks for the physical-memory mapping"),
         kernel_image: boot_info.kernel_image_offset,
         boot_info: &raw const *boot_info as u64,
-        framebuffer: boot_info.framebuffer.as_ref().map(|fb| fb.buffer().as_ptr() as u64),
+        framebuffer: boot_info
+            .framebuffer
+            .as_ref()
+            .map(|fb| (fb.buffer().as_ptr() as u64, fb.buffer().len())),
     });
-    if let Some(fb) = boot_info.framebuffer.take() {
+    // Options first, so `console=` decides where even the first line goes.
+    let line = CMDLINE.call_once(|| gather_cmdline(boot_info));
+    let mut refused = alloc::vec::Vec::new();
+    let opts = *OPTIONS.call_once(|| Options::from_line(line, |e| refused.push(e)));
+    console::set_serial(opts.console.serial);
+    if let Some(fb) = boot_info.framebuffer.take()
+        && opts.console.framebuffer
+    {
         console::framebuffer::init(fb);
     }
-    log::info!("Tessera version {}", env!("CARGO_PKG_VERSION"));
-    let line = CMDLINE.call_once(|| gather_cmdline(boot_info));
-    log::info!("Command line: {line}");
-    let opts =
-        *OPTIONS.call_once(|| Options::from_line(line, |e| log::warn!("cmdline: {e}; ignored")));
     console::init(opts.loglevel);
+    log::info!("Tessera version {}", env!("CARGO_PKG_VERSION"));
+    log::info!("Command line: {line}");
+    for e in refused {
+        log::warn!("cmdline: {e}; ignored");
+    }
     log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
     let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
     let fb = framebuffer_phys();
@@ -151,4 +161,12 @@ pub fn init(boot_info: &'static mut BootInfo) {
     if opts.iomem {
         crate::mm::iomem::print();
     }
+    INIT_US.store(time::uptime_us(), core::sync::atomic::Ordering::Relaxed);
+}
+
+static INIT_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Microseconds from boot to the end of [`init`] (0 before).
+pub fn init_us() -> u64 {
+    INIT_US.load(core::sync::atomic::Ordering::Relaxed)
 }

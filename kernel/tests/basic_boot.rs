@@ -58,7 +58,7 @@ fn bootloader_mappings_stay_in_the_dynamic_range() {
         &marker as *const u8 as u64
     };
     let mut addrs = [m.physical_memory_offset, m.kernel_image, m.boot_info, rsp, 0];
-    addrs[4] = m.framebuffer.unwrap_or(DYNAMIC_START);
+    addrs[4] = m.framebuffer.map_or(DYNAMIC_START, |(virt, _)| virt);
     for a in addrs {
         assert!((DYNAMIC_START..DYNAMIC_END).contains(&a), "{a:#x} outside the dynamic range");
     }

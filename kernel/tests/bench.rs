@@ -37,6 +37,7 @@ fn report_ratio(name: &str, a: u64, b: u64) {
 fn boot_times() {
     let (ready, handoff) = page_alloc::ready_us();
     assert!(ready > 0 && handoff > 0);
+    report("init_done", init::init_us(), "us");
     report("allocator_ready", ready, "us");
     report("sparse_init", sparse::init_us(), "us");
     report("buddy_handoff", handoff, "us");

@@ -8,7 +8,9 @@ use crate::profile::{self, Machine};
 use crate::{cargo, image_for, machine, report};
 
 /// The machines benched: name, memory, options.
-const MACHINES: &[(&str, &str, &str)] = &[("2G", "2G", ""), ("8G", "8G", "")];
+/// `2G-serial` is `2G` without the framebuffer console, to show its cost.
+const MACHINES: &[(&str, &str, &str)] =
+    &[("2G", "2G", ""), ("2G-serial", "2G", "console=ttyS0"), ("8G", "8G", "")];
 
 /// `bench: NAME VALUE UNIT` lines of a serial log.
 pub fn parse(log: &str) -> Vec<(String, String, String)> {
@@ -54,6 +56,13 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             print!("{v:>12}");
         }
         println!();
+    }
+    let value = |col: &str, row: &str| -> Option<f64> {
+        let (_, vals) = columns.iter().find(|(n, _)| *n == col)?;
+        vals.iter().find(|(n, ..)| n == row)?.1.parse().ok()
+    };
+    if let (Some(fb), Some(serial)) = (value("2G", "init_done"), value("2G-serial", "init_done")) {
+        println!("{:<32}{:>12.2}", "init_done 2G / 2G-serial (ratio)", fb / serial.max(1.0));
     }
     Ok(true)
 }

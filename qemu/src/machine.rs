@@ -110,6 +110,38 @@ pub enum Step {
     /// Sent to QEMU's monitor once the next shell prompt appears, e.g.
     /// `screendump -f png FILE`; the next step waits for it to finish.
     Monitor(String),
+    /// Typed on the PS/2 keyboard (QEMU's `sendkey`), then Enter, once the
+    /// next shell prompt appears.
+    Keys(String),
+    /// While the command typed last runs: a space on the PS/2 keyboard each
+    /// time `pattern` appears in its answer, until the next prompt.
+    PressWhile(String),
+}
+
+impl Step {
+    fn needs_monitor(&self) -> bool {
+        !matches!(self, Step::Type(_))
+    }
+}
+
+/// QEMU's `sendkey` name for a character (a US keyboard).
+pub fn qcode(c: char) -> Option<String> {
+    let shifted = |k: &str| Some(format!("shift-{k}"));
+    match c {
+        'a'..='z' | '0'..='9' => Some(c.to_string()),
+        'A'..='Z' => shifted(&c.to_ascii_lowercase().to_string()),
+        ' ' => Some("spc".into()),
+        '-' => Some("minus".into()),
+        '_' => shifted("minus"),
+        '=' => Some("equal".into()),
+        '.' => Some("dot".into()),
+        ',' => Some("comma".into()),
+        '/' => Some("slash".into()),
+        '#' => shifted("3"),
+        '!' => shifted("1"),
+        '$' => shifted("4"),
+        _ => None,
+    }
 }
 
 /// Sends one command to the monitor at `socket` and waits for its answer.
@@ -151,7 +183,7 @@ pub fn boot_captured(
 ) -> Result<Boot, String> {
     let log_path = prepare(profile, &mut m, tag)?;
     let socket = log_path.with_extension("mon");
-    if input.iter().any(|s| matches!(s, Step::Monitor(_))) {
+    if input.iter().any(Step::needs_monitor) {
         let _ = std::fs::remove_file(&socket);
         let arg = format!("unix:{},server=on,wait=off", socket.display());
         m.extra.extend(["-monitor".to_string(), arg]);
@@ -195,24 +227,55 @@ pub fn boot_captured(
         let seen = Arc::clone(&shared);
         std::thread::spawn(move || {
             let mut typed = 0;
+            let send = |cmd: &str| match monitor(&socket, cmd) {
+                // The monitor answers nothing but its echo on success.
+                Ok(answer) => {
+                    // What follows the monitor's echo of the command.
+                    let said = answer.rsplit(cmd).next().unwrap_or("");
+                    let said = said.replace("(qemu) ", "");
+                    let said = said.trim();
+                    if !said.is_empty() {
+                        eprintln!("qemu monitor: {cmd}: {said}");
+                    }
+                }
+                Err(e) => eprintln!("qemu: {e}"),
+            };
             for step in &steps {
+                if let Step::PressWhile(pattern) = step {
+                    let mut pressed = 0;
+                    loop {
+                        let (done, due) = {
+                            let log = seen.lock().expect("log lock");
+                            let mut answers = log.split(PROMPT).skip(typed);
+                            let answer = answers.next().unwrap_or("");
+                            (answers.next().is_some(), answer.matches(pattern.as_str()).count())
+                        };
+                        if done {
+                            break;
+                        }
+                        if due > pressed {
+                            send("sendkey spc");
+                            pressed += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    continue;
+                }
                 while seen.lock().expect("log lock").matches(PROMPT).count() <= typed {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 match step {
-                    Step::Monitor(cmd) => match monitor(&socket, cmd) {
-                        // The monitor answers nothing but its echo on success.
-                        Ok(answer) => {
-                            // What follows the monitor's echo of the command.
-                            let said = answer.rsplit(cmd.as_str()).next().unwrap_or("");
-                            let said = said.replace("(qemu) ", "");
-                            let said = said.trim();
-                            if !said.is_empty() {
-                                eprintln!("qemu monitor: {cmd}: {said}");
+                    Step::Monitor(cmd) => send(cmd),
+                    Step::Keys(line) => {
+                        typed += 1;
+                        for c in line.chars() {
+                            match qcode(c) {
+                                Some(key) => send(&format!("sendkey {key}")),
+                                None => eprintln!("qemu: no key for {c:?}"),
                             }
                         }
-                        Err(e) => eprintln!("qemu: {e}"),
-                    },
+                        send("sendkey ret");
+                    }
                     Step::Type(line) => {
                         typed += 1;
                         // A byte at a time, as a person (or a slow UART) would.
@@ -223,6 +286,7 @@ pub fn boot_captured(
                             std::thread::sleep(Duration::from_millis(2));
                         }
                     }
+                    Step::PressWhile(_) => unreachable!("handled above"),
                 }
             }
         });

@@ -415,6 +415,18 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         "pmem add region0",
         &["subsection_map=0xffffffff0001ffff", "added: 16 sub-sections in 1 section"],
     ),
+    ("pmem remove region0", &["RRRRRRRRRRRRRRRR................RRRR", "offline"]),
+    // On the PS/2 keyboard: the command, then a key after each sub-section.
+    (
+        "ps2: pmem add region0 --step",
+        &[
+            "RRRRRRRRRRRRRRRRPpppppppppppppppRRRR",
+            "-- press a key --",
+            "RRRRRRRRRRRRRRRRPPPPPPPPPPPPPPPPRRRR",
+            "added: 16 sub-sections in 1 section",
+        ],
+    ),
+    ("ps2: sections #14", &["sections: bad argument '#14'"]),
     ("pmem add region9", &["ENODEV"]),
     ("pmem frob", &["pmem: unknown subcommand 'frob'"]),
     (
@@ -438,8 +450,16 @@ fn shell_check(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, 
     let image = image_for(kernel, p, &tag, "")?;
     let m = Machine { image, mem: DEFAULT_MEM.into(), ..Default::default() };
     println!("== {} shell: typing {} commands", p.name, SHELL_SCRIPT.len());
-    let mut input: Vec<Step> =
-        SHELL_SCRIPT.iter().map(|(c, _)| Step::Type(c.to_string())).collect();
+    let mut input = Vec::new();
+    for (cmd, _) in SHELL_SCRIPT {
+        input.push(match cmd.strip_prefix("ps2: ") {
+            Some(keys) => Step::Keys(keys.into()),
+            None => Step::Type(cmd.to_string()),
+        });
+        if cmd.ends_with("--step") {
+            input.push(Step::PressWhile("-- press a key --".into()));
+        }
+    }
     // After `help` has answered, read the framebuffer back.
     let ppm = format!("target/qemu/{tag}.ppm");
     let _ = std::fs::remove_file(&ppm);

@@ -47,11 +47,6 @@ pub fn write_fmt(level: Level, args: fmt::Arguments<'_>) {
     });
 }
 
-/// Bytes of framebuffer memory (0 without a framebuffer).
-pub fn size() -> usize {
-    CONSOLE.lock().as_ref().map_or(0, |c| c.buf.len())
-}
-
 /// Releases the console lock whoever holds it (the panic path).
 ///
 /// # Safety
@@ -66,29 +61,45 @@ impl Console {
         self.x = MARGIN;
         self.y += CHAR_H;
         if self.y + CHAR_H + MARGIN > self.info.height {
+            // Jump scroll: a quarter of the screen at a time, so a burst of
+            // log lines moves the whole framebuffer once per quarter screen
+            // instead of once per line.
+            let rows = (self.y - MARGIN) / CHAR_H;
+            let jump = (rows / 4).max(1) * CHAR_H;
             let line = self.info.stride * self.info.bytes_per_pixel;
-            let shift = CHAR_H * line;
-            let end = self.info.height * line;
+            let (shift, end) = (jump * line, self.info.height * line);
             self.buf.copy_within(shift..end, 0);
             self.buf[end - shift..end].fill(0);
-            self.y -= CHAR_H;
+            self.y -= jump;
         }
     }
 
-    fn put_pixel(&mut self, x: usize, y: usize, intensity: u8) {
+    /// The bytes of one pixel of the current colour at `intensity`.
+    fn pixel(&self, intensity: u8) -> [u8; 4] {
         let scale = |c: u8| ((c as u16 * intensity as u16) / 255) as u8;
         let [r, g, b] = self.color.map(scale);
-        let bpp = self.info.bytes_per_pixel;
-        let off = (y * self.info.stride + x) * bpp;
-        let px: [u8; 4] = match self.info.pixel_format {
+        match self.info.pixel_format {
             PixelFormat::Rgb => [r, g, b, 0],
             PixelFormat::Bgr => [b, g, r, 0],
             PixelFormat::U8 => [if intensity > 128 { 0xff } else { 0 }, 0, 0, 0],
             _ => [intensity, intensity, intensity, 0],
-        };
-        let n = bpp.min(4);
-        if let Some(dst) = self.buf.get_mut(off..off + n) {
-            dst.copy_from_slice(&px[..n]);
+        }
+    }
+
+    /// Draws a glyph at the cursor. Each row is built in a local buffer and
+    /// written with one copy: framebuffer stores are the expensive part.
+    fn draw(&mut self, rows: &[[u8; CHAR_W]]) {
+        let bpp = self.info.bytes_per_pixel.min(4);
+        let mut line = [0u8; CHAR_W * 4];
+        let line = &mut line[..CHAR_W * bpp];
+        for (dy, row) in rows.iter().enumerate() {
+            for (dst, &v) in line.chunks_exact_mut(bpp).zip(row) {
+                dst.copy_from_slice(&self.pixel(v)[..bpp]);
+            }
+            let off = ((self.y + dy) * self.info.stride + self.x) * self.info.bytes_per_pixel;
+            if let Some(dst) = self.buf.get_mut(off..off + line.len()) {
+                dst.copy_from_slice(line);
+            }
         }
     }
 
@@ -107,11 +118,11 @@ impl Console {
                 let glyph = get_raster(c, WEIGHT, HEIGHT)
                     .or_else(|| get_raster('?', WEIGHT, HEIGHT))
                     .expect("the font has '?'");
-                for (dy, row) in glyph.rows().enumerate() {
-                    for (dx, &v) in row.iter().enumerate() {
-                        self.put_pixel(self.x + dx, self.y + dy, v);
-                    }
+                let mut rows = [[0u8; CHAR_W]; CHAR_H];
+                for (dst, row) in rows.iter_mut().zip(glyph.rows()) {
+                    dst.iter_mut().zip(row).for_each(|(d, &v)| *d = v);
                 }
+                self.draw(&rows);
                 self.x += CHAR_W;
             }
         }

@@ -4,6 +4,7 @@
 pub mod framebuffer;
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::arch::{serial, time};
@@ -21,9 +22,24 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::print!("{}\n", format_args!($($arg)*)) };
 }
 
+/// Whether output goes to the serial port (`console=` may turn it off).
+static SERIAL: AtomicBool = AtomicBool::new(true);
+
+/// Sends console output to the serial port or not. The framebuffer is a
+/// console once [`framebuffer::init`] has taken it over.
+pub fn set_serial(on: bool) {
+    SERIAL.store(on, Ordering::Relaxed);
+}
+
+fn serial_write(args: fmt::Arguments<'_>) {
+    if SERIAL.load(Ordering::Relaxed) {
+        serial::write_fmt(args);
+    }
+}
+
 #[doc(hidden)]
 pub fn write_raw(args: fmt::Arguments<'_>) {
-    serial::write_fmt(args);
+    serial_write(args);
     framebuffer::write_fmt(Level::Info, args);
 }
 
@@ -75,7 +91,7 @@ impl Log for Console {
             Level::Info | Level::Debug | Level::Trace => "",
         };
         let line = format_args!("{}{}{}\n", Timestamp(time::uptime_us()), tag, record.args());
-        serial::write_fmt(line);
+        serial_write(line);
         framebuffer::write_fmt(record.level(), line);
     }
 

@@ -35,6 +35,27 @@ pub enum Opt {
     NoPmem,
     /// Print the `/proc/iomem` view at boot.
     IoMem,
+    /// `console=ttyS0` / `console=tty0`: log to this console. As on Linux,
+    /// the first `console=` replaces the default (both) and later ones add.
+    Console(Console),
+}
+
+/// A console the log can go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// `ttyS0`: the first serial port.
+    Serial,
+    /// `tty0`: the framebuffer.
+    Framebuffer,
+}
+
+/// The consoles the log goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consoles {
+    pub serial: bool,
+    pub framebuffer: bool,
+    /// Set by the first `console=`: later ones add to it.
+    pub chosen: bool,
 }
 
 /// What a `memmap=` option turns its range into.
@@ -119,7 +140,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -168,6 +189,13 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
                 _ => Err(OptionError::BadValue { word, expected: "a size nn[KMG] > 0" }),
             }
         }
+        // Linux's `ttyS0,115200n8` carries line settings; the UART's are fixed.
+        "console" => match value.map(|v| v.split(',').next().unwrap_or(v)) {
+            Some("ttyS0") => Ok(Opt::Console(Console::Serial)),
+            Some("tty0") if value == Some("tty0") => Ok(Opt::Console(Console::Framebuffer)),
+            Some(_) => Err(OptionError::BadValue { word, expected: "ttyS0 or tty0" }),
+            None => Err(OptionError::MissingValue { name }),
+        },
         "loglevel" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match v.parse::<u8>() {
@@ -198,6 +226,8 @@ pub struct Options {
     pub nopmem: bool,
     /// `iomem`: print the resource tree at boot.
     pub iomem: bool,
+    /// `console=`: where the log goes (both without the option).
+    pub console: Consoles,
 }
 
 impl Default for Options {
@@ -209,6 +239,7 @@ impl Default for Options {
             sparse_debug: false,
             nopmem: false,
             iomem: false,
+            console: Consoles { serial: true, framebuffer: true, chosen: false },
         }
     }
 }
@@ -225,6 +256,15 @@ impl Options {
             Opt::SparseDebug => self.sparse_debug = true,
             Opt::NoPmem => self.nopmem = true,
             Opt::IoMem => self.iomem = true,
+            Opt::Console(c) => {
+                if !self.console.chosen {
+                    self.console = Consoles { serial: false, framebuffer: false, chosen: true };
+                }
+                match c {
+                    Console::Serial => self.console.serial = true,
+                    Console::Framebuffer => self.console.framebuffer = true,
+                }
+            }
             // Ranges are collected by the memory map code, in order.
             Opt::Memmap { .. } => {}
         }
@@ -303,6 +343,19 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(errors("bogus")[0], format!("unknown option 'bogus' (known: {KNOWN})"));
         assert!(KNOWN.contains("memmap=nn[KMG]!ss[KMG]"));
+    }
+
+    #[test]
+    fn console_replaces_the_default_then_adds() {
+        let c = |line| Options::from_line(line, |e| panic!("{e}")).console;
+        let both = Consoles { serial: true, framebuffer: true, chosen: false };
+        assert_eq!(c(""), both);
+        assert_eq!(c("console=ttyS0"), Consoles { serial: true, framebuffer: false, chosen: true });
+        assert_eq!(c("console=tty0"), Consoles { serial: false, framebuffer: true, chosen: true });
+        assert_eq!(c("console=ttyS0,115200n8"), c("console=ttyS0"));
+        assert_eq!(c("console=tty0 console=ttyS0"), Consoles { chosen: true, ..both });
+        assert_eq!(errors("console=ttyS1 console console=tty0,9600").len(), 3);
+        assert!(errors("console=lp0")[0].contains("ttyS0 or tty0"), "{:?}", errors("console=lp0"));
     }
 
     #[test]
