@@ -200,3 +200,64 @@ fn register(bytes: &[u8], phys_offset: u64) -> Option<TableEntry> {
     let header = SdtHeader::parse(&copy).ok();
     Some(TableEntry { addr, header, bytes: copy, problem: None })
 }
+
+/// Enters S5 (soft-off) the way the FADT and the DSDT's `\_S5_` say, as
+/// Linux's `acpi_enter_sleep_state(ACPI_STATE_S5)` does: ACPI mode on (SMI
+/// command) if the firmware left it off, then `SLP_TYP` and `SLP_EN` into
+/// PM1a (and PM1b). Returns why the machine is still running.
+pub fn enter_s5() -> alloc::string::String {
+    use acpi::sleep::{Pm1Control, SCI_EN, SleepType, s5_sleep_type};
+    use alloc::string::ToString;
+    use x86_64::instructions::port::Port;
+
+    let Some(t) = get().and_then(|a| a.tables.as_ref()) else {
+        return "no ACPI tables".into();
+    };
+    let usable = |sig: [u8; 4]| t.find_all(sig).find(|e| e.problem.is_none());
+    let Some(pm) = usable(*b"FACP").and_then(|f| Pm1Control::from_fadt(&f.bytes)) else {
+        return "no FADT with a PM1a control block".into();
+    };
+    let typ = match usable(*b"DSDT").map(|d| s5_sleep_type(&d.bytes)) {
+        None => return "no DSDT".into(),
+        Some(Err(e)) => return e.to_string(),
+        Some(Ok(t)) => t,
+    };
+    log::info!("ACPI: Preparing to enter system sleep state S5");
+    x86_64::instructions::interrupts::disable();
+    let mut pm1a = Port::<u16>::new(pm.pm1a_cnt);
+    // SAFETY: the FADT names `pm1a_cnt` as the PM1a control register; it is
+    // only read here.
+    let enabled = unsafe { pm1a.read() } & SCI_EN != 0;
+    if let Ok(port) = u16::try_from(pm.smi_cmd)
+        && !enabled
+        && port != 0
+        && pm.acpi_enable != 0
+    {
+        // SAFETY: the FADT names this port as the SMI command port and
+        // ACPI_ENABLE as the value that hands the machine to the OS.
+        unsafe { Port::<u8>::new(port).write(pm.acpi_enable) };
+        // The firmware sets SCI_EN when done; give it ~100 ms worth of reads.
+        for _ in 0..100_000 {
+            // SAFETY: as above, a read of the PM1a control register.
+            if unsafe { pm1a.read() } & SCI_EN != 0 {
+                break;
+            }
+        }
+    }
+    let blocks = [(pm.pm1a_cnt, typ.a)].into_iter().chain(pm.pm1b_cnt.map(|p| (p, typ.b)));
+    for (port, slp_typ) in blocks {
+        let mut cnt = Port::<u16>::new(port);
+        // SAFETY: the FADT names `port` as a PM1 control register. Writing
+        // SLP_TYP, then SLP_TYP with SLP_EN, powers the machine off, which is
+        // what the caller asked for.
+        unsafe {
+            let v = SleepType::control(slp_typ, cnt.read());
+            cnt.write(v & !acpi::sleep::SLP_EN);
+            cnt.write(v);
+        }
+    }
+    for _ in 0..10_000_000 {
+        core::hint::spin_loop();
+    }
+    "the machine is still running after the S5 write".into()
+}

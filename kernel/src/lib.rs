@@ -20,6 +20,7 @@ pub mod heap;
 pub mod init;
 pub mod mm;
 pub mod panic;
+pub mod power;
 pub mod shell;
 pub mod testing;
 

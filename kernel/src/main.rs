@@ -3,7 +3,6 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
-use kernel::arch::{cpu, qemu};
 use kernel::{BOOTLOADER_CONFIG, init};
 
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
@@ -12,10 +11,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     init::init(boot_info);
     log::info!("tessera: initialization complete");
     if init::options().poweroff {
-        log::info!("reboot: Power down");
-        qemu::exit(qemu::ExitCode::Success);
-        log::warn!("poweroff: no QEMU exit device; halting");
-        cpu::halt_loop()
+        kernel::power::poweroff()
     }
     kernel::shell::run()
 }

@@ -14,7 +14,7 @@ use mm::sparse::{
 use shell::command::{self, Command, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
 
-use crate::arch::{keyboard, qemu, serial};
+use crate::arch::{keyboard, serial};
 use crate::mm::memblock::MEMBLOCK;
 use crate::mm::page_alloc::{self, ZONES};
 use crate::mm::pmem::{self, State};
@@ -120,12 +120,7 @@ fn run_command(cmd: Command) {
             keyboard::reset_cpu();
             println!("reboot: the keyboard controller did not reset the machine");
         }
-        Command::Poweroff => {
-            println!("reboot: Power down");
-            qemu::exit(qemu::ExitCode::Success);
-            println!("poweroff: no QEMU exit device; it is safe to switch the machine off");
-            crate::arch::cpu::halt_loop();
-        }
+        Command::Poweroff => crate::power::poweroff(),
     }
 }
 

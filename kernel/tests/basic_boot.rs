@@ -117,3 +117,18 @@ fn memblock_allocations_come_from_free_ram() {
     // Top-down: nothing free above it below 4 GiB.
     assert!(mb.alloc_range(0x20_0000, 0x20_0000, pa, 1 << 32).is_err());
 }
+
+/// The power-off path has what it needs from QEMU's tables: a PM1a control
+/// port and a `\_S5_` package in the DSDT (the USB boot test powers off
+/// through it without QEMU's exit device).
+#[test_case]
+fn acpi_s5_is_found() {
+    use acpi::sleep::{Pm1Control, s5_sleep_type};
+    let t = kernel::acpi::get().and_then(|a| a.tables.as_ref()).expect("ACPI tables");
+    let fadt = t.find(*b"FACP").expect("a FADT");
+    let pm = Pm1Control::from_fadt(&fadt.bytes).expect("PM1a control block");
+    assert_ne!(pm.pm1a_cnt, 0);
+    let dsdt = t.find(*b"DSDT").expect("a DSDT");
+    let s5 = s5_sleep_type(&dsdt.bytes);
+    assert!(s5.is_ok(), "{s5:?}");
+}

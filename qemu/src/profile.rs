@@ -70,6 +70,9 @@ pub struct Machine {
     pub extra: Vec<String>,
     /// Writable copy of the OVMF variable store (UEFI only).
     pub ovmf_vars: PathBuf,
+    /// Leave out `isa-debug-exit`, as on a real PC: the kernel must power
+    /// off through ACPI (QEMU then exits 0).
+    pub no_exit_device: bool,
 }
 
 impl Profile {
@@ -81,7 +84,9 @@ impl Profile {
             push(&["-machine", "pc"]);
         }
         push(&["-m", &m.mem, "-no-reboot"]);
-        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if !m.no_exit_device {
+            push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        }
         if self.firmware == Firmware::Uefi {
             let code =
                 format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape(OVMF_CODE));

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod nfit;
 pub mod sdt;
+pub mod sleep;
 
 /// `N` bytes at `off`, or `None` when the slice is too short.
 fn bytes_at<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
