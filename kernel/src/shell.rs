@@ -214,11 +214,12 @@ fn pfn(arg: PfnArg) {
         PfnArg::Pfn(p) => p,
     };
     let nr = pfn_to_section_nr(pfn);
-    println!(
-        "pfn {pfn:#x} ({}), section {nr}, sub-section {}",
-        MemRange(pfn_phys(pfn), pfn_phys(pfn.saturating_add(1))),
-        subsection_map_index(pfn)
-    );
+    // A pfn of 2^52 or more has no 64-bit physical address.
+    let range = match pfn.checked_mul(1 << PAGE_SHIFT) {
+        Some(start) => alloc::format!("{}", MemRange(start, start.saturating_add(1 << PAGE_SHIFT))),
+        None => "beyond 64-bit physical addresses".into(),
+    };
+    println!("pfn {pfn:#x} ({range}), section {nr}, sub-section {}", subsection_map_index(pfn));
     let s = SPARSE.lock();
     match s.section(nr) {
         Some(ms) => println!("{}", SectionLine(nr, ms)),

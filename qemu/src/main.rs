@@ -398,7 +398,15 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
     ),
     ("pfn 0x1000000", &["pfn_to_online_page: 0xffffea", "zone DMA32"]),
     ("pfn", &["pfn: missing argument"]),
-    ("pfn #0xffffffffffffffff", &["pfn_valid: false", "pfn_to_online_page: NULL", "no descriptor"]),
+    (
+        "pfn #0xffffffffffffffff",
+        &[
+            "(beyond 64-bit physical addresses)",
+            "pfn_valid: false",
+            "pfn_to_online_page: NULL",
+            "no descriptor",
+        ],
+    ),
     ("pfn #0x1000", &["pfn 0x1000", "zone DMA32"]),
     ("pmem", &["region0: [mem 0x0000000072000000-0x0000000073ffffff]", "added"]),
     (
