@@ -172,23 +172,31 @@ const SECTION: u64 = 128 << 20;
 /// sections below 4 GiB. The range is 2 MiB aligned, and System RAM stays on
 /// both sides of it inside its section, so it always shares a section with
 /// RAM. `None` when no section qualifies.
+///
+/// `map` must be normalized (one entry per run of RAM). The search walks
+/// down from the top of each RAM entry and jumps over what is in use, so it
+/// costs O(entries × in_use), whatever the size of the address space.
 pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, u64)> {
-    let free = |start: u64| {
-        let end = start + SECTION;
-        is_ram(map, start, end) && !in_use.iter().any(|&(s, e)| s < end && start < e)
+    // The highest free whole section ending at or below `limit`.
+    let highest_below = |limit: u64| {
+        map.iter()
+            .filter(|e| e.ty == E820Type::RAM)
+            .filter_map(|e| {
+                let mut top = e.end.min(limit).checked_sub(SECTION)? & !(SECTION - 1);
+                while top >= e.start {
+                    let end = top + SECTION;
+                    let busy = in_use.iter().filter(|&&(s, u)| s < end && top < u).map(|r| r.0);
+                    match busy.min() {
+                        None => return Some(top),
+                        // The next candidate ends at or below the busy range.
+                        Some(s) => top = (s & !(SECTION - 1)).checked_sub(SECTION)?,
+                    }
+                }
+                None
+            })
+            .max()
     };
-    let sections = map
-        .iter()
-        .filter(|e| e.ty == E820Type::RAM)
-        .flat_map(|e| {
-            let first = e.start.next_multiple_of(SECTION);
-            (first..e.end.saturating_sub(SECTION - 1)).step_by(SECTION as usize)
-        })
-        .filter(|&s| free(s));
-    let best = sections.fold(None, |best: Option<u64>, s| match best {
-        Some(b) if (b < 1 << 32) && s >= 1 << 32 => Some(b),
-        _ => Some(s),
-    })?;
+    let best = highest_below(1 << 32).or_else(|| highest_below(u64::MAX))?;
     Some((best + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE))
 }
 
@@ -323,6 +331,24 @@ mod tests {
         // Page 0 that is not RAM is left as the firmware said.
         let (map, _) = trim_bios_range(&[Entry::new(0, 0x1000, E820Type::NVS)]);
         assert_eq!(map, [Entry::new(0, 0x1000, E820Type::NVS)]);
+    }
+
+    /// Found by the `e820` fuzz target: a RAM entry spanning most of the
+    /// 64-bit space made the search visit every section (2^37 of them).
+    #[test]
+    fn default_pmem_search_does_not_walk_the_address_space() {
+        let huge = [Entry::new(0x1000, u64::MAX, RAM)];
+        let top = !(SECTION - 1) - SECTION;
+        assert_eq!(
+            default_pmem_range(&huge, &[]),
+            Some((0xf800_0000 + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE))
+        );
+        // Everything below 4 GiB and the top section in use: the next one down.
+        let busy = [(0, 1 << 32), (top, u64::MAX)];
+        let want = top - SECTION + DEFAULT_PMEM_SIZE;
+        assert_eq!(default_pmem_range(&huge, &busy), Some((want, DEFAULT_PMEM_SIZE)));
+        // All of it in use: none.
+        assert_eq!(default_pmem_range(&huge, &[(0, u64::MAX)]), None);
     }
 
     #[test]
