@@ -116,8 +116,13 @@ pub fn init(
     let slices: Vec<&[u8]> = firmware.iter().map(Vec::as_slice).collect();
     let (fw_nfit, _) = nfit::combine(&slices);
     let firmware_max_index = fw_nfit.spa_ranges().map(|s| s.index).max().unwrap_or(0);
+    let ram: Vec<(u64, u64)> =
+        MEMBLOCK.lock().memory.regions().iter().map(|r| (r.base, r.end())).collect();
+    // Only a firmware range that will be used stops emulation of its E820
+    // range: one the firmware gets wrong must not take the range with it.
+    let (fw_usable, _) = nfit::validate(fw_nfit.spa_ranges(), &ram, MAX_PHYSMEM_BITS);
     let described = |start: u64, end: u64| {
-        fw_nfit.spa_ranges().any(|s| s.is_pmem() && s.base < end && start < s.base + s.length)
+        fw_usable.iter().any(|s| s.is_pmem() && s.base < end && start < s.base + s.length)
     };
     let wanted: Vec<(u64, u64)> = e820
         .iter()
@@ -160,8 +165,6 @@ pub fn init(
     for s in &nfit.structures {
         log::info!("nfit: {s}");
     }
-    let ram: Vec<(u64, u64)> =
-        MEMBLOCK.lock().memory.regions().iter().map(|r| (r.base, r.end())).collect();
     let (accepted, refused) = nfit::validate(nfit.spa_ranges(), &ram, MAX_PHYSMEM_BITS);
     for e in &refused {
         log::warn!("nfit: {e}");
@@ -199,6 +202,15 @@ fn register(bytes: &[u8], phys_offset: u64) -> Option<TableEntry> {
     }
     let header = SdtHeader::parse(&copy).ok();
     Some(TableEntry { addr, header, bytes: copy, problem: None })
+}
+
+/// The RSDP's bytes as the firmware left them (20 bytes for revision 0,
+/// `Length` for revision 2 and later).
+pub fn rsdp_bytes() -> Option<(u64, Vec<u8>)> {
+    let (addr, rsdp) = get()?.tables.as_ref()?.rsdp;
+    let offset = crate::init::mappings()?.physical_memory_offset;
+    let mut buf = alloc::vec![0u8; rsdp.length as usize];
+    KernelPhys(offset).read(addr, &mut buf).then_some((addr, buf))
 }
 
 /// Enters S5 (soft-off) the way the FADT and the DSDT's `\_S5_` say, as

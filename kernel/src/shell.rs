@@ -86,6 +86,7 @@ fn run_command(cmd: Command) {
         }
         Command::Acpi => acpi(),
         Command::Nfit => nfit(),
+        Command::AcpiDump(sig) => acpidump(sig.as_deref()),
         Command::Pmem => {
             for r in pmem::regions() {
                 println!("{r}");
@@ -255,6 +256,30 @@ fn acpi() {
             }
         }
         None => println!("no ACPI tables"),
+    }
+}
+
+fn acpidump(only: Option<&str>) {
+    let Some(t) = crate::acpi::get().and_then(|a| a.tables.as_ref()) else {
+        println!("no ACPI tables");
+        return;
+    };
+    let mut shown = 0;
+    let rsdp = crate::acpi::rsdp_bytes().filter(|_| only.is_none_or(|s| s == "RSDP"));
+    let tables = t.entries.iter().filter(|e| !e.bytes.is_empty()).filter_map(|e| {
+        let sig: String = core::str::from_utf8(&e.signature()?).ok()?.into();
+        only.is_none_or(|s| s == sig).then(|| (sig, e.addr, e.bytes.clone()))
+    });
+    for (sig, addr, bytes) in
+        rsdp.map(|(a, b)| (String::from("RSDP"), a, b)).into_iter().chain(tables)
+    {
+        for l in acpi::sdt::dump_lines(&sig, addr, &bytes) {
+            println!("{l}");
+        }
+        shown += 1;
+    }
+    if shown == 0 {
+        println!("acpidump: no table {}", only.unwrap_or("at all"));
     }
 }
 

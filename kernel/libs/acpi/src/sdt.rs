@@ -23,6 +23,8 @@
 //! Strings follow ACPICA's `acpi_tb_fix_string`: a NUL ends the string (the
 //! rest is padded with spaces) and other non-printable bytes show as `?`.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -545,6 +547,51 @@ impl fmt::Display for Fixed<'_> {
     }
 }
 
+/// Linux `acpidump`'s text for one table: a `SIG @ 0xADDR` line, then 16
+/// bytes per line (`    0000: 4E 46 49 54 ...  NFIT....`), then a blank line.
+pub fn dump_lines<'a>(
+    sig: &'a str,
+    addr: u64,
+    bytes: &'a [u8],
+) -> impl Iterator<Item = String> + 'a {
+    let head = core::iter::once(format!("{sig} @ 0x{addr:016X}"));
+    let rows = bytes.chunks(16).enumerate().map(|(i, row)| {
+        let mut line = format!("    {:04X}:", i * 16);
+        for b in row {
+            line.push_str(&format!(" {b:02X}"));
+        }
+        line.push_str(&" ".repeat(3 * (16 - row.len()) + 2));
+        line.extend(
+            row.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }),
+        );
+        line
+    });
+    head.chain(rows).chain(core::iter::once(String::new()))
+}
+
+/// Reads [`dump_lines`] text back into `(signature, address, bytes)` per
+/// table; lines that are neither headers nor hex rows are skipped.
+pub fn parse_dump(text: &str) -> Vec<(String, u64, Vec<u8>)> {
+    let mut out: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some((sig, addr)) = line.split_once(" @ 0x")
+            && sig.len() == 4
+            && let Ok(a) = u64::from_str_radix(addr, 16)
+        {
+            out.push((sig.into(), a, Vec::new()));
+        } else if let Some((off, rest)) = line.trim_start().split_once(": ")
+            && off.len() == 4
+            && let (Ok(off), Some(last)) = (usize::from_str_radix(off, 16), out.last_mut())
+            && off == last.2.len()
+        {
+            let hex = rest.split("  ").next().unwrap_or("");
+            last.2.extend(hex.split_whitespace().filter_map(|h| u8::from_str_radix(h, 16).ok()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -856,5 +903,19 @@ mod tests {
                 Err(e) => drop(e.to_string()),
             }
         }
+    }
+
+    #[test]
+    fn dump_reads_back() {
+        let bytes: Vec<u8> = (0..=40u8).map(|b| b.wrapping_mul(37)).collect();
+        let text: Vec<String> = dump_lines("NFIT", 0x7ffe_1605, &bytes).collect();
+        assert_eq!(text[0], "NFIT @ 0x000000007FFE1605");
+        assert!(text[1].starts_with("    0000: 00 25 4A 6F"), "{}", text[1]);
+        assert_eq!(text.len(), 1 + 3 + 1);
+        let mut all = text.join("\n");
+        all.push_str("\nnoise line\nDSDT @ 0x0000000000001000\n    0000: 44 53\n");
+        let back = parse_dump(&all);
+        assert_eq!(back[0], ("NFIT".into(), 0x7ffe_1605, bytes));
+        assert_eq!(back[1], ("DSDT".into(), 0x1000, alloc::vec![0x44, 0x53]));
     }
 }

@@ -29,6 +29,9 @@ pub enum Command {
     Acpi,
     /// `nfit`: the NVDIMM firmware interface table.
     Nfit,
+    /// `acpidump [SIG]`: the tables' bytes, as Linux's `acpidump` prints
+    /// them (all, or those with signature SIG).
+    AcpiDump(Option<String>),
     /// `pmem`: persistent-memory regions.
     Pmem,
     /// `pmem remove REGION`: hot-remove a region.
@@ -185,6 +188,11 @@ pub const COMMANDS: &[CommandInfo] = &[
     ),
     info("iomem", "iomem", "the physical address map, as in /proc/iomem"),
     info("acpi", "acpi", "ACPI tables found at boot"),
+    info(
+        "acpidump",
+        "acpidump [SIG]",
+        "hex dump of every ACPI table (or those named SIG), as acpidump",
+    ),
     info("nfit", "nfit", "the NFIT: persistent-memory ranges described by firmware"),
     info(
         "pmem",
@@ -246,6 +254,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 None => PfnArg::Addr(memparse(arg).ok_or(bad)?),
             })
         }
+        ("acpidump", []) => Command::AcpiDump(None),
+        ("acpidump", [sig]) => {
+            let ok = sig.len() == 4 && sig.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(BadArgument { command, arg: sig, expected: "a 4-character signature" });
+            }
+            Command::AcpiDump(Some((*sig).into()))
+        }
         ("pmem", []) => Command::Pmem,
         ("pmem", ["remove", rest @ ..]) => {
             let command = "pmem remove";
@@ -259,7 +275,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
         ("pmem", [arg, ..]) => {
             return Err(UnknownSubcommand { command, arg, expected: "remove or add" });
         }
-        ("help" | "sections" | "pfn", [_, arg, ..]) => return Err(Extra { command, arg }),
+        ("help" | "sections" | "pfn" | "acpidump", [_, arg, ..]) => {
+            return Err(Extra { command, arg });
+        }
         (_, [_, ..]) => return Err(NoArguments { command }),
         ("mem", []) => Command::Mem,
         ("iomem", []) => Command::Iomem,
@@ -309,6 +327,8 @@ mod tests {
         let table: &[(&str, Command)] = &[
             ("help", Help(None)),
             ("  help   pmem ", Help(Some("pmem".into()))),
+            ("acpidump", AcpiDump(None)),
+            ("acpidump NFIT", AcpiDump(Some("NFIT".into()))),
             ("mem", Mem),
             ("sections", Sections(SectionsArg::NotFull)),
             ("sections all", Sections(SectionsArg::All)),
@@ -350,6 +370,8 @@ mod tests {
     fn parse_errors() {
         let table = [
             ("frob", "unknown command: frob (try help)"),
+            ("acpidump NFI", "acpidump: bad argument 'NFI': expected a 4-character signature"),
+            ("acpidump NFIT DSDT", "acpidump: unexpected argument 'DSDT'"),
             ("Mem", "unknown command: Mem (try help)"),
             ("help foo", "help: no command 'foo'"),
             ("help mem pfn", "help: unexpected argument 'pfn'"),
