@@ -10,6 +10,7 @@ TIMEOUT  ?=
 FILTER   ?=
 PROFILES ?=
 DEV      ?=
+FUZZ_TIME ?=
 
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 HARNESS   := target/debug/qemu
@@ -24,11 +25,11 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages harness run test bench screenshot check image usb clean
+.PHONY: all setup toolchain host-packages fuzz-tools harness run test bench fuzz fuzz-seeds screenshot check image usb clean
 
 all: image
 
-setup: toolchain host-packages
+setup: toolchain host-packages fuzz-tools
 
 # The pinned nightly with rust-src, llvm-tools, rustfmt, clippy and the
 # kernel target, read from rust-toolchain.toml (RUSTUP_AUTO_INSTALL=0 here).
@@ -44,6 +45,10 @@ host-packages:
 	elif [ "$$(id -u)" = 0 ]; then echo "installing QEMU and OVMF: $(APT_CMD)"; $(APT_CMD); \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo sh -c '$(APT_CMD)'; \
 	else echo "error: QEMU or OVMF is missing; run as root: $(APT_CMD)" >&2; exit 1; fi
+
+# cargo-fuzz (libFuzzer) from crates.io, for make fuzz and make test.
+fuzz-tools: toolchain
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 harness: toolchain
 	@cargo build --quiet -p qemu
@@ -62,10 +67,21 @@ screenshot: setup harness
 bench: setup harness
 	@$(HARNESS) bench $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
 
+# Every fuzz target for FUZZ_TIME seconds (default 60); new inputs are kept
+# in fuzz/corpus (minimized). make test runs each for 10 s without keeping.
+fuzz: setup harness
+	@$(HARNESS) fuzz $(if $(FUZZ_TIME),--time '$(FUZZ_TIME)')
+
+# Corpus seeds from QEMU: ACPI tables (acpidump), memory maps, options.
+fuzz-seeds: setup harness
+	@$(HARNESS) fuzz-seeds
+
 check: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --exclude kernel --all-targets -- -D warnings
 	cargo clippy -p kernel --target $(KERNEL_TARGET) --all-targets -- -D warnings
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+	cargo clippy --manifest-path fuzz/Cargo.toml -- -D warnings
 
 # Release kernel in BIOS and UEFI disk images, with CMDLINE built in.
 image: toolchain

@@ -7,13 +7,17 @@
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
 //! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
+//! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in fuzz/corpus)
+//! qemu fuzz-seeds              (corpus seeds from what the kernel reads in QEMU)
 //! qemu profiles
 //! ```
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cargo;
+mod fuzz;
 mod machine;
+mod malformed;
 mod profile;
 mod report;
 mod screen;
@@ -28,9 +32,10 @@ use report::{Ending, Verdict};
 
 const DEFAULT_TIMEOUT: u64 = 60;
 const DEFAULT_MEM: &str = "2G";
+/// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
+const FUZZ_TEST_SECONDS: u64 = 10;
 
-const USAGE: &str =
-    "usage: qemu run|test|bench|screenshot|runner|profiles [options] (see qemu/src/main.rs)";
+const USAGE: &str = "usage: qemu run|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]
@@ -47,6 +52,8 @@ struct Flags {
     filter: Option<String>,
     profiles: Option<Vec<String>>,
     no_host: bool,
+    /// Seconds per fuzz target.
+    fuzz_time: Option<u64>,
     free: Vec<String>,
 }
 
@@ -72,6 +79,11 @@ fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> {
             "--filter" => f.filter = Some(value()?).filter(|s| !s.is_empty()),
             "--profiles" => f.profiles = Some(value()?.split(',').map(String::from).collect()),
             "--no-host" => f.no_host = true,
+            "--time" => {
+                let v = value()?;
+                let secs = v.parse().ok().filter(|&s| s > 0);
+                f.fuzz_time = Some(secs.ok_or(format!("--time '{v}': give whole seconds > 0"))?);
+            }
             s if s.starts_with("--") => return Err(format!("unknown flag '{s}'; {USAGE}")),
             _ => f.free.push(a),
         }
@@ -209,24 +221,50 @@ fn boot_and_count(
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
     let (mut passed, mut failed) = (0, 0);
-    for &(variant, mem, cmdline, extra) in test_machines(name) {
-        let name = if variant.is_empty() { name.to_string() } else { format!("{name}@{variant}") };
+    let mut runs: Vec<HostileRun> = test_machines(name)
+        .iter()
+        .map(|&(variant, mem, cmdline, extra)| HostileRun {
+            variant: variant.into(),
+            mem,
+            cmdline,
+            extra: extra.into(),
+            expect: &[],
+        })
+        .collect();
+    // The hostile firmware and option cases boot the model checks (BIOS only:
+    // the tables reach the kernel the same way under both firmwares).
+    if name == "sparsemem" && profile.name == "bios" {
+        runs.extend(hostile_runs()?);
+    }
+    for run in runs {
+        let name = if run.variant.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}@{}", run.variant)
+        };
         let tag = format!("{}-{name}", profile.name);
         let image = image_for(kernel, profile, &tag, "")?;
         let file = format!("target/qemu/{tag}-nvdimm.img");
-        let extra = extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
+        let extra =
+            run.extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
         let m = Machine {
             image,
-            mem: mem.into(),
-            cmdline: cmdline.into(),
+            mem: run.mem.into(),
+            cmdline: run.cmdline.into(),
             extra,
             test_filter: filter.map(String::from),
             ..Default::default()
         };
-        println!("== {} {name}: booting {} (-m {mem})", profile.name, kernel.display());
+        println!("== {} {name}: booting {} (-m {})", profile.name, kernel.display(), run.mem);
         let b = machine::boot_captured(profile, m, &tag, timeout, true, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
-        let (p, f) = report::count(&report::test_lines(&b.log), &v);
+        let (mut p, mut f) = report::count(&report::test_lines(&b.log), &v);
+        // The one line each hostile case must cause.
+        for want in run.expect {
+            let seen = b.log.lines().any(|l| l.contains(want));
+            println!("test {name}::reports {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+            if seen { p += 1 } else { f += 1 }
+        }
         let log = machine::paths(&tag).0;
         let not_run = match report::announced(&b.log) {
             Some(n) if n > p + f => format!(", {} not run", n - p - f),
@@ -242,6 +280,41 @@ fn boot_and_count(
         failed += f;
     }
     Ok((passed, failed))
+}
+
+/// One boot of a test binary: machine, options, and lines it must print.
+struct HostileRun {
+    variant: String,
+    mem: &'static str,
+    cmdline: &'static str,
+    extra: String,
+    expect: &'static [&'static str],
+}
+
+/// The [`malformed::CASES`] as boots, with their tables written to
+/// `target/qemu/acpi/` for `-acpitable`.
+fn hostile_runs() -> Result<Vec<HostileRun>, String> {
+    let dir = PathBuf::from("target/qemu/acpi");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut runs = Vec::new();
+    for c in malformed::CASES {
+        let extra = match c.table() {
+            Some(t) => {
+                let path = dir.join(format!("{}.dat", c.name));
+                std::fs::write(&path, t).map_err(|e| format!("{}: {e}", path.display()))?;
+                format!("-acpitable file={}", path.display())
+            }
+            None => String::new(),
+        };
+        runs.push(HostileRun {
+            variant: format!("hostile-{}", c.name),
+            mem: DEFAULT_MEM,
+            cmdline: c.cmdline,
+            extra,
+            expect: c.expect,
+        });
+    }
+    Ok(runs)
 }
 
 fn cmd_runner(f: Flags) -> Result<bool, String> {
@@ -300,6 +373,17 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
     if !f.no_host {
         let (p, fl) = host_tests(filter);
         summary.push(("host".into(), p, fl));
+        if filter.is_none_or(|flt| "fuzz::".contains(flt) || flt.starts_with("fuzz::")) {
+            let secs = f.fuzz_time.unwrap_or(FUZZ_TEST_SECONDS);
+            let (p, fl) = match fuzz::run(secs, false) {
+                Ok(o) => (o.iter().filter(|o| o.ok).count(), o.iter().filter(|o| !o.ok).count()),
+                Err(e) => {
+                    println!("== fuzz: FAILED: {e}");
+                    (0, 1)
+                }
+            };
+            summary.push(("fuzz".into(), p, fl));
+        }
     }
     let built = cargo::build_kernel_tests().and_then(|t| Ok((t, cargo::build_kernel(false)?)));
     let (tests, kernel) = match built {
@@ -442,6 +526,8 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         &["72000000-73ffffff : Persistent Memory (legacy)", "  72000000-73ffffff : namespace0.0"],
     ),
     ("acpi", &["ACPI: RSDP 0x", "ACPI: NFIT 0x", "TESSRA"]),
+    ("acpidump NFIT", &["NFIT @ 0x00000000", "    0000: 4E 46 49 54 60 00 00 00 01", "NFIT`"]),
+    ("acpidump XXXX", &["acpidump: no table XXXX"]),
     (
         "nfit",
         &[
@@ -560,6 +646,21 @@ fn main() -> ExitCode {
         "runner" => cmd_runner(f),
         "bench" => timeout(&f).and_then(bench::run),
         "screenshot" => cmd_screenshot(f),
+        "fuzz" => fuzz::run(f.fuzz_time.unwrap_or(60), true).map(|outcomes| {
+            for o in &outcomes {
+                let rate = o.runs / o.seconds.max(1);
+                let verdict = if o.ok { "ok" } else { "FAILED" };
+                println!(
+                    "fuzz: {:8} {:>10} executions in {:>3} s ({rate}/s) {verdict}",
+                    o.target, o.runs, o.seconds
+                );
+            }
+            outcomes.iter().all(|o| o.ok)
+        }),
+        "fuzz-seeds" => timeout(&f).and_then(|t| {
+            fuzz::seeds(&cargo::build_kernel(false)?, t)?;
+            Ok(true)
+        }),
         "profiles" => {
             for p in profile::PROFILES {
                 println!("{:10} {}", p.name, p.about);
