@@ -174,6 +174,12 @@ pub const CASES: &[Case] = &[
         cmdline: "memmap=8E!0x1000 memmap=16E!0",
         expect: &["memmap=0x8000000000000000!0x1000: [mem", "cmdline: option 'memmap=16E!0'"],
     },
+    Case {
+        name: "mem-absurd",
+        nfit: None,
+        cmdline: "mem=4K mem=0x7fffffffffffffff",
+        expect: &["mem=0x1000: would leave 4 KiB of RAM, below the 64 MiB the kernel needs"],
+    },
 ];
 
 impl Case {

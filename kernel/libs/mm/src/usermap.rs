@@ -6,14 +6,20 @@ use alloc::vec::Vec;
 use core::fmt;
 use options::{MemmapKind, Opt};
 
-use crate::e820::{E820Type, Entry, MemRange, normalize};
+use crate::e820::{E820Type, Entry, MemRange, normalize, total};
 
 /// Why a memory option was ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserMapError {
     /// A `memmap=` range that is not entirely usable RAM.
     NotRam { opt: Opt },
+    /// A `mem=` limit that would leave less than [`MIN_MEM`] of RAM.
+    MemTooSmall { limit: u64, left: u64 },
 }
+
+/// The least System RAM a `mem=` limit may leave: the kernel's boot
+/// structures (memmap, usage maps, heap) need room.
+pub const MIN_MEM: u64 = 64 << 20;
 
 impl fmt::Display for UserMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -27,6 +33,12 @@ impl fmt::Display for UserMapError {
                 )
             }
             Self::NotRam { opt } => write!(f, "{opt:?}: not usable RAM"),
+            Self::MemTooSmall { limit, left } => write!(
+                f,
+                "mem={limit:#x}: would leave {} KiB of RAM, below the {} MiB the kernel needs",
+                left >> 10,
+                MIN_MEM >> 20
+            ),
         }
     }
 }
@@ -150,7 +162,13 @@ pub fn apply(
                 userdef = true;
             }
             Opt::Mem(limit) => {
-                map = remove_range(&map, limit, u64::MAX, E820Type::RAM);
+                let kept = remove_range(&map, limit, u64::MAX, E820Type::RAM);
+                let left = total(&kept, E820Type::RAM);
+                if left < MIN_MEM {
+                    report(UserMapError::MemTooSmall { limit, left });
+                    continue;
+                }
+                map = kept;
                 userdef = true;
             }
             _ => {}
@@ -310,6 +328,19 @@ mod tests {
         assert!(u.userdef);
         let u = apply(&qemu_2g(), [Opt::Poweroff], |e| panic!("{e}"));
         assert!(!u.userdef);
+    }
+
+    #[test]
+    fn mem_limit_that_leaves_too_little_ram_is_refused() {
+        let mut errors = Vec::new();
+        let u = apply(&qemu_2g(), [Opt::Mem(4096), Opt::Mem(2 * MIN_MEM)], |e| errors.push(e));
+        assert_eq!(errors, [UserMapError::MemTooSmall { limit: 4096, left: 4096 }]);
+        assert!(errors[0].to_string().contains("would leave 4 KiB of RAM, below the 64 MiB"));
+        // The second limit leaves enough and applies.
+        assert_eq!(total(&u.map, RAM), 0x9fc00 + (2 * MIN_MEM - 0x100000));
+        // A refused limit leaves the map untouched.
+        let u = apply(&qemu_2g(), [Opt::Mem(MIN_MEM)], |_| {});
+        assert_eq!(u.map, normalize(&qemu_2g()));
     }
 
     #[test]
