@@ -151,7 +151,11 @@ pub fn init(boot_info: &'static mut BootInfo) {
     let rsdp = boot_info.rsdp_addr.into_option();
     let pmem = crate::acpi::init(rsdp, phys_offset, &maps.e820, opts.nopmem);
     crate::mm::pmem::register(&pmem);
+    if let Some(n) = opts.fail_sparse {
+        crate::mm::sparse::fail_nth_allocation(n);
+    }
     crate::mm::sparse::init(phys_offset, opts.sparse_debug);
+    crate::mm::sparse::fail_nth_allocation(0);
     crate::mm::page_alloc::init();
     for r in crate::mm::pmem::regions() {
         if let Err(e) = crate::mm::pmem::add(r.id, &mut |_, line| log::info!("{line}")) {

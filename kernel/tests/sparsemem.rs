@@ -63,15 +63,7 @@ fn maps_of(ranges: impl Iterator<Item = (u64, u64)>) -> BTreeMap<u64, u64> {
     maps
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use kernel::testing::Rng;
 
 #[test_case]
 fn sections_touched_by_ram_are_present_early_online_with_their_bits() {

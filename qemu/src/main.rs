@@ -207,6 +207,17 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
             ("2G-pmem", "2G", TWO_PMEM, ""),
             ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS),
         ],
+        // Boot-time allocation failures: a root (section 0, retried by the
+        // next range), the usage chunk (every section), a 2 MiB memmap
+        // block (4 KiB fallback), a vmemmap page table; hot-add failures on
+        // each machine, with an altmap region on the NVDIMM.
+        "faults" => &[
+            ("root", "2G", "fail_sparse=1", ""),
+            ("usage", "2G", "fail_sparse=2", ""),
+            ("memmap-block", "2G", "fail_sparse=3", ""),
+            ("page-table", "2G", "fail_sparse=4", ""),
+            ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem fail_sparse=40", NVDIMM_ARGS),
+        ],
         _ => &[("", DEFAULT_MEM, "", "")],
     }
 }

@@ -8,6 +8,7 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::buddy::BuddyAllocator;
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
@@ -99,6 +100,41 @@ pub struct KernelBackend {
     pub pgtable_pages: u64,
 }
 
+/// Fault injection: the n-th backend allocation from the call to
+/// [`fail_nth_allocation`] fails (0: none pending).
+static FAIL_NTH: AtomicU64 = AtomicU64::new(0);
+/// Backend allocations counted since [`fail_nth_allocation`].
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the `n`-th allocation of the section table's backend from now fail
+/// (roots, the boot usage chunk, hot-plug usages, memmap blocks and pages,
+/// vmemmap page tables); `0` turns injection off. The failure is logged.
+pub fn fail_nth_allocation(n: u64) {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    FAIL_NTH.store(n, Ordering::Relaxed);
+}
+
+/// Whether the failure asked for by [`fail_nth_allocation`] has not
+/// happened yet (the operation made fewer allocations).
+pub fn injection_pending() -> bool {
+    FAIL_NTH.load(Ordering::Relaxed) != 0
+}
+
+/// Counts one allocation; true when it is the one that must fail.
+fn injected(what: &str) -> bool {
+    let n = FAIL_NTH.load(Ordering::Relaxed);
+    if n == 0 {
+        return false;
+    }
+    let i = ALLOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    if i != n {
+        return false;
+    }
+    FAIL_NTH.store(0, Ordering::Relaxed);
+    log::warn!("fault injection: allocation {i} ({what}) fails");
+    true
+}
+
 impl KernelBackend {
     const fn new() -> Self {
         Self {
@@ -122,6 +158,9 @@ impl KernelBackend {
     /// A zeroed-or-not block of `1 << order` pages from memblock or the
     /// page allocator.
     fn alloc_block(&mut self, order: u32) -> Option<(u64, Source)> {
+        if injected(if order == 0 { "a page" } else { "a 2 MiB block" }) {
+            return None;
+        }
         if self.late {
             let pfn = self.buddy.alloc_pages(&mut self.vmemmap, order, ZoneType::Normal).ok()?;
             Some((pfn_phys(pfn), Source::Buddy))
@@ -219,6 +258,9 @@ impl SparseBackend for KernelBackend {
     }
 
     fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]> {
+        if injected("the boot usage maps") {
+            return None;
+        }
         let bytes = (n * core::mem::size_of::<MemSectionUsage>()).max(1) as u64;
         let phys = MEMBLOCK.lock().alloc_range(bytes, 64, 0, u64::MAX).ok()?;
         let ptr = (self.phys_offset + phys) as *mut MemSectionUsage;
@@ -233,6 +275,9 @@ impl SparseBackend for KernelBackend {
     }
 
     fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage> {
+        if injected("a usage map") {
+            return None;
+        }
         Some(Box::leak(Box::default()))
     }
 
@@ -368,6 +413,14 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
     };
     let took = crate::arch::time::uptime_us() - start;
     INIT_US.store(took, core::sync::atomic::Ordering::Relaxed);
+    if stats.usage_failed {
+        log::error!("sparse: no memory for the usage maps: every section left out");
+    } else if stats.lost_sections > 0 {
+        log::error!(
+            "sparse: {} section(s) left out (allocation failed); their RAM is not used",
+            stats.lost_sections
+        );
+    }
     if stats.beyond_max_pages > 0 {
         log::warn!(
             "sparse: ignoring {} pages of RAM beyond MAX_PHYSMEM_BITS",

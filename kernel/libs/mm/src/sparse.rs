@@ -427,6 +427,12 @@ pub struct SparseStats {
     pub memmap_bytes: u64,
     /// RAM pages ignored because they lie beyond MAX_PHYSMEM_BITS.
     pub beyond_max_pages: u64,
+    /// Boot sections left out because an allocation failed: no root
+    /// (`memory_present`), no memmap (`sparse_init_nid`), or every section
+    /// when the usage chunk could not be allocated. Their RAM is not used.
+    pub lost_sections: u64,
+    /// The boot usage chunk could not be allocated.
+    pub usage_failed: bool,
 }
 
 /// The section table and its backend.
@@ -581,7 +587,9 @@ impl<B: SparseBackend> Sparse<B> {
     /// bit; all descriptors of those sections are initialized and reserved
     /// (the page allocator frees the free ones afterwards).
     pub fn init(&mut self, ram: &[(Pfn, Pfn)], nid: u16) -> Result<SparseStats, SparseError> {
-        // memory_present
+        // memory_present: a section whose root cannot be allocated is left
+        // out (Linux panics here; losing its RAM is the safer choice).
+        let mut no_root = alloc::vec::Vec::new();
         for &(start, end) in ram {
             let end_clamped = end.min(MAX_PFN);
             if end > end_clamped {
@@ -590,37 +598,55 @@ impl<B: SparseBackend> Sparse<B> {
             let mut pfn = start & !(PAGES_PER_SECTION - 1);
             while pfn < end_clamped {
                 let nr = pfn_to_section_nr(pfn);
-                self.sparse_index_init(nr)?;
-                if let Some(ms) = self.section_mut(nr) {
-                    ms.set_flags(flags::PRESENT, true);
+                match self.sparse_index_init(nr) {
+                    Err(SparseError::NoMem { .. }) => no_root.push(nr),
+                    Err(e) => return Err(e),
+                    Ok(()) => match self.section_mut(nr) {
+                        Some(ms) if !ms.present() => ms.set_flags(flags::PRESENT, true),
+                        _ => {}
+                    },
                 }
                 pfn += PAGES_PER_SECTION;
             }
         }
+        // A later range in the same section may have allocated the root.
+        no_root.dedup();
+        self.stats.lost_sections +=
+            no_root.iter().filter(|&&nr| !self.section_or_empty(nr).present()).count() as u64;
         // sparse_init_nid: one chunk of usages, then each section's memmap.
         let present: alloc::vec::Vec<u64> = self.present_sections().map(|(nr, _)| nr).collect();
-        let mut usages = self
-            .backend
-            .alloc_early_usages(present.len())
-            .ok_or(SparseError::NoMem { what: "usage maps" })?;
+        let Some(mut usages) = self.backend.alloc_early_usages(present.len()) else {
+            // "usemap allocation failed": no section of the node is usable.
+            for &nr in &present {
+                if let Some(ms) = self.section_mut(nr) {
+                    ms.section_mem_map = 0;
+                }
+            }
+            self.stats.lost_sections += present.len() as u64;
+            self.stats.usage_failed = true;
+            return Ok(self.stats);
+        };
         self.stats.usage_bytes += present.len() as u64 * USAGE_SIZE;
         let first = usages.as_ptr_range();
         self.boot_usages = (first.start.addr(), first.end.addr());
         for &nr in &present {
             let pfn = section_nr_to_pfn(nr);
-            if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true) {
-                // sparse_init_nid: "memmap allocation failed"; the section
-                // stays present without a memmap (invalid).
-                if let Some(ms) = self.section_mut(nr) {
-                    ms.section_mem_map = 0;
-                }
-                continue;
-            }
-            self.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
+            // Each section takes its own slot, used or not, so the chunk
+            // stays in section order.
             let (usage, rest) = core::mem::take(&mut usages)
                 .split_first_mut()
                 .ok_or(SparseError::NoMem { what: "usage maps" })?;
             usages = rest;
+            if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true) {
+                // sparse_init_nid: "memmap allocation failed"; the section
+                // is left out (its word cleared: not present, no memmap).
+                if let Some(ms) = self.section_mut(nr) {
+                    ms.section_mem_map = 0;
+                }
+                self.stats.lost_sections += 1;
+                continue;
+            }
+            self.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
             if let Some(ms) = self.section_mut(nr) {
                 ms.usage = Some(usage);
             }
@@ -899,8 +925,14 @@ pub fn memmap_init_pages(pages: &mut [Page], start_pfn: Pfn, nid: u16) {
     }
 }
 
-const SEMPTY: SparseStats =
-    SparseStats { roots: 0, usage_bytes: 0, memmap_bytes: 0, beyond_max_pages: 0 };
+const SEMPTY: SparseStats = SparseStats {
+    roots: 0,
+    usage_bytes: 0,
+    memmap_bytes: 0,
+    beyond_max_pages: 0,
+    lost_sections: 0,
+    usage_failed: false,
+};
 
 impl<B: SparseBackend> MemMap for Sparse<B> {
     /// The descriptor of a valid pfn only.

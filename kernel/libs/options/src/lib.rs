@@ -35,6 +35,9 @@ pub enum Opt {
     NoPmem,
     /// Print the `/proc/iomem` view at boot.
     IoMem,
+    /// `fail_sparse=N`: fault injection, the N-th allocation of boot-time
+    /// sparse init fails (N >= 1).
+    FailSparse(u64),
     /// `console=ttyS0` / `console=tty0`: log to this console. As on Linux,
     /// the first `console=` replaces the default (both) and later ones add.
     Console(Console),
@@ -140,7 +143,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0, fail_sparse=N";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -196,6 +199,13 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
             Some(_) => Err(OptionError::BadValue { word, expected: "ttyS0 or tty0" }),
             None => Err(OptionError::MissingValue { name }),
         },
+        "fail_sparse" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match memparse(v) {
+                Some(n) if n > 0 => Ok(Opt::FailSparse(n)),
+                _ => Err(OptionError::BadValue { word, expected: "an allocation number >= 1" }),
+            }
+        }
         "loglevel" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match v.parse::<u8>() {
@@ -228,6 +238,8 @@ pub struct Options {
     pub iomem: bool,
     /// `console=`: where the log goes (both without the option).
     pub console: Consoles,
+    /// `fail_sparse=N`: the allocation of boot-time sparse init to fail.
+    pub fail_sparse: Option<u64>,
 }
 
 impl Default for Options {
@@ -240,6 +252,7 @@ impl Default for Options {
             nopmem: false,
             iomem: false,
             console: Consoles { serial: true, framebuffer: true, chosen: false },
+            fail_sparse: None,
         }
     }
 }
@@ -256,6 +269,7 @@ impl Options {
             Opt::SparseDebug => self.sparse_debug = true,
             Opt::NoPmem => self.nopmem = true,
             Opt::IoMem => self.iomem = true,
+            Opt::FailSparse(n) => self.fail_sparse = Some(n),
             Opt::Console(c) => {
                 if !self.console.chosen {
                     self.console = Consoles { serial: false, framebuffer: false, chosen: true };
@@ -355,6 +369,9 @@ mod tests {
         assert_eq!(c("console=ttyS0,115200n8"), c("console=ttyS0"));
         assert_eq!(c("console=tty0 console=ttyS0"), Consoles { chosen: true, ..both });
         assert_eq!(errors("console=ttyS1 console console=tty0,9600").len(), 3);
+        let o = Options::from_line("fail_sparse=3", |e| panic!("{e}"));
+        assert_eq!(o.fail_sparse, Some(3));
+        assert_eq!(errors("fail_sparse=0 fail_sparse").len(), 2);
         assert!(errors("console=lp0")[0].contains("ttyS0 or tty0"), "{:?}", errors("console=lp0"));
     }
 

@@ -17,6 +17,9 @@ pub(crate) struct TestBackend {
     /// Fail the n-th populate from now (1 = the next).
     pub fail_populate_in: Option<u32>,
     pub fail_usage: bool,
+    /// Fail the n-th root allocation from now (1 = the next).
+    pub fail_root_in: Option<u32>,
+    pub fail_early_usages: bool,
     pub usages_freed: u64,
     pub usages_allocated: u64,
     pub early_populates: u64,
@@ -44,10 +47,20 @@ impl MemMap for TestBackend {
 
 impl SparseBackend for TestBackend {
     fn alloc_root(&mut self) -> Option<&'static mut SectionRoot> {
+        if let Some(n) = self.fail_root_in.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.fail_root_in = None;
+                return None;
+            }
+        }
         Some(Box::leak(Box::new([const { MemSection::EMPTY }; SECTIONS_PER_ROOT])))
     }
 
     fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]> {
+        if self.fail_early_usages {
+            return None;
+        }
         Some(Box::leak(vec![MemSectionUsage::default(); n].into_boxed_slice()))
     }
 
@@ -438,4 +451,51 @@ fn random_add_remove_matches_a_naive_model() {
     let hot = s.backend.usages_allocated - s.backend.usages_freed;
     let live = (8..10).filter(|&nr| s.section(nr).unwrap().usage().is_some()).count() as u64;
     assert!(hot <= live, "no usage leaked: {hot} hot usages live, {live} sections hold one");
+}
+
+/// Every boot-time allocation can fail: the section it was for is left
+/// out (not present, no memmap, no usage), the others are whole, and the
+/// loss is counted.
+#[test]
+fn failed_boot_allocations_leave_sections_out_and_the_rest_whole() {
+    // RAM in sections 0..4 and in section 300 (a second root), which has
+    // two ranges: the second retries the root.
+    let s300 = 300 * PAGES_PER_SECTION;
+    let ram =
+        [(0, 4 * PAGES_PER_SECTION), (s300, s300 + SUB), (s300 + SUB, s300 + PAGES_PER_SECTION)];
+    let check_whole = |s: &Sparse<TestBackend>, lost: &[u64]| {
+        for nr in [0, 1, 2, 3, 300] {
+            let ms = s.section_or_empty(nr);
+            if lost.contains(&nr) {
+                assert_eq!(ms.section_mem_map, 0, "section {nr} left out");
+                assert!(!s.pfn_valid(section_nr_to_pfn(nr)));
+            } else {
+                assert!(ms.present() && ms.valid() && ms.early(), "section {nr}");
+                assert_eq!(ms.subsection_map(), u64::MAX);
+                assert!(s.pfn_valid(section_nr_to_pfn(nr) + 5));
+            }
+        }
+    };
+    // The second section's memmap.
+    let mut s = Sparse::new(TestBackend { fail_populate_in: Some(2), ..Default::default() }, 0);
+    let st = s.init(&ram, 0).expect("boot goes on");
+    assert_eq!((st.lost_sections, st.usage_failed), (1, false));
+    check_whole(&s, &[1]);
+    // The second root, for section 300's first range; its second range
+    // allocates it, so nothing is lost.
+    let mut s = Sparse::new(TestBackend { fail_root_in: Some(2), ..Default::default() }, 0);
+    let st = s.init(&ram, 0).expect("boot goes on");
+    assert_eq!((st.lost_sections, st.roots), (0, 2));
+    check_whole(&s, &[]);
+    // RAM in section 300 as one range: the section is left out.
+    let one = [ram[0], (s300, s300 + PAGES_PER_SECTION)];
+    let mut s = Sparse::new(TestBackend { fail_root_in: Some(2), ..Default::default() }, 0);
+    let st = s.init(&one, 0).expect("boot goes on");
+    assert_eq!((st.lost_sections, st.roots), (1, 1));
+    check_whole(&s, &[300]);
+    // The usage chunk: every section.
+    let mut s = Sparse::new(TestBackend { fail_early_usages: true, ..Default::default() }, 0);
+    let st = s.init(&ram, 0).expect("boot goes on");
+    assert_eq!((st.lost_sections, st.usage_failed, st.memmap_bytes), (5, true, 0));
+    check_whole(&s, &[0, 1, 2, 3, 300]);
 }
