@@ -143,7 +143,16 @@ pub unsafe fn unmap(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
     })
 }
 
-/// The physical address and page size `virt` is mapped with.
+/// The leaf entry's flags for `virt`, if mapped (the bootloader and this
+/// module set permissions on the leaf; upper levels allow everything).
+pub fn flags(phys_offset: u64, virt: u64) -> Option<PageTableFlags> {
+    with_mapper(phys_offset, |pt| match pt.translate(VirtAddr::new(virt)) {
+        TranslateResult::Mapped { flags, .. } => Some(flags),
+        _ => None,
+    })
+}
+
+/// The physical address `virt` maps to and the page size, if mapped.
 pub fn mapping(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
     with_mapper(phys_offset, |pt| match pt.translate(VirtAddr::new(virt)) {
         TranslateResult::Mapped { frame: MappedFrame::Size4KiB(f), offset, .. } => {
