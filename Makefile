@@ -68,7 +68,7 @@ bench: setup harness
 	@$(HARNESS) bench $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
 
 # Every fuzz target for FUZZ_TIME seconds (default 60); new inputs are kept
-# in fuzz/corpus (minimized). make test runs each for 10 s without keeping.
+# in kernel/fuzz/corpus (minimized). make test runs each for 10 s without keeping.
 fuzz: setup harness
 	@$(HARNESS) fuzz $(if $(FUZZ_TIME),--time '$(FUZZ_TIME)')
 
@@ -80,8 +80,8 @@ check: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --exclude kernel --all-targets -- -D warnings
 	cargo clippy -p kernel --target $(KERNEL_TARGET) --all-targets -- -D warnings
-	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-	cargo clippy --manifest-path fuzz/Cargo.toml -- -D warnings
+	cargo fmt --manifest-path kernel/fuzz/Cargo.toml -- --check
+	cargo clippy --manifest-path kernel/fuzz/Cargo.toml -- -D warnings
 
 # Release kernel in BIOS and UEFI disk images, with CMDLINE built in.
 image: toolchain

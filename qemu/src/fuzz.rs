@@ -1,6 +1,6 @@
 //! `qemu fuzz`: runs each cargo-fuzz target (libFuzzer) for a bounded time
-//! over its corpus in `fuzz/corpus/TARGET` and its seeds in
-//! `fuzz/seeds/TARGET`, and `qemu fuzz-seeds`: boots
+//! over its corpus in `kernel/fuzz/corpus/TARGET` and its seeds in
+//! `kernel/fuzz/seeds/TARGET`, and `qemu fuzz-seeds`: boots
 //! the kernel and turns what it reads from QEMU's firmware (ACPI tables,
 //! the memory map, command lines) into corpus seeds.
 
@@ -12,7 +12,10 @@ use crate::machine::{self, Step};
 use crate::profile::{self, Machine};
 use crate::{DEFAULT_MEM, image_for, report};
 
-/// The fuzz targets (`fuzz/fuzz_targets/*.rs`).
+/// The fuzz crate (cargo-fuzz's `--fuzz-dir`).
+pub const FUZZ_DIR: &str = "kernel/fuzz";
+
+/// The fuzz targets (`kernel/fuzz/fuzz_targets/*.rs`).
 pub const TARGETS: &[&str] = &["nfit", "sdt", "e820", "cmdline"];
 
 /// One target's run: executions and whether it found nothing.
@@ -36,7 +39,7 @@ pub fn parse_done(text: &str) -> Option<(u64, u64)> {
 /// on, AddressSanitizer).
 fn build() -> Result<(), String> {
     let status = Command::new("cargo")
-        .args(["fuzz", "build", "-O", "-a"])
+        .args(["fuzz", "build", "--fuzz-dir", FUZZ_DIR, "-O", "-a"])
         .status()
         .map_err(|e| format!("cannot run cargo fuzz: {e} (make setup installs cargo-fuzz)"))?;
     status.success().then_some(()).ok_or(format!("cargo fuzz build failed: {status}"))
@@ -49,8 +52,8 @@ pub fn run(seconds: u64, keep: bool) -> Result<Vec<Outcome>, String> {
     build()?;
     let mut out = Vec::new();
     for &target in TARGETS {
-        let repo = PathBuf::from("fuzz/corpus").join(target);
-        let seeds = PathBuf::from("fuzz/seeds").join(target);
+        let repo = PathBuf::from("kernel/fuzz/corpus").join(target);
+        let seeds = PathBuf::from("kernel/fuzz/seeds").join(target);
         let scratch = PathBuf::from("target/fuzz-corpus").join(target);
         let artifacts = PathBuf::from("target/fuzz-artifacts").join(target);
         for d in [&repo, &seeds, &scratch, &artifacts] {
@@ -60,7 +63,7 @@ pub fn run(seconds: u64, keep: bool) -> Result<Vec<Outcome>, String> {
         let dirs: Vec<&Path> =
             if keep { vec![&repo, &seeds] } else { vec![&scratch, &repo, &seeds] };
         let mut cmd = Command::new("cargo");
-        cmd.args(["fuzz", "run", "-O", "-a", target]);
+        cmd.args(["fuzz", "run", "--fuzz-dir", FUZZ_DIR, "-O", "-a", target]);
         cmd.args(dirs.iter().map(|d| d.as_os_str()));
         cmd.arg("--");
         cmd.arg(format!("-max_total_time={seconds}"));
@@ -85,7 +88,7 @@ pub fn run(seconds: u64, keep: bool) -> Result<Vec<Outcome>, String> {
         }
         if keep && ok {
             let _ = Command::new("cargo")
-                .args(["fuzz", "cmin", "-O", "-a", target])
+                .args(["fuzz", "cmin", "--fuzz-dir", FUZZ_DIR, "-O", "-a", target])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
@@ -139,7 +142,7 @@ pub fn sdt_image(tables: &[(String, u64, Vec<u8>)]) -> Option<Vec<u8>> {
 
 /// Boots the kernel on QEMU machines with and without an NVDIMM, types
 /// `acpidump` and `mem`, and writes the tables, the maps and the command
-/// lines into `fuzz/seeds/TARGET/` (read by every run, never minimized).
+/// lines into `kernel/fuzz/seeds/TARGET/` (read by every run, never minimized).
 pub fn seeds(kernel: &Path, timeout: Duration) -> Result<(), String> {
     let p = profile::find("bios")?;
     let nvdimm = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,\
@@ -167,7 +170,7 @@ pub fn seeds(kernel: &Path, timeout: Duration) -> Result<(), String> {
         }
         let tables = acpi::sdt::parse_dump(&b.log);
         let write = |target: &str, file: String, bytes: &[u8]| -> Result<(), String> {
-            let dir = PathBuf::from("fuzz/seeds").join(target);
+            let dir = PathBuf::from("kernel/fuzz/seeds").join(target);
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let path = dir.join(file);
             std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -7,7 +7,7 @@
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
 //! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
-//! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in fuzz/corpus)
+//! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in kernel/fuzz/corpus)
 //! qemu fuzz-seeds              (corpus seeds from what the kernel reads in QEMU)
 //! qemu profiles
 //! ```
