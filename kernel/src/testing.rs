@@ -149,3 +149,25 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// Everything the memory model holds that an operation may change: each
+/// present section's word and usage (sub-section map and pageblock flags),
+/// the free pages of every zone, and the bytes of memmap and usage maps.
+/// Tests compare two of them to prove an operation was undone exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSnapshot {
+    pub sections: alloc::vec::Vec<(u64, u64, Option<mm::sparse::MemSectionUsage>)>,
+    pub free: alloc::vec::Vec<u64>,
+    pub memmap_bytes: u64,
+    pub usage_bytes: u64,
+}
+
+/// Takes a [`ModelSnapshot`] of the kernel's section table and allocator.
+pub fn model_snapshot() -> ModelSnapshot {
+    let s = crate::mm::sparse::SPARSE.lock();
+    let sections =
+        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.usage().cloned())).collect();
+    let free = crate::mm::page_alloc::ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
+    let st = s.stats();
+    ModelSnapshot { sections, free, memmap_bytes: st.memmap_bytes, usage_bytes: st.usage_bytes }
+}

@@ -17,6 +17,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::ZONES;
 use kernel::mm::pmem::{self, State};
 use kernel::mm::sparse::{self, SPARSE};
+use kernel::testing::model_snapshot;
 use mm::page::{MemMap, phys_pfn};
 use mm::sparse::{PAGES_PER_SECTION, pfn_to_section_nr, section_nr_to_pfn};
 
@@ -79,19 +80,6 @@ fn a_failed_boot_allocation_leaves_out_only_what_it_was_for() {
     assert!(handed <= expected && expected - handed < 64, "managed {handed}, expected {expected}");
 }
 
-/// Each section's word and map, the free pages of every zone, memmap and
-/// usage bytes.
-type Snapshot = (Vec<(u64, u64, u64)>, Vec<u64>, u64, u64);
-
-fn snapshot() -> Snapshot {
-    let s = SPARSE.lock();
-    let sections =
-        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.subsection_map())).collect();
-    let free = ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
-    let st = s.stats();
-    (sections, free, st.memmap_bytes, st.usage_bytes)
-}
-
 fn quiet(_: u64, _: &str) {}
 
 #[test_case]
@@ -112,7 +100,7 @@ fn every_failed_hot_add_allocation_leaves_exactly_the_state_before() {
         pmem::remove(r.id, &mut quiet).unwrap();
         pmem::add(r.id, &mut quiet).unwrap();
         pmem::remove(r.id, &mut quiet).unwrap();
-        let before = snapshot();
+        let before = model_snapshot();
         let mut failures = 0;
         for n in 1.. {
             sparse::fail_nth_allocation(n);
@@ -125,7 +113,7 @@ fn every_failed_hot_add_allocation_leaves_exactly_the_state_before() {
             }
             let e = result.expect_err("an allocation failed, so must the add");
             assert_eq!(e.errno(), "ENOMEM", "{r}: allocation {n}: {e}");
-            assert_eq!(snapshot(), before, "{r}: allocation {n} failed: state changed");
+            assert_eq!(model_snapshot(), before, "{r}: allocation {n} failed: state changed");
             assert_eq!(pmem::regions()[r.id].state, State::Offline);
             failures += 1;
         }

@@ -19,6 +19,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::pmem::{self, Origin, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
+use kernel::testing::model_snapshot;
 use mm::page::{ZoneType, phys_pfn};
 use mm::sparse::{flags, pfn_to_section_nr};
 
@@ -30,15 +31,6 @@ fn regions() -> Vec<Region> {
     let r = pmem::regions();
     assert!(!r.is_empty(), "every machine of this binary has persistent memory");
     r
-}
-
-/// Everything the model holds: each section's word and map, free pages.
-fn snapshot() -> (Vec<(u64, u64, u64)>, Vec<u64>, u64) {
-    let s = SPARSE.lock();
-    let sections =
-        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.subsection_map())).collect();
-    let free = ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
-    (sections, free, s.stats().memmap_bytes)
 }
 
 fn quiet(_: u64, _: &str) {}
@@ -100,7 +92,7 @@ fn the_range_is_mapped_and_keeps_what_is_written() {
 fn remove_then_add_restores_the_model_exactly() {
     for r in regions() {
         // One cycle first: page tables made by the first add stay.
-        let before = snapshot();
+        let before = model_snapshot();
         pmem::remove(r.id, &mut quiet).unwrap();
         let first = phys_pfn(r.start);
         assert_eq!(sparse::pfn_to_online_page(first), None);
@@ -118,7 +110,7 @@ fn remove_then_add_restores_the_model_exactly() {
         pmem::add(r.id, &mut |_, l| lines.push(alloc::string::String::from(l))).unwrap();
         let steps = if r.altmap { r.size >> 27 } else { r.size / SUB };
         assert_eq!(lines.len() as u64, steps, "one line per step");
-        assert_eq!(snapshot(), before, "{r}");
+        assert_eq!(model_snapshot(), before, "{r}");
     }
 }
 

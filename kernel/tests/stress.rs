@@ -14,29 +14,17 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use kernel::init;
-use kernel::mm::page_alloc::{self, ZONES};
+use kernel::mm::page_alloc;
 use kernel::mm::pmem;
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
-use kernel::testing::Rng;
+use kernel::testing::{Rng, model_snapshot};
 use mm::page::{Pfn, phys_pfn};
-use mm::sparse::{MemSectionUsage, PAGES_PER_SUBSECTION, pfn_to_section_nr, subsection_map_index};
+use mm::sparse::{PAGES_PER_SUBSECTION, pfn_to_section_nr, subsection_map_index};
 
 kernel::test_binary_entry!();
 
 const OPS: u64 = 10_000;
-/// Each section's word, its usage (sub-section map and pageblock flags),
-/// free pages per zone, memmap and usage bytes.
-type Snapshot = (Vec<(u64, u64, Option<MemSectionUsage>)>, Vec<u64>, u64, u64);
-
-fn snapshot() -> Snapshot {
-    let s = SPARSE.lock();
-    let sections =
-        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.usage().cloned())).collect();
-    let free = ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
-    let st = s.stats();
-    (sections, free, st.memmap_bytes, st.usage_bytes)
-}
 
 /// A pattern word for physical address `a`.
 fn pattern(a: u64) -> u64 {
@@ -59,7 +47,7 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
         unsafe { ((offset + a) as *mut u64).write_volatile(pattern(a)) };
     }
     pmem::remove(r.id, &mut quiet).unwrap();
-    let before = snapshot();
+    let before = model_snapshot();
     let first: Pfn = phys_pfn(r.start);
     let subs = r.size / (2 << 20);
     let nr = pfn_to_section_nr(first);
@@ -149,7 +137,7 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
         "stress: {OPS} operations: {adds} adds, {removes} removes, {refused} refused, {allocs} allocations"
     );
     assert!(adds > 1000 && removes > 1000 && refused > 100 && allocs > 500);
-    assert!(snapshot() == before, "the model after the stress differs from before it");
+    assert!(model_snapshot() == before, "the model after the stress differs from before it");
     pmem::add(r.id, &mut quiet).unwrap();
     for i in 0..words {
         let a = r.start + i * 8;
