@@ -240,33 +240,40 @@ pub fn boot_captured(
                 }
                 Err(e) => eprintln!("qemu: {e}"),
             };
-            for step in &steps {
-                if let Step::PressWhile(pattern) = step {
-                    let mut pressed = 0;
-                    loop {
-                        let (done, due) = {
-                            let log = seen.lock().expect("log lock");
-                            let mut answers = log.split(PROMPT).skip(typed);
-                            let answer = answers.next().unwrap_or("");
-                            (answers.next().is_some(), answer.matches(pattern.as_str()).count())
-                        };
-                        if done {
-                            break;
-                        }
-                        if due > pressed {
-                            send("sendkey spc");
-                            pressed += 1;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    continue;
-                }
+            // The steps that start a command wait for the next prompt.
+            let wait_prompt = |typed: usize| {
                 while seen.lock().expect("log lock").matches(PROMPT).count() <= typed {
                     std::thread::sleep(Duration::from_millis(20));
                 }
+            };
+            for step in &steps {
                 match step {
-                    Step::Monitor(cmd) => send(cmd),
+                    Step::PressWhile(pattern) => {
+                        let mut pressed = 0;
+                        loop {
+                            let (done, due) = {
+                                let log = seen.lock().expect("log lock");
+                                let mut answers = log.split(PROMPT).skip(typed);
+                                let answer = answers.next().unwrap_or("");
+                                let due = answer.matches(pattern.as_str()).count();
+                                (answers.next().is_some(), due)
+                            };
+                            if done {
+                                break;
+                            }
+                            if due > pressed {
+                                send("sendkey spc");
+                                pressed += 1;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                    Step::Monitor(cmd) => {
+                        wait_prompt(typed);
+                        send(cmd);
+                    }
                     Step::Keys(line) => {
+                        wait_prompt(typed);
                         typed += 1;
                         for c in line.chars() {
                             match qcode(c) {
@@ -277,6 +284,7 @@ pub fn boot_captured(
                         send("sendkey ret");
                     }
                     Step::Type(line) => {
+                        wait_prompt(typed);
                         typed += 1;
                         // A byte at a time, as a person (or a slow UART) would.
                         for b in line.bytes().chain(*b"\r") {
@@ -286,7 +294,6 @@ pub fn boot_captured(
                             std::thread::sleep(Duration::from_millis(2));
                         }
                     }
-                    Step::PressWhile(_) => unreachable!("handled above"),
                 }
             }
         });

@@ -232,9 +232,9 @@ fn boot_and_count(
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
     let (mut passed, mut failed) = (0, 0);
-    let mut runs: Vec<HostileRun> = test_machines(name)
+    let mut runs: Vec<TestRun> = test_machines(name)
         .iter()
-        .map(|&(variant, mem, cmdline, extra)| HostileRun {
+        .map(|&(variant, mem, cmdline, extra)| TestRun {
             variant: variant.into(),
             mem,
             cmdline,
@@ -294,7 +294,7 @@ fn boot_and_count(
 }
 
 /// One boot of a test binary: machine, options, and lines it must print.
-struct HostileRun {
+struct TestRun {
     variant: String,
     mem: &'static str,
     cmdline: &'static str,
@@ -304,7 +304,7 @@ struct HostileRun {
 
 /// The [`malformed::CASES`] as boots, with their tables written to
 /// `target/qemu/acpi/` for `-acpitable`.
-fn hostile_runs() -> Result<Vec<HostileRun>, String> {
+fn hostile_runs() -> Result<Vec<TestRun>, String> {
     let dir = PathBuf::from("target/qemu/acpi");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut runs = Vec::new();
@@ -317,7 +317,7 @@ fn hostile_runs() -> Result<Vec<HostileRun>, String> {
             }
             None => String::new(),
         };
-        runs.push(HostileRun {
+        runs.push(TestRun {
             variant: format!("hostile-{}", c.name),
             mem: DEFAULT_MEM,
             cmdline: c.cmdline,
