@@ -127,6 +127,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
             .as_ref()
             .map(|fb| (fb.buffer().as_ptr() as u64, fb.buffer().len())),
     });
+    gdt::guard_double_fault_stack(mappings().expect("recorded above").physical_memory_offset);
     // Options first, so `console=` decides where even the first line goes.
     let line = CMDLINE.call_once(|| gather_cmdline(boot_info));
     let mut refused = alloc::vec::Vec::new();

@@ -1,7 +1,8 @@
 //! Memory protection: the kernel image is mapped W^X (code executable and
 //! read-only, data and read-only data not executable), and page
-//! descriptors, the heap and physical memory are never executable. Stack
-//! guard pages are proved by `stack_overflow`.
+//! descriptors, the heap and physical memory are never executable, and
+//! both stacks (the kernel's and the double-fault IST stack) have an
+//! unmapped guard page below them. `stack_overflow` runs into the first.
 #![no_std]
 #![no_main]
 #![feature(custom_test_frameworks)]
@@ -86,4 +87,27 @@ fn heap_memmap_and_physical_memory_are_not_executable() {
     let off = init::mappings().unwrap().physical_memory_offset;
     let f = flags(off + (1 << 20));
     assert!(!executable(f), "physical-memory map: {f:?}");
+}
+
+#[test_case]
+fn both_stacks_have_an_unmapped_guard_page_below_them() {
+    use kernel::arch::gdt;
+    let off = init::mappings().unwrap().physical_memory_offset;
+    let (lo, hi) = gdt::double_fault_stack();
+    for page in (lo..hi).step_by(4096) {
+        let f = flags(page);
+        assert!(writable(f) && !executable(f), "double-fault stack {page:#x}: {f:?}");
+    }
+    assert_eq!(gdt::double_fault_guard(), lo - 4096);
+    assert_eq!(paging::mapping(off, lo - 4096), None, "double-fault guard page");
+    // The kernel stack: mapped from here down to its lowest page, which is
+    // at most the configured size below, and the page under that is not.
+    let rsp = &off as *const u64 as u64 & !0xfff;
+    let mut low = rsp;
+    while paging::mapping(off, low - 4096).is_some() {
+        low -= 4096;
+        assert!(rsp - low <= init::KERNEL_STACK_SIZE, "no guard within the stack size");
+    }
+    assert!(rsp - low < init::KERNEL_STACK_SIZE, "{:#x} bytes below rsp", rsp - low);
+    assert!(!executable(flags(low)) && writable(flags(low)), "the stack's lowest page");
 }

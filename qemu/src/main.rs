@@ -207,6 +207,11 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
             ("2G-pmem", "2G", TWO_PMEM, ""),
             ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS),
         ],
+        // An emulated range in RAM (the bootloader mapped it) and a QEMU
+        // NVDIMM with an altmap (only ever mapped by the driver).
+        "pmem_unmapped" => {
+            &[("default", "2G", "", ""), ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS)]
+        }
         // Boot-time allocation failures: a root (section 0, retried by the
         // next range), the usage chunk (every section), a 2 MiB memmap
         // block (4 KiB fallback), a vmemmap page table; hot-add failures on

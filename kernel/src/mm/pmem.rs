@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use mm::e820::MemRange;
-use mm::page::{PAGE_SHIFT, Pfn, ZoneType, phys_pfn};
+use mm::page::{PAGE_SHIFT, Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{
     Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionLine, SparseError, flags,
     pfn_to_section_nr,
@@ -65,7 +65,7 @@ impl Region {
         alloc::format!("namespace{}.0", self.id)
     }
 
-    /// Inclusive end, as Linux prints ranges.
+    /// The end (exclusive); `MemRange` prints it inclusive, as Linux does.
     pub fn end(&self) -> u64 {
         self.start + self.size
     }
@@ -177,6 +177,9 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
     }
     for r in regions.iter() {
         log::info!("pmem: {r}");
+        // Offline ranges are not in the kernel's map (the bootloader maps
+        // an emulated range with the rest of RAM).
+        unmap_range(r.start, r.size);
     }
 }
 
@@ -260,6 +263,7 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
         let mut s = SPARSE.lock();
         s.remove_pages(pfn, stride, r.altmap.then_some(&mut altmap)).map_err(PmemError::Sparse)?;
         drop(s);
+        unmap_range(pfn_phys(pfn), pfn_phys(stride));
         let nr = pfn_to_section_nr(pfn);
         step(nr, &section_line(nr));
     }
@@ -328,6 +332,7 @@ fn undo(first: Pfn, nr_pages: u64, altmap: bool) {
     if nr_pages == 0 {
         return;
     }
+    unmap_range(pfn_phys(first), pfn_phys(nr_pages));
     release_pages(first, nr_pages);
     let mut a = altmap_for(first, nr_pages);
     a.alloc = a.free;
@@ -337,8 +342,8 @@ fn undo(first: Pfn, nr_pages: u64, altmap: bool) {
 }
 
 /// The kernel's own write-back mapping of the range in the physical-memory
-/// map, as `arch_add_memory` creates it; ranges the bootloader mapped (it
-/// maps up to the end of the firmware's map or 4 GiB) are left as they are.
+/// map, as `arch_add_memory` creates it, in 2 MiB pages (sub-sections).
+/// Pieces already mapped are left as they are.
 fn map_range(start: u64, size: u64) -> Result<(), PmemError> {
     let off = crate::init::mappings().ok_or(PmemError::Map { addr: start })?.physical_memory_offset;
     let mut at = start;
@@ -354,4 +359,65 @@ fn map_range(start: u64, size: u64) -> Result<(), PmemError> {
         at += SUBSECTION;
     }
     Ok(())
+}
+
+/// Takes `[start, start + size)` out of the physical-memory map, as
+/// `arch_remove_memory` does, so a stray access to persistent memory that
+/// is not added faults (and [`fault_at`] names it). Page-table pages stay,
+/// so adding the range again allocates nothing. Both the bootloader and
+/// [`map_range`] map this part of the map in 2 MiB pages, which are the
+/// sub-sections; a 4 KiB mapping found inside is taken out page by page.
+fn unmap_range(start: u64, size: u64) {
+    let Some(off) = crate::init::mappings().map(|m| m.physical_memory_offset) else {
+        return;
+    };
+    let mut at = start;
+    while at < start + size {
+        let step = match paging::mapping(off, off + at) {
+            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
+            _ => SUBSECTION - at % SUBSECTION,
+        };
+        // SAFETY: the range is persistent memory this driver owns; it is
+        // offline or being removed, and the kernel keeps no reference into
+        // it (its memmap lives in the vmemmap, a separate mapping).
+        unsafe { paging::unmap(off, off + at) };
+        at += step;
+    }
+}
+
+/// What a faulting address in the physical-memory map hit, if it is a
+/// persistent-memory region: for the page-fault report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PmemFault {
+    pub id: usize,
+    pub start: u64,
+    pub end: u64,
+    pub state: State,
+}
+
+impl fmt::Display for PmemFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is persistent memory region{} (namespace{}.0), {}",
+            MemRange(self.start, self.end),
+            self.id,
+            self.id,
+            match self.state {
+                State::Offline => "not added: removed ranges are unmapped",
+                State::Added => "added (or being added or removed)",
+            }
+        )
+    }
+}
+
+/// The region whose physical-memory-map address `virt` is, for the page
+/// fault handler. Never waits: if the region list is busy (the fault came
+/// from inside the driver) the answer is `None`.
+pub fn fault_at(virt: u64) -> Option<PmemFault> {
+    let off = crate::init::mappings()?.physical_memory_offset;
+    let phys = virt.checked_sub(off)?;
+    let regions = REGIONS.try_lock()?;
+    let r = regions.iter().find(|r| r.start <= phys && phys < r.end())?;
+    Some(PmemFault { id: r.id, start: r.start, end: r.end(), state: r.state })
 }

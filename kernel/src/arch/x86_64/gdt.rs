@@ -15,20 +15,46 @@ pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 /// Size of the double-fault stack.
 pub const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
 
-#[repr(align(16))]
+/// The unmapped page below the double-fault stack.
+const GUARD: usize = 4096;
+
+#[repr(align(4096))]
 struct Stack(
     #[expect(dead_code, reason = "only reached through raw pointers")]
-    [u8; DOUBLE_FAULT_STACK_SIZE],
+    [u8; GUARD + DOUBLE_FAULT_STACK_SIZE],
 );
 
 /// Only the CPU writes this stack (when it switches to IST 0); Rust code
-/// never takes a reference to its contents.
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
+/// never takes a reference to its contents. Its first page is the guard.
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; GUARD + DOUBLE_FAULT_STACK_SIZE]);
 
-/// The double-fault stack's address range `[start, end)`.
+/// The double-fault stack's address range `[start, end)`, without its
+/// guard page.
 pub fn double_fault_stack() -> (u64, u64) {
-    let start = addr_of!(DOUBLE_FAULT_STACK) as u64;
+    let start = addr_of!(DOUBLE_FAULT_STACK) as u64 + GUARD as u64;
     (start, start + DOUBLE_FAULT_STACK_SIZE as u64)
+}
+
+/// The guard page's address: unmapped by [`guard_double_fault_stack`], so
+/// running off the bottom of the double-fault stack faults instead of
+/// overwriting the kernel's data below it.
+pub fn double_fault_guard() -> u64 {
+    addr_of!(DOUBLE_FAULT_STACK) as u64
+}
+
+/// Unmaps the double-fault stack's guard page (the bootloader maps the
+/// kernel image in 4 KiB pages; the page's frame is simply not used).
+pub fn guard_double_fault_stack(phys_offset: u64) {
+    use super::paging::{self, MapSize};
+    let guard = double_fault_guard();
+    if !matches!(paging::mapping(phys_offset, guard), Some((_, MapSize::Size4K))) {
+        log::warn!("gdt: the double-fault stack's guard page is not a 4 KiB page; left mapped");
+        return;
+    }
+    // SAFETY: the guard page is the first, page-aligned 4 KiB page of a
+    // static nothing references (`double_fault_stack` starts above it), so
+    // no access depends on it staying mapped.
+    unsafe { paging::unmap(phys_offset, guard) };
 }
 
 static TSS: Once<TaskStateSegment> = Once::new();

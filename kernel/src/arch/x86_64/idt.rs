@@ -8,6 +8,7 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
 use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use crate::mm::pmem::PmemFault;
 
 /// What the CPU reported for one exception.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +22,46 @@ pub struct ExceptionInfo {
     pub cr2: Option<u64>,
     /// The stack pointer inside the handler (shows which stack it runs on).
     pub handler_rsp: u64,
+    /// For a page fault in the physical-memory map: the persistent-memory
+    /// region the address belongs to.
+    pub pmem: Option<PmemFault>,
+}
+
+impl ExceptionInfo {
+    /// Linux's page-fault oops header (`BUG: unable to handle page fault
+    /// ...`, `#PF: ...`), plus a line naming the persistent-memory region
+    /// when the address is in one.
+    pub fn log_page_fault(&self) {
+        let (Some(addr), Some(code)) = (self.cr2, self.error_code) else {
+            return;
+        };
+        let code = PageFaultErrorCode::from_bits_truncate(code);
+        log::error!("BUG: unable to handle page fault for address: {addr:016x}");
+        log::error!(
+            "#PF: {} {} access in {} mode",
+            if code.contains(PageFaultErrorCode::USER_MODE) { "user" } else { "supervisor" },
+            if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+                "instruction fetch"
+            } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
+                "write"
+            } else {
+                "read"
+            },
+            if code.contains(PageFaultErrorCode::USER_MODE) { "user" } else { "kernel" },
+        );
+        log::error!(
+            "#PF: error_code({:#06x}) - {}",
+            code.bits(),
+            if code.contains(PageFaultErrorCode::PROTECTION_VIOLATION) {
+                "permissions violation"
+            } else {
+                "not-present page"
+            }
+        );
+        if let Some(p) = self.pmem {
+            log::error!("#PF: {p}");
+        }
+    }
 }
 
 impl fmt::Display for ExceptionInfo {
@@ -32,6 +73,9 @@ impl fmt::Display for ExceptionInfo {
         write!(f, " RIP={:#018x} RSP={:#018x}", self.rip, self.rsp)?;
         if let Some(a) = self.cr2 {
             write!(f, " CR2={a:#018x}")?;
+        }
+        if let Some(p) = self.pmem {
+            write!(f, ": {p}")?;
         }
         Ok(())
     }
@@ -62,6 +106,14 @@ fn fault(
     error_code: Option<u64>,
     cr2: Option<u64>,
 ) -> ! {
+    x86_64::instructions::interrupts::disable();
+    // SAFETY: interrupts are off and this path never returns (the hook and
+    // the panic both end the kernel or the test), so whatever context held
+    // the console locks will never run again.
+    unsafe {
+        super::serial::force_unlock();
+        crate::console::framebuffer::force_unlock();
+    }
     let info = ExceptionInfo {
         vector,
         name,
@@ -70,7 +122,9 @@ fn fault(
         rsp: frame.stack_pointer.as_u64(),
         cr2,
         handler_rsp: current_rsp(),
+        pmem: cr2.and_then(crate::mm::pmem::fault_at),
     };
+    info.log_page_fault();
     // An exception may have interrupted code holding the hook lock only if
     // that code faulted inside set_fault_hook, which does nothing that faults.
     let hook = *FAULT_HOOK.lock();
