@@ -158,6 +158,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::sparse::init(phys_offset, opts.sparse_debug);
     crate::mm::sparse::fail_nth_allocation(0);
     crate::mm::page_alloc::init();
+    crate::mm::memory_hotplug::init();
     for r in crate::mm::pmem::regions() {
         if let Err(e) = crate::mm::pmem::add(r.id, &mut |_, line| log::info!("{line}")) {
             log::error!("pmem: {}: {e}", r.name());

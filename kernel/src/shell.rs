@@ -11,11 +11,12 @@ use mm::sparse::{
     MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, pfn_to_section_nr,
     section_nr_to_pfn, subsection_map_index,
 };
-use shell::command::{self, Command, PfnArg, SectionsArg};
+use shell::command::{self, BlockAction, Command, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
 
 use crate::arch::{keyboard, serial};
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::memory_hotplug;
 use crate::mm::page_alloc::{self, ZONES};
 use crate::mm::pmem::{self, State};
 use crate::mm::sparse::SPARSE;
@@ -113,6 +114,28 @@ fn run_command(cmd: Command) {
             match pmem::add(region, &mut each) {
                 Ok(r) => println!("{r}"),
                 Err(e) => println!("pmem add: {e}"),
+            }
+        }
+        Command::Memory => {
+            println!("block size {} MiB", memory_hotplug::block_size() >> 20);
+            for b in memory_hotplug::blocks() {
+                println!("{b}");
+            }
+        }
+        Command::MemoryProbe { addr } => match memory_hotplug::probe(addr) {
+            Ok(b) => println!("{b}"),
+            Err(e) => println!("memory probe: {e}"),
+        },
+        Command::MemoryState { action, block } => {
+            let (name, result) = match action {
+                BlockAction::Online => ("online", memory_hotplug::online(block)),
+                BlockAction::Offline => ("offline", memory_hotplug::offline(block)),
+                BlockAction::Remove => ("remove", memory_hotplug::remove(block)),
+            };
+            match result {
+                Ok(b) if action == BlockAction::Remove => println!("memory{} removed", b.id),
+                Ok(b) => println!("{b}"),
+                Err(e) => println!("memory {name}: {e}"),
             }
         }
         Command::Bench => bench(),

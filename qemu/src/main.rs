@@ -212,6 +212,9 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
         "pmem_unmapped" => {
             &[("default", "2G", "", ""), ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS)]
         }
+        // 3 GiB below 4 GiB and 1 GiB above, withheld by mem=3G; section
+        // 33 = 64 MiB of persistent memory, then 64 MiB of withheld RAM.
+        "memory_hotplug" => &[("", "4G", "memmap=64M!0x108000000 mem=3G", "")],
         // Boot-time allocation failures: a root (section 0, retried by the
         // next range), the usage chunk (every section), a 2 MiB memmap
         // block (4 KiB fallback), a vmemmap page table; hot-add failures on
@@ -415,7 +418,9 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
         // The in-kernel tests run on the plain profiles; every profile boots
         // the real kernel to the end of initialization.
         if !p.usb {
-            for t in &tests {
+            // A filter naming a binary (`binary::...`) boots only that one.
+            let named = filter.and_then(|f| f.split_once("::")).map(|(bin, _)| bin);
+            for t in tests.iter().filter(|t| named.is_none_or(|bin| bin == t.name)) {
                 let (a, b) = boot_and_count(&t.path, &t.name, p, filter, timeout)?;
                 passed += a;
                 failed += b;

@@ -50,6 +50,9 @@ pub struct Maps {
     /// The table the kernel uses: the user map after Linux's
     /// `trim_bios_range` (page 0 reserved, no RAM in 640 KiB - 1 MiB).
     pub e820: Vec<Entry>,
+    /// The bootloader's pieces `(start, end)` (page tables, boot info,
+    /// kernel image, stack, ramdisk): never System RAM to hand out.
+    pub in_use: Vec<(u64, u64)>,
 }
 
 static MAPS: Once<Maps> = Once::new();
@@ -62,13 +65,8 @@ pub fn maps() -> Option<&'static Maps> {
 /// The emulated persistent range when no option names one (see
 /// [`usermap::default_pmem_range`] for the rule), as the `memmap=` option
 /// that would ask for it; `nopmem` when no section qualifies.
-fn default_pmem(bios: &[Entry], regions: &[MemoryRegion]) -> Opt {
-    let in_use: Vec<(u64, u64)> = regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Bootloader)
-        .map(|r| (r.start, r.end))
-        .collect();
-    match usermap::default_pmem_range(bios, &in_use) {
+fn default_pmem(bios: &[Entry], in_use: &[(u64, u64)]) -> Opt {
+    match usermap::default_pmem_range(bios, in_use) {
         Some((start, size)) => {
             log::info!(
                 "pmem: no memmap=nn!ss option: emulating {} as persistent memory (nopmem: none)",
@@ -95,8 +93,13 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
         let asked = opts
             .iter()
             .any(|o| matches!(o, Opt::Memmap { kind: MemmapKind::Persistent, .. } | Opt::NoPmem));
+        let in_use: Vec<(u64, u64)> = regions
+            .iter()
+            .filter(|r| r.kind == MemoryRegionKind::Bootloader)
+            .map(|r| (r.start, r.end))
+            .collect();
         if !asked {
-            opts.push(default_pmem(&bios, regions));
+            opts.push(default_pmem(&bios, &in_use));
         }
         let user = usermap::apply(&bios, opts, |e| log::warn!("{e}; ignored"));
         if user.userdef {
@@ -109,6 +112,6 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
         for t in trims {
             log::debug!("{t}");
         }
-        Maps { firmware, bios, user, e820 }
+        Maps { firmware, bios, user, e820, in_use }
     })
 }

@@ -6,6 +6,8 @@
 pub mod firmware;
 pub mod iomem;
 pub mod memblock;
+pub mod memory_hotplug;
 pub mod page_alloc;
+pub mod physmap;
 pub mod pmem;
 pub mod sparse;

@@ -17,8 +17,8 @@ use mm::sparse::{
 };
 use spin::Mutex;
 
-use crate::arch::paging::{self, MapSize};
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::physmap;
 use crate::mm::sparse::SPARSE;
 
 const SUBSECTION: u64 = PAGES_PER_SUBSECTION << PAGE_SHIFT;
@@ -179,7 +179,7 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
         log::info!("pmem: {r}");
         // Offline ranges are not in the kernel's map (the bootloader maps
         // an emulated range with the rest of RAM).
-        unmap_range(r.start, r.size);
+        physmap::unmap(r.start, r.size);
     }
 }
 
@@ -225,9 +225,9 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
             step(nr, &section_line(nr));
         }
     }
-    if let Err(e) = map_range(start, size) {
+    if let Err(addr) = physmap::map(start, size) {
         undo(first, nr_pages, r.altmap);
-        return Err(e);
+        return Err(PmemError::Map { addr });
     }
     let sections = pfn_to_section_nr(first + nr_pages - 1) - pfn_to_section_nr(first) + 1;
     let took = crate::arch::time::uptime_us() - t0;
@@ -263,7 +263,7 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
         let mut s = SPARSE.lock();
         s.remove_pages(pfn, stride, r.altmap.then_some(&mut altmap)).map_err(PmemError::Sparse)?;
         drop(s);
-        unmap_range(pfn_phys(pfn), pfn_phys(stride));
+        physmap::unmap(pfn_phys(pfn), pfn_phys(stride));
         let nr = pfn_to_section_nr(pfn);
         step(nr, &section_line(nr));
     }
@@ -332,56 +332,12 @@ fn undo(first: Pfn, nr_pages: u64, altmap: bool) {
     if nr_pages == 0 {
         return;
     }
-    unmap_range(pfn_phys(first), pfn_phys(nr_pages));
+    physmap::unmap(pfn_phys(first), pfn_phys(nr_pages));
     release_pages(first, nr_pages);
     let mut a = altmap_for(first, nr_pages);
     a.alloc = a.free;
     if let Err(e) = SPARSE.lock().remove_pages(first, nr_pages, altmap.then_some(&mut a)) {
         log::error!("pmem: undoing a failed add: {e}");
-    }
-}
-
-/// The kernel's own write-back mapping of the range in the physical-memory
-/// map, as `arch_add_memory` creates it, in 2 MiB pages (sub-sections).
-/// Pieces already mapped are left as they are.
-fn map_range(start: u64, size: u64) -> Result<(), PmemError> {
-    let off = crate::init::mappings().ok_or(PmemError::Map { addr: start })?.physical_memory_offset;
-    let mut at = start;
-    while at < start + size {
-        if paging::mapping(off, off + at).is_none() {
-            let mut frames = || crate::mm::page_alloc::alloc_pages(0).ok().map(mm::page::pfn_phys);
-            // SAFETY: `off + at` is the physical-memory map's address of this
-            // persistent range, which nothing maps or references yet; the
-            // range is device memory owned by this region.
-            unsafe { paging::map(off, off + at, at, MapSize::Size2M, &mut frames) }
-                .map_err(|_| PmemError::Map { addr: at })?;
-        }
-        at += SUBSECTION;
-    }
-    Ok(())
-}
-
-/// Takes `[start, start + size)` out of the physical-memory map, as
-/// `arch_remove_memory` does, so a stray access to persistent memory that
-/// is not added faults (and [`fault_at`] names it). Page-table pages stay,
-/// so adding the range again allocates nothing. Both the bootloader and
-/// [`map_range`] map this part of the map in 2 MiB pages, which are the
-/// sub-sections; a 4 KiB mapping found inside is taken out page by page.
-fn unmap_range(start: u64, size: u64) {
-    let Some(off) = crate::init::mappings().map(|m| m.physical_memory_offset) else {
-        return;
-    };
-    let mut at = start;
-    while at < start + size {
-        let step = match paging::mapping(off, off + at) {
-            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
-            _ => SUBSECTION - at % SUBSECTION,
-        };
-        // SAFETY: the range is persistent memory this driver owns; it is
-        // offline or being removed, and the kernel keeps no reference into
-        // it (its memmap lives in the vmemmap, a separate mapping).
-        unsafe { paging::unmap(off, off + at) };
-        at += step;
     }
 }
 

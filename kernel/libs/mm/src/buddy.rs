@@ -53,6 +53,9 @@ pub enum BuddyError {
     WrongOrder { pfn: Pfn, order: u32, allocated: u64 },
     /// The free lists or descriptors are inconsistent.
     Corrupt { pfn: Pfn, what: &'static str },
+    /// `pfn` is in use (allocated, reserved or not managed), so the range
+    /// it is in cannot be taken back.
+    Busy { pfn: Pfn },
 }
 
 impl fmt::Display for BuddyError {
@@ -73,6 +76,7 @@ impl fmt::Display for BuddyError {
                 write!(f, "buddy: pfn {pfn:#x} freed as order {order}, allocated {allocated}")
             }
             Self::Corrupt { pfn, what } => write!(f, "buddy: corrupt at pfn {pfn:#x}: {what}"),
+            Self::Busy { pfn } => write!(f, "buddy: pfn {pfn:#x} is in use"),
         }
     }
 }
@@ -326,6 +330,89 @@ impl BuddyAllocator {
         self.free_one(mm, zone as usize, pfn, order)
     }
 
+    /// Takes the pages of `[start_pfn, end_pfn)` back from the allocator,
+    /// as `offline_pages` does after isolating them: every page must be
+    /// free, otherwise nothing changes and the first page in use is named.
+    /// A free block that straddles an end of the range is split and the
+    /// part outside stays free. The pages leave the zone's managed count,
+    /// end up reserved, and the zone span shrinks when they were at its
+    /// edge (`shrink_zone_span`). Returns the number of pages taken.
+    pub fn take_free_range<M: MemMap>(
+        &mut self,
+        mm: &mut M,
+        start_pfn: Pfn,
+        end_pfn: Pfn,
+    ) -> Res<u64> {
+        let mut pfn = start_pfn;
+        while pfn < end_pfn {
+            let (head, order) = free_block_of(mm, pfn).ok_or(BuddyError::Busy { pfn })?;
+            pfn = head + (1 << order);
+        }
+        let (mut pfn, mut taken) = (start_pfn, 0);
+        while pfn < end_pfn {
+            let (head, order) = free_block_of(mm, pfn).ok_or(BuddyError::Busy { pfn })?;
+            let z = mm.page(head).ok_or(BuddyError::NoMemmap { pfn: head })?.zone() as usize;
+            let block_end = head + (1 << order);
+            self.del(mm, z, head, order)?;
+            for (a, b) in [(head, start_pfn.max(head)), (end_pfn.min(block_end), block_end)] {
+                self.add_aligned(mm, z, a, b)?;
+            }
+            let (a, b) = (head.max(start_pfn), block_end.min(end_pfn));
+            for p in a..b {
+                link(mm, p)?.set(pg::RESERVED, true);
+            }
+            self.zones[z].managed_pages -= b - a;
+            self.shrink_zone_span(mm, z);
+            (pfn, taken) = (block_end, taken + b - a);
+        }
+        Ok(taken)
+    }
+
+    /// `shrink_zone_span`: moves each end of zone `z`'s span inwards past
+    /// pages the zone does not manage (reserved, or without a descriptor:
+    /// those are skipped a sub-section of 512 pages at a time, the memmap's
+    /// smallest unit).
+    fn shrink_zone_span<M: MemMap>(&mut self, mm: &M, z: usize) {
+        let zone = &mut self.zones[z];
+        let ty = zone.zone_type;
+        if zone.managed_pages == 0 {
+            (zone.start_pfn, zone.end_pfn) = (0, 0);
+            return;
+        }
+        // A missing descriptor: the distance to the next sub-section edge.
+        const SUB: Pfn = 512;
+        let managed = |p: Pfn| match mm.page(p) {
+            Some(page) => (!page.is_reserved() && page.zone() == ty, 1),
+            None => (false, SUB - p % SUB),
+        };
+        while zone.start_pfn < zone.end_pfn {
+            match managed(zone.start_pfn) {
+                (true, _) => break,
+                (false, step) => zone.start_pfn += step,
+            }
+        }
+        while zone.end_pfn > zone.start_pfn {
+            match managed(zone.end_pfn - 1) {
+                (true, _) => break,
+                (false, _) if mm.page(zone.end_pfn - 1).is_none() => {
+                    zone.end_pfn = (zone.end_pfn - 1) & !(SUB - 1);
+                }
+                (false, _) => zone.end_pfn -= 1,
+            }
+        }
+    }
+
+    /// Lists `[a, b)` (all free pages of zone `z`) as the largest naturally
+    /// aligned blocks that fit.
+    fn add_aligned<M: MemMap>(&mut self, mm: &mut M, z: usize, mut a: Pfn, b: Pfn) -> Res {
+        while a < b {
+            let order = a.trailing_zeros().min(MAX_ORDER).min((b - a).ilog2());
+            self.add(mm, z, a, order)?;
+            a += 1 << order;
+        }
+        Ok(())
+    }
+
     /// `__free_one_page`: merges upwards while the buddy is free, then lists.
     fn free_one<M: MemMap>(&mut self, mm: &mut M, z: usize, pfn: Pfn, order: u32) -> Res {
         let (mut pfn, mut order, zone) = (pfn, order, self.zones[z].zone_type);
@@ -409,6 +496,17 @@ impl BuddyAllocator {
     }
 }
 
+/// The free block containing `pfn`, as (head, order): its head is the
+/// only page of a free block with [`pg::BUDDY`].
+fn free_block_of<M: MemMap>(mm: &M, pfn: Pfn) -> Option<(Pfn, u32)> {
+    (0..=MAX_ORDER).find_map(|order| {
+        let head = pfn & !((1 << order) - 1);
+        let page = mm.page(head)?;
+        let free = page.is_buddy() && page.private == u64::from(order);
+        (free && pfn < head + (1 << order)).then_some((head, order))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +558,42 @@ mod tests {
         assert_eq!(b.free_range(&mut mm, 8192, 9000), 0, "no memmap");
         let z = b.zone(Dma).unwrap();
         assert_eq!((z.zone_start_pfn(), z.spanned_pages(), z.managed_pages()), (0, 2050, 2050));
+        b.check(&mm).unwrap();
+    }
+
+    #[test]
+    fn take_free_range_refuses_pages_in_use_and_splits_straddling_blocks() {
+        // DMA32 pages 0x1000..0x3000, all free.
+        let (mut mm, mut b) = (Map::new(&[(0x1000, 0x3000)]), BuddyAllocator::new());
+        assert_eq!(b.free_range(&mut mm, 0x1000, 0x3000), 0x2000);
+        let p = b.alloc_pages(&mut mm, 0, Dma32).unwrap();
+        let (mm0, b0) = (mm.clone(), b.clone());
+        // The allocated page is inside: refused, nothing changes.
+        let e = b.take_free_range(&mut mm, 0x1000, 0x3000).unwrap_err();
+        assert_eq!(e, BuddyError::Busy { pfn: p });
+        assert_eq!((&mm, &b), (&mm0, &b0));
+        // A hole (no descriptor) is refused the same way.
+        assert_eq!(b.take_free_range(&mut mm, 0xe00, 0x1200), Err(BuddyError::Busy { pfn: 0xe00 }));
+        assert_eq!((&mm, &b), (&mm0, &b0));
+        b.free_pages(&mut mm, p, 0).unwrap();
+        // 0x1a00..0x2200: splits two order-10 blocks; the rest stays free.
+        let before = b.nr_free(Dma32);
+        assert_eq!(b.take_free_range(&mut mm, 0x1a00, 0x2200), Ok(0x800));
+        assert_eq!(b.nr_free(Dma32), before - 0x800);
+        assert_eq!(b.managed(Dma32), 0x2000 - 0x800);
+        b.check(&mm).unwrap();
+        assert!((0x1a00..0x2200).all(|p| mm.page(p).unwrap().is_reserved()));
+        assert!(b.alloc_pages(&mut mm, 10, Dma32).is_ok_and(|p| !(0x1600..0x2200).contains(&p)));
+        // Taken at the zone's start: the span shrinks; given back: it grows.
+        assert_eq!(b.take_free_range(&mut mm, 0x1000, 0x1a00), Ok(0xa00));
+        let z = b.zone(Dma32).unwrap();
+        assert_eq!((z.zone_start_pfn(), z.zone_end_pfn()), (0x2200, 0x3000));
+        assert_eq!(b.free_range(&mut mm, 0x1000, 0x2200), 0x1200);
+        let z = b.zone(Dma32).unwrap();
+        assert_eq!(
+            (z.zone_start_pfn(), z.zone_end_pfn(), z.managed_pages()),
+            (0x1000, 0x3000, 0x2000)
+        );
         b.check(&mm).unwrap();
     }
 

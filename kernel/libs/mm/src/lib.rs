@@ -11,6 +11,7 @@ pub mod buddy;
 pub mod e820;
 pub mod iomem;
 pub mod memblock;
+pub mod memory_block;
 pub mod page;
 pub mod sparse;
 pub mod usermap;

@@ -46,12 +46,38 @@ pub enum Command {
         /// Print each section's line as its sub-sections are added.
         step: bool,
     },
+    /// `memory`: the memory blocks and their state.
+    Memory,
+    /// `memory probe ADDR`: hot-add the memory block at ADDR (RAM withheld
+    /// at boot), offline, as Linux's `memory/probe`.
+    MemoryProbe {
+        /// The block's physical address.
+        addr: u64,
+    },
+    /// `memory online|offline|remove BLOCK`: change a block's state.
+    MemoryState {
+        /// What to do.
+        action: BlockAction,
+        /// The block number (`memoryN` or `N`).
+        block: u64,
+    },
     /// `bench`: the built-in benchmarks.
     Bench,
     /// `reboot`: reset the machine.
     Reboot,
     /// `poweroff`: power the machine off.
     Poweroff,
+}
+
+/// What `memory` does to a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAction {
+    /// `online_pages`: hand its pages to the page allocator.
+    Online,
+    /// `offline_pages`: take its free pages back.
+    Offline,
+    /// `remove_memory`: take an offline block out of the memory model.
+    Remove,
 }
 
 /// Which sections `sections` shows.
@@ -126,6 +152,13 @@ pub enum CommandError<'a> {
         /// The name given.
         arg: &'a str,
     },
+    /// A block name that is neither `memoryN` nor `N`.
+    BadBlock {
+        /// The command with its subcommand.
+        command: &'static str,
+        /// The name given.
+        arg: &'a str,
+    },
     /// `help` about a command that does not exist.
     NoHelpTopic {
         /// The topic given.
@@ -150,6 +183,9 @@ impl fmt::Display for CommandError<'_> {
             }
             Self::BadRegion { command, arg } => {
                 write!(f, "{command}: bad region '{arg}': expected regionN")
+            }
+            Self::BadBlock { command, arg } => {
+                write!(f, "{command}: bad block '{arg}': expected memoryN")
             }
             Self::NoHelpTopic { topic } => write!(f, "help: no command '{topic}'"),
         }
@@ -200,6 +236,15 @@ pub const COMMANDS: &[CommandInfo] = &[
         "persistent-memory regions and their state\n\
          hot-remove a region (REGION: regionN or N)\n\
          hot-add a region; --step prints each section's map as it fills in",
+    ),
+    info(
+        "memory",
+        "memory\nmemory probe ADDR\nmemory online BLOCK\nmemory offline BLOCK\nmemory remove BLOCK",
+        "memory blocks of System RAM and their state\n\
+         hot-add the block at ADDR from RAM withheld at boot (mem=)\n\
+         give a block's pages to the page allocator (BLOCK: memoryN or N)\n\
+         take a block's pages back (none may be in use)\n\
+         take an offline block out of the memory model",
     ),
     info("bench", "bench", "run the built-in benchmarks"),
     info("reboot", "reboot", "reset the machine"),
@@ -272,6 +317,36 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
             }
         }
         ("pmem", ["add", rest @ ..]) => pmem_add(rest)?,
+        ("memory", []) => Command::Memory,
+        ("memory", ["probe", rest @ ..]) => {
+            let command = "memory probe";
+            match rest {
+                [] => return Err(Missing { command, expected: "ADDR" }),
+                [arg] => Command::MemoryProbe {
+                    addr: memparse(arg).ok_or(BadArgument { command, arg, expected: "ADDR" })?,
+                },
+                [_, arg, ..] => return Err(Extra { command, arg }),
+            }
+        }
+        ("memory", [sub @ ("online" | "offline" | "remove"), rest @ ..]) => {
+            let (command, action) = match *sub {
+                "online" => ("memory online", BlockAction::Online),
+                "offline" => ("memory offline", BlockAction::Offline),
+                _ => ("memory remove", BlockAction::Remove),
+            };
+            match rest {
+                [] => return Err(Missing { command, expected: "BLOCK" }),
+                [arg] => Command::MemoryState { action, block: block(command, arg)? },
+                [_, arg, ..] => return Err(Extra { command, arg }),
+            }
+        }
+        ("memory", [arg, ..]) => {
+            return Err(UnknownSubcommand {
+                command,
+                arg,
+                expected: "probe, online, offline or remove",
+            });
+        }
         ("pmem", [arg, ..]) => {
             return Err(UnknownSubcommand { command, arg, expected: "remove or add" });
         }
@@ -316,6 +391,13 @@ fn region<'a>(command: &'static str, arg: &'a str) -> Result<usize, CommandError
     ok.then(|| n.parse().ok()).flatten().ok_or(CommandError::BadRegion { command, arg })
 }
 
+/// `memoryN` or `N`, N decimal.
+fn block<'a>(command: &'static str, arg: &'a str) -> Result<u64, CommandError<'a>> {
+    let n = arg.strip_prefix("memory").unwrap_or(arg);
+    let ok = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| n.parse().ok()).flatten().ok_or(CommandError::BadBlock { command, arg })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +430,12 @@ mod tests {
             ("pmem add region1", PmemAdd { region: 1, step: false }),
             ("pmem add region1 --step", PmemAdd { region: 1, step: true }),
             ("pmem add --step 2", PmemAdd { region: 2, step: true }),
+            ("memory", Memory),
+            ("memory probe 0x100000000", MemoryProbe { addr: 1 << 32 }),
+            ("memory probe 4G", MemoryProbe { addr: 1 << 32 }),
+            ("memory online memory32", MemoryState { action: BlockAction::Online, block: 32 }),
+            ("memory offline 32", MemoryState { action: BlockAction::Offline, block: 32 }),
+            ("memory remove memory7", MemoryState { action: BlockAction::Remove, block: 7 }),
             ("bench", Bench),
             ("reboot", Reboot),
             ("\tpoweroff\t", Poweroff),
@@ -398,6 +486,17 @@ mod tests {
             ("pmem add --step", "pmem add: missing argument: REGION"),
             ("pmem add r0", "pmem add: bad region 'r0': expected regionN"),
             ("pmem add 0 --fast", "pmem add: bad argument '--fast': expected --step"),
+            (
+                "memory foo",
+                "memory: unknown subcommand 'foo': expected probe, online, offline or remove",
+            ),
+            ("memory probe", "memory probe: missing argument: ADDR"),
+            ("memory probe 0xq", "memory probe: bad argument '0xq': expected ADDR"),
+            ("memory probe 1 2", "memory probe: unexpected argument '2'"),
+            ("memory online", "memory online: missing argument: BLOCK"),
+            ("memory offline mem3", "memory offline: bad block 'mem3': expected memoryN"),
+            ("memory remove memory", "memory remove: bad block 'memory': expected memoryN"),
+            ("memory remove 1 2", "memory remove: unexpected argument '2'"),
             ("pmem add 0 --step --step", "pmem add: bad argument '--step': expected --step"),
             ("pmem add 0 1", "pmem add: unexpected argument '1'"),
         ];
@@ -409,7 +508,8 @@ mod tests {
     #[test]
     fn help() {
         let all = help_lines(None).unwrap();
-        assert_eq!(all.len(), COMMANDS.len() + 2);
+        // pmem has 3 forms, memory 5.
+        assert_eq!(all.len(), COMMANDS.len() + 2 + 4);
         let column = all[0].find("list").unwrap();
         for line in &all {
             assert!(line.starts_with("  ") && line.len() <= 100, "{line}");

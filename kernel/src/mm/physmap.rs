@@ -1,0 +1,58 @@
+//! The kernel's own part of the physical-memory map for hot-plugged
+//! ranges: `arch_add_memory` maps a range before it is used and
+//! `arch_remove_memory` unmaps it, so a stray access to memory that is not
+//! added faults instead of reaching whatever is there.
+//!
+//! Both the bootloader and [`map`] map physical memory in 2 MiB pages, the
+//! size of a sub-section, the smallest unit ranges are added in.
+
+use mm::page::pfn_phys;
+
+use crate::arch::paging::{self, MapSize};
+
+const SUBSECTION: u64 = MapSize::Size2M.bytes();
+
+fn offset() -> Option<u64> {
+    crate::init::mappings().map(|m| m.physical_memory_offset)
+}
+
+/// Maps `[start, start + size)` (2 MiB aligned) write-back in the
+/// physical-memory map, page tables coming from the page allocator. Pieces
+/// already mapped are left as they are. On failure, returns the address
+/// that could not be mapped; what this call mapped stays mapped (the
+/// caller's undo unmaps the whole range).
+pub fn map(start: u64, size: u64) -> Result<(), u64> {
+    let off = offset().ok_or(start)?;
+    let mut at = start;
+    while at < start + size {
+        if paging::mapping(off, off + at).is_none() {
+            let mut frames = || crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys);
+            // SAFETY: `off + at` is the physical-memory map's address of a
+            // range being hot-added, which nothing maps or references yet;
+            // the caller owns the range.
+            unsafe { paging::map(off, off + at, at, MapSize::Size2M, &mut frames) }
+                .map_err(|_| at)?;
+        }
+        at += SUBSECTION;
+    }
+    Ok(())
+}
+
+/// Takes `[start, start + size)` out of the physical-memory map.
+/// Page-table pages stay, so mapping the range again allocates nothing. A
+/// 4 KiB mapping found inside is taken out page by page.
+pub fn unmap(start: u64, size: u64) {
+    let Some(off) = offset() else { return };
+    let mut at = start;
+    while at < start + size {
+        let step = match paging::mapping(off, off + at) {
+            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
+            _ => SUBSECTION - at % SUBSECTION,
+        };
+        // SAFETY: the caller owns the range and is taking it out of use:
+        // it is offline or being removed, and the kernel keeps no reference
+        // into it (memmaps live in the vmemmap, a separate mapping).
+        unsafe { paging::unmap(off, off + at) };
+        at += step;
+    }
+}
