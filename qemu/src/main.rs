@@ -189,6 +189,12 @@ const NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=
 /// QEMU `-m`, kernel options, extra QEMU arguments.
 type TestMachine = (&'static str, &'static str, &'static str, &'static str);
 
+/// QEMU arguments for a 64 GiB NVDIMM at 256 GiB, backed by a sparse file
+/// (only what the kernel writes, its memmap, takes disk space).
+const BIG_NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=64G -device nvdimm,id=nvdimm0,memdev=nv0,addr=0x4000000000";
+/// The memory of the machine [`BIG_NVDIMM_ARGS`] goes with.
+const BIG_NVDIMM_MEM: &str = "2G,slots=4,maxmem=512G";
+
 /// Several machines boot the same binary when it checks properties that
 /// must hold everywhere; each is named `binary@name` in the output.
 fn test_machines(binary: &str) -> &'static [TestMachine] {
@@ -215,6 +221,8 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
         // 3 GiB below 4 GiB and 1 GiB above, withheld by mem=3G; section
         // 33 = 64 MiB of persistent memory, then 64 MiB of withheld RAM.
         "memory_hotplug" => &[("", "4G", "memmap=64M!0x108000000 mem=3G", "")],
+        // A small RAM and a large, sparse NVDIMM far up the address space.
+        "scale" => &[("", BIG_NVDIMM_MEM, "nopmem", BIG_NVDIMM_ARGS)],
         // Boot-time allocation failures: a root (section 0, retried by the
         // next range), the usage chunk (every section), a 2 MiB memmap
         // block (4 KiB fallback), a vmemmap page table; hot-add failures on
@@ -474,6 +482,22 @@ fn cmd_screenshot(f: Flags) -> Result<bool, String> {
 const SHELL_SCRIPT: &[(&str, &[&str])] = &[
     ("help", &["sections [N|all]", "pmem add REGION [--step]", "poweroff"]),
     ("frobnicate", &["unknown command: frobnicate (try help)"]),
+    (
+        "memory",
+        &[
+            "block size 128 MiB",
+            "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] DMA DMA32 (boot)",
+            "memory15 online  [mem 0x0000000078000000-0x000000007fffffff] DMA32 (boot)",
+        ],
+    ),
+    ("memory offline memory0", &["memory offline: EINVAL: memory0 has holes"]),
+    (
+        "memory probe 0x80000000",
+        &[
+            "memory probe: EINVAL: [mem 0x0000000080000000-0x0000000087ffffff] is not all System RAM",
+        ],
+    ),
+    ("memory online 99", &["memory online: ENODEV: no memory99"]),
     (
         "mem",
         &[

@@ -1,0 +1,98 @@
+//! A large, sparse physical address space: 2 GiB of RAM at the bottom and
+//! a 64 GiB NVDIMM at 256 GiB (`addr=0x4000000000`). The model must grow
+//! with what is present, not with the address space, and the NVDIMM's
+//! memmap must live in the NVDIMM itself (altmap).
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::run_tests)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use alloc::collections::BTreeSet;
+
+use kernel::arch::{paging, time};
+use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::mm::page_alloc::{self, ZONES};
+use kernel::mm::pmem::{self, Region};
+use kernel::mm::sparse::SPARSE;
+use kernel::println;
+use mm::page::phys_pfn;
+use mm::sparse::{SECTION_MEMMAP_BYTES, SECTIONS_PER_ROOT, USAGE_SIZE, pfn_to_section_nr};
+
+kernel::test_binary_entry!();
+
+const G: u64 = 1 << 30;
+const NVDIMM: u64 = 0x40_0000_0000;
+
+fn quiet(_: u64, _: &str) {}
+
+fn nvdimm() -> Region {
+    let r = pmem::regions().into_iter().next().expect("the NVDIMM region");
+    assert_eq!((r.start, r.size), (NVDIMM, 64 * G), "{r}");
+    r
+}
+
+fn free_ram() -> alloc::vec::Vec<u64> {
+    ZONES.iter().map(|&z| page_alloc::nr_free(z)).collect()
+}
+
+#[test_case]
+fn the_model_grows_with_what_is_present_not_the_address_space() {
+    let r = nvdimm();
+    assert!(r.altmap && r.state == pmem::State::Added, "{r}");
+    let s = SPARSE.lock();
+    let present: alloc::vec::Vec<u64> = s.present_sections().map(|(nr, _)| nr).collect();
+    let nv = (NVDIMM >> 27..(NVDIMM + 64 * G) >> 27).count() as u64;
+    assert_eq!(nv, 512);
+    assert_eq!(present.len() as u64, 16 + nv, "2 GiB of RAM and 64 GiB of NVDIMM");
+    let roots: BTreeSet<u64> = present.iter().map(|nr| nr / SECTIONS_PER_ROOT as u64).collect();
+    let st = s.stats();
+    println!(
+        "scale: {} present sections up to {:#x}: {} roots, usage {} bytes, memmap {} MiB",
+        present.len(),
+        (present.last().unwrap() + 1) << 27,
+        st.roots,
+        st.usage_bytes,
+        st.memmap_bytes >> 20
+    );
+    // Roots only where sections are (root 0 for RAM, two for the NVDIMM),
+    // not the 10 up to 320 GiB; one usage and one memmap per section.
+    assert_eq!(st.roots, roots.len() as u64);
+    assert_eq!(st.roots, 3);
+    assert_eq!(st.usage_bytes, present.len() as u64 * USAGE_SIZE);
+    assert_eq!(st.memmap_bytes, present.len() as u64 * SECTION_MEMMAP_BYTES);
+}
+
+#[test_case]
+fn the_nvdimm_memmap_is_in_the_nvdimm_and_re_adding_uses_no_ram() {
+    let r = nvdimm();
+    let off = init::mappings().unwrap().physical_memory_offset;
+    let altmap_end = NVDIMM + (64 * G / 4096 * 64);
+    for nr in [pfn_to_section_nr(phys_pfn(NVDIMM)), pfn_to_section_nr(phys_pfn(r.end() - 1))] {
+        let virt = VMEMMAP_START + (nr << 27) / 4096 * 64;
+        let (phys, _) = paging::mapping(off, virt).expect("memmap mapped");
+        assert!((NVDIMM..altmap_end).contains(&phys), "section {nr}: memmap at {phys:#x}");
+    }
+    // Page tables made by the first add stay; after that a remove and an
+    // add take nothing from System RAM.
+    let before = free_ram();
+    let t0 = time::uptime_us();
+    pmem::remove(r.id, &mut quiet).unwrap();
+    let t1 = time::uptime_us();
+    assert_eq!(free_ram(), before, "remove gives nothing back: nothing was taken");
+    pmem::add(r.id, &mut quiet).unwrap();
+    let t2 = time::uptime_us();
+    assert_eq!(free_ram(), before, "the add used no System RAM");
+    println!(
+        "scale: 64 GiB NVDIMM with altmap: remove {}.{:03} ms, add {}.{:03} ms",
+        (t1 - t0) / 1000,
+        (t1 - t0) % 1000,
+        (t2 - t1) / 1000,
+        (t2 - t1) % 1000
+    );
+    let last = phys_pfn(r.end() - 1);
+    assert!(kernel::mm::sparse::pfn_valid(last));
+    assert_eq!(kernel::mm::sparse::page(last).unwrap().zone(), mm::page::ZoneType::Device);
+}
