@@ -7,10 +7,15 @@ use std::time::Duration;
 use crate::profile::{self, Machine};
 use crate::{cargo, image_for, machine, report};
 
-/// The machines benched: name, memory, options.
-/// `2G-serial` is `2G` without the framebuffer console, to show its cost.
-const MACHINES: &[(&str, &str, &str)] =
-    &[("2G", "2G", ""), ("2G-serial", "2G", "console=ttyS0"), ("8G", "8G", "")];
+/// The machines benched: name, memory, options, extra QEMU arguments.
+/// `2G-serial` is `2G` without the framebuffer console, to show its cost;
+/// `64G-nvdimm` is 2 GiB of RAM and a 64 GiB NVDIMM at 256 GiB.
+const MACHINES: &[(&str, &str, &str, &str)] = &[
+    ("2G", "2G", "", ""),
+    ("2G-serial", "2G", "console=ttyS0", ""),
+    ("8G", "8G", "", ""),
+    ("64G-nvdimm", crate::BIG_NVDIMM_MEM, "nopmem", crate::BIG_NVDIMM_ARGS),
+];
 
 /// `bench: NAME VALUE UNIT` lines of a serial log.
 pub fn parse(log: &str) -> Vec<(String, String, String)> {
@@ -29,10 +34,18 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
     let tests = cargo::build_kernel_tests()?;
     let exe = tests.iter().find(|t| t.name == "bench").ok_or("no bench test binary")?;
     let mut columns = Vec::new();
-    for &(name, mem, cmdline) in MACHINES {
+    for &(name, mem, cmdline, extra) in MACHINES {
         let tag = format!("bench-{name}");
         let image = image_for(&exe.path, profile, &tag, "")?;
-        let m = Machine { image, mem: mem.into(), cmdline: cmdline.into(), ..Default::default() };
+        let file = format!("target/qemu/{tag}-nvdimm.img");
+        let extra = extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
+        let m = Machine {
+            image,
+            mem: mem.into(),
+            cmdline: cmdline.into(),
+            extra,
+            ..Default::default()
+        };
         eprintln!("bench: booting {name} (-m {mem})");
         let b = machine::boot_captured(profile, m, &tag, timeout, false, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
@@ -42,15 +55,20 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
         }
         columns.push((name, parse(&b.log)));
     }
-    let rows: Vec<(String, String)> =
-        columns[0].1.iter().map(|(n, _, u)| (n.clone(), u.clone())).collect();
-    print!("{:<32}", format!("bench ({}, one boot per column)", profile.name));
+    // Every row any machine reported, in the order first seen.
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (n, _, u) in columns.iter().flat_map(|(_, vals)| vals) {
+        if !rows.iter().any(|(r, _)| r == n) {
+            rows.push((n.clone(), u.clone()));
+        }
+    }
+    print!("{:<34}", format!("bench ({}, one boot per column)", profile.name));
     for (name, _) in &columns {
         print!("{name:>12}");
     }
     println!();
     for (row, unit) in rows {
-        print!("{:<32}", format!("{row} ({unit})"));
+        print!("{:<34}", format!("{row} ({unit})"));
         for (_, vals) in &columns {
             let v = vals.iter().find(|(n, ..)| *n == row).map_or("-", |(_, v, _)| v.as_str());
             print!("{v:>12}");
@@ -62,7 +80,7 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
         vals.iter().find(|(n, ..)| n == row)?.1.parse().ok()
     };
     if let (Some(fb), Some(serial)) = (value("2G", "init_done"), value("2G-serial", "init_done")) {
-        println!("{:<32}{:>12.2}", "init_done 2G / 2G-serial (ratio)", fb / serial.max(1.0));
+        println!("{:<34}{:>12.2}", "init_done 2G / 2G-serial (ratio)", fb / serial.max(1.0));
     }
     Ok(true)
 }

@@ -191,9 +191,9 @@ type TestMachine = (&'static str, &'static str, &'static str, &'static str);
 
 /// QEMU arguments for a 64 GiB NVDIMM at 256 GiB, backed by a sparse file
 /// (only what the kernel writes, its memmap, takes disk space).
-const BIG_NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=64G -device nvdimm,id=nvdimm0,memdev=nv0,addr=0x4000000000";
+pub(crate) const BIG_NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=64G -device nvdimm,id=nvdimm0,memdev=nv0,addr=0x4000000000";
 /// The memory of the machine [`BIG_NVDIMM_ARGS`] goes with.
-const BIG_NVDIMM_MEM: &str = "2G,slots=4,maxmem=512G";
+pub(crate) const BIG_NVDIMM_MEM: &str = "2G,slots=4,maxmem=512G";
 
 /// Several machines boot the same binary when it checks properties that
 /// must hold everywhere; each is named `binary@name` in the output.

@@ -383,6 +383,12 @@ impl SparseBackend for KernelBackend {
 }
 
 static INIT_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static BOOT_STATS: spin::Once<SparseStats> = spin::Once::new();
+
+/// What boot-time sparse init built (System RAM only), once it ran.
+pub fn boot_stats() -> Option<SparseStats> {
+    BOOT_STATS.get().copied()
+}
 
 /// Microseconds boot-time sparse init took (memmap populated and initialized).
 pub fn init_us() -> u64 {
@@ -413,6 +419,7 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
     };
     let took = crate::arch::time::uptime_us() - start;
     INIT_US.store(took, core::sync::atomic::Ordering::Relaxed);
+    BOOT_STATS.call_once(|| stats);
     if stats.usage_failed {
         log::error!("sparse: no memory for the usage maps: every section left out");
     } else if stats.lost_sections > 0 {
