@@ -37,8 +37,7 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
     for &(name, mem, cmdline, extra) in MACHINES {
         let tag = format!("bench-{name}");
         let image = image_for(&exe.path, profile, &tag, "")?;
-        let file = format!("target/qemu/{tag}-nvdimm.img");
-        let extra = extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
+        let extra = crate::extra_args(extra, &tag);
         let m = Machine {
             image,
             mem: mem.into(),

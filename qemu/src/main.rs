@@ -195,6 +195,13 @@ pub(crate) const BIG_NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-b
 /// The memory of the machine [`BIG_NVDIMM_ARGS`] goes with.
 pub(crate) const BIG_NVDIMM_MEM: &str = "2G,slots=4,maxmem=512G";
 
+/// A machine's extra QEMU arguments, split into words, with `{file}` (an
+/// NVDIMM's backing file) made a file of its own for the boot `tag`.
+pub(crate) fn extra_args(extra: &str, tag: &str) -> Vec<String> {
+    let file = format!("target/qemu/{tag}-nvdimm.img");
+    extra.replace("{file}", &file).split_whitespace().map(String::from).collect()
+}
+
 /// Several machines boot the same binary when it checks properties that
 /// must hold everywhere; each is named `binary@name` in the output.
 fn test_machines(binary: &str) -> &'static [TestMachine] {
@@ -271,9 +278,7 @@ fn boot_and_count(
         };
         let tag = format!("{}-{name}", profile.name);
         let image = image_for(kernel, profile, &tag, "")?;
-        let file = format!("target/qemu/{tag}-nvdimm.img");
-        let extra =
-            run.extra.replace("{file}", &file).split_whitespace().map(String::from).collect();
+        let extra = extra_args(run.extra.as_ref(), &tag);
         let m = Machine {
             image,
             mem: run.mem.into(),
