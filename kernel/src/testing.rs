@@ -150,6 +150,9 @@ impl Rng {
     }
 }
 
+/// A step callback for `pmem::add` and `pmem::remove` that shows nothing.
+pub fn quiet(_: u64, _: &str) {}
+
 /// Everything the memory model holds that an operation may change: each
 /// present section's word and usage (sub-section map and pageblock flags),
 /// the free pages of every zone, and the bytes of memmap and usage maps.

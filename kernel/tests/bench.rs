@@ -17,6 +17,7 @@ use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::println;
+use kernel::testing::quiet;
 use mm::page::phys_pfn;
 use mm::page::{Page, pfn_phys};
 use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, memmap_init_pages};
@@ -112,8 +113,6 @@ const GIB: u64 = 1 << 30;
 fn free_ram_pages() -> u64 {
     ZONES.iter().map(|&z| page_alloc::nr_free(z)).sum()
 }
-
-fn quiet(_: u64, _: &str) {}
 
 #[test_case]
 fn metadata_per_gib_of_ram() {

@@ -17,7 +17,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::ZONES;
 use kernel::mm::pmem::{self, State};
 use kernel::mm::sparse::{self, SPARSE};
-use kernel::testing::model_snapshot;
+use kernel::testing::{model_snapshot, quiet};
 use mm::page::{MemMap, phys_pfn};
 use mm::sparse::{PAGES_PER_SECTION, pfn_to_section_nr, section_nr_to_pfn};
 
@@ -79,8 +79,6 @@ fn a_failed_boot_allocation_leaves_out_only_what_it_was_for() {
         .count() as u64;
     assert!(handed <= expected && expected - handed < 64, "managed {handed}, expected {expected}");
 }
-
-fn quiet(_: u64, _: &str) {}
 
 #[test_case]
 fn every_failed_hot_add_allocation_leaves_exactly_the_state_before() {

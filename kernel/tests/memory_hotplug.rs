@@ -21,7 +21,7 @@ use kernel::mm::memory_hotplug::{self as hp, BlockState};
 use kernel::mm::page_alloc;
 use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
-use kernel::testing::model_snapshot;
+use kernel::testing::{model_snapshot, quiet};
 use mm::page::{Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{PAGES_PER_SECTION, flags, pfn_to_section_nr};
 
@@ -32,8 +32,6 @@ const G: u64 = 1 << 30;
 /// Section 33's halves: persistent memory, then withheld RAM.
 const PMEM: u64 = 0x1_0800_0000;
 const RAM33: u64 = 0x1_0c00_0000;
-
-fn quiet(_: u64, _: &str) {}
 
 fn section_word(nr: u64) -> (u64, u64) {
     let s = SPARSE.lock();

@@ -19,7 +19,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::pmem::{self, Origin, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
-use kernel::testing::model_snapshot;
+use kernel::testing::{model_snapshot, quiet};
 use mm::page::{ZoneType, phys_pfn};
 use mm::sparse::{flags, pfn_to_section_nr};
 
@@ -32,8 +32,6 @@ fn regions() -> Vec<Region> {
     assert!(!r.is_empty(), "every machine of this binary has persistent memory");
     r
 }
-
-fn quiet(_: u64, _: &str) {}
 
 #[test_case]
 fn every_region_is_added_into_zone_device() {

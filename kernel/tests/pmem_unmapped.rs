@@ -11,7 +11,8 @@ use alloc::format;
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{idt, paging};
 use kernel::mm::pmem::{self, PmemFault, Region, State};
-use kernel::{BOOTLOADER_CONFIG, init, println, testing};
+use kernel::testing::{self, quiet};
+use kernel::{BOOTLOADER_CONFIG, init, println};
 use mm::e820::MemRange;
 use spin::Once;
 
@@ -22,8 +23,6 @@ const SUB: u64 = 2 << 20;
 
 /// The region and the address the final access touches.
 static TARGET: Once<(Region, u64)> = Once::new();
-
-fn quiet(_: u64, _: &str) {}
 
 fn offset() -> u64 {
     init::mappings().unwrap().physical_memory_offset

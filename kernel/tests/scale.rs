@@ -14,10 +14,10 @@ use alloc::collections::BTreeSet;
 
 use kernel::arch::{paging, time};
 use kernel::init::{self, layout::VMEMMAP_START};
-use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::pmem::{self, Region};
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
+use kernel::testing::{model_snapshot, quiet};
 use mm::page::phys_pfn;
 use mm::sparse::{SECTION_MEMMAP_BYTES, SECTIONS_PER_ROOT, USAGE_SIZE, pfn_to_section_nr};
 
@@ -26,16 +26,10 @@ kernel::test_binary_entry!();
 const G: u64 = 1 << 30;
 const NVDIMM: u64 = 0x40_0000_0000;
 
-fn quiet(_: u64, _: &str) {}
-
 fn nvdimm() -> Region {
     let r = pmem::regions().into_iter().next().expect("the NVDIMM region");
     assert_eq!((r.start, r.size), (NVDIMM, 64 * G), "{r}");
     r
-}
-
-fn free_ram() -> alloc::vec::Vec<u64> {
-    ZONES.iter().map(|&z| page_alloc::nr_free(z)).collect()
 }
 
 #[test_case]
@@ -77,20 +71,21 @@ fn the_nvdimm_memmap_is_in_the_nvdimm_and_re_adding_uses_no_ram() {
     }
     // Page tables made by the first add stay; after that a remove and an
     // add take nothing from System RAM.
-    let before = free_ram();
+    let before = model_snapshot().free;
     let t0 = time::uptime_us();
     pmem::remove(r.id, &mut quiet).unwrap();
-    let t1 = time::uptime_us();
-    assert_eq!(free_ram(), before, "remove gives nothing back: nothing was taken");
+    let removed = time::uptime_us() - t0;
+    assert_eq!(model_snapshot().free, before, "remove gives nothing back: nothing was taken");
+    let t0 = time::uptime_us();
     pmem::add(r.id, &mut quiet).unwrap();
-    let t2 = time::uptime_us();
-    assert_eq!(free_ram(), before, "the add used no System RAM");
+    let added = time::uptime_us() - t0;
+    assert_eq!(model_snapshot().free, before, "the add used no System RAM");
     println!(
         "scale: 64 GiB NVDIMM with altmap: remove {}.{:03} ms, add {}.{:03} ms",
-        (t1 - t0) / 1000,
-        (t1 - t0) % 1000,
-        (t2 - t1) / 1000,
-        (t2 - t1) % 1000
+        removed / 1000,
+        removed % 1000,
+        added / 1000,
+        added % 1000
     );
     let last = phys_pfn(r.end() - 1);
     assert!(kernel::mm::sparse::pfn_valid(last));

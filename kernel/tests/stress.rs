@@ -18,7 +18,7 @@ use kernel::mm::page_alloc;
 use kernel::mm::pmem;
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
-use kernel::testing::{Rng, model_snapshot};
+use kernel::testing::{Rng, model_snapshot, quiet};
 use mm::page::{Pfn, phys_pfn};
 use mm::sparse::{PAGES_PER_SUBSECTION, pfn_to_section_nr, subsection_map_index};
 
@@ -30,8 +30,6 @@ const OPS: u64 = 10_000;
 fn pattern(a: u64) -> u64 {
     a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5445_5353_4552_4121
 }
-
-fn quiet(_: u64, _: &str) {}
 
 #[test_case]
 fn ten_thousand_random_sub_section_operations_lose_nothing() {

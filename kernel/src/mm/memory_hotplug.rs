@@ -61,12 +61,25 @@ impl MemoryBlock {
     fn pfns(&self) -> (Pfn, Pfn) {
         (phys_pfn(self.start), phys_pfn(self.end()))
     }
+
+    /// The zones of its first and last page.
+    fn zones(&self) -> (ZoneType, ZoneType) {
+        let (first, end) = self.pfns();
+        (ZoneType::for_pfn(first), ZoneType::for_pfn(end - 1))
+    }
+
+    /// Its one zone; online and offline refuse a block spanning two.
+    fn zone(&self) -> Result<ZoneType, HotplugError> {
+        match self.zones() {
+            (a, b) if a == b => Ok(a),
+            zones => Err(HotplugError::SpansZones { id: self.id, zones }),
+        }
+    }
 }
 
 impl fmt::Display for MemoryBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (first, last) =
-            (ZoneType::for_pfn(phys_pfn(self.start)), ZoneType::for_pfn(phys_pfn(self.end() - 1)));
+        let (first, last) = self.zones();
         write!(
             f,
             "memory{} {:<7} {} {}",
@@ -269,7 +282,8 @@ fn add(start: u64, size: u64, align: u64) -> Result<MemoryBlock, HotplugError> {
     Ok(b)
 }
 
-fn offline_block(id: u64, want: BlockState) -> Result<MemoryBlock, HotplugError> {
+/// Block `id`, if it is in state `want`.
+fn block_in_state(id: u64, want: BlockState) -> Result<MemoryBlock, HotplugError> {
     let b = block(id).ok_or(HotplugError::NoBlock { id })?;
     if b.state != want {
         return Err(HotplugError::State { id, state: b.state });
@@ -288,25 +302,21 @@ fn set_state(id: u64, state: BlockState) -> MemoryBlock {
 /// Normal above), the sections are marked online, and the zone's span
 /// grows to take them in.
 pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
-    let b = offline_block(id, BlockState::Offline)?;
+    let b = block_in_state(id, BlockState::Offline)?;
     let (pfn, end) = b.pfns();
     if !pfn.is_multiple_of(PAGEBLOCK_NR_PAGES) || !end.is_multiple_of(PAGES_PER_SECTION) {
         return Err(HotplugError::Unaligned { id });
     }
-    let zones = (ZoneType::for_pfn(pfn), ZoneType::for_pfn(end - 1));
-    if zones.0 != zones.1 {
-        return Err(HotplugError::SpansZones { id, zones });
-    }
+    let zone = b.zone()?;
     let freed = {
         let mut s = SPARSE.lock();
-        s.memmap_init_range(pfn, end - pfn, zones.0, 0, 0);
+        s.memmap_init_range(pfn, end - pfn, zone, 0, 0);
         s.set_section_flags(pfn, end - pfn, flags::ONLINE, true);
         let backend = &mut s.backend;
         backend.buddy.free_range(&mut backend.vmemmap, pfn, end)
     };
     log::info!(
-        "memory: memory{id} online: {freed} pages to zone {} {}",
-        zones.0,
+        "memory: memory{id} online: {freed} pages to zone {zone} {}",
         MemRange(b.start, b.end())
     );
     Ok(set_state(id, BlockState::Online))
@@ -317,7 +327,7 @@ pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
 /// page allocator, the zone span shrinks, and sections no other online
 /// block shares lose their online mark.
 pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
-    let b = offline_block(id, BlockState::Online)?;
+    let b = block_in_state(id, BlockState::Online)?;
     let covered: u64 = MEMBLOCK
         .lock()
         .memory
@@ -328,11 +338,8 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
     if covered != b.size {
         return Err(HotplugError::Holes { id });
     }
+    b.zone()?;
     let (pfn, end) = b.pfns();
-    let zones = (ZoneType::for_pfn(pfn), ZoneType::for_pfn(end - 1));
-    if zones.0 != zones.1 {
-        return Err(HotplugError::SpansZones { id, zones });
-    }
     let others: Vec<MemoryBlock> =
         blocks().into_iter().filter(|o| o.id != id && o.state == BlockState::Online).collect();
     let taken = {
@@ -365,7 +372,7 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
 /// sub-sections deactivated, its memmap freed unless the section keeps
 /// other memory), memblock and the physical-memory map.
 pub fn remove(id: u64) -> Result<MemoryBlock, HotplugError> {
-    let b = offline_block(id, BlockState::Offline)?;
+    let b = block_in_state(id, BlockState::Offline)?;
     let (pfn, end) = b.pfns();
     SPARSE.lock().remove_pages(pfn, end - pfn, None).map_err(HotplugError::Sparse)?;
     MEMBLOCK.lock().memory.remove(b.start, b.size);

@@ -45,14 +45,12 @@ pub fn unmap(start: u64, size: u64) {
     let Some(off) = offset() else { return };
     let mut at = start;
     while at < start + size {
-        let step = match paging::mapping(off, off + at) {
-            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
-            _ => SUBSECTION - at % SUBSECTION,
-        };
         // SAFETY: the caller owns the range and is taking it out of use:
         // it is offline or being removed, and the kernel keeps no reference
         // into it (memmaps live in the vmemmap, a separate mapping).
-        unsafe { paging::unmap(off, off + at) };
-        at += step;
+        at += match unsafe { paging::unmap(off, off + at) } {
+            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
+            _ => SUBSECTION - at % SUBSECTION,
+        };
     }
 }

@@ -379,25 +379,21 @@ impl BuddyAllocator {
             (zone.start_pfn, zone.end_pfn) = (0, 0);
             return;
         }
-        // A missing descriptor: the distance to the next sub-section edge.
+        // Whether the zone manages `p`; `None`: no descriptor.
         const SUB: Pfn = 512;
-        let managed = |p: Pfn| match mm.page(p) {
-            Some(page) => (!page.is_reserved() && page.zone() == ty, 1),
-            None => (false, SUB - p % SUB),
-        };
+        let managed = |p: Pfn| mm.page(p).map(|page| !page.is_reserved() && page.zone() == ty);
         while zone.start_pfn < zone.end_pfn {
             match managed(zone.start_pfn) {
-                (true, _) => break,
-                (false, step) => zone.start_pfn += step,
+                Some(true) => break,
+                Some(false) => zone.start_pfn += 1,
+                None => zone.start_pfn = (zone.start_pfn + 1).next_multiple_of(SUB),
             }
         }
         while zone.end_pfn > zone.start_pfn {
             match managed(zone.end_pfn - 1) {
-                (true, _) => break,
-                (false, _) if mm.page(zone.end_pfn - 1).is_none() => {
-                    zone.end_pfn = (zone.end_pfn - 1) & !(SUB - 1);
-                }
-                (false, _) => zone.end_pfn -= 1,
+                Some(true) => break,
+                Some(false) => zone.end_pfn -= 1,
+                None => zone.end_pfn = (zone.end_pfn - 1) & !(SUB - 1),
             }
         }
     }

@@ -310,22 +310,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
         ("pmem", []) => Command::Pmem,
         ("pmem", ["remove", rest @ ..]) => {
             let command = "pmem remove";
-            match rest {
-                [] => return Err(Missing { command, expected: "REGION" }),
-                [arg] => Command::PmemRemove { region: region(command, arg)? },
-                [_, arg, ..] => return Err(Extra { command, arg }),
-            }
+            Command::PmemRemove { region: region(command, only_arg(command, "REGION", rest)?)? }
         }
         ("pmem", ["add", rest @ ..]) => pmem_add(rest)?,
         ("memory", []) => Command::Memory,
         ("memory", ["probe", rest @ ..]) => {
             let command = "memory probe";
-            match rest {
-                [] => return Err(Missing { command, expected: "ADDR" }),
-                [arg] => Command::MemoryProbe {
-                    addr: memparse(arg).ok_or(BadArgument { command, arg, expected: "ADDR" })?,
-                },
-                [_, arg, ..] => return Err(Extra { command, arg }),
+            let arg = only_arg(command, "ADDR", rest)?;
+            Command::MemoryProbe {
+                addr: memparse(arg).ok_or(BadArgument { command, arg, expected: "ADDR" })?,
             }
         }
         ("memory", [sub @ ("online" | "offline" | "remove"), rest @ ..]) => {
@@ -334,10 +327,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 "offline" => ("memory offline", BlockAction::Offline),
                 _ => ("memory remove", BlockAction::Remove),
             };
-            match rest {
-                [] => return Err(Missing { command, expected: "BLOCK" }),
-                [arg] => Command::MemoryState { action, block: block(command, arg)? },
-                [_, arg, ..] => return Err(Extra { command, arg }),
+            Command::MemoryState {
+                action,
+                block: block(command, only_arg(command, "BLOCK", rest)?)?,
             }
         }
         ("memory", [arg, ..]) => {
@@ -384,18 +376,35 @@ fn pmem_add<'a>(args: &[&'a str]) -> Result<Command, CommandError<'a>> {
     Ok(Command::PmemAdd { region, step })
 }
 
-/// `regionN` or `N`, N decimal.
-fn region<'a>(command: &'static str, arg: &'a str) -> Result<usize, CommandError<'a>> {
-    let n = arg.strip_prefix("region").unwrap_or(arg);
-    let ok = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    ok.then(|| n.parse().ok()).flatten().ok_or(CommandError::BadRegion { command, arg })
+/// The one argument of a subcommand that takes exactly one (`expected`
+/// names it when it is missing).
+fn only_arg<'a>(
+    command: &'static str,
+    expected: &'static str,
+    args: &[&'a str],
+) -> Result<&'a str, CommandError<'a>> {
+    match *args {
+        [] => Err(CommandError::Missing { command, expected }),
+        [arg] => Ok(arg),
+        [_, arg, ..] => Err(CommandError::Extra { command, arg }),
+    }
 }
 
-/// `memoryN` or `N`, N decimal.
-fn block<'a>(command: &'static str, arg: &'a str) -> Result<u64, CommandError<'a>> {
-    let n = arg.strip_prefix("memory").unwrap_or(arg);
+/// `<prefix>N` or `N`, N decimal.
+fn numbered<T: core::str::FromStr>(prefix: &str, arg: &str) -> Option<T> {
+    let n = arg.strip_prefix(prefix).unwrap_or(arg);
     let ok = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    ok.then(|| n.parse().ok()).flatten().ok_or(CommandError::BadBlock { command, arg })
+    ok.then(|| n.parse().ok()).flatten()
+}
+
+/// `regionN` or `N`.
+fn region<'a>(command: &'static str, arg: &'a str) -> Result<usize, CommandError<'a>> {
+    numbered("region", arg).ok_or(CommandError::BadRegion { command, arg })
+}
+
+/// `memoryN` or `N`.
+fn block<'a>(command: &'static str, arg: &'a str) -> Result<u64, CommandError<'a>> {
+    numbered("memory", arg).ok_or(CommandError::BadBlock { command, arg })
 }
 
 #[cfg(test)]
