@@ -160,6 +160,12 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::page_alloc::init();
     crate::mm::memory_hotplug::init();
     for r in crate::mm::pmem::regions() {
+        // The namespace's info block decides its mode and where its memmap
+        // goes; a namespace that cannot be read is not added.
+        if let Err(e) = crate::mm::pmem::probe(r.id) {
+            log::error!("pmem: {}: {e}", r.name());
+            continue;
+        }
         if let Err(e) = crate::mm::pmem::add(r.id, &mut |_, line| log::info!("{line}")) {
             log::error!("pmem: {}: {e}", r.name());
         }

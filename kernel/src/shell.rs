@@ -6,12 +6,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use mm::e820::{Line, MemRange};
+use mm::nd_pfn::{Kind, PfnMode};
 use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys};
 use mm::sparse::{
     MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, pfn_to_section_nr,
     section_nr_to_pfn, subsection_map_index,
 };
-use shell::command::{self, BlockAction, Command, PfnArg, SectionsArg};
+use shell::command::{self, BlockAction, Command, MapArg, NsMode, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
 
 use crate::arch::{keyboard, serial};
@@ -91,6 +92,9 @@ fn run_command(cmd: Command) {
         Command::Pmem => {
             for r in pmem::regions() {
                 println!("{r}");
+                for l in namespace_lines(&r) {
+                    println!("  {l}");
+                }
             }
             if pmem::regions().is_empty() {
                 println!("no persistent memory regions");
@@ -114,6 +118,37 @@ fn run_command(cmd: Command) {
             match pmem::add(region, &mut each) {
                 Ok(r) => println!("{r}"),
                 Err(e) => println!("pmem add: {e}"),
+            }
+        }
+        Command::PmemMode { region, mode, align, map } => {
+            let want = match mode {
+                NsMode::Raw => None,
+                NsMode::Fsdax | NsMode::Devdax => Some((
+                    if mode == NsMode::Fsdax { Kind::Fsdax } else { Kind::Devdax },
+                    if map == Some(MapArg::Mem) { PfnMode::Ram } else { PfnMode::Pmem },
+                    align.unwrap_or(2 << 20),
+                )),
+            };
+            match pmem::set_mode(region, want, &mut |nr, l| println!("{l}\n  {}", picture(nr))) {
+                Ok(r) => {
+                    println!("{r}");
+                    namespace_lines(&r).iter().for_each(|l| println!("  {l}"));
+                }
+                Err(e) => println!("pmem mode: {e}"),
+            }
+        }
+        Command::PmemRead { region, offset, len } => match pmem::read(region, offset, len) {
+            Ok(bytes) => {
+                for (i, row) in bytes.chunks(16).enumerate() {
+                    println!("{}", xxd_line(offset + i as u64 * 16, row));
+                }
+            }
+            Err(e) => println!("pmem read: {e}"),
+        },
+        Command::PmemWrite { region, offset, text } => {
+            match pmem::write(region, offset, text.as_bytes()) {
+                Ok(()) => println!("pmem write: {} bytes at data offset {offset:#x}", text.len()),
+                Err(e) => println!("pmem write: {e}"),
             }
         }
         Command::Memory => {
@@ -172,6 +207,79 @@ fn mem() {
     for z in ZONES {
         println!("zone {:<6} {:>8} free pages", z.name(), page_alloc::nr_free(z));
     }
+}
+
+/// The namespace of region `r` as `ndctl list` describes it, then the
+/// ranges of its info block, memmap and data.
+fn namespace_lines(r: &pmem::Region) -> Vec<String> {
+    let (ds, de) = r.data();
+    let mut out = Vec::new();
+    let mut head = alloc::format!("{}: mode {}", r.namespace(), r.mode());
+    match r.layout {
+        Some(l) => {
+            let u = l.sb.uuid;
+            head += &alloc::format!(
+                ", map {}, size {}, align {}, uuid {:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}, {}",
+                l.mode().map_name(),
+                de - ds,
+                l.align(),
+                u[0],
+                u[1],
+                u[2],
+                u[3],
+                u[4],
+                u[5],
+                u[6],
+                u[7],
+                u[8],
+                u[9],
+                u[10],
+                u[11],
+                u[12],
+                u[13],
+                u[14],
+                u[15],
+                r.device()
+            );
+            if l.kind() == Kind::Fsdax {
+                head += &alloc::format!(" (blockdev pmem{})", r.id);
+            }
+            out.push(head);
+            let info = r.start + mm::nd_pfn::INFO_OFFSET;
+            out.push(alloc::format!("info block {}", MemRange(info, info + 4096)));
+            match (r.has_altmap(), l.memmap_area()) {
+                (true, Some((ms, me))) => out.push(alloc::format!("memmap     {}", MemRange(ms, me))),
+                (false, Some((ms, me))) => out.push(alloc::format!(
+                    "memmap     {} reserved; the memmap is in System RAM (less than whole sections)",
+                    MemRange(ms, me)
+                )),
+                _ => out.push(String::from("memmap     in System RAM (map mem)")),
+            }
+        }
+        None => {
+            head += &alloc::format!(", size {}, blockdev pmem{}", de - ds, r.id);
+            out.push(head);
+            out.push(String::from("memmap     in System RAM (no info block: nothing written)"));
+        }
+    }
+    out.push(alloc::format!("data       {} ({} bytes)", MemRange(ds, de), de - ds));
+    out
+}
+
+/// One `xxd` line: offset, 16 bytes in hex pairs, their ASCII.
+fn xxd_line(offset: u64, row: &[u8]) -> String {
+    let mut hex = String::new();
+    for (i, b) in row.iter().enumerate() {
+        hex += &alloc::format!("{b:02x}");
+        if i % 2 == 1 {
+            hex.push(' ');
+        }
+    }
+    let ascii: String = row
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+        .collect();
+    alloc::format!("{offset:08x}: {hex:<40} {ascii}")
 }
 
 /// One character per 2 MiB sub-section of section `nr`: `R` System RAM,

@@ -139,7 +139,7 @@ fn pmem_add_remove_costs_and_metadata() {
     report("pmem_region_add", add_us, "us");
     let ram_per_gib = (free0 - free1) * 4096 * GIB / r.size;
     let dev_per_gib = (st1.memmap_bytes - st0.memmap_bytes) * GIB / r.size;
-    if r.altmap {
+    if r.has_altmap() {
         report("pmem_ram_per_gib_altmap", ram_per_gib, "B");
         report("pmem_device_per_gib_altmap", dev_per_gib, "B");
     } else {

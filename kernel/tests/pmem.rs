@@ -74,12 +74,17 @@ fn the_range_is_mapped_and_keeps_what_is_written() {
             let p = (off + a) as *mut u64;
             let v = 0x7e55_e7a0_0000_0000 | (r.id as u64) << 8 | i as u64;
             // With an altmap, the first 2 MiB hold the memmap: skip them.
-            if !(r.altmap && i == 0) {
+            if !(r.has_altmap() && i == 0) {
                 // SAFETY: the region is device memory owned by the driver and
                 // mapped at the physical-memory offset; nothing else uses it.
+                // What was there is written back, so the device keeps its
+                // data.
                 unsafe {
+                    let old = p.read_volatile();
                     p.write_volatile(v);
                     assert_eq!(p.read_volatile(), v);
+                    p.write_volatile(old);
+                    kernel::arch::cpu::flush_cache_range(p as u64, 8);
                 }
             }
         }
@@ -91,22 +96,21 @@ fn remove_then_add_restores_the_model_exactly() {
     for r in regions() {
         // One cycle first: page tables made by the first add stay.
         let before = model_snapshot();
-        pmem::remove(r.id, &mut quiet).unwrap();
         let first = phys_pfn(r.start);
-        assert_eq!(sparse::pfn_to_online_page(first), None);
         let nr = pfn_to_section_nr(first);
+        let early = SPARSE.lock().section(nr).is_some_and(|ms| ms.early());
+        pmem::remove(r.id, &mut quiet).unwrap();
+        assert_eq!(sparse::pfn_to_online_page(first), None);
         let map = SPARSE.lock().section(nr).map_or(0, |ms| ms.subsection_map());
         let bits = mm::sparse::subsection_mask(first, phys_pfn(r.size.min(128 << 20)));
         assert_eq!(map & bits, 0, "section {nr}: bits cleared");
-        if !r.altmap {
-            assert!(sparse::pfn_valid(first), "an early section's memmap stays");
-        } else {
-            assert!(!sparse::pfn_valid(first), "a device-only section goes");
-        }
+        // An early section keeps its memmap; a device-only one loses it.
+        assert_eq!(sparse::pfn_valid(first), early, "section {nr}");
         assert_eq!(pmem::remove(r.id, &mut quiet).unwrap_err().errno(), "EINVAL", "removing twice");
         let mut lines = Vec::new();
         pmem::add(r.id, &mut |_, l| lines.push(alloc::string::String::from(l))).unwrap();
-        let steps = if r.altmap { r.size >> 27 } else { r.size / SUB };
+        let (start, end) = r.mapped();
+        let steps = if r.has_altmap() { (end - start) >> 27 } else { (end - start) / SUB };
         assert_eq!(lines.len() as u64, steps, "one line per step");
         assert_eq!(model_snapshot(), before, "{r}");
     }
@@ -126,15 +130,36 @@ fn memremap_checks_refuse_bad_ranges() {
     assert!(pmem::check_range(0x7000_0000_0000, SUB).is_ok(), "checks pass; the model says ERANGE");
 }
 
-#[test_case]
-fn an_altmap_region_holds_its_own_memmap() {
+/// The physical address of the descriptor of `pfn` (through the vmemmap).
+fn memmap_phys(pfn: u64) -> u64 {
     let off = init::mappings().unwrap().physical_memory_offset;
-    for r in regions().into_iter().filter(|r| r.altmap) {
-        let nr = pfn_to_section_nr(phys_pfn(r.start));
-        let (phys, _) = paging::mapping(off, VMEMMAP_START + nr * SUB).expect("memmap mapped");
-        assert!((r.start..r.start + SUB * (r.size >> 27)).contains(&phys), "{phys:#x} in {r}");
+    paging::mapping(off, VMEMMAP_START + pfn * 64).expect("memmap mapped").0
+}
+
+#[test_case]
+fn an_altmap_region_holds_its_memmap_between_info_block_and_dataoff() {
+    for r in regions().into_iter().filter(|r| r.has_altmap()) {
+        let l = r.layout.expect("an altmap comes from an info block");
+        let (ms, me) = l.memmap_area().unwrap();
+        assert_eq!(ms, r.start + 8192);
+        for pfn in [phys_pfn(r.start), phys_pfn(r.end()) - 1] {
+            let at = memmap_phys(pfn);
+            assert!((ms..me).contains(&at), "{at:#x} not in [{ms:#x}, {me:#x}) for {r}");
+        }
         let free: u64 = ZONES.iter().map(|&z| page_alloc::nr_free(z)).sum();
         assert!(free > 0);
+    }
+}
+
+#[test_case]
+fn a_namespace_without_altmap_keeps_its_memmap_in_system_ram() {
+    let mb = MEMBLOCK.lock().clone();
+    for r in regions().into_iter().filter(|r| !r.has_altmap()) {
+        for pfn in [phys_pfn(r.start), phys_pfn(r.end()) - 1] {
+            let at = memmap_phys(pfn);
+            assert!(mb.memory.overlaps(at, 64), "{at:#x} is not System RAM ({r})");
+            assert!(!(r.start..r.end()).contains(&at), "{at:#x} is on the device ({r})");
+        }
     }
 }
 
@@ -143,15 +168,17 @@ fn regions_come_from_the_nfit_they_should() {
     let opts = init::options();
     for r in regions() {
         match r.origin {
-            // QEMU's NVDIMM: above RAM, whole sections, memmap in its altmap.
+            // QEMU's NVDIMM: above RAM, whole sections; its memmap is on
+            // the device exactly when an info block with map=dev says so.
             Origin::Firmware { spa } => {
-                assert!(r.altmap && r.start >= 1 << 32, "{r}");
+                let dev = r.layout.is_some_and(|l| l.mode() == mm::nd_pfn::PfnMode::Pmem);
+                assert!(r.has_altmap() == dev && r.start >= 1 << 32, "{r}");
                 assert_eq!(spa, 2, "QEMU numbers its SPA range 2");
             }
             // memmap=nn!ss or the default range: type 12, inside a RAM section.
             Origin::Emulated { legacy, .. } => {
                 assert!(!opts.nopmem, "no emulation with nopmem");
-                assert!(legacy && !r.altmap, "{r}");
+                assert!(legacy && !r.has_altmap(), "{r}");
             }
         }
     }

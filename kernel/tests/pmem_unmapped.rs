@@ -64,6 +64,8 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     let word = r.end() - SUB + 0x1238;
     // SAFETY: the region is added and mapped at `off`; it is device memory
     // this test owns, and nothing else uses it.
+    let old = unsafe { ((off + word) as *const u64).read_volatile() };
+    // SAFETY: as above.
     unsafe { ((off + word) as *mut u64).write_volatile(0x7e55_e7a5_0000_0001) };
     pmem::remove(r.id, &mut quiet).unwrap_or_else(|e| fail(&format!("remove: {e}")));
     check_mapped(&r, false).unwrap_or_else(|e| fail(&e));
@@ -77,6 +79,12 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     let v = unsafe { ((off + word) as *const u64).read_volatile() };
     if v != 0x7e55_e7a5_0000_0001 {
         fail(&format!("{word:#x} reads {v:#x} after remove and add"));
+    }
+    // The device gets its data back.
+    // SAFETY: as above.
+    unsafe {
+        ((off + word) as *mut u64).write_volatile(old);
+        kernel::arch::cpu::flush_cache_range(off + word, 8);
     }
     pmem::remove(r.id, &mut quiet).unwrap_or_else(|e| fail(&format!("remove: {e}")));
     TARGET.call_once(|| (r, off + word));

@@ -37,6 +37,10 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
     for &(name, mem, cmdline, extra) in MACHINES {
         let tag = format!("bench-{name}");
         let image = image_for(&exe.path, profile, &tag, "")?;
+        // The 64 GiB NVDIMM is formatted fsdax first, as in the scale test.
+        if let Some((base, size, format)) = crate::device::for_machine(extra, name) {
+            crate::device::create(&crate::nvdimm_file(&tag), base, size, format)?;
+        }
         let extra = crate::extra_args(extra, &tag);
         let m = Machine {
             image,

@@ -15,7 +15,9 @@
 
 mod bench;
 mod cargo;
+mod device;
 mod fuzz;
+mod linux;
 mod machine;
 mod malformed;
 mod profile;
@@ -195,11 +197,16 @@ pub(crate) const BIG_NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-b
 /// The memory of the machine [`BIG_NVDIMM_ARGS`] goes with.
 pub(crate) const BIG_NVDIMM_MEM: &str = "2G,slots=4,maxmem=512G";
 
+/// The NVDIMM backing file of the boot `tag`.
+pub(crate) fn nvdimm_file(tag: &str) -> PathBuf {
+    PathBuf::from(format!("target/qemu/{tag}-nvdimm.img"))
+}
+
 /// A machine's extra QEMU arguments, split into words, with `{file}` (an
 /// NVDIMM's backing file) made a file of its own for the boot `tag`.
 pub(crate) fn extra_args(extra: &str, tag: &str) -> Vec<String> {
-    let file = format!("target/qemu/{tag}-nvdimm.img");
-    extra.replace("{file}", &file).split_whitespace().map(String::from).collect()
+    let file = nvdimm_file(tag);
+    extra.replace("{file}", &file.to_string_lossy()).split_whitespace().map(String::from).collect()
 }
 
 /// Several machines boot the same binary when it checks properties that
@@ -219,6 +226,7 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
             ("default", "2G", "", ""),
             ("2G-pmem", "2G", TWO_PMEM, ""),
             ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS),
+            ("nvdimm-fsdax", "2G,slots=2,maxmem=8G", "nopmem", NVDIMM_ARGS),
         ],
         // An emulated range in RAM (the bootloader mapped it) and a QEMU
         // NVDIMM with an altmap (only ever mapped by the driver).
@@ -279,6 +287,14 @@ fn boot_and_count(
         let tag = format!("{}-{name}", profile.name);
         let image = image_for(kernel, profile, &tag, "")?;
         let extra = extra_args(run.extra.as_ref(), &tag);
+        // An NVDIMM's file gets a known pattern (and info block) first.
+        let device = match device::for_machine(&run.extra, &run.variant) {
+            Some((base, size, format)) => {
+                let path = nvdimm_file(&tag);
+                Some((device::create(&path, base, size, format)?, path, format))
+            }
+            None => None,
+        };
         let m = Machine {
             image,
             mem: run.mem.into(),
@@ -296,6 +312,15 @@ fn boot_and_count(
             let seen = b.log.lines().any(|l| l.contains(want));
             println!("test {name}::reports {want:?} ... {}", if seen { "ok" } else { "FAILED" });
             if seen { p += 1 } else { f += 1 }
+        }
+        if let Some((dev, path, format)) = &device {
+            let want = device::probe_line(*format);
+            let seen = b.log.lines().any(|l| l.contains(&want));
+            println!("test {name}::probes {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+            let kept = device::check_line(&name, path, dev);
+            for ok in [seen, kept] {
+                if ok { p += 1 } else { f += 1 }
+            }
         }
         let log = machine::paths(&tag).0;
         let not_run = match report::announced(&b.log) {

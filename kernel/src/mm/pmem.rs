@@ -4,12 +4,19 @@
 //! 2 MiB sub-section at a time, next to System RAM in the same section.
 //!
 //! A region's life: `offline --add--> added (ZONE_DEVICE) --remove--> offline`.
+//!
+//! A namespace is `raw` (no info block: its memmap lives in System RAM and
+//! the kernel writes nothing to the device), `fsdax` or `devdax` (Linux's
+//! info block at offset 4 KiB, [`mm::nd_pfn`]; with `map=dev` the memmap
+//! lives on the device between the info block and `dataoff`). The info
+//! block is probed once at boot ([`probe`]) and written by [`set_mode`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use mm::e820::MemRange;
+use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
 use mm::page::{PAGE_SHIFT, Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{
     Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionLine, SparseError, flags,
@@ -22,7 +29,6 @@ use crate::mm::physmap;
 use crate::mm::sparse::SPARSE;
 
 const SUBSECTION: u64 = PAGES_PER_SUBSECTION << PAGE_SHIFT;
-const SECTION: u64 = PAGES_PER_SECTION << PAGE_SHIFT;
 
 /// Where a region was described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +56,9 @@ pub struct Region {
     pub size: u64,
     pub origin: Origin,
     pub state: State,
-    /// The range's own memmap lives at its start (whole sections only).
-    pub altmap: bool,
+    /// The namespace's info block, when it has one Tessera honours
+    /// (`None`: raw).
+    pub layout: Option<Layout>,
 }
 
 impl Region {
@@ -75,8 +82,44 @@ impl Region {
         self.id as u64 + 1
     }
 
-    fn whole_sections(&self) -> bool {
-        self.start.is_multiple_of(SECTION) && self.size.is_multiple_of(SECTION)
+    /// ndctl's mode: `raw`, `fsdax` or `devdax`.
+    pub fn mode(&self) -> &'static str {
+        self.layout.map_or("raw", |l| l.kind().name())
+    }
+
+    /// The range handed to `memremap_pages`: the namespace, less an info
+    /// block's `start_pad` and `end_trunc`.
+    pub fn mapped(&self) -> (u64, u64) {
+        self.layout.map_or((self.start, self.end()), |l| l.range())
+    }
+
+    /// The data area: the whole namespace when raw, else from `dataoff`.
+    pub fn data(&self) -> (u64, u64) {
+        self.layout.map_or((self.start, self.end()), |l| l.data())
+    }
+
+    /// The altmap that puts the memmap on the device: an info block with
+    /// `map=dev` on a namespace of whole sections (Linux, too, maps less
+    /// than a section's memmap from System RAM).
+    pub fn altmap(&self) -> Option<Altmap> {
+        let l = self.layout?;
+        nd_pfn::altmap_need(l.range())?;
+        l.altmap()
+    }
+
+    /// Whether the memmap lives on the device.
+    pub fn has_altmap(&self) -> bool {
+        self.altmap().is_some()
+    }
+
+    /// Linux's device name for the namespace's personality: `pfn0.0`,
+    /// `dax0.0`, or the namespace itself when raw.
+    pub fn device(&self) -> String {
+        match self.layout.map(|l| l.kind()) {
+            Some(Kind::Fsdax) => alloc::format!("pfn{}.0", self.id),
+            Some(Kind::Devdax) => alloc::format!("dax{}.0", self.id),
+            None => self.namespace(),
+        }
     }
 }
 
@@ -93,13 +136,14 @@ impl fmt::Display for Region {
         };
         write!(
             f,
-            "{}: {} {} MiB ({origin}) {}{}{}",
+            "{}: {} {} MiB ({origin}) {} {} {}{}",
             self.name(),
             MemRange(self.start, self.end()),
             self.size >> 20,
             self.namespace(),
-            if self.state == State::Added { " added" } else { " offline" },
-            if self.altmap { ", altmap" } else { "" }
+            self.mode(),
+            if self.state == State::Added { "added" } else { "offline" },
+            if self.has_altmap() { ", altmap" } else { "" }
         )
     }
 }
@@ -121,6 +165,13 @@ pub enum PmemError {
     Sparse(SparseError),
     /// The kernel's mapping of the range could not be made.
     Map { addr: u64 },
+    /// `ENOMEM`: a namespace whose memmap would live in System RAM and take
+    /// too much of it.
+    MemmapInRam { id: usize, memmap: u64, ram: u64 },
+    /// No layout can be made for the asked mode.
+    Layout(nd_pfn::LayoutError),
+    /// `EINVAL`: `pmem read`/`write` outside the data area.
+    Bounds { offset: u64, len: u64, size: u64 },
 }
 
 impl PmemError {
@@ -132,7 +183,9 @@ impl PmemError {
             Self::Exist { .. } => "EEXIST",
             Self::Nxio { .. } => "ENXIO",
             Self::Sparse(e) => e.errno(),
-            Self::Map { .. } => "ENOMEM",
+            Self::Map { .. } | Self::MemmapInRam { .. } => "ENOMEM",
+            Self::Layout(l) => l.errno(),
+            Self::Bounds { .. } => "EINVAL",
         }
     }
 }
@@ -154,6 +207,18 @@ impl fmt::Display for PmemError {
             Self::NotAdded { id } => write!(f, "{e}: region{id} is not added"),
             Self::Sparse(s) => write!(f, "{s}"),
             Self::Map { addr } => write!(f, "{e}: cannot map {addr:#x} in the kernel"),
+            Self::MemmapInRam { id, memmap, ram } => write!(
+                f,
+                "{e}: namespace{id}.0 would need {} MiB of memmap in System RAM ({} MiB): \
+                 not added; make it fsdax or devdax (pmem mode region{id} fsdax) to keep its \
+                 memmap on the device",
+                memmap >> 20,
+                ram >> 20
+            ),
+            Self::Layout(l) => write!(f, "{l}"),
+            Self::Bounds { offset, len, size } => {
+                write!(f, "{e}: {offset:#x} + {len:#x} is outside the {size:#x}-byte data area")
+            }
         }
     }
 }
@@ -171,9 +236,7 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
     let mut regions = REGIONS.lock();
     for &(start, size, origin) in ranges {
         let id = regions.len();
-        let r = Region { id, start, size, origin, state: State::Offline, altmap: false };
-        let altmap = r.whole_sections();
-        regions.push(Region { altmap, ..r });
+        regions.push(Region { id, start, size, origin, state: State::Offline, layout: None });
     }
     for r in regions.iter() {
         log::info!("pmem: {r}");
@@ -193,13 +256,14 @@ fn section_line(nr: u64) -> String {
 /// section's line, so a caller can show the bits filling in.
 pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
     let r = REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })?;
-    let (start, size) = (r.start, r.size);
+    let (start, end) = r.mapped();
+    let size = end - start;
     check_range(start, size)?;
+    check_memmap_fits(&r)?;
     let (first, nr_pages) = (phys_pfn(start), phys_pfn(size));
     let t0 = crate::arch::time::uptime_us();
-    if r.altmap {
+    if let Some(mut altmap) = r.altmap() {
         // One call: the altmap must start the range it serves.
-        let mut altmap = altmap_for(first, nr_pages);
         SPARSE
             .lock()
             .add_pages(0, first, nr_pages, PAGES_PER_SUBSECTION, Some(&mut altmap))
@@ -216,7 +280,7 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
             let added =
                 SPARSE.lock().add_pages(0, pfn, PAGES_PER_SUBSECTION, PAGES_PER_SUBSECTION, None);
             if let Err(e) = added {
-                undo(first, pfn - first, r.altmap);
+                undo(&r, pfn - first);
                 return Err(PmemError::Sparse(e));
             }
             init_device_pages(pfn, PAGES_PER_SUBSECTION, r.pgmap());
@@ -226,19 +290,20 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
         }
     }
     if let Err(addr) = physmap::map(start, size) {
-        undo(first, nr_pages, r.altmap);
+        undo(&r, nr_pages);
         return Err(PmemError::Map { addr });
     }
     let sections = pfn_to_section_nr(first + nr_pages - 1) - pfn_to_section_nr(first) + 1;
     let took = crate::arch::time::uptime_us() - t0;
     log::info!(
-        "pmem: {} {} added: {} sub-sections in {} section{}{} ({}.{:03} ms)",
+        "pmem: {} {} added {}: {} sub-sections in {} section{}{} ({}.{:03} ms)",
         r.name(),
         MemRange(start, start + size),
+        r.mode(),
         nr_pages / PAGES_PER_SUBSECTION,
         sections,
         if sections == 1 { "" } else { "s" },
-        if r.altmap { ", memmap in altmap" } else { "" },
+        if r.has_altmap() { ", memmap on the device" } else { ", memmap in System RAM" },
         took / 1000,
         took % 1000
     );
@@ -254,20 +319,23 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
     if r.state != State::Added {
         return Err(PmemError::NotAdded { id });
     }
-    let (first, nr_pages) = (phys_pfn(r.start), phys_pfn(r.size));
-    let stride = if r.altmap { PAGES_PER_SECTION } else { PAGES_PER_SUBSECTION };
-    let mut altmap = altmap_for(first, nr_pages);
-    altmap.alloc = altmap.free;
+    let (start, end) = r.mapped();
+    let (first, nr_pages) = (phys_pfn(start), phys_pfn(end - start));
+    let mut altmap = r.altmap();
+    let stride = if altmap.is_some() { PAGES_PER_SECTION } else { PAGES_PER_SUBSECTION };
+    if let Some(a) = altmap.as_mut() {
+        a.alloc = a.free;
+    }
     for pfn in (0..nr_pages / stride).rev().map(|i| first + i * stride) {
         release_pages(pfn, stride);
         let mut s = SPARSE.lock();
-        s.remove_pages(pfn, stride, r.altmap.then_some(&mut altmap)).map_err(PmemError::Sparse)?;
+        s.remove_pages(pfn, stride, altmap.as_mut()).map_err(PmemError::Sparse)?;
         drop(s);
         physmap::unmap(pfn_phys(pfn), pfn_phys(stride));
         let nr = pfn_to_section_nr(pfn);
         step(nr, &section_line(nr));
     }
-    log::info!("pmem: {} {} removed", r.name(), MemRange(r.start, r.end()));
+    log::info!("pmem: {} {} removed", r.name(), MemRange(start, end));
     let mut regions = REGIONS.lock();
     regions[id].state = State::Offline;
     Ok(regions[id].clone())
@@ -291,11 +359,197 @@ pub fn check_range(start: u64, size: u64) -> Result<(), PmemError> {
     Ok(())
 }
 
-/// The altmap for a range of whole sections: its first pages, enough for
-/// its memmap, in whole 2 MiB pieces.
-fn altmap_for(first: Pfn, nr_pages: u64) -> Altmap {
-    let memmap_pages = (nr_pages * 64).div_ceil(4096).next_multiple_of(PAGES_PER_SUBSECTION);
-    Altmap { base_pfn: first, reserve: 0, free: memmap_pages, alloc: 0 }
+/// A memmap that is not on the device (raw, `map=mem`, less than whole
+/// sections) lives in System RAM: refuse a namespace whose memmap would
+/// take more than a sixteenth of it.
+fn check_memmap_fits(r: &Region) -> Result<(), PmemError> {
+    if r.has_altmap() {
+        return Ok(());
+    }
+    let memmap = phys_pfn(r.size) * core::mem::size_of::<mm::page::Page>() as u64;
+    let ram = MEMBLOCK.lock().memory.total();
+    if memmap > ram / 16 {
+        return Err(PmemError::MemmapInRam { id: r.id, memmap, ram });
+    }
+    Ok(())
+}
+
+fn region(id: usize) -> Result<Region, PmemError> {
+    REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })
+}
+
+/// The physical-memory map's address of `phys`.
+fn virt(phys: u64) -> u64 {
+    crate::init::mappings().expect("recorded at boot").physical_memory_offset + phys
+}
+
+/// Runs `f` on the info block's 4 KiB of `r` in the physical-memory map,
+/// mapping the namespace's first 2 MiB for the time of the call when the
+/// region is not added.
+fn with_info_block<T>(
+    r: &Region,
+    f: impl FnOnce(&mut [u8; INFO_SIZE]) -> T,
+) -> Result<T, PmemError> {
+    physmap::map(r.start, SUBSECTION).map_err(|addr| PmemError::Map { addr })?;
+    let at = virt(r.start + INFO_OFFSET);
+    // SAFETY: `[at, at + 4 KiB)` lies in the namespace's first 2 MiB, mapped
+    // just above; the region belongs to this driver and nothing else holds
+    // a reference into its info-block area (the memmap starts at 8 KiB).
+    let block = unsafe { &mut *(at as *mut [u8; INFO_SIZE]) };
+    let t = f(block);
+    // SAFETY: the 4 KiB were mapped above.
+    unsafe { crate::arch::cpu::flush_cache_range(at, INFO_SIZE as u64) };
+    if r.state != State::Added {
+        physmap::unmap(r.start, SUBSECTION);
+    }
+    Ok(t)
+}
+
+/// `nd_pfn_probe`: reads namespace `id`'s info block and adopts its layout
+/// when it is valid; otherwise the namespace is raw. Writes nothing.
+pub fn probe(id: usize) -> Result<Option<Layout>, PmemError> {
+    let r = region(id)?;
+    let block = with_info_block(&r, |b| *b)?;
+    let ns = r.namespace();
+    let layout = match nd_pfn::validate(&block, r.start, r.size) {
+        Ok(Some(l)) => {
+            log::info!("pmem: {ns}: {}", Described(&l));
+            Some(l)
+        }
+        Ok(None) => {
+            log::info!("pmem: {ns}: no info block at offset 0x1000: raw");
+            None
+        }
+        Err(e) => {
+            log::warn!("pmem: {ns}: bad info block at offset 0x1000: {e}; raw, nothing written");
+            None
+        }
+    };
+    REGIONS.lock()[id].layout = layout;
+    Ok(layout)
+}
+
+/// One line for an info block's layout.
+struct Described<'a>(&'a Layout);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = self.0;
+        let (ds, de) = l.data();
+        write!(
+            f,
+            "{} info block v{}.{}: map {}, align {:#x}, dataoff {:#x}, npfns {}, data {} ({} bytes)",
+            l.kind().name(),
+            l.sb.version_major,
+            l.sb.version_minor,
+            l.mode().map_name(),
+            l.align(),
+            l.sb.dataoff,
+            l.sb.npfns,
+            MemRange(ds, de),
+            de - ds
+        )
+    }
+}
+
+/// A namespace personality for [`set_mode`]: `None` is raw.
+pub type Mode = Option<(Kind, PfnMode, u64)>;
+
+/// A random (version 4) uuid for a new info block.
+fn new_uuid(r: &Region) -> [u8; 16] {
+    let mut x = crate::arch::time::uptime_us() ^ r.start.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        // splitmix64
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut u = [0u8; 16];
+    u[..8].copy_from_slice(&next().to_le_bytes());
+    u[8..].copy_from_slice(&next().to_le_bytes());
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
+/// `ndctl create-namespace -f -e namespaceN.0 -m MODE`: removes region
+/// `id` if it is added, writes its new info block (for raw, clears an info
+/// block that is there; a namespace without one is not written at all),
+/// then adds it again in the new mode, calling `step` as [`add`] and
+/// [`remove`] do. Refusals (no region, a layout that cannot be made, a
+/// memmap that would not fit) come before anything changes.
+pub fn set_mode(
+    id: usize,
+    mode: Mode,
+    step: &mut dyn FnMut(u64, &str),
+) -> Result<Region, PmemError> {
+    let r = region(id)?;
+    let layout = match mode {
+        Some((kind, map, align)) => Some(
+            nd_pfn::init(kind, map, r.start, r.size, align, new_uuid(&r))
+                .map_err(PmemError::Layout)?,
+        ),
+        None => None,
+    };
+    check_memmap_fits(&Region { layout, ..r.clone() })?;
+    if r.state == State::Added {
+        remove(id, step)?;
+    }
+    let ns = r.namespace();
+    let r = region(id)?;
+    with_info_block(&r, |block| match layout {
+        Some(l) => {
+            *block = l.sb.to_bytes();
+            log::info!("pmem: {ns}: wrote {}", Described(&l));
+        }
+        None if nd_pfn::validate(block, r.start, r.size) != Ok(None) => {
+            block.fill(0);
+            log::info!("pmem: {ns}: cleared the info block at offset 0x1000: raw");
+        }
+        None => log::info!("pmem: {ns}: no info block to clear: raw, nothing written"),
+    })?;
+    REGIONS.lock()[id].layout = layout;
+    add(id, step)
+}
+
+/// Checks `[offset, offset + len)` against region `id`'s data area and
+/// returns its physical address; the region must be added.
+fn data_at(id: usize, offset: u64, len: u64) -> Result<u64, PmemError> {
+    let r = region(id)?;
+    if r.state != State::Added {
+        return Err(PmemError::NotAdded { id });
+    }
+    let (ds, de) = r.data();
+    let size = de - ds;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(ds + offset),
+        _ => Err(PmemError::Bounds { offset, len, size }),
+    }
+}
+
+/// `len` bytes of region `id`'s data area from `offset`.
+pub fn read(id: usize, offset: u64, len: u64) -> Result<Vec<u8>, PmemError> {
+    let phys = data_at(id, offset, len)?;
+    let mut out = alloc::vec![0u8; len as usize];
+    // SAFETY: `data_at` checked that the bytes lie in an added region's
+    // data area, which the driver keeps mapped while the region is added.
+    unsafe { core::ptr::copy_nonoverlapping(virt(phys) as *const u8, out.as_mut_ptr(), out.len()) };
+    Ok(out)
+}
+
+/// Writes `bytes` to region `id`'s data area at `offset` and flushes them
+/// to the device.
+pub fn write(id: usize, offset: u64, bytes: &[u8]) -> Result<(), PmemError> {
+    let phys = data_at(id, offset, bytes.len() as u64)?;
+    // SAFETY: as in `read`; the data area holds no kernel structure (the
+    // memmap is below `dataoff`), so writing it breaks no invariant.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), virt(phys) as *mut u8, bytes.len());
+        crate::arch::cpu::flush_cache_range(virt(phys), bytes.len() as u64);
+    }
+    Ok(())
 }
 
 /// `memmap_init_zone_device`: the pages join ZONE_DEVICE with their pgmap.
@@ -327,16 +581,19 @@ fn taint_partial_sections(first: Pfn, nr_pages: u64, pfn: Pfn) {
     }
 }
 
-/// Undoes the first `nr_pages` of an add that failed part way.
-fn undo(first: Pfn, nr_pages: u64, altmap: bool) {
+/// Undoes the first `nr_pages` of an add of `r` that failed part way.
+fn undo(r: &Region, nr_pages: u64) {
     if nr_pages == 0 {
         return;
     }
+    let first = phys_pfn(r.mapped().0);
     physmap::unmap(pfn_phys(first), pfn_phys(nr_pages));
     release_pages(first, nr_pages);
-    let mut a = altmap_for(first, nr_pages);
-    a.alloc = a.free;
-    if let Err(e) = SPARSE.lock().remove_pages(first, nr_pages, altmap.then_some(&mut a)) {
+    let mut altmap = r.altmap();
+    if let Some(a) = altmap.as_mut() {
+        a.alloc = a.free;
+    }
+    if let Err(e) = SPARSE.lock().remove_pages(first, nr_pages, altmap.as_mut()) {
         log::error!("pmem: undoing a failed add: {e}");
     }
 }

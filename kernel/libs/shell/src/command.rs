@@ -46,6 +46,22 @@ pub enum Command {
         /// Print each section's line as its sub-sections are added.
         step: bool,
     },
+    /// `pmem mode REGION raw|fsdax|devdax [--align A] [--map mem|dev]`:
+    /// rewrite the namespace's info block and add it again in that mode
+    /// (`ndctl create-namespace -f -e namespaceN.0 -m MODE`).
+    PmemMode {
+        region: usize,
+        mode: NsMode,
+        /// `--align` (fsdax and devdax; default 2M).
+        align: Option<u64>,
+        /// `--map` (fsdax and devdax; default dev).
+        map: Option<MapArg>,
+    },
+    /// `pmem read REGION OFFSET LEN`: a hex and ASCII dump of the data area.
+    PmemRead { region: usize, offset: u64, len: u64 },
+    /// `pmem write REGION OFFSET TEXT`: write TEXT (its words joined by one
+    /// space) to the data area.
+    PmemWrite { region: usize, offset: u64, text: String },
     /// `memory`: the memory blocks and their state.
     Memory,
     /// `memory probe ADDR`: hot-add the memory block at ADDR (RAM withheld
@@ -68,6 +84,26 @@ pub enum Command {
     /// `poweroff`: power the machine off.
     Poweroff,
 }
+
+/// A namespace mode, as ndctl names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsMode {
+    Raw,
+    Fsdax,
+    Devdax,
+}
+
+/// Where an fsdax or devdax namespace keeps its memmap (ndctl `--map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapArg {
+    /// In System RAM.
+    Mem,
+    /// On the device, below the data.
+    Dev,
+}
+
+/// The most `pmem read` dumps at once.
+pub const PMEM_READ_MAX: u64 = 4096;
 
 /// What `memory` does to a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,10 +268,14 @@ pub const COMMANDS: &[CommandInfo] = &[
     info("nfit", "nfit", "the NFIT: persistent-memory ranges described by firmware"),
     info(
         "pmem",
-        "pmem\npmem remove REGION\npmem add REGION [--step]",
-        "persistent-memory regions and their state\n\
+        "pmem\npmem remove REGION\npmem add REGION [--step]\npmem mode REGION MODE\n\
+         pmem read REG OFF LEN\npmem write REG OFF TEXT",
+        "regions and namespaces as ndctl list: mode, map, size, layout\n\
          hot-remove a region (REGION: regionN or N)\n\
-         hot-add a region; --step prints each section's map as it fills in",
+         hot-add a region; --step prints each section's map as it fills in\n\
+         re-add REGION as raw|fsdax|devdax [--align 4K|2M|1G] [--map mem|dev]\n\
+         hex dump of the data area (OFF from its start, LEN up to 4096)\n\
+         write TEXT to the data area of an added region",
     ),
     info(
         "memory",
@@ -313,6 +353,35 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
             Command::PmemRemove { region: region(command, only_arg(command, "REGION", rest)?)? }
         }
         ("pmem", ["add", rest @ ..]) => pmem_add(rest)?,
+        ("pmem", ["mode", rest @ ..]) => pmem_mode(rest)?,
+        ("pmem", ["read", rest @ ..]) => {
+            let command = "pmem read";
+            match rest {
+                [r, off, len] => {
+                    let len = memparse(len)
+                        .filter(|&l| (1..=PMEM_READ_MAX).contains(&l))
+                        .ok_or(BadArgument { command, arg: len, expected: "LEN from 1 to 4096" })?;
+                    Command::PmemRead {
+                        region: region(command, r)?,
+                        offset: offset(command, off)?,
+                        len,
+                    }
+                }
+                [_, _, _, arg, ..] => return Err(Extra { command, arg }),
+                _ => return Err(Missing { command, expected: "REGION OFFSET LEN" }),
+            }
+        }
+        ("pmem", ["write", rest @ ..]) => {
+            let command = "pmem write";
+            match rest {
+                [r, off, text @ ..] if !text.is_empty() => Command::PmemWrite {
+                    region: region(command, r)?,
+                    offset: offset(command, off)?,
+                    text: text.join(" "),
+                },
+                _ => return Err(Missing { command, expected: "REGION OFFSET TEXT" }),
+            }
+        }
         ("memory", []) => Command::Memory,
         ("memory", ["probe", rest @ ..]) => {
             let command = "memory probe";
@@ -340,7 +409,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
             });
         }
         ("pmem", [arg, ..]) => {
-            return Err(UnknownSubcommand { command, arg, expected: "remove or add" });
+            return Err(UnknownSubcommand {
+                command,
+                arg,
+                expected: "remove, add, mode, read or write",
+            });
         }
         ("help" | "sections" | "pfn" | "acpidump", [_, arg, ..]) => {
             return Err(Extra { command, arg });
@@ -374,6 +447,56 @@ fn pmem_add<'a>(args: &[&'a str]) -> Result<Command, CommandError<'a>> {
     }
     let region = found.ok_or(CommandError::Missing { command, expected: "REGION" })?;
     Ok(Command::PmemAdd { region, step })
+}
+
+fn offset<'a>(command: &'static str, arg: &'a str) -> Result<u64, CommandError<'a>> {
+    memparse(arg).ok_or(CommandError::BadArgument { command, arg, expected: "OFFSET" })
+}
+
+/// `pmem mode` arguments: a region, a mode, then `--align A` and `--map
+/// mem|dev` in any order (fsdax and devdax only).
+fn pmem_mode<'a>(args: &[&'a str]) -> Result<Command, CommandError<'a>> {
+    use CommandError::*;
+    let command = "pmem mode";
+    let (r, m, rest) = match args {
+        [r, m, rest @ ..] => (r, m, rest),
+        _ => return Err(Missing { command, expected: "REGION raw|fsdax|devdax" }),
+    };
+    let region = region(command, r)?;
+    let mode = match *m {
+        "raw" => NsMode::Raw,
+        "fsdax" => NsMode::Fsdax,
+        "devdax" => NsMode::Devdax,
+        _ => return Err(BadArgument { command, arg: m, expected: "raw, fsdax or devdax" }),
+    };
+    let (mut align, mut map) = (None, None);
+    let mut it = rest.iter();
+    while let Some(&flag) = it.next() {
+        let expected = match flag {
+            "--align" => "4K, 2M or 1G",
+            "--map" => "mem or dev",
+            _ => return Err(BadArgument { command, arg: flag, expected: "--align or --map" }),
+        };
+        if mode == NsMode::Raw {
+            return Err(BadArgument { command, arg: flag, expected: "no option for raw" });
+        }
+        let &value = it.next().ok_or(Missing { command, expected })?;
+        let bad = BadArgument { command, arg: value, expected };
+        match flag {
+            "--align" if align.is_none() => {
+                align = Some(memparse(value).filter(|&a| a > 0).ok_or(bad)?);
+            }
+            "--map" if map.is_none() => {
+                map = Some(match value {
+                    "mem" => MapArg::Mem,
+                    "dev" => MapArg::Dev,
+                    _ => return Err(bad),
+                });
+            }
+            _ => return Err(BadArgument { command, arg: flag, expected: "each option once" }),
+        }
+    }
+    Ok(Command::PmemMode { region, mode, align, map })
 }
 
 /// The one argument of a subcommand that takes exactly one (`expected`
@@ -439,6 +562,26 @@ mod tests {
             ("pmem add region1", PmemAdd { region: 1, step: false }),
             ("pmem add region1 --step", PmemAdd { region: 1, step: true }),
             ("pmem add --step 2", PmemAdd { region: 2, step: true }),
+            (
+                "pmem mode region0 fsdax",
+                PmemMode { region: 0, mode: NsMode::Fsdax, align: None, map: None },
+            ),
+            (
+                "pmem mode 1 devdax --map mem --align 1G",
+                PmemMode {
+                    region: 1,
+                    mode: NsMode::Devdax,
+                    align: Some(1 << 30),
+                    map: Some(MapArg::Mem),
+                },
+            ),
+            ("pmem mode 0 raw", PmemMode { region: 0, mode: NsMode::Raw, align: None, map: None }),
+            ("pmem read region0 0 64", PmemRead { region: 0, offset: 0, len: 64 }),
+            ("pmem read 0 0x1000 4096", PmemRead { region: 0, offset: 4096, len: 4096 }),
+            (
+                "pmem write region0 16 hello   from tessera",
+                PmemWrite { region: 0, offset: 16, text: "hello from tessera".into() },
+            ),
             ("memory", Memory),
             ("memory probe 0x100000000", MemoryProbe { addr: 1 << 32 }),
             ("memory probe 4G", MemoryProbe { addr: 1 << 32 }),
@@ -485,7 +628,34 @@ mod tests {
             ("pfn 0xzz", "pfn: bad argument '0xzz': expected ADDR or #PFN"),
             ("pfn #", "pfn: bad argument '#': expected ADDR or #PFN"),
             ("pfn 1 2", "pfn: unexpected argument '2'"),
-            ("pmem foo", "pmem: unknown subcommand 'foo': expected remove or add"),
+            (
+                "pmem foo",
+                "pmem: unknown subcommand 'foo': expected remove, add, mode, read or write",
+            ),
+            ("pmem mode", "pmem mode: missing argument: REGION raw|fsdax|devdax"),
+            (
+                "pmem mode 0 sector",
+                "pmem mode: bad argument 'sector': expected raw, fsdax or devdax",
+            ),
+            (
+                "pmem mode 0 raw --align 2M",
+                "pmem mode: bad argument '--align': expected no option for raw",
+            ),
+            ("pmem mode 0 fsdax --align", "pmem mode: missing argument: 4K, 2M or 1G"),
+            ("pmem mode 0 fsdax --align x", "pmem mode: bad argument 'x': expected 4K, 2M or 1G"),
+            ("pmem mode 0 fsdax --map ram", "pmem mode: bad argument 'ram': expected mem or dev"),
+            (
+                "pmem mode 0 fsdax --map mem --map dev",
+                "pmem mode: bad argument '--map': expected each option once",
+            ),
+            ("pmem mode 0 fsdax 2M", "pmem mode: bad argument '2M': expected --align or --map"),
+            ("pmem read 0 0", "pmem read: missing argument: REGION OFFSET LEN"),
+            ("pmem read 0 0 0", "pmem read: bad argument '0': expected LEN from 1 to 4096"),
+            ("pmem read 0 0 4097", "pmem read: bad argument '4097': expected LEN from 1 to 4096"),
+            ("pmem read 0 x 16", "pmem read: bad argument 'x': expected OFFSET"),
+            ("pmem read 0 0 16 1", "pmem read: unexpected argument '1'"),
+            ("pmem write 0 0", "pmem write: missing argument: REGION OFFSET TEXT"),
+            ("pmem write r 0 hi", "pmem write: bad region 'r': expected regionN"),
             ("pmem remove", "pmem remove: missing argument: REGION"),
             ("pmem remove regionx", "pmem remove: bad region 'regionx': expected regionN"),
             ("pmem remove region", "pmem remove: bad region 'region': expected regionN"),
@@ -517,8 +687,8 @@ mod tests {
     #[test]
     fn help() {
         let all = help_lines(None).unwrap();
-        // pmem has 3 forms, memory 5.
-        assert_eq!(all.len(), COMMANDS.len() + 2 + 4);
+        // pmem has 6 forms, memory 5.
+        assert_eq!(all.len(), COMMANDS.len() + 5 + 4);
         let column = all[0].find("list").unwrap();
         for line in &all {
             assert!(line.starts_with("  ") && line.len() <= 100, "{line}");
@@ -530,7 +700,7 @@ mod tests {
             let lines = help_lines(Some(c.name)).unwrap();
             assert!(!lines.is_empty() && lines.iter().all(|l| all.contains(l)));
         }
-        assert_eq!(help_lines(Some("pmem")).unwrap().len(), 3);
+        assert_eq!(help_lines(Some("pmem")).unwrap().len(), 6);
         assert!(help_lines(Some("sections")).unwrap()[0].starts_with(
             "  sections [N|all]           sub-section maps of present sections, with a 64-character"
         ));

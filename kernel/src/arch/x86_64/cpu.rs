@@ -24,3 +24,24 @@ pub fn halt_loop() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// Writes the cache lines of `[virt, virt + len)` back to memory
+/// (`clflush` each line, then `sfence`), so that stores to persistent
+/// memory reach the device before the caller goes on, as Linux's
+/// `arch_wb_cache_pmem` does.
+///
+/// # Safety
+///
+/// `[virt, virt + len)` must be mapped.
+pub unsafe fn flush_cache_range(virt: u64, len: u64) {
+    const LINE: u64 = 64;
+    let mut at = virt & !(LINE - 1);
+    while at < virt + len {
+        // SAFETY: the caller guarantees the range is mapped; clflush only
+        // writes a line back, it changes no data.
+        unsafe { core::arch::x86_64::_mm_clflush(at as *const u8) };
+        at += LINE;
+    }
+    // SAFETY: sfence has no memory operands.
+    unsafe { core::arch::x86_64::_mm_sfence() };
+}
