@@ -129,8 +129,9 @@ pub fn layout(kind: Kind, base: u64, size: u64) -> Layout {
 pub struct Device {
     pub size: u64,
     pub base: u64,
-    /// The info block the host wrote, if any.
-    pub block: Option<[u8; INFO_SIZE]>,
+    /// Bytes over the pattern (device offset, bytes): the info block the
+    /// host wrote, and what a boot was seen to write.
+    pub overlays: Vec<(u64, Vec<u8>)>,
     /// Whether only the windows hold the pattern (the rest is a hole).
     pub sparse: bool,
 }
@@ -147,22 +148,21 @@ impl Device {
         w
     }
 
-    /// The valid layout of the block the host wrote.
+    /// The valid layout of the info block over the pattern, if any.
     pub fn layout(&self) -> Option<Layout> {
-        let b = self.block.as_ref()?;
-        nd_pfn::validate(b, self.base, self.size).ok().flatten()
+        let b = self.expected(INFO_OFFSET, INFO_SIZE).try_into().expect("INFO_SIZE bytes");
+        nd_pfn::validate(&b, self.base, self.size).ok().flatten()
     }
 
-    /// What the host wrote at `[offset, offset + len)`.
+    /// What the device should hold at `[offset, offset + len)`.
     pub fn expected(&self, offset: u64, len: usize) -> Vec<u8> {
-        let mut v = pattern(offset, len);
-        if let Some(b) = &self.block {
-            let (s, e) = (INFO_OFFSET, INFO_OFFSET + INFO_SIZE as u64);
-            for (i, byte) in v.iter_mut().enumerate() {
-                let at = offset + i as u64;
-                if (s..e).contains(&at) {
-                    *byte = b[(at - s) as usize];
-                }
+        let mut v = pattern(offset - offset % 8, len + (offset % 8) as usize);
+        v.drain(..(offset % 8) as usize);
+        let end = offset + len as u64;
+        for (at, bytes) in &self.overlays {
+            let (s, e) = (*at, at + bytes.len() as u64);
+            for o in s.max(offset)..e.min(end) {
+                v[(o - offset) as usize] = bytes[(o - s) as usize];
             }
         }
         v
@@ -180,7 +180,8 @@ pub fn create(path: &Path, base: u64, size: u64, format: Format) -> Result<Devic
         Format::Pfn(kind) => Some(layout(kind, base, size).sb.to_bytes()),
         Format::Corrupt(c) => Some(c.block(&layout(Kind::Fsdax, base, size))),
     };
-    let dev = Device { size, base, block, sparse };
+    let overlays = block.map(|b| (INFO_OFFSET, b.to_vec())).into_iter().collect();
+    let dev = Device { size, base, overlays, sparse };
     f.set_len(size).map_err(err)?;
     let ranges = if sparse { dev.windows() } else { vec![(0, size)] };
     for (s, e) in ranges {

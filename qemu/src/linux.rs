@@ -10,8 +10,6 @@
 //!
 //! The kernel runs with `quiet`: only errors reach the console while it
 //! boots, so a script that wants the kernel's messages runs `dmesg`.
-// The test harness calls this module; until then it is only tested here.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -43,8 +41,6 @@ pub struct Kit {
     pub version: String,
     /// The static busybox.
     pub busybox: PathBuf,
-    /// `lib/modules/<version>`.
-    pub modules_dir: PathBuf,
     /// The modules `/init` loads, dependencies first (`.ko`, or `.ko.xz`
     /// that the initramfs gets decompressed).
     pub modules: Vec<PathBuf>,
@@ -71,7 +67,7 @@ pub fn kit() -> Result<Kit, String> {
     let version = name.trim_start_matches("vmlinuz-").to_string();
     let modules_dir = root.join("lib/modules").join(&version);
     let modules = resolve(&modules_dir, MODULES)?;
-    Ok(Kit { vmlinuz, version, busybox: root.join("bin/busybox"), modules_dir, modules })
+    Ok(Kit { vmlinuz, version, busybox: root.join("bin/busybox"), modules })
 }
 
 /// Runs a command; its last line of error output on failure.

@@ -20,6 +20,7 @@ mod fuzz;
 mod linux;
 mod machine;
 mod malformed;
+mod persist;
 mod profile;
 mod report;
 mod screen;
@@ -185,7 +186,7 @@ fn cmd_run(f: Flags) -> Result<bool, String> {
 /// QEMU arguments for a 256 MiB NVDIMM backed by a file (`{file}` is
 /// replaced by a path under `target/qemu/`); its memory size must be given
 /// with slots and maxmem, e.g. `2G,slots=2,maxmem=8G`.
-const NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=256M -device nvdimm,id=nvdimm0,memdev=nv0";
+pub(crate) const NVDIMM_ARGS: &str = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path={file},size=256M -device nvdimm,id=nvdimm0,memdev=nv0";
 
 /// A machine a test binary boots on: a name (empty: the binary's own),
 /// QEMU `-m`, kernel options, extra QEMU arguments.
@@ -277,6 +278,17 @@ fn boot_and_count(
     // the tables reach the kernel the same way under both firmwares).
     if name == "sparsemem" && profile.name == "bios" {
         runs.extend(hostile_runs()?);
+    }
+    // Damaged info blocks: each reported in one line, the namespace raw and
+    // the device untouched (the run's device check), the model checks pass.
+    if name == "pmem" && profile.name == "bios" {
+        runs.extend(device::Corruption::ALL.iter().map(|c| TestRun {
+            variant: format!("nvdimm-{}", c.name()),
+            mem: "2G,slots=2,maxmem=8G",
+            cmdline: "nopmem",
+            extra: NVDIMM_ARGS.into(),
+            expect: &[],
+        }));
     }
     for run in runs {
         let name = if run.variant.is_empty() {
@@ -472,6 +484,11 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
         }
         if filter.is_none_or(|flt| format!("shell::{}", p.name).contains(flt)) {
             let (a, b) = shell_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        if !p.usb && filter.is_none_or(|flt| format!("persist::{}", p.name).contains(flt)) {
+            let (a, b) = persist::run(&kernel, p, timeout)?;
             passed += a;
             failed += b;
         }
