@@ -178,6 +178,10 @@ fn regions_come_from_the_nfit_they_should() {
             // memmap=nn!ss or the default range: type 12, inside a RAM section.
             Origin::Emulated { legacy, .. } => {
                 assert!(!opts.nopmem, "no emulation with nopmem");
+                // The default range comes from the RAM mem= leaves.
+                if let Some(limit) = opts.mem_limit {
+                    assert!(r.end() <= limit, "{r} above mem={limit:#x}");
+                }
                 assert!(legacy && !r.has_altmap(), "{r}");
             }
         }

@@ -88,7 +88,7 @@ impl Corruption {
         match self {
             Corruption::Checksum => "bad checksum",
             Corruption::Signature => "unknown signature \"NVDIMM_PFN_INFX\"",
-            Corruption::DataoffBeyond => "is beyond the namespace",
+            Corruption::DataoffBeyond => "dataoff 0x10200000 is beyond the namespace",
             Corruption::NpfnsTooLarge => "npfns 64001 is more than the 64000 pages",
             Corruption::Align => "align 0x300000 is not a supported power of two",
             Corruption::MajorVersion => "version 2.4: only major version 1 is known",
@@ -360,7 +360,7 @@ mod tests {
         for c in Corruption::ALL {
             let l = layout(Kind::Fsdax, NVDIMM_BASE, 256 << 20);
             let e = nd_pfn::validate(&c.block(&l), NVDIMM_BASE, 256 << 20).unwrap_err();
-            assert!(e.to_string().contains(c.reason()), "{}: {e}", c.name());
+            assert!(e.to_string().starts_with(c.reason()), "{}: {e}", c.name());
         }
     }
 }

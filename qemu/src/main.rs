@@ -279,6 +279,19 @@ fn boot_and_count(
     if name == "sparsemem" && profile.name == "bios" {
         runs.extend(hostile_runs()?);
     }
+    // mem= alone: the default emulated range comes from the RAM that
+    // remains, and says why it is there.
+    if name == "pmem" {
+        runs.push(TestRun {
+            variant: "mem1G".into(),
+            mem: "2G",
+            cmdline: "mem=1G",
+            extra: String::new(),
+            expect: &[
+                "pmem: no memmap=nn!ss option: emulating [mem 0x000000003a000000-0x000000003bffffff] (32 MiB) as persistent memory, in the highest 128 MiB section of free RAM below mem=0x40000000; nopmem turns this off",
+            ],
+        });
+    }
     // Damaged info blocks: each reported in one line, the namespace raw and
     // the device untouched (the run's device check), the model checks pass.
     if name == "pmem" && profile.name == "bios" {

@@ -203,8 +203,10 @@ fn tessera_first(
     match kit {
         Ok(kit) => {
             let script = match kind {
+                // The pfn device Linux binds at boot is pfn0.0 or pfn0.1
+                // (its seed races the probe): the one with a driver.
                 Kind::Fsdax => format!(
-                    "d=/sys/bus/nd/devices/pfn0.0\n\
+                    "for d in /sys/bus/nd/devices/pfn0.*; do [ -e $d/driver ] && break; done\n\
                      for a in align resource size; do echo \"$a=$(cat $d/$a)\"; done\n\
                      echo \"text=$(dd if=/dev/pmem0 bs={} count=1 2>/dev/null)\"\n",
                     text.len()

@@ -64,18 +64,26 @@ pub fn maps() -> Option<&'static Maps> {
 
 /// The emulated persistent range when no option names one (see
 /// [`usermap::default_pmem_range`] for the rule), as the `memmap=` option
-/// that would ask for it; `nopmem` when no section qualifies.
-fn default_pmem(bios: &[Entry], in_use: &[(u64, u64)]) -> Opt {
-    match usermap::default_pmem_range(bios, in_use) {
+/// that would ask for it; `nopmem` when no section qualifies. `map` is the
+/// user map after the other options (`mem=`, `memmap=`), so the range comes
+/// from the RAM that remains.
+fn default_pmem(map: &[Entry], in_use: &[(u64, u64)], mem: Option<u64>) -> Opt {
+    let limit = mem.map_or(alloc::string::String::new(), |m| alloc::format!(" below mem={m:#x}"));
+    match usermap::default_pmem_range(map, in_use) {
         Some((start, size)) => {
             log::info!(
-                "pmem: no memmap=nn!ss option: emulating {} as persistent memory (nopmem: none)",
-                e820::MemRange(start, start + size)
+                "pmem: no memmap=nn!ss option: emulating {} ({} MiB) as persistent memory, \
+                 in the highest 128 MiB section of free RAM{limit}; nopmem turns this off",
+                e820::MemRange(start, start + size),
+                size >> 20
             );
             Opt::Memmap { size, start, kind: MemmapKind::Persistent }
         }
         None => {
-            log::info!("pmem: no whole free section of RAM to emulate persistent memory in");
+            log::info!(
+                "pmem: no memmap=nn!ss option and no 128 MiB section of free RAM{limit}: \
+                 no persistent memory emulated"
+            );
             Opt::NoPmem
         }
     }
@@ -99,7 +107,14 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
             .map(|r| (r.start, r.end))
             .collect();
         if !asked {
-            opts.push(default_pmem(&bios, &in_use));
+            // Where the other options leave RAM, without their messages
+            // (the real pass below prints them once).
+            let trial = usermap::apply(&bios, opts.clone(), |_| {});
+            let mem = opts.iter().rev().find_map(|o| match o {
+                Opt::Mem(m) => Some(*m),
+                _ => None,
+            });
+            opts.push(default_pmem(&trial.map, &in_use, mem));
         }
         let user = usermap::apply(&bios, opts, |e| log::warn!("{e}; ignored"));
         if user.userdef {
