@@ -146,6 +146,9 @@ fn an_altmap_region_holds_its_memmap_between_info_block_and_dataoff() {
             let at = memmap_phys(pfn);
             assert!((ms..me).contains(&at), "{at:#x} not in [{ms:#x}, {me:#x}) for {r}");
         }
+        // Where Linux puts it: one 2 MiB block per section, the first on
+        // the first 2 MiB boundary after the 8 KiB reserve.
+        assert_eq!(memmap_phys(phys_pfn(r.start)), ms.next_multiple_of(SUB), "{r}");
         let free: u64 = ZONES.iter().map(|&z| page_alloc::nr_free(z)).sum();
         assert!(free > 0);
     }

@@ -80,6 +80,12 @@ fn tessera(
     let b = machine::boot_captured(p, m, tag, timeout, false, &steps)?;
     let v = report::verdict(b.ending, &b.log, &b.stderr);
     let answers = b.log.split(PROMPT).skip(1).map(String::from).collect();
+    // Every boot on the device is also clean: no error line.
+    let error = b.log.lines().find(|l| l.contains("] error: ")).unwrap_or_default().to_string();
+    let v = match (v, error.is_empty()) {
+        (Verdict::Pass, false) => Verdict::Fail(format!("logged {error:?}")),
+        (v, _) => v,
+    };
     Ok((b.log, answers, v))
 }
 

@@ -301,6 +301,7 @@ impl SparseBackend for KernelBackend {
         let reuse = self.vmemmap.sections.get(&nr).is_some_and(|s| s.huge.is_some());
         if !reuse && nr_pages == PAGES_PER_SECTION {
             // A whole section: one 2 MiB page, from the altmap if given.
+            let alloc_before = altmap.as_deref().map(|a| a.alloc);
             let block = match altmap.as_deref_mut() {
                 Some(a) => a.alloc_pages(512, 512).map(|p| (pfn_phys(p), Source::Altmap)),
                 None => self.alloc_block(9),
@@ -308,8 +309,11 @@ impl SparseBackend for KernelBackend {
             if let Some((phys, source)) = block {
                 if self.map(virt, phys, MapSize::Size2M) {
                     self.vmemmap.sections.entry(nr).or_default().huge = Some((phys, source));
-                } else if let (Source::Altmap, Some(a)) = (source, altmap.as_deref_mut()) {
-                    a.alloc -= 512;
+                } else if let (Source::Altmap, Some(a), Some(before)) =
+                    (source, altmap.as_deref_mut(), alloc_before)
+                {
+                    // The block and the padding before it go back.
+                    a.alloc = before;
                 } else {
                     self.free_block(phys, 9, source);
                 }
@@ -373,7 +377,19 @@ impl SparseBackend for KernelBackend {
                 }
             }
             Some(_) => {}
-            None => self.unmap_base_pages(virt, virt + nr_pages * PAGE_DESC, altmap),
+            None => {
+                self.unmap_base_pages(virt, virt + nr_pages * PAGE_DESC, altmap);
+                // The section's last 4 KiB pages went: free their table, so
+                // that a whole-section add can map one 2 MiB page there.
+                // SAFETY: the section's 2 MiB of vmemmap belong to this
+                // module, which holds the section table's lock.
+                if mask == 0
+                    && let Some(table) = unsafe { paging::free_empty_table(self.phys_offset, virt) }
+                {
+                    self.free_block(table, 0, Source::Buddy);
+                    self.pgtable_pages -= 1;
+                }
+            }
         }
     }
 

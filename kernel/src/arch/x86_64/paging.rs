@@ -118,6 +118,44 @@ fn map_error<S: x86_64::structures::paging::PageSize>(e: MapToError<S>, virt: u6
     }
 }
 
+/// Takes the level-1 table that maps the 2 MiB around `virt` out of the
+/// tables when none of its entries is in use, and returns its frame for the
+/// caller to free; `None` (nothing changes) otherwise. A 2 MiB page can
+/// then be mapped there again, as Linux's `remove_pagetable` frees empty
+/// vmemmap tables.
+///
+/// # Safety
+///
+/// The caller must own the 2 MiB of address space at `virt` (no other
+/// code maps pages into it meanwhile).
+pub unsafe fn free_empty_table(phys_offset: u64, virt: u64) -> Option<u64> {
+    use x86_64::structures::paging::PageTableFlags as F;
+    with_mapper(phys_offset, |pt| {
+        let v = VirtAddr::new(virt);
+        let table_at = |entry: &x86_64::structures::paging::page_table::PageTableEntry| {
+            let f = entry.flags();
+            (f.contains(F::PRESENT) && !f.contains(F::HUGE_PAGE))
+                .then(|| (phys_offset + entry.addr().as_u64()) as *mut PageTable)
+        };
+        let l3 = table_at(&pt.level_4_table()[v.p4_index()])?;
+        // SAFETY: a present, non-huge entry points to a page table, reachable
+        // through the physical-memory map; PAGING is held by `with_mapper`.
+        let l2 = table_at(unsafe { &(&*l3)[v.p3_index()] })?;
+        // SAFETY: as above.
+        let entry = unsafe { &mut (&mut *l2)[v.p2_index()] };
+        let l1 = table_at(entry)?;
+        // SAFETY: as above.
+        if !unsafe { (&*l1).iter().all(|e| e.is_unused()) } {
+            return None;
+        }
+        let frame = entry.addr().as_u64();
+        entry.set_unused();
+        // Drops the paging-structure caches' copy of the entry as well.
+        x86_64::instructions::tlb::flush(v);
+        Some(frame)
+    })
+}
+
 /// Unmaps the page at `virt`, returning the physical address and size it
 /// mapped. Page-table frames are kept.
 ///
