@@ -381,11 +381,14 @@ impl SparseBackend for KernelBackend {
                 self.unmap_base_pages(virt, virt + nr_pages * PAGE_DESC, altmap);
                 // The section's last 4 KiB pages went: free their table, so
                 // that a whole-section add can map one 2 MiB page there.
-                // SAFETY: the section's 2 MiB of vmemmap belong to this
-                // module, which holds the section table's lock.
-                if mask == 0
-                    && let Some(table) = unsafe { paging::free_empty_table(self.phys_offset, virt) }
-                {
+                let table = if mask == 0 {
+                    // SAFETY: the section's 2 MiB of vmemmap belong to this
+                    // module, which holds the section table's lock.
+                    unsafe { paging::free_empty_table(self.phys_offset, virt) }
+                } else {
+                    None
+                };
+                if let Some(table) = table {
                     self.free_block(table, 0, Source::Buddy);
                     self.pgtable_pages -= 1;
                 }

@@ -123,8 +123,8 @@ pub struct PfnSb {
 /// `nd_fletcher64` over little-endian 32-bit words.
 pub fn fletcher64(bytes: &[u8]) -> u64 {
     let (mut lo, mut hi) = (0u32, 0u64);
-    for w in bytes.chunks_exact(4) {
-        lo = lo.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    for w in bytes.as_chunks::<4>().0 {
+        lo = lo.wrapping_add(u32::from_le_bytes(*w));
         hi = hi.wrapping_add(u64::from(lo));
     }
     (hi << 32) | u64::from(lo)
