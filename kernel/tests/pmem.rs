@@ -117,6 +117,19 @@ fn remove_then_add_restores_the_model_exactly() {
 }
 
 #[test_case]
+fn a_namespace_whose_memmap_would_crowd_system_ram_is_refused() {
+    let r = regions()[0].clone();
+    // A raw 64 GiB NVDIMM needs 1 GiB of memmap in System RAM.
+    let big = Region { size: 64 << 30, layout: None, ..r.clone() };
+    let e = pmem::check_memmap_fits(&big).unwrap_err();
+    let text = alloc::format!("{e}");
+    assert_eq!(e.errno(), "ENOMEM");
+    assert!(text.contains("need 1024 MiB of memmap in System RAM"), "{text}");
+    assert!(text.contains("make it fsdax or devdax") && !text.contains('\n'), "{text}");
+    assert!(pmem::check_memmap_fits(&r).is_ok(), "{r}");
+}
+
+#[test_case]
 fn memremap_checks_refuse_bad_ranges() {
     let r = &regions()[0];
     let e = |start, size| pmem::check_range(start, size).unwrap_err().errno();

@@ -242,13 +242,15 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
         // Boot-time allocation failures: a root (section 0, retried by the
         // next range), the usage chunk (every section), a 2 MiB memmap
         // block (4 KiB fallback), a vmemmap page table; hot-add failures on
-        // each machine, with an altmap region on the NVDIMM.
+        // each machine, on a raw NVDIMM (memmap in RAM) and an fsdax one
+        // (memmap on the device, altmap).
         "faults" => &[
             ("root", "2G", "fail_sparse=1", ""),
             ("usage", "2G", "fail_sparse=2", ""),
             ("memmap-block", "2G", "fail_sparse=3", ""),
             ("page-table", "2G", "fail_sparse=4", ""),
             ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem fail_sparse=40", NVDIMM_ARGS),
+            ("nvdimm-fsdax", "2G,slots=2,maxmem=8G", "nopmem fail_sparse=40", NVDIMM_ARGS),
         ],
         _ => &[("", DEFAULT_MEM, "", "")],
     }
@@ -608,6 +610,7 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
     ),
     ("sections 14", &["subsection_map=0xffffffff0000ffff", "RRRRRRRRRRRRRRRRppppppppppppppppRRRR"]),
     ("pmem remove region0", &["EINVAL"]),
+    ("pmem read region0 0 16", &["pmem read: EINVAL: region0 is not added"]),
     (
         "pmem add region0",
         &["subsection_map=0xffffffff0001ffff", "added: 16 sub-sections in 1 section"],
@@ -624,6 +627,37 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         ],
     ),
     ("ps2: sections #14", &["sections: bad argument '#14'"]),
+    // Namespace modes on a legacy (memmap=!) range, and its data area.
+    ("pmem write region0 0x10 hello tessera", &["pmem write: 13 bytes at data offset 0x10"]),
+    ("pmem read region0 0x10 13", &["00000010: 6865 6c6c 6f20 7465 7373 6572 61", "hello tessera"]),
+    (
+        "pmem read region0 0x1fffff8 16",
+        &["pmem read: EINVAL: 0x1fffff8 + 0x10 is outside the 0x2000000-byte data area"],
+    ),
+    (
+        "pmem mode region0 fsdax --align 1G",
+        &["pmem mode: ENXIO: a 0x2000000-byte namespace leaves no data at align 0x40000000"],
+    ),
+    ("pmem mode region0 sector", &["pmem mode: bad argument 'sector'"]),
+    (
+        "pmem mode region0 devdax",
+        &[
+            "wrote devdax info block v1.4: map dev, align 0x200000, dataoff 0x200000, npfns 7680",
+            "added: 16 sub-sections in 1 section, devdax, memmap in System RAM",
+            "namespace0.0: mode devdax, map dev, size 31457280, align 2097152",
+            "memmap     [mem 0x0000000072002000-0x00000000721fffff] reserved; the memmap is in System RAM",
+            "data       [mem 0x0000000072200000-0x0000000073ffffff] (31457280 bytes)",
+        ],
+    ),
+    (
+        "pmem mode region0 raw",
+        &[
+            "cleared the info block at offset 0x1000: raw",
+            "added: 16 sub-sections in 1 section, raw, memmap in System RAM",
+        ],
+    ),
+    // The mode changes wrote only the info block: the text is still there.
+    ("pmem read region0 0x10 13", &["hello tessera"]),
     ("pmem add region9", &["ENODEV"]),
     ("pmem frob", &["pmem: unknown subcommand 'frob'"]),
     (

@@ -123,8 +123,10 @@ impl Region {
     }
 }
 
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Region {
+    /// The region, its range, where it was described and its namespace:
+    /// what is known before the namespace's info block is probed.
+    pub fn heading(&self) -> String {
         let origin = match self.origin {
             Origin::Firmware { spa } => alloc::format!("firmware NFIT spa {spa}"),
             Origin::Emulated { spa, legacy: true } => {
@@ -134,13 +136,22 @@ impl fmt::Display for Region {
                 alloc::format!("emulated NFIT spa {spa}, e820")
             }
         };
-        write!(
-            f,
-            "{}: {} {} MiB ({origin}) {} {} {}{}",
+        alloc::format!(
+            "{}: {} {} MiB ({origin}) {}",
             self.name(),
             MemRange(self.start, self.end()),
             self.size >> 20,
-            self.namespace(),
+            self.namespace()
+        )
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}{}",
+            self.heading(),
             self.mode(),
             if self.state == State::Added { "added" } else { "offline" },
             if self.has_altmap() { ", altmap" } else { "" }
@@ -239,7 +250,8 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
         regions.push(Region { id, start, size, origin, state: State::Offline, layout: None });
     }
     for r in regions.iter() {
-        log::info!("pmem: {r}");
+        // Its mode is known once its info block is probed, before the add.
+        log::info!("pmem: {}", r.heading());
         // Offline ranges are not in the kernel's map (the bootloader maps
         // an emulated range with the rest of RAM).
         physmap::unmap(r.start, r.size);
@@ -296,13 +308,13 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
     let sections = pfn_to_section_nr(first + nr_pages - 1) - pfn_to_section_nr(first) + 1;
     let took = crate::arch::time::uptime_us() - t0;
     log::info!(
-        "pmem: {} {} added {}: {} sub-sections in {} section{}{} ({}.{:03} ms)",
+        "pmem: {} {} added: {} sub-sections in {} section{}, {}{} ({}.{:03} ms)",
         r.name(),
         MemRange(start, start + size),
-        r.mode(),
         nr_pages / PAGES_PER_SUBSECTION,
         sections,
         if sections == 1 { "" } else { "s" },
+        r.mode(),
         if r.has_altmap() { ", memmap on the device" } else { ", memmap in System RAM" },
         took / 1000,
         took % 1000
@@ -362,7 +374,7 @@ pub fn check_range(start: u64, size: u64) -> Result<(), PmemError> {
 /// A memmap that is not on the device (raw, `map=mem`, less than whole
 /// sections) lives in System RAM: refuse a namespace whose memmap would
 /// take more than a sixteenth of it.
-fn check_memmap_fits(r: &Region) -> Result<(), PmemError> {
+pub fn check_memmap_fits(r: &Region) -> Result<(), PmemError> {
     if r.has_altmap() {
         return Ok(());
     }

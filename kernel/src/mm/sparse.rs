@@ -216,6 +216,19 @@ impl KernelBackend {
         r.is_ok()
     }
 
+    /// Once a section's last 4 KiB memmap pages are gone, frees the page
+    /// table that mapped them (`virt` in the section's memmap), so that a
+    /// whole-section add can map one 2 MiB page there and a failed add
+    /// leaves no table behind.
+    fn free_empty_table(&mut self, virt: u64) {
+        // SAFETY: the section's 2 MiB of vmemmap belong to this module,
+        // which holds the section table's lock.
+        if let Some(table) = unsafe { paging::free_empty_table(self.phys_offset, virt) } {
+            self.free_block(table, 0, Source::Buddy);
+            self.pgtable_pages -= 1;
+        }
+    }
+
     /// Unmaps 4 KiB memmap pages `[virt, end)` and frees their frames (to
     /// `altmap` when they came from it).
     fn unmap_base_pages(&mut self, virt: u64, end: u64, mut altmap: Option<&mut Altmap>) {
@@ -341,6 +354,9 @@ impl SparseBackend for KernelBackend {
                 };
                 if !ok {
                     self.unmap_base_pages(virt, va, altmap);
+                    if self.vmemmap.sections.get(&nr).is_none_or(|s| s.mask == 0) {
+                        self.free_empty_table(virt);
+                    }
                     return false;
                 }
                 va += PAGE_SIZE;
@@ -379,18 +395,8 @@ impl SparseBackend for KernelBackend {
             Some(_) => {}
             None => {
                 self.unmap_base_pages(virt, virt + nr_pages * PAGE_DESC, altmap);
-                // The section's last 4 KiB pages went: free their table, so
-                // that a whole-section add can map one 2 MiB page there.
-                let table = if mask == 0 {
-                    // SAFETY: the section's 2 MiB of vmemmap belong to this
-                    // module, which holds the section table's lock.
-                    unsafe { paging::free_empty_table(self.phys_offset, virt) }
-                } else {
-                    None
-                };
-                if let Some(table) = table {
-                    self.free_block(table, 0, Source::Buddy);
-                    self.pgtable_pages -= 1;
+                if mask == 0 {
+                    self.free_empty_table(virt);
                 }
             }
         }

@@ -446,7 +446,9 @@ pub fn init(
         }
         PfnMode::Ram => (start + INFO_RESERVE).next_multiple_of(align_eff) - start,
     };
-    if offset >= size - end_trunc {
+    // Linux's unsigned `size - end_trunc` wraps when the alignment is larger
+    // than the namespace; here that is a namespace too small for it.
+    if size.checked_sub(end_trunc).is_none_or(|usable| offset >= usable) {
         return Err(too_small);
     }
     let sb = PfnSb {
@@ -636,6 +638,16 @@ mod tests {
         );
         assert_eq!(r(4 * G, 3 * M), Err(LayoutError::Align { align: 3 * M }));
         assert!(init(Kind::Fsdax, PfnMode::Pmem, 4 * G, 2 * M, 2 * M, [0; 16]).is_err());
+        // 1 GiB alignment on 32 MiB that ends 0x34000000 past a 1 GiB
+        // boundary: end_trunc is larger than the namespace.
+        assert_eq!(
+            init(Kind::Fsdax, PfnMode::Pmem, 0x7200_0000, 32 * M, G, [0; 16]),
+            Err(LayoutError::TooSmall { size: 32 * M, align: G })
+        );
+        // A 32 MiB legacy range inside a RAM section: 2 MiB of metadata.
+        let l = init(Kind::Devdax, PfnMode::Pmem, 0x7200_0000, 32 * M, 2 * M, [0; 16]).unwrap();
+        assert_eq!((l.sb.dataoff, l.sb.npfns), (2 * M, 7680));
+        assert_eq!(altmap_need(l.range()), None, "less than a section: memmap in RAM");
     }
 
     #[test]
