@@ -11,7 +11,7 @@
 //! - Linux configures fsdax (devdax) through sysfs and writes; Tessera boots
 //!   on that file, reports the same data range and reads Linux's text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind};
@@ -150,7 +150,7 @@ fn tessera_first(
 ) -> Result<(), String> {
     let k = kind.name();
     let base = format!("{}-persist-{k}", p.name);
-    let file = PathBuf::from(format!("target/qemu/{base}-nvdimm.img"));
+    let file = crate::nvdimm_file(&base);
     let mut dev = device::create(&file, NVDIMM_BASE, SIZE, Format::Raw)?;
     let text = format!("hello from tessera {k}");
     let write = format!("pmem write region0 0 {text}");
@@ -289,7 +289,7 @@ fn linux_first(
 ) -> Result<(), String> {
     let k = kind.name();
     let base = format!("{}-linux-{k}", p.name);
-    let file = PathBuf::from(format!("target/qemu/{base}-nvdimm.img"));
+    let file = crate::nvdimm_file(&base);
     device::create(&file, NVDIMM_BASE, SIZE, Format::Raw)?;
     let text = "hello from linux";
     let (seed, driver, data) = match kind {

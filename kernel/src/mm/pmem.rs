@@ -121,9 +121,7 @@ impl Region {
             None => self.namespace(),
         }
     }
-}
 
-impl Region {
     /// The region, its range, where it was described and its namespace:
     /// what is known before the namespace's info block is probed.
     pub fn heading(&self) -> String {
