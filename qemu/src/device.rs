@@ -21,12 +21,9 @@ pub const BIG_NVDIMM_BASE: u64 = 0x40_0000_0000;
 const WINDOW: u64 = 4 << 20;
 const CHUNK: usize = 1 << 20;
 
-/// The pattern byte at `offset` of a device.
+/// The pattern's 64-bit word number `word` of a device.
 pub fn pattern_word(word: u64) -> u64 {
-    let mut z = word.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    mm::splitmix64(word)
 }
 
 /// The pattern of `[offset, offset + len)` (offset a multiple of 8).

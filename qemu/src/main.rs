@@ -206,7 +206,12 @@ pub(crate) fn nvdimm_file(tag: &str) -> PathBuf {
 /// A machine's extra QEMU arguments, split into words, with `{file}` (an
 /// NVDIMM's backing file) made a file of its own for the boot `tag`.
 pub(crate) fn extra_args(extra: &str, tag: &str) -> Vec<String> {
-    let file = nvdimm_file(tag);
+    args_with_file(extra, &nvdimm_file(tag))
+}
+
+/// A machine's extra QEMU arguments, split into words, with `{file}` made
+/// `file` (several boots sharing one NVDIMM file).
+pub(crate) fn args_with_file(extra: &str, file: &Path) -> Vec<String> {
     extra.replace("{file}", &file.to_string_lossy()).split_whitespace().map(String::from).collect()
 }
 

@@ -50,11 +50,7 @@ impl Tally<'_> {
 }
 
 fn qemu_args(file: &Path) -> Vec<String> {
-    NVDIMM_ARGS
-        .replace("{file}", &file.to_string_lossy())
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+    crate::args_with_file(NVDIMM_ARGS, file)
 }
 
 /// Boots Tessera on the NVDIMM `file`, types `commands` into its shell,

@@ -107,6 +107,12 @@ impl Region {
         l.altmap()
     }
 
+    /// The altmap as a whole add leaves it (every free page handed out),
+    /// for a remove or the undo of an add to give pages back to.
+    fn altmap_as_added(&self) -> Option<Altmap> {
+        self.altmap().map(|a| Altmap { alloc: a.free, ..a })
+    }
+
     /// Whether the memmap lives on the device.
     pub fn has_altmap(&self) -> bool {
         self.altmap().is_some()
@@ -265,7 +271,7 @@ fn section_line(nr: u64) -> String {
 /// called after each sub-section (each section with an altmap) with the
 /// section's line, so a caller can show the bits filling in.
 pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
-    let r = REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })?;
+    let r = region(id)?;
     let (start, end) = r.mapped();
     let size = end - start;
     check_range(start, size)?;
@@ -325,17 +331,14 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
 /// Hot-removes region `id` (`memunmap_pages`), sub-section by sub-section,
 /// calling `step` with the section line after each.
 pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
-    let r = REGIONS.lock().get(id).cloned().ok_or(PmemError::NoRegion { id })?;
+    let r = region(id)?;
     if r.state != State::Added {
         return Err(PmemError::NotAdded { id });
     }
     let (start, end) = r.mapped();
     let (first, nr_pages) = (phys_pfn(start), phys_pfn(end - start));
-    let mut altmap = r.altmap();
+    let mut altmap = r.altmap_as_added();
     let stride = if altmap.is_some() { PAGES_PER_SECTION } else { PAGES_PER_SUBSECTION };
-    if let Some(a) = altmap.as_mut() {
-        a.alloc = a.free;
-    }
     for pfn in (0..nr_pages / stride).rev().map(|i| first + i * stride) {
         release_pages(pfn, stride);
         let mut s = SPARSE.lock();
@@ -465,23 +468,9 @@ impl fmt::Display for Described<'_> {
 /// A namespace personality for [`set_mode`]: `None` is raw.
 pub type Mode = Option<(Kind, PfnMode, u64)>;
 
-/// A random (version 4) uuid for a new info block.
-fn new_uuid(r: &Region) -> [u8; 16] {
-    let mut x = crate::arch::time::uptime_us() ^ r.start.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        // splitmix64
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let mut u = [0u8; 16];
-    u[..8].copy_from_slice(&next().to_le_bytes());
-    u[8..].copy_from_slice(&next().to_le_bytes());
-    u[6] = (u[6] & 0x0f) | 0x40;
-    u[8] = (u[8] & 0x3f) | 0x80;
-    u
+/// A fresh uuid for a new info block of `r`.
+fn uuid_for(r: &Region) -> [u8; 16] {
+    nd_pfn::uuid_v4(crate::arch::time::uptime_us() ^ r.start.rotate_left(17))
 }
 
 /// `ndctl create-namespace -f -e namespaceN.0 -m MODE`: removes region
@@ -498,7 +487,7 @@ pub fn set_mode(
     let r = region(id)?;
     let layout = match mode {
         Some((kind, map, align)) => Some(
-            nd_pfn::init(kind, map, r.start, r.size, align, new_uuid(&r))
+            nd_pfn::init(kind, map, r.start, r.size, align, uuid_for(&r))
                 .map_err(PmemError::Layout)?,
         ),
         None => None,
@@ -599,10 +588,7 @@ fn undo(r: &Region, nr_pages: u64) {
     let first = phys_pfn(r.mapped().0);
     physmap::unmap(pfn_phys(first), pfn_phys(nr_pages));
     release_pages(first, nr_pages);
-    let mut altmap = r.altmap();
-    if let Some(a) = altmap.as_mut() {
-        a.alloc = a.free;
-    }
+    let mut altmap = r.altmap_as_added();
     if let Err(e) = SPARSE.lock().remove_pages(first, nr_pages, altmap.as_mut()) {
         log::error!("pmem: undoing a failed add: {e}");
     }

@@ -17,6 +17,15 @@ pub mod page;
 pub mod sparse;
 pub mod usermap;
 
+/// splitmix64's output function: a well-mixed 64-bit value for each input
+/// (uuids, test patterns).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A xorshift generator for the property tests (no external crates).
 #[cfg(test)]
 pub(crate) struct Rng(pub u64);

@@ -415,6 +415,16 @@ pub fn altmap_need(range: (u64, u64)) -> Option<u64> {
     Some((e - s) / section * (2 << 20))
 }
 
+/// A version 4 (random) uuid made from `seed`, for a new info block.
+pub fn uuid_v4(seed: u64) -> [u8; 16] {
+    let mut u = [0u8; 16];
+    u[..8].copy_from_slice(&crate::splitmix64(seed).to_le_bytes());
+    u[8..].copy_from_slice(&crate::splitmix64(seed ^ 0x5555_5555_5555_5555).to_le_bytes());
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
 /// `nd_pfn_init` for a namespace `[start, start + size)` with no info
 /// block: the layout Linux writes for `kind`, `mode` and `align`.
 pub fn init(
@@ -648,6 +658,13 @@ mod tests {
         let l = init(Kind::Devdax, PfnMode::Pmem, 0x7200_0000, 32 * M, 2 * M, [0; 16]).unwrap();
         assert_eq!((l.sb.dataoff, l.sb.npfns), (2 * M, 7680));
         assert_eq!(altmap_need(l.range()), None, "less than a section: memmap in RAM");
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_differ_by_seed() {
+        let (a, b) = (uuid_v4(1), uuid_v4(2));
+        assert_ne!(a, b);
+        assert_eq!((a[6] >> 4, a[8] >> 6), (4, 0b10));
     }
 
     #[test]
