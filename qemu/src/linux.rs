@@ -403,6 +403,23 @@ pub fn boot(
     tag: &str,
     timeout: Duration,
 ) -> Result<String, String> {
+    boot_on(kit, boot::Firmware::Bios, mem, extra, cmdline, script, tag, timeout)
+}
+
+/// [`boot`] on either firmware: under UEFI, OVMF loads the kernel from
+/// fw_cfg (`-kernel`) and Linux's EFI stub builds its E820 table from the
+/// UEFI memory map, as on a UEFI PC.
+#[allow(clippy::too_many_arguments)]
+pub fn boot_on(
+    kit: &Kit,
+    firmware: boot::Firmware,
+    mem: &str,
+    extra: &[String],
+    cmdline: &str,
+    script: &str,
+    tag: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let dir = Path::new("target/qemu");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let log_path = dir.join(format!("{tag}.log"));
@@ -410,9 +427,23 @@ pub fn boot(
     std::fs::write(&initrd, initramfs(kit, script)?)
         .map_err(|e| format!("cannot write {}: {e}", initrd.display()))?;
     let append = format!("console=ttyS0 panic=-1 quiet rdinit=/init {cmdline}");
+    let mut pflash = Vec::new();
+    if firmware == boot::Firmware::Uefi {
+        let vars = dir.join(format!("{tag}-vars.fd"));
+        std::fs::copy(crate::profile::OVMF_VARS, &vars)
+            .map_err(|e| format!("cannot copy {}: {e}", crate::profile::OVMF_VARS))?;
+        let esc = |p: &str| crate::profile::escape(p);
+        pflash = vec![
+            "-drive".to_string(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", esc(crate::profile::OVMF_CODE)),
+            "-drive".to_string(),
+            format!("if=pflash,format=raw,unit=1,file={}", esc(&vars.to_string_lossy())),
+        ];
+    }
     let mut child = Command::new(crate::machine::QEMU)
         .args(["-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-m", mem])
+        .args(&pflash)
         .args(extra)
         .arg("-kernel")
         .arg(&kit.vmlinuz)

@@ -18,6 +18,7 @@ mod cargo;
 mod device;
 mod fuzz;
 mod linux;
+mod linuxdiff;
 mod machine;
 mod malformed;
 mod persist;
@@ -523,6 +524,20 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
     Ok(fl == 0)
 }
 
+/// Boots Debian's Linux on the machine `make run` would use and prints
+/// what `make linux-diff` compares.
+fn cmd_linux(f: Flags) -> Result<bool, String> {
+    let profile = pick_profile(&f)?;
+    let mem = f.mem.clone().unwrap_or(DEFAULT_MEM.into());
+    let extra = args_with_file_default(&f.qemu_args);
+    linuxdiff::linux_only(profile.firmware, &mem, &extra, &f.cmdline, timeout(&f)?)
+}
+
+/// The user's QEMU arguments as given (a `{file}` left in them is theirs).
+fn args_with_file_default(args: &[String]) -> Vec<String> {
+    args.to_vec()
+}
+
 /// Boots the kernel, waits for the shell, saves the framebuffer as
 /// `target/screenshot.png` through QEMU's monitor, and powers off.
 fn cmd_screenshot(f: Flags) -> Result<bool, String> {
@@ -790,6 +805,7 @@ fn main() -> ExitCode {
         "runner" => cmd_runner(f),
         "bench" => timeout(&f).and_then(bench::run),
         "screenshot" => cmd_screenshot(f),
+        "linux" => cmd_linux(f),
         "fuzz" => fuzz::run(f.fuzz_time.unwrap_or(60), true).map(|outcomes| {
             for o in &outcomes {
                 let rate = o.runs / o.seconds.max(1);
