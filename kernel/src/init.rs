@@ -147,7 +147,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     log::info!("tsc: Detected {}.{:03} MHz processor", tsc_khz / 1000, tsc_khz % 1000);
     let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
     let fb = framebuffer_phys();
-    crate::mm::memblock::init(&maps.e820, &boot_info.memory_regions, fb);
+    crate::mm::memblock::init(&maps.e820, &maps.bios, &boot_info.memory_regions, fb);
     let phys_offset = mappings().expect("recorded above").physical_memory_offset;
     let rsdp = boot_info.rsdp_addr.into_option();
     let pmem = crate::acpi::init(rsdp, phys_offset, &maps.e820, opts.nopmem);

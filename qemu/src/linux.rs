@@ -435,7 +435,10 @@ pub fn boot_on(
         let esc = |p: &str| crate::profile::escape(p);
         pflash = vec![
             "-drive".to_string(),
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", esc(crate::profile::OVMF_CODE)),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                esc(crate::profile::OVMF_CODE)
+            ),
             "-drive".to_string(),
             format!("if=pflash,format=raw,unit=1,file={}", esc(&vars.to_string_lossy())),
         ];

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use mm::e820::{self, E820Type, Entry};
 use mm::usermap;
-use options::{MemmapKind, Opt};
+use options::{Memmap, MemmapKind, Opt};
 
 const TYPES: [E820Type; 8] = [
     E820Type::RAM,
@@ -57,19 +57,25 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got, winner(&entries, p), "at {p:#x}");
     }
     assert_eq!(e820::normalize(&map), map, "not idempotent");
-    // Options from the tail: memmap ranges carved out of RAM, a mem= limit.
+    // Options from the tail: every kind of memmap= piece and mem=.
+    let kinds = [MemmapKind::Ram, MemmapKind::Acpi, MemmapKind::Reserved, MemmapKind::Persistent];
     let opts: Vec<Opt> = tail
         .chunks(2)
         .map(|c| {
             let v = u64::from(c[0]) << 20;
-            match c.get(1) {
-                Some(&s) if s & 3 == 0 => Opt::Mem(v.max(1)),
-                Some(&s) => Opt::Memmap {
-                    size: u64::from(s) << 20,
+            let Some(&s) = c.get(1) else { return Opt::NoPmem };
+            let size = u64::from(s | 1) << 20;
+            match s & 7 {
+                0 => Opt::Mem(v.max(1)),
+                1 => Opt::Memmap(Memmap::Limit(v.max(1))),
+                2 => Opt::Memmap(Memmap::Exactmap),
+                7 => Opt::Memmap(Memmap::Update {
+                    size,
                     start: v,
-                    kind: if s & 1 == 0 { MemmapKind::Reserved } else { MemmapKind::Persistent },
-                },
-                None => Opt::NoPmem,
+                    from: u32::from(s >> 3 & 3),
+                    to: [0, 1, 2, 12][usize::from(s >> 5 & 3)],
+                }),
+                k => Opt::Memmap(Memmap::Add { size, start: v, kind: kinds[usize::from(k - 3)] }),
             }
         })
         .collect();

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
 use mm::e820::{self, E820Type, Entry, Line};
 use mm::usermap::{self, UserMap};
-use options::{MemmapKind, Opt};
+use options::{Memmap, MemmapKind, Opt};
 use spin::Once;
 
 /// Which firmware produced the map.
@@ -77,7 +77,7 @@ fn default_pmem(map: &[Entry], in_use: &[(u64, u64)], mem: Option<u64>) -> Opt {
                 e820::MemRange(start, start + size),
                 size >> 20
             );
-            Opt::Memmap { size, start, kind: MemmapKind::Persistent }
+            Opt::Memmap(Memmap::Add { size, start, kind: MemmapKind::Persistent })
         }
         None => {
             log::info!(
@@ -98,25 +98,30 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
             log::info!("{}", Line("BIOS-e820", e));
         }
         let mut opts: Vec<Opt> = options::parse(cmdline).filter_map(Result::ok).collect();
-        let asked = opts
-            .iter()
-            .any(|o| matches!(o, Opt::Memmap { kind: MemmapKind::Persistent, .. } | Opt::NoPmem));
         let in_use: Vec<(u64, u64)> = regions
             .iter()
             .filter(|r| r.kind == MemoryRegionKind::Bootloader)
             .map(|r| (r.start, r.end))
             .collect();
+        // Where the options leave RAM and persistent memory, without their
+        // messages (the real pass below prints them once).
+        let trial = usermap::apply(&bios, opts.clone(), |_| {});
+        let asked = opts.iter().any(|o| match o {
+            Opt::NoPmem | Opt::Memmap(Memmap::Add { kind: MemmapKind::Persistent, .. }) => true,
+            Opt::Memmap(Memmap::Update { to, .. }) => *to == E820Type::PRAM.0,
+            _ => false,
+        });
         if !asked {
-            // Where the other options leave RAM, without their messages
-            // (the real pass below prints them once).
-            let trial = usermap::apply(&bios, opts.clone(), |_| {});
             let mem = opts.iter().rev().find_map(|o| match o {
-                Opt::Mem(m) => Some(*m),
+                Opt::Mem(m) | Opt::Memmap(Memmap::Limit(m)) => Some(*m),
                 _ => None,
             });
             opts.push(default_pmem(&trial.map, &in_use, mem));
         }
-        let user = usermap::apply(&bios, opts, |e| log::warn!("{e}; ignored"));
+        let user = usermap::apply(&bios, opts, |e| log::warn!("{e}"));
+        for c in &user.changes {
+            log::debug!("{c}");
+        }
         if user.userdef {
             log::info!("user-defined physical RAM map:");
             for e in &user.map {

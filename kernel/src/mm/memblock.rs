@@ -2,8 +2,9 @@
 //! MiB, the bootloader's pieces (page tables, boot info, kernel image,
 //! stack, ramdisk) and the framebuffer reserved.
 
+use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
-use mm::e820::{E820Type, Entry};
+use mm::e820::{E820Type, Entry, MemRange};
 use mm::memblock::{Memblock, Region, RegionList};
 use spin::Mutex;
 
@@ -18,9 +19,41 @@ pub static MEMBLOCK: Mutex<Memblock> = Mutex::new(Memblock::new());
 /// Fills memblock: memory from the usable entries of `map` (trimmed to
 /// whole pages, as `memblock_trim_memory` does), reservations from the
 /// bootloader's regions, the first MiB and `framebuffer` (physical range).
-pub fn init(map: &[Entry], regions: &[MemoryRegion], framebuffer: Option<(u64, u64)>) {
+///
+/// Usable RAM that `memmap=nn@ss` (or `%..+1`) declared where the firmware
+/// (`firmware`) has none is left out with a warning: Linux would use it
+/// and crash on memory that is not there, or overwrite firmware tables.
+pub fn init(
+    map: &[Entry],
+    firmware: &[Entry],
+    regions: &[MemoryRegion],
+    framebuffer: Option<(u64, u64)>,
+) {
+    let mut ram = Vec::new();
+    for e in map.iter().filter(|e| e.ty == E820Type::RAM) {
+        let mut at = e.start;
+        for f in
+            firmware.iter().filter(|f| f.ty == E820Type::RAM && f.end > e.start && f.start < e.end)
+        {
+            let (lo, hi) = (f.start.max(e.start), f.end.min(e.end));
+            if lo > at {
+                log::warn!(
+                    "memblock: {} is not RAM in the firmware map: not used",
+                    MemRange(at, lo)
+                );
+            }
+            ram.push(Entry::new(lo, hi, E820Type::RAM));
+            at = hi;
+        }
+        if at < e.end {
+            log::warn!(
+                "memblock: {} is not RAM in the firmware map: not used",
+                MemRange(at, e.end)
+            );
+        }
+    }
     let mut mb = MEMBLOCK.lock();
-    fill(&mut mb, map, regions, framebuffer);
+    fill(&mut mb, &ram, regions, framebuffer);
     log::info!(
         "memblock: memory {:#x} bytes in {} regions, reserved {:#x} bytes in {} regions, free {:#x} bytes",
         mb.memory.total(),

@@ -187,6 +187,10 @@ pub enum PmemError {
     Layout(nd_pfn::LayoutError),
     /// `EINVAL`: `pmem read`/`write` outside the data area.
     Bounds { offset: u64, len: u64, size: u64 },
+    /// `EPERM`: a `memmap=` range over memory the firmware did not report
+    /// as RAM or persistent memory (firmware tables, nothing at all), or
+    /// over the kernel's own boot memory: the driver never writes there.
+    NotBacked { id: usize, start: u64, end: u64 },
 }
 
 impl PmemError {
@@ -201,6 +205,7 @@ impl PmemError {
             Self::Map { .. } | Self::MemmapInRam { .. } => "ENOMEM",
             Self::Layout(l) => l.errno(),
             Self::Bounds { .. } => "EINVAL",
+            Self::NotBacked { .. } => "EPERM",
         }
     }
 }
@@ -234,6 +239,12 @@ impl fmt::Display for PmemError {
             Self::Bounds { offset, len, size } => {
                 write!(f, "{e}: {offset:#x} + {len:#x} is outside the {size:#x}-byte data area")
             }
+            Self::NotBacked { id, start, end } => write!(
+                f,
+                "{e}: region{id}: {} is not RAM or persistent memory in the firmware map \
+                 (or holds the kernel's boot memory): raw only, nothing is written there",
+                MemRange(start, end)
+            ),
         }
     }
 }
@@ -485,6 +496,7 @@ pub fn set_mode(
     step: &mut dyn FnMut(u64, &str),
 ) -> Result<Region, PmemError> {
     let r = region(id)?;
+    check_backed(&r)?;
     let layout = match mode {
         Some((kind, map, align)) => Some(
             nd_pfn::init(kind, map, r.start, r.size, align, uuid_for(&r))
@@ -513,10 +525,37 @@ pub fn set_mode(
     add(id, step)
 }
 
+/// Refuses to write a region that Linux's `memmap=` semantics placed over
+/// memory that is not the firmware's RAM or persistent memory (e.g.
+/// `memmap=32M!0x7ff00000` on 2 GiB claims ACPI tables and a hole), or
+/// over the bootloader's pieces (the kernel, its page tables and stack).
+/// Firmware NFIT ranges are the device itself.
+fn check_backed(r: &Region) -> Result<(), PmemError> {
+    if matches!(r.origin, Origin::Firmware { .. }) {
+        return Ok(());
+    }
+    let Some(maps) = crate::mm::firmware::maps() else { return Ok(()) };
+    let (start, end) = (r.start, r.start + r.size);
+    let backed = |t: mm::e820::E820Type| t == mm::e820::E820Type::RAM || t.is_persistent();
+    let mut at = start;
+    for e in maps.bios.iter().filter(|e| e.end > start && e.start < end) {
+        if e.start > at || !backed(e.ty) {
+            break;
+        }
+        at = e.end;
+    }
+    let busy = maps.in_use.iter().find(|&&(s, u)| s < end && start < u);
+    match busy {
+        None if at >= end => Ok(()),
+        _ => Err(PmemError::NotBacked { id: r.id, start, end }),
+    }
+}
+
 /// Checks `[offset, offset + len)` against region `id`'s data area and
 /// returns its physical address; the region must be added.
 fn data_at(id: usize, offset: u64, len: u64) -> Result<u64, PmemError> {
     let r = region(id)?;
+    check_backed(&r)?;
     if r.state != State::Added {
         return Err(PmemError::NotAdded { id });
     }

@@ -1,20 +1,29 @@
 //! The user-defined memory map: `memmap=` and `mem=` applied to the
-//! firmware map, with Linux's semantics (`parse_memmap_one`,
-//! `parse_memopt`), plus a refusal of ranges that are not System RAM.
+//! firmware map with Linux's grammar and semantics
+//! (arch/x86/kernel/e820.c: `parse_memmap_one`, `parse_memopt`,
+//! `e820__range_add/remove/update`, `e820__finish_early_params`).
+//!
+//! As in Linux the options edit a raw table in command-line order, and the
+//! table is sanitized ([`normalize`]) once at the end, so the result is
+//! Linux's entry for entry: a `memmap=nn!ss` claims its range whatever was
+//! there (RAM, a firmware range or nothing), overlapping persistent ranges
+//! stay separate entries, and `mem=` removes only RAM.
 
 use alloc::vec::Vec;
 use core::fmt;
-use options::{MemmapKind, Opt};
+use options::{Memmap, Opt};
 
-use crate::e820::{E820Type, Entry, MemRange, normalize, total};
+use crate::e820::{E820Type, Entry, normalize, total};
 
 /// Why a memory option was ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserMapError {
-    /// A `memmap=` range that is not entirely usable RAM.
-    NotRam { opt: Opt },
-    /// A `mem=` limit that would leave less than [`MIN_MEM`] of RAM.
+    /// A `mem=` limit (or bare `memmap=nn`) that would leave less than
+    /// [`MIN_MEM`] of RAM.
     MemTooSmall { limit: u64, left: u64 },
+    /// The options together (e.g. `exactmap`) leave less than [`MIN_MEM`]
+    /// of RAM: none of them is applied.
+    TooLittleRam { left: u64 },
 }
 
 /// The least System RAM a `mem=` limit may leave: the kernel's boot
@@ -24,18 +33,16 @@ pub const MIN_MEM: u64 = 64 << 20;
 impl fmt::Display for UserMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotRam { opt: Opt::Memmap { size, start, kind } } => {
-                let c = if *kind == MemmapKind::Persistent { '!' } else { '$' };
-                write!(
-                    f,
-                    "memmap={size:#x}{c}{start:#x}: {} is not entirely usable RAM",
-                    MemRange(*start, start + size)
-                )
-            }
-            Self::NotRam { opt } => write!(f, "{opt:?}: not usable RAM"),
             Self::MemTooSmall { limit, left } => write!(
                 f,
                 "mem={limit:#x}: would leave {} KiB of RAM, below the {} MiB the kernel needs",
+                left >> 10,
+                MIN_MEM >> 20
+            ),
+            Self::TooLittleRam { left } => write!(
+                f,
+                "the memory options leave {} KiB of RAM, below the {} MiB the kernel needs; \
+                 none of them applied",
                 left >> 10,
                 MIN_MEM >> 20
             ),
@@ -85,13 +92,16 @@ pub const BIOS_BEGIN: u64 = 0xa0000;
 pub const BIOS_END: u64 = 0x100000;
 const PAGE_SIZE: u64 = 4096;
 
-/// Changes made by [`trim_bios_range`], for Linux's debug lines.
+/// A change to the table, for Linux's debug lines (`trim_bios_range` and
+/// the memory options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trim {
     /// `e820: update [mem 0x00000000-0x00000fff] usable ==> reserved`
     Update { start: u64, end: u64, from: E820Type, to: E820Type },
     /// `e820: remove [mem 0x000a0000-0x000fffff] usable`
     Remove { start: u64, end: u64, ty: E820Type },
+    /// `e820: remove [mem 0x30000000-0x301fffff] ` (any type)
+    RemoveAll { start: u64, end: u64 },
 }
 
 impl fmt::Display for Trim {
@@ -102,6 +112,9 @@ impl fmt::Display for Trim {
             }
             Self::Remove { start, end, ty } => {
                 write!(f, "e820: remove [mem {start:#010x}-{:#010x}] {ty}", end - 1)
+            }
+            Self::RemoveAll { start, end } => {
+                write!(f, "e820: remove [mem {start:#010x}-{:#010x}] ", end - 1)
             }
         }
     }
@@ -134,47 +147,127 @@ pub struct UserMap {
     /// A memory option was accepted: Linux then prints the
     /// `user-defined physical RAM map:` (its `userdef`).
     pub userdef: bool,
+    /// Linux's `e820: remove`/`e820: update` debug lines, in order.
+    pub changes: Vec<Trim>,
 }
 
-/// Applies every `memmap=` and `mem=` option, in command-line order, to a
-/// normalized firmware map. Refused options are passed to `report`.
+/// Linux's `e820__range_remove` on a raw table: the parts of entries in
+/// `[start, end)` (of type `only`, or of any type) go.
+fn range_remove(table: &mut Vec<Entry>, start: u64, end: u64, only: Option<E820Type>) {
+    let mut out = Vec::with_capacity(table.len() + 1);
+    for e in table.drain(..) {
+        if only.is_some_and(|t| t != e.ty) || e.end <= start || e.start >= end {
+            out.push(e);
+            continue;
+        }
+        if e.start < start {
+            out.push(Entry::new(e.start, start, e.ty));
+        }
+        if e.end > end {
+            out.push(Entry::new(end, e.end, e.ty));
+        }
+    }
+    *table = out;
+}
+
+/// Linux's `__e820__range_update`: the parts of `from` entries in
+/// `[start, end)` become `to`.
+fn range_update(table: &mut Vec<Entry>, start: u64, end: u64, from: E820Type, to: E820Type) {
+    let mut out = Vec::with_capacity(table.len() + 2);
+    for e in table.drain(..) {
+        if e.ty != from || e.end <= start || e.start >= end {
+            out.push(e);
+            continue;
+        }
+        let (lo, hi) = (e.start.max(start), e.end.min(end));
+        out.push(Entry::new(lo, hi, to));
+        if e.start < lo {
+            out.push(Entry::new(e.start, lo, e.ty));
+        }
+        if e.end > hi {
+            out.push(Entry::new(hi, e.end, e.ty));
+        }
+    }
+    *table = out;
+}
+
+/// `[start, start + size)` clamped to the address space, as Linux clamps
+/// `size` to `ULLONG_MAX - start`.
+fn span(start: u64, size: u64) -> (u64, u64) {
+    (start, start.saturating_add(size))
+}
+
+/// Applies every `memmap=` piece and `mem=` option, in command-line order,
+/// to a normalized firmware map, as Linux's early parameters do, then
+/// sanitizes the table once. Refused options are passed to `report`.
+///
+/// Two refusals are Tessera's own (Linux boots into a panic instead): a
+/// `mem=` (or bare `memmap=nn`) that would leave less than [`MIN_MEM`] of
+/// RAM is skipped, and options that together leave less than that (e.g.
+/// `exactmap` with too little `@`) are all dropped.
 pub fn apply(
     firmware: &[Entry],
     opts: impl IntoIterator<Item = Opt>,
     mut report: impl FnMut(UserMapError),
 ) -> UserMap {
-    let mut map: Vec<Entry> = firmware.to_vec();
+    let mut table: Vec<Entry> = firmware.to_vec();
     let mut userdef = false;
+    let mut changes = Vec::new();
     for opt in opts {
-        match opt {
-            Opt::Memmap { size, start, kind } => {
-                let end = start + size;
-                if !is_ram(&map, start, end) {
-                    report(UserMapError::NotRam { opt });
-                    continue;
-                }
-                let ty = match kind {
-                    MemmapKind::Persistent => E820Type::PRAM,
-                    MemmapKind::Reserved => E820Type::RESERVED,
-                };
-                map.push(Entry::new(start, end, ty));
-                map = normalize(&map);
+        let limit = match opt {
+            Opt::Mem(limit) | Opt::Memmap(Memmap::Limit(limit)) => limit,
+            Opt::Memmap(Memmap::Exactmap) => {
+                table.clear();
                 userdef = true;
+                continue;
             }
-            Opt::Mem(limit) => {
-                let kept = remove_range(&map, limit, u64::MAX, E820Type::RAM);
-                let left = total(&kept, E820Type::RAM);
-                if left < MIN_MEM {
-                    report(UserMapError::MemTooSmall { limit, left });
-                    continue;
-                }
-                map = kept;
+            Opt::Memmap(Memmap::Add { size, start, kind }) => {
+                let (start, end) = span(start, size);
+                table.push(Entry::new(start, end, E820Type(kind.e820_type())));
                 userdef = true;
+                continue;
             }
-            _ => {}
+            Opt::Memmap(Memmap::Update { size, start, from, to }) => {
+                let (start, end) = span(start, size);
+                let (from, to) = (E820Type(from), E820Type(to));
+                match (from.0, to.0) {
+                    (0, 0) => {
+                        changes.push(Trim::RemoveAll { start, end });
+                        range_remove(&mut table, start, end, None);
+                    }
+                    (0, _) => table.push(Entry::new(start, end, to)),
+                    (_, 0) => {
+                        changes.push(Trim::Remove { start, end, ty: from });
+                        range_remove(&mut table, start, end, Some(from));
+                    }
+                    _ => {
+                        changes.push(Trim::Update { start, end, from, to });
+                        range_update(&mut table, start, end, from, to);
+                    }
+                }
+                userdef = true;
+                continue;
+            }
+            _ => continue,
+        };
+        let mut kept = table.clone();
+        range_remove(&mut kept, limit, u64::MAX, Some(E820Type::RAM));
+        let left = total(&normalize(&kept), E820Type::RAM);
+        if left < MIN_MEM {
+            report(UserMapError::MemTooSmall { limit, left });
+            continue;
         }
+        changes.push(Trim::Remove { start: limit, end: u64::MAX, ty: E820Type::RAM });
+        table = kept;
+        userdef = true;
     }
-    UserMap { map: normalize(&map), userdef }
+    let map = normalize(&table);
+    let left = total(&map, E820Type::RAM);
+    if userdef && left < MIN_MEM {
+        report(UserMapError::TooLittleRam { left });
+        return UserMap { map: firmware.to_vec(), userdef: false, changes: Vec::new() };
+    }
+    UserMap { map, userdef, changes }
 }
 
 /// Size of the persistent range emulated when no `memmap=` option asks
@@ -222,6 +315,7 @@ pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, 
 mod tests {
     use super::*;
     use alloc::string::ToString;
+    use options::MemmapKind;
 
     #[test]
     fn default_pmem_is_mid_section_in_the_highest_free_low_section() {
@@ -262,57 +356,150 @@ mod tests {
     }
 
     fn memmap(size: u64, start: u64) -> Opt {
-        Opt::Memmap { size, start, kind: MemmapKind::Persistent }
+        Opt::Memmap(Memmap::Add { size, start, kind: MemmapKind::Persistent })
     }
+
+    /// The options of a command line, as the kernel reads them.
+    fn opts(line: &str) -> Vec<Opt> {
+        options::parse(line).map(|r| r.unwrap()).collect()
+    }
+
+    fn user_lines(u: &UserMap) -> Vec<alloc::string::String> {
+        u.map.iter().map(|e| crate::e820::Line("user", e).to_string()).collect()
+    }
+
+    /// Linux 6.1's `user:` lines on QEMU `pc -m 2G` (SeaBIOS), taken from
+    /// its boot log, without the `0xfd00000000` reserved entry Tessera's
+    /// bootloader does not pass on.
+    fn linux_says(u: &UserMap, want: &[&str]) {
+        assert!(u.userdef);
+        assert_eq!(user_lines(u), want);
+    }
+
+    const LOW: [&str; 3] = [
+        "user: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "user: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
+        "user: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
+    ];
+    const HIGH: [&str; 2] = [
+        "user: [mem 0x000000007ffe0000-0x000000007fffffff] reserved",
+        "user: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
+    ];
 
     #[test]
     fn two_pmem_ranges_in_one_section_keep_their_entries() {
         let opts = [memmap(32 * M, 0x3a00_0000), memmap(32 * M, 0x3c00_0000)];
         let u = apply(&qemu_2g(), opts, |e| panic!("{e}"));
-        assert!(u.userdef);
-        let lines: Vec<_> =
-            u.map.iter().map(|e| crate::e820::Line("user", e).to_string()).collect();
+        let mid = [
+            "user: [mem 0x0000000000100000-0x0000000039ffffff] usable",
+            "user: [mem 0x000000003a000000-0x000000003bffffff] persistent (type 12)",
+            "user: [mem 0x000000003c000000-0x000000003dffffff] persistent (type 12)",
+            "user: [mem 0x000000003e000000-0x000000007ffdffff] usable",
+        ];
+        linux_says(&u, &[&LOW[..], &mid, &HIGH].concat());
+    }
+
+    #[test]
+    fn a_range_past_the_end_of_ram_splits_where_the_firmware_map_does() {
+        let u = apply(&qemu_2g(), opts("memmap=32M!0x7ff00000"), |e| panic!("{e}"));
+        let want = [
+            "user: [mem 0x0000000000100000-0x000000007fefffff] usable",
+            "user: [mem 0x000000007ff00000-0x000000007ffdffff] persistent (type 12)",
+            "user: [mem 0x000000007ffe0000-0x000000007fffffff] persistent (type 12)",
+            "user: [mem 0x0000000080000000-0x0000000081efffff] persistent (type 12)",
+            "user: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
+        ];
+        linux_says(&u, &[&LOW[..], &want].concat());
+    }
+
+    #[test]
+    fn overlapping_persistent_ranges_give_one_entry_per_piece() {
+        let u = apply(&qemu_2g(), opts("memmap=4M!64M memmap=2M!65M"), |e| panic!("{e}"));
+        let want = [
+            "user: [mem 0x0000000000100000-0x0000000003ffffff] usable",
+            "user: [mem 0x0000000004000000-0x00000000040fffff] persistent (type 12)",
+            "user: [mem 0x0000000004100000-0x00000000042fffff] persistent (type 12)",
+            "user: [mem 0x0000000004300000-0x00000000043fffff] persistent (type 12)",
+            "user: [mem 0x0000000004400000-0x000000007ffdffff] usable",
+        ];
+        linux_says(&u, &[&LOW[..], &want, &HIGH].concat());
+    }
+
+    #[test]
+    fn a_comma_list_applies_every_piece() {
+        let line = "memmap=64M!0x20000000,16M$0x30000000";
+        let u = apply(&qemu_2g(), opts(line), |e| panic!("{e}"));
+        let want = [
+            "user: [mem 0x0000000000100000-0x000000001fffffff] usable",
+            "user: [mem 0x0000000020000000-0x0000000023ffffff] persistent (type 12)",
+            "user: [mem 0x0000000024000000-0x000000002fffffff] usable",
+            "user: [mem 0x0000000030000000-0x0000000030ffffff] reserved",
+            "user: [mem 0x0000000031000000-0x000000007ffdffff] usable",
+        ];
+        linux_says(&u, &[&LOW[..], &want, &HIGH].concat());
+    }
+
+    #[test]
+    fn limits_acpi_and_type_updates_in_order() {
+        let line = "memmap=1G mem=1536M memmap=16M#0x30000000 memmap=2M%0x31000000-1+12";
+        let u = apply(&qemu_2g(), opts(line), |e| panic!("{e}"));
+        let want = [
+            "user: [mem 0x0000000000100000-0x000000002fffffff] usable",
+            "user: [mem 0x0000000030000000-0x0000000030ffffff] ACPI data",
+            "user: [mem 0x0000000031000000-0x00000000311fffff] persistent (type 12)",
+            "user: [mem 0x0000000031200000-0x000000003fffffff] usable",
+        ];
+        linux_says(&u, &[&LOW[..], &want, &HIGH].concat());
+        let changes: Vec<_> = u.changes.iter().map(ToString::to_string).collect();
         assert_eq!(
-            lines,
+            changes,
             [
-                "user: [mem 0x0000000000000000-0x000000000009fbff] usable",
-                "user: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
-                "user: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
-                "user: [mem 0x0000000000100000-0x0000000039ffffff] usable",
-                "user: [mem 0x000000003a000000-0x000000003bffffff] persistent (type 12)",
-                "user: [mem 0x000000003c000000-0x000000003dffffff] persistent (type 12)",
-                "user: [mem 0x000000003e000000-0x000000007ffdffff] usable",
-                "user: [mem 0x000000007ffe0000-0x000000007fffffff] reserved",
-                "user: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
+                "e820: remove [mem 0x40000000-0xfffffffffffffffe] usable",
+                "e820: remove [mem 0x60000000-0xfffffffffffffffe] usable",
+                "e820: update [mem 0x31000000-0x311fffff] usable ==> persistent (type 12)",
             ]
         );
     }
 
     #[test]
-    fn ranges_outside_ram_are_refused_and_the_rest_applies() {
-        let mut errs = Vec::new();
-        let opts = [
-            memmap(32 * M, 0x7ff0_0000), // runs into the reserved tail
-            memmap(32 * M, 3 * G),       // the PCI hole
-            memmap(2 * M, 0x9f000),      // across the EBDA
-            Opt::Memmap { size: 2 * M, start: 64 * M, kind: MemmapKind::Reserved },
+    fn exactmap_builds_the_map_from_nothing() {
+        let line =
+            "memmap=exactmap memmap=0x9f000@0 memmap=0x7fee0000@0x100000 memmap=32M!0x3a000000";
+        let u = apply(&qemu_2g(), opts(line), |e| panic!("{e}"));
+        let want = [
+            "user: [mem 0x0000000000000000-0x000000000009efff] usable",
+            "user: [mem 0x0000000000100000-0x0000000039ffffff] usable",
+            "user: [mem 0x000000003a000000-0x000000003bffffff] persistent (type 12)",
+            "user: [mem 0x000000003c000000-0x000000007ffdffff] usable",
         ];
-        let u = apply(&qemu_2g(), opts, |e| errs.push(e.to_string()));
-        assert_eq!(errs.len(), 3);
-        assert_eq!(
-            errs[0],
-            "memmap=0x2000000!0x7ff00000: [mem 0x000000007ff00000-0x0000000081efffff] is not entirely usable RAM"
-        );
-        assert!(u.map.contains(&Entry::new(64 * M, 66 * M, RES)));
-        assert!(u.userdef);
+        linux_says(&u, &want);
+        // Too little RAM left: nothing applies, one error.
+        let mut errs = Vec::new();
+        let u = apply(&qemu_2g(), opts("memmap=exactmap memmap=1M@0"), |e| errs.push(e));
+        assert_eq!(errs, [UserMapError::TooLittleRam { left: M }]);
+        assert_eq!((u.map, u.userdef), (qemu_2g(), false));
     }
 
     #[test]
-    fn a_range_can_be_claimed_only_once() {
-        let mut errs = 0;
-        let u = apply(&qemu_2g(), [memmap(4 * M, 64 * M), memmap(2 * M, 65 * M)], |_| errs += 1);
-        assert_eq!(errs, 1);
-        assert!(u.map.contains(&Entry::new(64 * M, 68 * M, PRAM)));
+    fn mem_and_memmap_commute_for_persistent_ranges() {
+        let a = apply(&qemu_2g(), opts("mem=1G memmap=32M!0x3ff00000"), |e| panic!("{e}"));
+        let b = apply(&qemu_2g(), opts("memmap=32M!0x3ff00000 mem=1G"), |e| panic!("{e}"));
+        assert_eq!(a.map, b.map);
+        // The range beyond the limit is still claimed, split where the
+        // RAM it overlapped now ends.
+        assert!(a.map.contains(&Entry::new(0x3ff0_0000, 0x4000_0000, PRAM)));
+        assert!(a.map.contains(&Entry::new(0x4000_0000, 0x41f0_0000, PRAM)));
+    }
+
+    #[test]
+    fn remove_and_add_through_percent() {
+        // -t only: remove that type; neither: remove everything; +n only: add.
+        let u =
+            apply(&qemu_2g(), opts("memmap=1M%0xf0000-2 memmap=4M%0x1000000+7"), |e| panic!("{e}"));
+        assert!(!u.map.iter().any(|e| e.start == 0xf0000));
+        assert!(u.map.contains(&Entry::new(0x100_0000, 0x140_0000, E820Type::PMEM)));
+        let u = apply(&qemu_2g(), opts("memmap=0x200000%0x7ff00000"), |e| panic!("{e}"));
+        assert!(u.map.iter().all(|e| e.end <= 0x7ff0_0000 || e.start >= 0x8010_0000));
     }
 
     #[test]

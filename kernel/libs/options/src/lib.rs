@@ -24,9 +24,9 @@ pub enum Opt {
     Debug,
     /// Same as `loglevel=4`: errors only.
     Quiet,
-    /// `memmap=nn[KMG]!ss[KMG]` / `memmap=nn[KMG]$ss[KMG]`: a RAM range
-    /// becomes persistent (type 12) or reserved.
-    Memmap { size: u64, start: u64, kind: MemmapKind },
+    /// One piece of a `memmap=` option (a comma list gives one each), as
+    /// Linux's `parse_memmap_one` reads it.
+    Memmap(Memmap),
     /// `mem=nn[KMG]`: RAM above this address is ignored.
     Mem(u64),
     /// Print every present section at boot.
@@ -61,13 +61,78 @@ pub struct Consoles {
     pub chosen: bool,
 }
 
-/// What a `memmap=` option turns its range into.
+/// The E820 type a `memmap=nn<c>ss` piece gives its range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemmapKind {
-    /// `!`: legacy persistent memory (E820 type 12).
-    Persistent,
-    /// `$`: reserved.
+    /// `@`: usable RAM (type 1).
+    Ram,
+    /// `#`: ACPI data (type 3).
+    Acpi,
+    /// `$`: reserved (type 2).
     Reserved,
+    /// `!`: legacy persistent memory (type 12).
+    Persistent,
+}
+
+impl MemmapKind {
+    /// The character between size and start.
+    pub const fn sign(self) -> char {
+        match self {
+            Self::Ram => '@',
+            Self::Acpi => '#',
+            Self::Reserved => '$',
+            Self::Persistent => '!',
+        }
+    }
+
+    /// The E820 type number.
+    pub const fn e820_type(self) -> u32 {
+        match self {
+            Self::Ram => 1,
+            Self::Acpi => 3,
+            Self::Reserved => 2,
+            Self::Persistent => 12,
+        }
+    }
+}
+
+/// One piece of `memmap=`, with Linux's meaning (arch/x86/kernel/e820.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memmap {
+    /// `exactmap`: the firmware's map is dropped; later pieces build the
+    /// map from nothing.
+    Exactmap,
+    /// `nn@ss`, `nn#ss`, `nn$ss`, `nn!ss`: `e820__range_add` of that type,
+    /// whatever was there.
+    Add { size: u64, start: u64, kind: MemmapKind },
+    /// `nn%ss-t+n`: entries of type `from` in the range become type `to`
+    /// (`e820__range_update`); with only `+n` the range is added as `n`,
+    /// with only `-t` the parts of type `t` are removed, with neither
+    /// everything in the range is removed. 0 means not given.
+    Update { size: u64, start: u64, from: u32, to: u32 },
+    /// A bare `nn`: RAM above `nn` is removed, as `mem=nn` does.
+    Limit(u64),
+}
+
+impl fmt::Display for Memmap {
+    /// The piece as it would be written on the command line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Exactmap => write!(f, "exactmap"),
+            Self::Add { size, start, kind } => write!(f, "{size:#x}{}{start:#x}", kind.sign()),
+            Self::Update { size, start, from, to } => {
+                write!(f, "{size:#x}%{start:#x}")?;
+                if from != 0 {
+                    write!(f, "-{from}")?;
+                }
+                if to != 0 {
+                    write!(f, "+{to}")?;
+                }
+                Ok(())
+            }
+            Self::Limit(n) => write!(f, "{n:#x}"),
+        }
+    }
 }
 
 /// Linux's `memparse`: a number in C syntax (`0x` hex, leading `0` octal,
@@ -83,27 +148,66 @@ pub fn memparse(s: &str) -> Option<u64> {
         b'E' => (&s[..s.len() - 1], 60),
         _ => (s, 0),
     };
-    let n = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()?
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        u64::from_str_radix(&digits[1..], 8).ok()?
-    } else {
-        digits.parse::<u64>().ok()?
-    };
-    if digits.starts_with('+') || n.leading_zeros() < shift {
+    let n = c_number(digits)?;
+    if n.leading_zeros() < shift {
         return None;
     }
     Some(n << shift)
 }
 
-const MEMMAP_SYNTAX: &str = "nn[KMG]!ss[KMG] or nn[KMG]$ss[KMG] with nn > 0 and no overflow";
+const MEMMAP_SYNTAX: &str =
+    "exactmap, nn[KMG], or nn[KMG] then @ # $ ! ss[KMG], or nn[KMG]%ss[KMG][-t][+n] (nn > 0)";
 
-fn parse_memmap(v: &str) -> Option<Opt> {
-    let at = v.find(['!', '$'])?;
-    let kind = if v.as_bytes()[at] == b'!' { MemmapKind::Persistent } else { MemmapKind::Reserved };
-    let size = memparse(&v[..at])?;
-    let start = memparse(&v[at + 1..])?;
-    (size > 0 && start.checked_add(size).is_some()).then_some(Opt::Memmap { size, start, kind })
+/// A number in C syntax without suffix: `0x` hex, a leading `0` octal,
+/// else decimal (Linux's `simple_strtoull(.., 0)`, whole string only).
+fn c_number(s: &str) -> Option<u64> {
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()
+    } else if s.starts_with('+') {
+        None
+    } else {
+        s.parse().ok()
+    }
+}
+
+/// One piece of a `memmap=` value (Linux's `parse_memmap_one`), stricter
+/// than Linux in one way: a piece with anything left over is refused as a
+/// whole, where Linux applies what it read before the rest.
+fn parse_memmap(v: &str) -> Option<Memmap> {
+    if v == "exactmap" {
+        return Some(Memmap::Exactmap);
+    }
+    let Some(at) = v.find(['@', '#', '$', '!', '%']) else {
+        return memparse(v).filter(|&n| n > 0).map(Memmap::Limit);
+    };
+    let size = memparse(&v[..at]).filter(|&n| n > 0)?;
+    let rest = &v[at + 1..];
+    let kind = match v.as_bytes()[at] {
+        b'@' => MemmapKind::Ram,
+        b'#' => MemmapKind::Acpi,
+        b'$' => MemmapKind::Reserved,
+        b'!' => MemmapKind::Persistent,
+        _ => {
+            let (rest, to) = match rest.rsplit_once('+') {
+                Some((r, n)) => (r, u32::try_from(c_number(n)?).ok().filter(|&n| n > 0)?),
+                None => (rest, 0),
+            };
+            let (start, from) = match rest.split_once('-') {
+                Some((s, t)) => (s, u32::try_from(c_number(t)?).ok().filter(|&t| t > 0)?),
+                None => (rest, 0),
+            };
+            let start = memparse(start)?;
+            // Linux BUG()s on a type changed into itself.
+            if (from != 0 && from == to) || start.checked_add(size).is_none() {
+                return None;
+            }
+            return Some(Memmap::Update { size, start, from, to });
+        }
+    };
+    let start = memparse(rest)?;
+    start.checked_add(size).is_some().then_some(Memmap::Add { size, start, kind })
 }
 
 /// Why a word of the command line was refused.
@@ -121,6 +225,8 @@ pub enum OptionError<'a> {
     UnexpectedValue { word: &'a str },
     /// The value could not be understood.
     BadValue { word: &'a str, expected: &'static str },
+    /// One piece of a `memmap=` comma list could not be understood.
+    BadMemmap { piece: &'a str },
 }
 
 impl fmt::Display for OptionError<'_> {
@@ -138,12 +244,15 @@ impl fmt::Display for OptionError<'_> {
             Self::BadValue { word, expected } => {
                 write!(f, "option '{word}': expected {expected}")
             }
+            Self::BadMemmap { piece } => {
+                write!(f, "option 'memmap={piece}': expected {MEMMAP_SYNTAX}")
+            }
         }
     }
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG], memmap=nn[KMG]$ss[KMG], mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0, fail_sparse=N";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0, fail_sparse=N";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -183,7 +292,7 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "iomem" => flag(Opt::IoMem),
         "memmap" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
-            parse_memmap(v).ok_or(OptionError::BadValue { word, expected: MEMMAP_SYNTAX })
+            parse_memmap(v).map(Opt::Memmap).ok_or(OptionError::BadMemmap { piece: v })
         }
         "mem" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
@@ -217,10 +326,31 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
     }
 }
 
-/// Iterates over the words of `line`, parsing each. A bad word yields its
-/// error and iteration goes on with the next word, as Linux does.
+/// Iterates over the words of `line`, parsing each; a `memmap=` comma
+/// list gives one item per piece, as Linux's `parse_memmap_opt` splits it.
+/// A bad word or piece yields its error and iteration goes on with the
+/// next, as Linux does.
 pub fn parse(line: &str) -> impl Iterator<Item = Result<Opt, OptionError<'_>>> {
-    line.split_ascii_whitespace().map(parse_word)
+    let mut words = line.split_ascii_whitespace();
+    let mut pieces: Option<core::str::Split<'_, char>> = None;
+    core::iter::from_fn(move || {
+        loop {
+            if let Some(p) = pieces.as_mut().and_then(Iterator::next) {
+                return Some(parse_word_piece(p));
+            }
+            pieces = None;
+            let word = words.next()?;
+            match word.strip_prefix("memmap=") {
+                Some(v) if v.contains(',') => pieces = Some(v.split(',')),
+                _ => return Some(parse_word(word)),
+            }
+        }
+    })
+}
+
+/// One piece of a `memmap=` list.
+fn parse_word_piece(piece: &str) -> Result<Opt, OptionError<'_>> {
+    parse_memmap(piece).map(Opt::Memmap).ok_or(OptionError::BadMemmap { piece })
 }
 
 /// The options that matter to the kernel, gathered from a command line.
@@ -280,7 +410,7 @@ impl Options {
                 }
             }
             // Ranges are collected by the memory map code, in order.
-            Opt::Memmap { .. } => {}
+            Opt::Memmap(_) => {}
         }
     }
 
@@ -403,30 +533,45 @@ mod tests {
         }
     }
 
+    fn memmap(v: &str) -> Result<Opt, OptionError<'_>> {
+        parse_word_piece(v)
+    }
+
     #[test]
     fn memmap_and_mem_options() {
-        let p = MemmapKind::Persistent;
-        assert_eq!(
-            parse_word("memmap=32M!0x3a000000"),
-            Ok(Opt::Memmap { size: 32 << 20, start: 0x3a00_0000, kind: p })
-        );
-        assert_eq!(
-            parse_word("memmap=4k$1G"),
-            Ok(Opt::Memmap { size: 4096, start: 1 << 30, kind: MemmapKind::Reserved })
-        );
+        use MemmapKind::*;
+        let add = |size, start, kind| Ok(Opt::Memmap(Memmap::Add { size, start, kind }));
+        let upd = |size, start, from, to| Ok(Opt::Memmap(Memmap::Update { size, start, from, to }));
+        assert_eq!(parse_word("memmap=32M!0x3a000000"), add(32 << 20, 0x3a00_0000, Persistent));
+        assert_eq!(parse_word("memmap=4k$1G"), add(4096, 1 << 30, Reserved));
+        assert_eq!(memmap("64M@0x100000"), add(64 << 20, 0x10_0000, Ram));
+        assert_eq!(memmap("16M#0x30000000"), add(16 << 20, 0x3000_0000, Acpi));
+        assert_eq!(memmap("2M%0x31000000-1+12"), upd(2 << 20, 0x3100_0000, 1, 12));
+        assert_eq!(memmap("2M%0x31000000+0xc"), upd(2 << 20, 0x3100_0000, 0, 12));
+        assert_eq!(memmap("2M%0x31000000-01"), upd(2 << 20, 0x3100_0000, 1, 0));
+        assert_eq!(memmap("2M%64M"), upd(2 << 20, 64 << 20, 0, 0));
+        assert_eq!(memmap("exactmap"), Ok(Opt::Memmap(Memmap::Exactmap)));
+        assert_eq!(memmap("1536M"), Ok(Opt::Memmap(Memmap::Limit(1536 << 20))));
         assert_eq!(parse_word("mem=1G"), Ok(Opt::Mem(1 << 30)));
         assert_eq!(parse_word("sparse_debug"), Ok(Opt::SparseDebug));
         for bad in [
-            "memmap=0!1G",
-            "memmap=32M",
-            "memmap=32M@1G",
-            "memmap=x!1G",
-            "memmap=32M!",
-            "memmap=16E!0",
-            "memmap=1G!0xffffffffffffffff",
-            "mem=0",
-            "mem=lots",
+            "0!1G",
+            "0",
+            "x!1G",
+            "32M!",
+            "32M!1Gx",
+            "16E!0",
+            "1G!0xffffffffffffffff",
+            "2M%1G-1+1",
+            "2M%1G+0",
+            "2M%1G-x",
+            "2M%1G+4294967296",
+            "2M%1G-1-2",
+            "exactmapx",
         ] {
+            assert_eq!(memmap(bad), Err(OptionError::BadMemmap { piece: bad }), "{bad}");
+        }
+        for bad in ["mem=0", "mem=lots"] {
             assert!(matches!(parse_word(bad), Err(OptionError::BadValue { .. })), "{bad}");
         }
         assert_eq!(parse_word("mem"), Err(OptionError::MissingValue { name: "mem" }));
@@ -435,6 +580,42 @@ mod tests {
         let o = Options::from_line("nopmem iomem", |e| panic!("{e}"));
         assert!(o.nopmem && o.iomem && !o.sparse_debug);
         assert!(parse_word("nopmem=1").is_err());
+    }
+
+    #[test]
+    fn memmap_comma_lists_give_one_item_per_piece() {
+        let items: Vec<_> = parse("quiet memmap=64M!0x20000000,16M$0x30000000,exactmap poweroff")
+            .map(|r| r.map(|o| alloc_free_name(&o)))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                Ok("Quiet"),
+                Ok("0x4000000!0x20000000"),
+                Ok("0x1000000$0x30000000"),
+                Ok("exactmap"),
+                Ok("Poweroff")
+            ]
+            .map(|r: Result<&str, OptionError>| r.map(String::from))
+        );
+        // A bad piece is reported alone; the pieces around it still count.
+        let r: Vec<_> = parse("memmap=1G!4G,bogus,,2M$1G").collect();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[1], Err(OptionError::BadMemmap { piece: "bogus" }));
+        assert_eq!(r[2], Err(OptionError::BadMemmap { piece: "" }));
+        assert!(r[0].is_ok() && r[3].is_ok());
+        assert_eq!(
+            r[1].unwrap_err().to_string(),
+            format!("option 'memmap=bogus': expected {MEMMAP_SYNTAX}")
+        );
+        assert_eq!(validate("memmap=64M!0x20000000,16M$0x30000000"), Ok(()));
+    }
+
+    fn alloc_free_name(o: &Opt) -> String {
+        match o {
+            Opt::Memmap(m) => m.to_string(),
+            o => format!("{o:?}"),
+        }
     }
 
     #[test]
