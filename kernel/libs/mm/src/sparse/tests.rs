@@ -379,14 +379,34 @@ fn failed_hot_add_leaves_exactly_the_state_before() {
 fn altmap_must_start_the_range_and_fit() {
     let mut s = booted(&ram_2g_two_pmem());
     let base = pfn(0x1_0000_0000);
-    let mut a = Altmap { base_pfn: base, reserve: 0, free: 2 * SUB, alloc: 0 };
+    let snap = snapshot(&s);
+    // Refused before anything is touched: the altmap untouched too (a
+    // stale `alloc` stays), no usage allocated.
+    let fits = Altmap { base_pfn: base, reserve: 2, free: 510, alloc: 7 };
+    let mut a = Altmap { free: 2 * SUB, ..fits };
     let r = s.add_pages(0, base, SUB, SUB, Some(&mut a));
     assert_eq!(r, Err(SparseError::Inval { pfn: base, nr_pages: SUB }), "altmap larger than range");
-    let mut a = Altmap { base_pfn: base + SUB, ..a };
-    assert!(s.add_pages(0, base, 4 * SUB, SUB, Some(&mut a)).is_err(), "altmap elsewhere");
-    let mut a = Altmap { base_pfn: base, reserve: 0, free: 512, alloc: 0 };
+    assert_eq!(a, Altmap { free: 2 * SUB, ..fits });
+    let mut a = Altmap { base_pfn: base + SUB, ..fits };
+    let r = s.add_pages(0, base, 4 * SUB, SUB, Some(&mut a));
+    assert_eq!(r, Err(SparseError::Inval { pfn: base, nr_pages: 4 * SUB }), "altmap elsewhere");
+    assert_eq!(a, Altmap { base_pfn: base + SUB, ..fits });
+    // 7 free pages where the sub-section's memmap needs 8 (32 KiB):
+    // populating it fails and the add is undone.
+    let mut a = Altmap { free: 7, ..fits };
+    let r = s.add_pages(0, base, SUB, SUB, Some(&mut a));
+    assert_eq!(r, Err(SparseError::NoMem { what: "memmap" }), "altmap too small for the memmap");
+    assert_eq!(a.alloc, 0, "the failed add took nothing from the altmap");
+    assert_eq!(snapshot(&s), snap);
+    assert_eq!((s.backend.usages_allocated, s.backend.usages_freed), (1, 1));
+    // A whole section whose altmap holds its 2 MiB of memmap after the
+    // reserve: the add takes all of it, the remove gives it back.
+    let mut a = Altmap { base_pfn: base, reserve: 2, free: 512, alloc: 7 };
     s.add_pages(0, base, PAGES_PER_SECTION, SUB, Some(&mut a)).unwrap();
     assert_eq!(a.alloc, 512, "a whole section's memmap (2 MiB) came from the altmap");
+    assert_eq!(s.section(32).unwrap().subsection_map(), u64::MAX);
+    s.remove_pages(base, PAGES_PER_SECTION, Some(&mut a)).unwrap();
+    assert_eq!(snapshot(&s), snap);
 }
 
 use crate::Rng;
@@ -404,13 +424,23 @@ fn random_add_remove_matches_a_naive_model() {
         .collect();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut adds, mut removes) = (0, 0);
+    let mut emptied = [0u64; 4];
     for step in 0..20_000 {
         let a = rng.below(subs);
         let span = if rng.below(4) == 0 { 80 } else { 6 };
         let n = 1 + rng.below(span).min(subs - a - 1);
+        let op = rng.below(3);
+        // A third of the steps remove a run of active sub-sections from
+        // the first active one at or after `a`, so that sections empty
+        // (and their usages go) as often as they fill.
+        let (a, n) = match (op, (a..subs).find(|&i| active[i as usize])) {
+            (2, Some(b)) => (b, (b..subs.min(b + n)).take_while(|&i| active[i as usize]).count()),
+            _ => (a, n as usize),
+        };
+        let n = n as u64;
         let (p, nr) = (first + a * SUB, n * SUB);
         let range = a as usize..(a + n) as usize;
-        if rng.below(2) == 0 {
+        if op == 0 {
             let r = s.add_pages(0, p, nr, SUB, None);
             if active[range.clone()].iter().any(|&b| b) {
                 assert_eq!(r.unwrap_err().errno(), "EEXIST", "step {step}");
@@ -431,6 +461,7 @@ fn random_add_remove_matches_a_naive_model() {
         }
         for nr in 6..10 {
             let ms = s.section(nr).unwrap();
+            emptied[(nr - 6) as usize] += u64::from(ms.subsection_map() == 0);
             let want: u64 = (0..64)
                 .filter(|&i| active[((nr - 6) * 64 + i) as usize])
                 .fold(0, |m, i| m | 1 << i);
@@ -446,11 +477,28 @@ fn random_add_remove_matches_a_naive_model() {
             let bit = active[((probe - first) / SUB) as usize];
             assert_eq!(s.pfn_valid(probe), bit || (ms.early() && ms.valid()), "step {step}");
         }
+        // Usages: the boot sections keep their boot usage for ever, even
+        // when emptied; the others hold one exactly while something is
+        // active, and every hot usage allocated and not freed is one of
+        // those (none leaked, none freed while in use, no boot usage freed).
+        for nr in 6..8 {
+            let u = s.section(nr).unwrap().usage();
+            assert!(u.is_some_and(|u| s.is_boot_usage(u)), "step {step}: section {nr}");
+        }
+        let mut live = 0;
+        for nr in 8..10 {
+            let ms = s.section(nr).unwrap();
+            assert_eq!(ms.usage().is_some(), ms.subsection_map() != 0, "step {step}: {nr}");
+            assert!(!ms.usage().is_some_and(|u| s.is_boot_usage(u)), "step {step}: {nr}");
+            live += u64::from(ms.usage().is_some());
+        }
+        let hot = s.backend.usages_allocated.checked_sub(s.backend.usages_freed);
+        assert_eq!(hot, Some(live), "step {step}: hot usages allocated and not freed");
     }
     assert!(adds > 1000 && removes > 1000, "{adds} adds, {removes} removes");
-    let hot = s.backend.usages_allocated - s.backend.usages_freed;
-    let live = (8..10).filter(|&nr| s.section(nr).unwrap().usage().is_some()).count() as u64;
-    assert!(hot <= live, "no usage leaked: {hot} hot usages live, {live} sections hold one");
+    // Every section was empty at times, the boot ones included.
+    assert!(emptied.iter().all(|&e| e > 100), "steps with each section empty: {emptied:?}");
+    assert!(s.backend.usages_freed > 100, "{} usages freed", s.backend.usages_freed);
 }
 
 /// Every boot-time allocation can fail: the section it was for is left
