@@ -25,7 +25,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages fuzz-tools harness run test bench fuzz fuzz-seeds screenshot check image usb clean
+.PHONY: all setup toolchain host-packages fuzz-tools harness run test linux-diff bench fuzz fuzz-seeds screenshot check image usb clean
 
 all: image
 
@@ -58,6 +58,11 @@ run: setup harness
 
 test: setup harness
 	@$(HARNESS) test $(TEST_FLAGS)
+
+# Tessera and Debian's Linux 6.1 on the same machine (same variables as
+# run), their memory views compared; fails on an unintended difference.
+linux-diff: setup harness
+	@$(HARNESS) linux-diff $(RUN_FLAGS)
 
 # The console after boot, as target/screenshot.png.
 screenshot: setup harness

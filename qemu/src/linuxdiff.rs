@@ -1,9 +1,22 @@
 //! `make linux-diff`: Tessera and Debian's Linux on the same QEMU machine
 //! with the same options, their memory views side by side.
+//!
+//! Both kernels boot with the same `-m`, QEMU arguments and options. Linux
+//! runs a script that prints its kernel log, `/proc/iomem`,
+//! `/proc/zoneinfo`, its memory blocks and its nd devices; Tessera's shell
+//! is driven over serial (`iomem`, `zoneinfo`, `memory`, `pmem`). Each
+//! kernel's output is reduced to the same views (firmware map, user map,
+//! iomem, zones, memory blocks, persistent memory in use), compared line by
+//! line, and every difference is either on the short list of intended
+//! ones ([`INTENDED`], with the reason) or makes the comparison fail.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::linux;
+use crate::machine::{self, Step};
+use crate::profile::{Machine, Profile};
 
 /// What Linux prints for the comparison, each part after a `== part NAME`
 /// line: the kernel log, `/proc/iomem`, `/proc/zoneinfo`, memory blocks
@@ -30,7 +43,564 @@ for d in /sys/bus/nd/devices/*; do
     done
     echo "$line"
 done
+echo '== part end'
 "#;
+
+/// Tessera's shell commands, in the order their answers are read.
+const TESSERA_COMMANDS: [&str; 4] = ["iomem", "zoneinfo", "memory", "pmem"];
+
+/// The differences that are Tessera's by design, each with its reason.
+/// A difference not matched here fails the comparison.
+pub const INTENDED: &[(&str, &str)] = &[
+    (
+        "managed",
+        "zoneinfo `managed` counts what each kernel left to its page allocator after its own \
+         image, page tables and boot allocations; the kernels differ in size",
+    ),
+    (
+        "unusable-pmem",
+        "Linux registers an nd region and namespace for a persistent range it cannot map (not \
+         2 MiB aligned, or over firmware memory) and fails the namespace's probe; Tessera \
+         refuses such a range at its NFIT with a warning. Neither puts it to use",
+    ),
+    (
+        "raw-nvdimm-pages",
+        "Tessera gives a raw NVDIMM namespace struct pages in ZONE_DEVICE (memmap in RAM) so \
+         that every persistent range is hot-added sub-section by sub-section; Linux maps a raw \
+         NFIT namespace without struct pages (no ND_REGION_PAGEMAP), so its Device zone does \
+         not grow",
+    ),
+];
+
+/// One side's output reduced to the compared views.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Views {
+    /// `BIOS-e820: [mem ...] type`.
+    pub firmware: Vec<String>,
+    /// `user: [mem ...] type` (empty without memory options).
+    pub user: Vec<String>,
+    /// `/proc/iomem` lines named System RAM, Reserved or Persistent Memory.
+    pub iomem: Vec<String>,
+    /// `zone NAME start_pfn N spanned N present N`, one per zone.
+    pub zones: Vec<String>,
+    /// `zone NAME managed N`.
+    pub managed: Vec<String>,
+    /// `memoryN state valid_zones`.
+    pub blocks: Vec<String>,
+    /// `[mem ...] MODE`: the persistent ranges in use (Linux: a namespace,
+    /// pfn or dax device bound to a driver; Tessera: an added region).
+    pub pmem: Vec<String>,
+    /// `[mem ...]`: the persistent ranges known but not in use.
+    pub pmem_unused: Vec<String>,
+    /// Memory bring-up in milliseconds, and how it was measured.
+    pub bringup: Option<(f64, String)>,
+    /// Tessera added a firmware (NFIT) namespace in raw mode, with struct
+    /// pages in ZONE_DEVICE.
+    pub raw_nfit_pages: bool,
+}
+
+/// Drops a `[ 12.345678] ` timestamp.
+fn untimed(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((t, rest)) if t.trim().parse::<f64>().is_ok() => rest,
+        _ => line,
+    }
+}
+
+/// The timestamp of a `[ 12.345678] ...` line, in seconds.
+fn stamp(line: &str) -> Option<f64> {
+    line.strip_prefix('[')?.split_once(']')?.0.trim().parse().ok()
+}
+
+/// The lines of a serial log after `from` up to the next line starting
+/// with `until`.
+fn part<'a>(log: &'a str, from: &str, until: &str) -> Vec<&'a str> {
+    log.lines()
+        .skip_while(|l| l.trim_end() != from)
+        .skip(1)
+        .take_while(|l| !l.starts_with(until))
+        .collect()
+}
+
+/// `/proc/iomem` lines whose name is a memory type, indented by how many
+/// such lines contain them (Linux nests a range above RAM under its `PCI
+/// Bus` window, which Tessera does not model).
+fn iomem_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    const NAMES: [&str; 5] = [
+        "System RAM",
+        "Reserved",
+        "Persistent Memory",
+        "Persistent Memory (legacy)",
+        "Soft Reserved",
+    ];
+    // Whether each open ancestor (by indentation level) is kept.
+    let mut open: Vec<bool> = Vec::new();
+    let mut out = Vec::new();
+    for l in lines {
+        let Some((range, name)) = l.split_once(" : ") else { continue };
+        let level = (range.len() - range.trim_start().len()) / 2;
+        open.truncate(level);
+        let keep = NAMES.contains(&name.trim());
+        if keep {
+            let depth = open.iter().filter(|k| **k).count();
+            out.push(format!("{:w$}{} : {}", "", range.trim(), name.trim(), w = depth * 2));
+        }
+        open.push(keep);
+    }
+    out
+}
+
+/// `/proc/zoneinfo` reduced to the fields both kernels have.
+fn zone_lines<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, Vec<String>) {
+    let (mut zones, mut managed) = (Vec::new(), Vec::new());
+    let mut cur: Option<(String, [Option<u64>; 4])> = None;
+    let mut flush = |cur: &mut Option<(String, [Option<u64>; 4])>| {
+        if let Some((name, [start, spanned, present, man])) = cur.take() {
+            let num = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            zones.push(format!(
+                "zone {name:7} start_pfn {:>8} spanned {:>8} present {:>8}",
+                num(start),
+                num(spanned),
+                num(present)
+            ));
+            managed.push(format!("zone {name:7} managed {:>8}", num(man)));
+        }
+    };
+    for l in lines {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("Node 0, zone") {
+            flush(&mut cur);
+            cur = Some((rest.trim().to_string(), [None; 4]));
+            continue;
+        }
+        let Some((_, f)) = cur.as_mut() else { continue };
+        let mut words = t.split_whitespace();
+        let (Some(key), Some(v)) = (words.next(), words.next()) else { continue };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        match key {
+            "start_pfn:" => f[0] = Some(v),
+            "spanned" => f[1] = Some(v),
+            "present" => f[2] = Some(v),
+            "managed" => f[3] = Some(v),
+            _ => {}
+        }
+    }
+    flush(&mut cur);
+    (zones, managed)
+}
+
+/// Zone names as sysfs spells them.
+const ZONE_NAMES: [&str; 6] = ["DMA", "DMA32", "Normal", "Movable", "Device", "none"];
+
+/// `memoryN state zones...` lines, numerically sorted. Tessera's `memory`
+/// lines carry more (the range, `(boot)`); only the block number, the
+/// state and the zone names count.
+fn block_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<(u64, String)> = lines
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let id: u64 = w.next()?.strip_prefix("memory")?.parse().ok()?;
+            let state = w.next()?;
+            if !matches!(state, "online" | "offline" | "going-offline") {
+                return None;
+            }
+            let zones: Vec<&str> = w.filter(|z| ZONE_NAMES.contains(z)).collect();
+            Some((id, format!("memory{id} {state} {}", zones.join(" "))))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// `[mem 0x...-0x...]` for a start and a size.
+fn mem_range(start: u64, size: u64) -> String {
+    format!("[mem {start:#018x}-{:#018x}]", start + size - 1)
+}
+
+fn hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// Linux's nd devices: for each region, whether a namespace, pfn or dax
+/// device of it is bound to a driver, and as what.
+fn linux_pmem(lines: &[&str]) -> (Vec<String>, Vec<String>) {
+    let attr =
+        |l: &str, k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k).map(str::to_string));
+    let (mut used, mut unused) = (Vec::new(), Vec::new());
+    for l in lines.iter().filter(|l| l.starts_with("region")) {
+        let name = l.split_whitespace().next().unwrap_or("");
+        let n = name.trim_start_matches("region");
+        let (Some(start), Some(size)) = (
+            attr(l, "resource=").and_then(|v| hex(&v)),
+            attr(l, "size=").and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let bound = |prefix: &str| {
+            lines.iter().any(|d| {
+                d.starts_with(&format!("{prefix}{n}."))
+                    && attr(d, "driver=").is_some_and(|v| !v.is_empty())
+            })
+        };
+        let mode = if bound("pfn") {
+            Some("fsdax")
+        } else if bound("dax") {
+            Some("devdax")
+        } else if bound("namespace") {
+            Some("raw")
+        } else {
+            None
+        };
+        match mode {
+            Some(m) => used.push(format!("{} {m}", mem_range(start, size))),
+            None => unused.push(mem_range(start, size)),
+        }
+    }
+    used.sort();
+    unused.sort();
+    (used, unused)
+}
+
+/// Tessera's `pmem` listing: `regionN: [mem A-B] ... MODE added|offline`.
+fn tessera_pmem(lines: &[&str]) -> (Vec<String>, Vec<String>) {
+    let (mut used, mut unused) = (Vec::new(), Vec::new());
+    for l in lines.iter().filter(|l| l.starts_with("region")) {
+        let Some(range) = l.split_once("[mem ").and_then(|(_, r)| r.split_once(']')) else {
+            continue;
+        };
+        let range = format!("[mem {}]", range.0);
+        let words: Vec<&str> =
+            l.trim_end().trim_end_matches(", altmap").split_whitespace().collect();
+        match words.as_slice() {
+            [.., mode, "added"] => used.push(format!("{range} {mode}")),
+            _ => unused.push(range),
+        }
+    }
+    used.sort();
+    unused.sort();
+    (used, unused)
+}
+
+/// Reduces Linux's serial output (see [`LINUX_SCRIPT`]).
+pub fn linux_views(out: &str) -> Views {
+    let dmesg: Vec<&str> = part(out, "== part dmesg", "== part ").into_iter().collect();
+    let pick = |p: &str| -> Vec<String> {
+        dmesg
+            .iter()
+            .map(|l| untimed(l))
+            .filter(|l| l.starts_with(p))
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    };
+    let (zones, managed) = zone_lines(part(out, "== part zoneinfo", "== part ").into_iter());
+    let nd = part(out, "== part nd", "== part ");
+    let (pmem, pmem_unused) = linux_pmem(&nd);
+    // From `Zone ranges:` (memblock done, zones sized) to `Memory:` (all
+    // early memory freed to the buddy allocator), plus the deferred
+    // struct-page initialisation that finishes the job later.
+    let at = |p: &str| dmesg.iter().find(|l| untimed(l).starts_with(p)).and_then(|l| stamp(l));
+    let deferred = dmesg.iter().find_map(|l| {
+        let rest = untimed(l).strip_prefix("node 0 deferred pages initialised in ")?;
+        rest.trim_end_matches("ms").trim().parse::<f64>().ok()
+    });
+    let bringup = match (at("Zone ranges:"), at("Memory:")) {
+        // Before its clock runs (early TSC calibration can fail on a busy
+        // host) Linux stamps every line 0.
+        (Some(a), Some(b)) if b > 0.0 => Some((
+            (b - a) * 1000.0 + deferred.unwrap_or(0.0),
+            format!(
+                "`Zone ranges:` to `Memory:` {:.1} ms + deferred pages {} ms",
+                (b - a) * 1000.0,
+                deferred.map_or("-".into(), |d| d.to_string())
+            ),
+        )),
+        _ => None,
+    };
+    Views {
+        firmware: pick("BIOS-e820: "),
+        user: pick("user: "),
+        iomem: iomem_lines(part(out, "== part iomem", "== part ").into_iter()),
+        zones,
+        managed,
+        blocks: block_lines(part(out, "== part memory", "== part ").into_iter()),
+        pmem,
+        pmem_unused,
+        bringup,
+        raw_nfit_pages: false,
+    }
+}
+
+/// Reduces Tessera's serial log: the boot log, then the answers to
+/// [`TESSERA_COMMANDS`] between shell prompts.
+pub fn tessera_views(log: &str) -> Views {
+    let mut answers = log.split(machine::PROMPT);
+    let boot = answers.next().unwrap_or("");
+    let answer: Vec<Vec<&str>> = answers.map(|a| a.lines().skip(1).collect()).collect();
+    let get = |i: usize| answer.get(i).cloned().unwrap_or_default();
+    let pick = |p: &str| -> Vec<String> {
+        boot.lines()
+            .map(untimed)
+            .filter(|l| l.starts_with(p))
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    };
+    let (zones, managed) = zone_lines(get(1).into_iter());
+    let (pmem, pmem_unused) = tessera_pmem(&get(3));
+    let raw_nfit_pages = get(3).iter().any(|l| {
+        l.starts_with("region") && l.contains("(firmware NFIT") && l.ends_with("raw added")
+    });
+    // From the first memblock line (the map is read) to `Memory:` (every
+    // free page in the buddy allocator); Tessera has no deferred part.
+    let at = |p: &str| boot.lines().find(|l| untimed(l).starts_with(p)).and_then(stamp);
+    let bringup = match (at("memblock: "), at("Memory: ")) {
+        (Some(a), Some(b)) => {
+            Some(((b - a) * 1000.0, "`memblock:` to `Memory:`, nothing deferred".to_string()))
+        }
+        _ => None,
+    };
+    Views {
+        firmware: pick("BIOS-e820: "),
+        user: pick("user: "),
+        iomem: iomem_lines(get(0).into_iter()),
+        zones,
+        managed,
+        blocks: block_lines(get(2).into_iter()),
+        pmem,
+        pmem_unused,
+        bringup,
+        raw_nfit_pages,
+    }
+}
+
+/// One line of a compared view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    Same(String),
+    /// Only Linux has it; the intended difference, if one explains it.
+    Linux(String, Option<&'static str>),
+    Tessera(String, Option<&'static str>),
+}
+
+/// A longest-common-subsequence diff of two line lists.
+fn diff(linux: &[String], tessera: &[String]) -> Vec<Row> {
+    let (n, m) = (linux.len(), tessera.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if linux[i] == tessera[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut rows) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && linux[i] == tessera[j] {
+            rows.push(Row::Same(linux[i].clone()));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            rows.push(Row::Tessera(tessera[j].clone(), None));
+            j += 1;
+        } else {
+            rows.push(Row::Linux(linux[i].clone(), None));
+            i += 1;
+        }
+    }
+    rows
+}
+
+/// One compared view.
+pub struct Section {
+    pub name: &'static str,
+    pub rows: Vec<Row>,
+}
+
+/// The whole comparison.
+pub struct Comparison {
+    pub sections: Vec<Section>,
+    pub bringup: [Option<(f64, String)>; 2],
+}
+
+impl Comparison {
+    /// Differences no intended one explains.
+    pub fn unexplained(&self) -> usize {
+        self.sections
+            .iter()
+            .flat_map(|s| &s.rows)
+            .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
+            .count()
+    }
+
+    /// The report: each view with `=` (same), `-` (Linux only), `+`
+    /// (Tessera only) and the intended difference that explains a line.
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        for sec in &self.sections {
+            let same = sec.rows.iter().filter(|r| matches!(r, Row::Same(_))).count();
+            let _ = writeln!(s, "== {} ({same} of {} lines agree)", sec.name, sec.rows.len());
+            for r in &sec.rows {
+                let _ = match r {
+                    Row::Same(l) => writeln!(s, "  = {l}"),
+                    Row::Linux(l, why) => writeln!(s, "  - linux   {l}{}", tag(*why)),
+                    Row::Tessera(l, why) => writeln!(s, "  + tessera {l}{}", tag(*why)),
+                };
+            }
+        }
+        let _ = writeln!(s, "== memory bring-up");
+        for (who, b) in ["linux", "tessera"].iter().zip(&self.bringup) {
+            let _ = match b {
+                Some((ms, how)) => writeln!(s, "  {who:8} {ms:8.1} ms ({how})"),
+                None => writeln!(s, "  {who:8} not found in the log"),
+            };
+        }
+        s
+    }
+}
+
+fn tag(why: Option<&str>) -> String {
+    why.map_or(String::new(), |w| format!("   [intended: {w}]"))
+}
+
+/// Marks the rows an intended difference explains.
+fn explain(name: &str, rows: &mut [Row], raw_nfit_pages: bool) {
+    for r in rows.iter_mut() {
+        let (line, why) = match r {
+            Row::Same(_) => continue,
+            Row::Linux(l, w) | Row::Tessera(l, w) => (l, w),
+        };
+        *why = match name {
+            "zoneinfo managed" => Some("managed"),
+            "persistent memory not in use" => Some("unusable-pmem"),
+            "zoneinfo" if raw_nfit_pages && line.starts_with("zone Device ") => {
+                Some("raw-nvdimm-pages")
+            }
+            _ => None,
+        };
+    }
+}
+
+/// Compares the two kernels' views.
+pub fn compare(linux: &Views, tessera: &Views) -> Comparison {
+    let views: [(&'static str, &Vec<String>, &Vec<String>); 8] = [
+        ("firmware map", &linux.firmware, &tessera.firmware),
+        ("user map", &linux.user, &tessera.user),
+        ("iomem", &linux.iomem, &tessera.iomem),
+        ("zoneinfo", &linux.zones, &tessera.zones),
+        ("zoneinfo managed", &linux.managed, &tessera.managed),
+        ("memory blocks", &linux.blocks, &tessera.blocks),
+        ("persistent memory in use", &linux.pmem, &tessera.pmem),
+        ("persistent memory not in use", &linux.pmem_unused, &tessera.pmem_unused),
+    ];
+    let sections = views
+        .into_iter()
+        .map(|(name, l, t)| {
+            let mut rows = diff(l, t);
+            explain(name, &mut rows, tessera.raw_nfit_pages);
+            Section { name, rows }
+        })
+        .collect();
+    Comparison { sections, bringup: [linux.bringup.clone(), tessera.bringup.clone()] }
+}
+
+/// A machine both kernels boot on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub profile: &'static Profile,
+    pub mem: String,
+    pub cmdline: String,
+    /// QEMU arguments for Linux and for Tessera (each its own NVDIMM file
+    /// when they run at once).
+    pub linux_args: Vec<String>,
+    pub tessera_args: Vec<String>,
+}
+
+/// Whether a command line asks for persistent memory itself (Tessera then
+/// emulates none; Linux never does).
+fn names_pmem(cmdline: &str) -> bool {
+    options::parse(cmdline).filter_map(Result::ok).any(|o| match o {
+        options::Opt::NoPmem => true,
+        options::Opt::Memmap(options::Memmap::Add { kind, .. }) => {
+            kind == options::MemmapKind::Persistent
+        }
+        options::Opt::Memmap(options::Memmap::Update { to, .. }) => to == 12,
+        _ => false,
+    })
+}
+
+/// Tessera's options for a Linux command line: `nopmem` added when none
+/// names persistent memory, since Linux emulates none by default; words
+/// Tessera does not know (Linux's own) left out; `poweroff` removed (the
+/// shell must answer).
+pub fn tessera_cmdline(cmdline: &str) -> String {
+    let mut words: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter(|w| *w != "poweroff" && options::parse(w).all(|r| r.is_ok()))
+        .collect();
+    if !names_pmem(cmdline) {
+        words.push("nopmem");
+    }
+    words.join(" ")
+}
+
+/// Boots both kernels (at once when `parallel`) and compares them.
+pub fn run(
+    kernel: &Path,
+    t: &Target,
+    tag: &str,
+    timeout: Duration,
+    parallel: bool,
+) -> Result<(Comparison, Views, Views), String> {
+    let kit = linux::kit()?;
+    let linux_cmdline = t.cmdline.clone();
+    let tessera = || -> Result<String, String> {
+        let ttag = format!("{tag}-tessera");
+        let image = crate::image_for(kernel, t.profile, &ttag, "")?;
+        let m = Machine {
+            image,
+            mem: t.mem.clone(),
+            cmdline: tessera_cmdline(&t.cmdline),
+            extra: t.tessera_args.clone(),
+            ..Default::default()
+        };
+        let mut steps: Vec<Step> =
+            TESSERA_COMMANDS.iter().map(|c| Step::Type(c.to_string())).collect();
+        steps.push(Step::Type("poweroff".into()));
+        let b = machine::boot_captured(t.profile, m, &ttag, timeout, false, &steps)?;
+        if b.log.matches(machine::PROMPT).count() < TESSERA_COMMANDS.len() + 1 {
+            let log = machine::paths(&ttag).0;
+            return Err(format!(
+                "Tessera ({ttag}) did not answer its shell; serial log in {}",
+                log.display()
+            ));
+        }
+        Ok(b.log)
+    };
+    let linux = || {
+        linux::boot_on(
+            &kit,
+            t.profile.firmware,
+            &t.mem,
+            &t.linux_args,
+            &linux_cmdline,
+            LINUX_SCRIPT,
+            &format!("{tag}-linux"),
+            timeout,
+        )
+    };
+    let (l, ts) = if parallel {
+        std::thread::scope(|s| {
+            let h = s.spawn(linux);
+            let ts = tessera();
+            (h.join().unwrap_or_else(|_| Err("Linux boot thread panicked".into())), ts)
+        })
+    } else {
+        (linux(), tessera())
+    };
+    let (lv, tv) = (linux_views(&l?), tessera_views(&ts?));
+    Ok((compare(&lv, &tv), lv, tv))
+}
 
 /// Boots Linux alone and prints its serial output (`qemu linux`).
 pub fn linux_only(
@@ -44,4 +614,262 @@ pub fn linux_only(
     let out = linux::boot_on(&kit, firmware, mem, extra, cmdline, LINUX_SCRIPT, "linux", timeout)?;
     print!("{out}");
     Ok(true)
+}
+
+/// The conformance suite's machines: name, firmware profile, `-m`, options,
+/// whether a 256 MiB QEMU NVDIMM is attached.
+pub const MACHINES: &[(&str, &str, &str, &str, bool)] = &[
+    ("comma-list", "bios", "2G", "memmap=64M!0x20000000,16M$0x30000000", false),
+    (
+        "exactmap",
+        "bios",
+        "2G",
+        "memmap=exactmap memmap=0x9f000@0 memmap=0x7fee0000@0x100000 memmap=16M#0x30000000 memmap=2M%0x31000000-1+2 memmap=32M!0x3a000000",
+        false,
+    ),
+    ("bare-memmap-nn", "bios", "2G", "memmap=1536M", false),
+    ("overlapping", "bios", "2G", "memmap=4M!64M memmap=2M!65M", false),
+    ("across-and-outside-ram", "bios", "2G", "memmap=32M!0x7ff00000 memmap=64M!0x200000000", false),
+    ("mem-small-first", "bios", "2G", "mem=512M memmap=32M!0x10000000", false),
+    ("mem-large-last", "bios", "2G", "memmap=32M!0x10000000 mem=8G", false),
+    ("two-in-one-section", "bios", "2G", "memmap=32M!0x3a000000 memmap=32M!0x3c000000", false),
+    ("above-4g-whole-sections", "bios", "6G", "memmap=256M!0x140000000", false),
+    ("misaligned", "bios", "2G", "memmap=3M!0x20100000", false),
+    ("nvdimm", "bios", "2G,slots=2,maxmem=8G", "", true),
+    ("uefi", "uefi", "2G", "memmap=32M!0x3a000000", false),
+];
+
+/// Boots every [`MACHINES`] entry on both kernels (each pair at once) and
+/// prints one test line per view. A `filter` (`conformance::NAME`) picks
+/// machines.
+pub fn suite(kernel: &Path, filter: Option<&str>, timeout: Duration) -> (usize, usize) {
+    let (mut passed, mut failed) = (0, 0);
+    let start = std::time::Instant::now();
+    for &(name, profile, mem, cmdline, nvdimm) in MACHINES {
+        let test = format!("conformance::{name}");
+        if filter.is_some_and(|f| !test.contains(f) && !f.starts_with(&test)) {
+            continue;
+        }
+        let tag = format!("conformance-{name}");
+        let files = nvdimm.then(|| {
+            let (l, t) = (
+                crate::nvdimm_file(&format!("{tag}-linux")),
+                crate::nvdimm_file(&format!("{tag}-tessera")),
+            );
+            for f in [&l, &t] {
+                let _ = std::fs::remove_file(f);
+            }
+            (l, t)
+        });
+        let args = |f: Option<&std::path::PathBuf>| match f {
+            Some(f) => crate::args_with_file(crate::NVDIMM_ARGS, f),
+            None => Vec::new(),
+        };
+        let target = Target {
+            profile: crate::profile::find(profile).expect("a known profile"),
+            mem: mem.into(),
+            cmdline: cmdline.into(),
+            linux_args: args(files.as_ref().map(|f| &f.0)),
+            tessera_args: args(files.as_ref().map(|f| &f.1)),
+        };
+        let t0 = std::time::Instant::now();
+        match run(kernel, &target, &tag, timeout, true) {
+            Ok((c, _, _)) => {
+                for s in &c.sections {
+                    let bad: Vec<&Row> = s
+                        .rows
+                        .iter()
+                        .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
+                        .collect();
+                    let ok = bad.is_empty();
+                    println!(
+                        "test {test}::{} ... {}",
+                        s.name.replace(' ', "_"),
+                        if ok { "ok" } else { "FAILED" }
+                    );
+                    if ok {
+                        passed += 1;
+                    } else {
+                        failed += 1;
+                        for r in bad {
+                            match r {
+                                Row::Linux(l, _) => println!("  - linux   {l}"),
+                                Row::Tessera(l, _) => println!("  + tessera {l}"),
+                                Row::Same(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                println!("test {test} ... FAILED\n  {e}");
+                failed += 1;
+            }
+        }
+        println!("== {test}: {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    println!(
+        "== conformance: {passed} passed, {failed} failed ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    (passed, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINUX: &str = "\
+== linux script begin
+== part dmesg
+[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
+[    0.000000] user: [mem 0x0000000080000000-0x0000000081efffff] persistent (type 12)
+[    0.046560] Zone ranges:
+[    0.171347] Memory: 260860K/2096632K available
+[    1.156876] node 0 deferred pages initialised in 104ms
+== part iomem
+00000000-00000fff : Reserved
+00100000-7fefffff : System RAM
+  41c00000-42a01d31 : Kernel code
+80000000-febfffff : PCI Bus 0000:00
+  80000000-81efffff : Persistent Memory (legacy)
+== part zoneinfo
+Node 0, zone      DMA
+  pages free     3776
+        spanned  4095
+        present  3998
+        managed  3840
+  start_pfn:           1
+Node 0, zone   Device
+  pages free     0
+        spanned  0
+        present  0
+        managed  0
+== part memory
+memory10 online DMA32 0000000a
+memory0 online none 00000000
+== part nd
+namespace0.0 driver= size=917504 resource=0x7ff00000 mode=memory
+namespace1.0 driver=nd_pmem size=33554432 resource=0x3a000000 mode=memory
+pfn1.0 driver= size= resource= mode=none align=2097152
+region0 driver=nd_region size=917504 resource=0x7ff00000 align=0x1000
+region1 driver=nd_region size=33554432 resource=0x3a000000 align=0x1000000
+== part end
+== linux script end rc=0
+";
+
+    #[test]
+    fn linux_output_reduces_to_views() {
+        let v = linux_views(LINUX);
+        assert_eq!(v.firmware, ["BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable"]);
+        assert_eq!(v.user.len(), 1);
+        // Kernel code and the PCI window go; what they held moves up.
+        assert_eq!(
+            v.iomem,
+            [
+                "00000000-00000fff : Reserved",
+                "00100000-7fefffff : System RAM",
+                "80000000-81efffff : Persistent Memory (legacy)",
+            ]
+        );
+        assert_eq!(
+            v.zones,
+            [
+                "zone DMA     start_pfn        1 spanned     4095 present     3998",
+                "zone Device  start_pfn        - spanned        0 present        0",
+            ]
+        );
+        assert_eq!(v.managed[0], "zone DMA     managed     3840");
+        assert_eq!(v.blocks, ["memory0 online none", "memory10 online DMA32"]);
+        assert_eq!(v.pmem, ["[mem 0x000000003a000000-0x000000003bffffff] raw"]);
+        assert_eq!(v.pmem_unused, ["[mem 0x000000007ff00000-0x000000007ffdffff]"]);
+        let (ms, _) = v.bringup.unwrap();
+        assert!((ms - (124.787 + 104.0)).abs() < 0.01, "{ms}");
+    }
+
+    #[test]
+    fn tessera_answers_reduce_to_the_same_views() {
+        let log = "\
+[    0.010000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
+[    0.020000] memblock: memory 0x7af7e000 bytes
+[    0.320000] Memory: 1965664K/2014712K available
+tessera> iomem
+00000000-00000fff : Reserved
+00100000-7fefffff : System RAM
+80000000-81efffff : Persistent Memory (legacy)
+tessera> zoneinfo
+Node 0, zone      DMA
+  pages free     3776
+        spanned  4095
+        present  3998
+        managed  3000
+  start_pfn:           1
+Node 0, zone   Device
+  pages free     0
+        spanned  16384
+        present  0
+        managed  0
+tessera> memory
+memory0  online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot)
+memory10 online  [mem 0x0000000050000000-0x0000000057ffffff] DMA32 (boot)
+tessera> pmem
+region0: [mem 0x000000003a000000-0x000000003bffffff] 32 MiB (firmware NFIT spa 2) namespace0.0 raw added
+  namespace0.0: mode raw, size 33554432, blockdev pmem0
+tessera> poweroff
+";
+        let t = tessera_views(log);
+        let l = linux_views(LINUX);
+        assert_eq!(t.iomem, l.iomem);
+        assert_eq!(t.blocks, l.blocks);
+        assert_eq!(t.pmem, l.pmem);
+        assert!(t.raw_nfit_pages);
+        let c = compare(&l, &t);
+        // Device's span (raw NVDIMM pages) and managed are intended; the
+        // user map Tessera did not print is not.
+        let find = |n: &str| c.sections.iter().find(|s| s.name == n).unwrap();
+        assert!(
+            find("zoneinfo")
+                .rows
+                .iter()
+                .all(|r| !matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
+        );
+        assert!(
+            find("zoneinfo managed")
+                .rows
+                .iter()
+                .any(|r| matches!(r, Row::Tessera(_, Some("managed"))))
+        );
+        assert_eq!(find("user map").rows, [Row::Linux(l.user[0].clone(), None)]);
+        assert_eq!(find("persistent memory not in use").rows.len(), 1);
+        assert_eq!(c.unexplained(), 1);
+        assert!(
+            c.report().contains("  - linux   user: [mem 0x0000000080000000-0x0000000081efffff]")
+        );
+    }
+
+    #[test]
+    fn diff_keeps_order_and_marks_each_side() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let rows = diff(&s(&["a", "b", "c"]), &s(&["a", "x", "c", "d"]));
+        assert_eq!(
+            rows,
+            [
+                Row::Same("a".into()),
+                Row::Tessera("x".into(), None),
+                Row::Linux("b".into(), None),
+                Row::Same("c".into()),
+                Row::Tessera("d".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn tessera_options_follow_linux_but_add_nopmem_when_none_is_named() {
+        assert_eq!(tessera_cmdline(""), "nopmem");
+        assert_eq!(tessera_cmdline("mem=1G poweroff"), "mem=1G nopmem");
+        assert_eq!(tessera_cmdline("memmap=32M!1G"), "memmap=32M!1G");
+        assert_eq!(tessera_cmdline("memmap=2M%1G-1+12"), "memmap=2M%1G-1+12");
+        // Linux's own words are Linux's only.
+        assert_eq!(tessera_cmdline("memmap=32M!1G nokaslr"), "memmap=32M!1G");
+    }
 }

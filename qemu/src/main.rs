@@ -10,6 +10,8 @@
 //! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in kernel/fuzz/corpus)
 //! qemu fuzz-seeds              (corpus seeds from what the kernel reads in QEMU)
 //! qemu profiles
+//! qemu linux [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
+//! qemu linux-diff [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -39,7 +41,7 @@ const DEFAULT_MEM: &str = "2G";
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
 const FUZZ_TEST_SECONDS: u64 = 10;
 
-const USAGE: &str = "usage: qemu run|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles [options] (see qemu/src/main.rs)";
+const USAGE: &str = "usage: qemu run|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles|linux|linux-diff [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]
@@ -114,7 +116,7 @@ fn timeout(f: &Flags) -> Result<Duration, String> {
 }
 
 /// Builds the disk image; `cmdline` is built into it (as on a real PC).
-fn image_for(
+pub(crate) fn image_for(
     kernel: &Path,
     profile: &Profile,
     tag: &str,
@@ -242,9 +244,12 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
         }
         // 3 GiB below 4 GiB and 1 GiB above, withheld by mem=3G; section
         // 33 = 64 MiB of persistent memory, then 64 MiB of withheld RAM.
-        "memory_hotplug" => &[("", "4G", "memmap=64M!0x108000000 mem=3G", "")],
+        "memory_hotplug" => &[("", "4G", "memmap=64M!0x108000000 mem=2560M", "")],
         // A small RAM and a large, sparse NVDIMM far up the address space.
         "scale" => &[("", BIG_NVDIMM_MEM, "nopmem", BIG_NVDIMM_ARGS)],
+        // 32 MiB of persistent memory in an early section (RAM below), 32
+        // MiB above mem= in a section of their own (vmemmap populated).
+        "stress" => &[("", "2G", "memmap=64M!0x3e000000 mem=1G", "")],
         // Boot-time allocation failures: a root (section 0, retried by the
         // next range), the usage chunk (every section), a 2 MiB memmap
         // block (4 KiB fallback), a vmemmap page table; hot-add failures on
@@ -257,6 +262,8 @@ fn test_machines(binary: &str) -> &'static [TestMachine] {
             ("page-table", "2G", "fail_sparse=4", ""),
             ("nvdimm", "2G,slots=2,maxmem=8G", "nopmem fail_sparse=40", NVDIMM_ARGS),
             ("nvdimm-fsdax", "2G,slots=2,maxmem=8G", "nopmem fail_sparse=40", NVDIMM_ARGS),
+            // One region: 32 MiB in early section 7, then all of section 8.
+            ("early-and-own", "2G", "memmap=160M!0x3e000000 fail_sparse=40", ""),
         ],
         _ => &[("", DEFAULT_MEM, "", "")],
     }
@@ -515,6 +522,13 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
         }
         summary.push((format!("profile {}", p.name), passed, failed));
     }
+    if !kernel.as_os_str().is_empty()
+        && filter
+            .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt))
+    {
+        let (p, fl) = linuxdiff::suite(&kernel, filter, timeout);
+        summary.push(("conformance (Linux side by side)".into(), p, fl));
+    }
     println!();
     for (what, p, fl) in &summary {
         println!("{what}: {p} passed, {fl} failed");
@@ -529,13 +543,57 @@ fn cmd_test(f: Flags) -> Result<bool, String> {
 fn cmd_linux(f: Flags) -> Result<bool, String> {
     let profile = pick_profile(&f)?;
     let mem = f.mem.clone().unwrap_or(DEFAULT_MEM.into());
-    let extra = args_with_file_default(&f.qemu_args);
-    linuxdiff::linux_only(profile.firmware, &mem, &extra, &f.cmdline, timeout(&f)?)
+    linuxdiff::linux_only(profile.firmware, &mem, &f.qemu_args, &f.cmdline, timeout(&f)?)
 }
 
-/// The user's QEMU arguments as given (a `{file}` left in them is theirs).
-fn args_with_file_default(args: &[String]) -> Vec<String> {
-    args.to_vec()
+/// `make linux-diff`: Tessera and Linux on the machine `make run` would
+/// use, compared; fails on a difference that is not an intended one.
+fn cmd_linux_diff(f: Flags) -> Result<bool, String> {
+    let profile = pick_profile(&f)?;
+    if profile.usb {
+        return Err(
+            "linux-diff boots Linux from QEMU's -kernel: use FIRMWARE=bios or uefi without USB"
+                .into(),
+        );
+    }
+    // Words only Linux knows go to Linux alone (see tessera_cmdline); a
+    // line Tessera cannot read at all is refused.
+    options::check_line(&f.cmdline).map_err(|e| format!("CMDLINE: {e}"))?;
+    machine::check_host(profile)?;
+    let kernel = match &f.kernel {
+        Some(k) => k.clone(),
+        None => cargo::build_kernel(false)?,
+    };
+    let target = linuxdiff::Target {
+        profile,
+        mem: f.mem.clone().unwrap_or(DEFAULT_MEM.into()),
+        cmdline: f.cmdline.clone(),
+        linux_args: f.qemu_args.clone(),
+        tessera_args: f.qemu_args.clone(),
+    };
+    // A backing file (an NVDIMM's) is shared: one kernel at a time.
+    let parallel = !f.qemu_args.iter().any(|a| a.contains("mem-path="));
+    println!(
+        "linux-diff: {} -m {} options '{}' {}; Tessera with '{}'",
+        profile.name,
+        target.mem,
+        target.cmdline,
+        f.qemu_args.join(" "),
+        linuxdiff::tessera_cmdline(&target.cmdline)
+    );
+    let (c, _, _) = linuxdiff::run(&kernel, &target, "linux-diff", timeout(&f)?, parallel)?;
+    print!("{}", c.report());
+    let bad = c.unexplained();
+    println!("== intended differences");
+    for (name, why) in linuxdiff::INTENDED {
+        println!("  {name}: {why}");
+    }
+    if bad == 0 {
+        println!("linux-diff: the kernels agree, apart from intended differences");
+    } else {
+        println!("linux-diff: {bad} lines differ that no intended difference explains");
+    }
+    Ok(bad == 0)
 }
 
 /// Boots the kernel, waits for the shell, saves the framebuffer as
@@ -806,6 +864,7 @@ fn main() -> ExitCode {
         "bench" => timeout(&f).and_then(bench::run),
         "screenshot" => cmd_screenshot(f),
         "linux" => cmd_linux(f),
+        "linux-diff" => cmd_linux_diff(f),
         "fuzz" => fuzz::run(f.fuzz_time.unwrap_or(60), true).map(|outcomes| {
             for o in &outcomes {
                 let rate = o.runs / o.seconds.max(1);
