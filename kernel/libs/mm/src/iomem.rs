@@ -90,6 +90,15 @@ pub fn e820_name(ty: E820Type) -> &'static str {
     }
 }
 
+/// Whether Linux marks the resource `IORESOURCE_BUSY`: everything below
+/// 1 MiB and every E820 range but reserved, soft-reserved and persistent
+/// memory (`do_mark_busy`), and what drivers request (namespaces, hot-added
+/// System RAM). Requests go down into resources that are not busy.
+fn is_busy(r: &Resource) -> bool {
+    let open = ["Reserved", "Soft Reserved", "Persistent Memory", "Persistent Memory (legacy)"];
+    r.start < 1 << 20 || !open.contains(&r.name.as_str())
+}
+
 /// The root of the tree (Linux's `iomem_resource`, which spans all of the
 /// address space and is not printed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -173,6 +182,91 @@ impl IoMem {
         }
     }
 
+    /// The resource `__request_region` would fail on for `[start, end]`
+    /// (inclusive), or `None` if the request would succeed. As in Linux,
+    /// the request goes down into a resource that is not busy when it
+    /// overlaps one, and fails on a busy one, on one it only partly
+    /// overlaps, or on one it would have to contain.
+    pub fn request_conflict(&self, start: u64, end: u64) -> Option<&Resource> {
+        let mut parent: Option<&Resource> = None;
+        let mut level = &self.children;
+        loop {
+            if let Some(p) = parent.filter(|p| !p.contains(start, end)) {
+                return Some(p);
+            }
+            // `__request_resource`: the first child ending at or after start.
+            let c = level.iter().find(|r| r.end >= start).filter(|r| r.start <= end)?;
+            if is_busy(c) {
+                return Some(c);
+            }
+            (parent, level) = (Some(c), &c.children);
+        }
+    }
+
+    /// `__request_region`: inserts `[start, end]` (inclusive) as a busy
+    /// resource, where [`Self::request_conflict`] allows it.
+    pub fn request_region(&mut self, start: u64, end: u64, name: &str) -> Result<(), IoMemError> {
+        if start > end {
+            return Err(IoMemError::Invalid { start, end });
+        }
+        if let Some(r) = self.request_conflict(start, end) {
+            return Err(IoMemError::Conflict {
+                start,
+                end,
+                name: String::from(name),
+                with_start: r.start,
+                with_end: r.end,
+                with_name: r.name.clone(),
+            });
+        }
+        self.insert(start, end, name)
+    }
+
+    /// `release_mem_region_adjustable`: takes `[start, end]` (inclusive)
+    /// out of the busy "System RAM" resource that contains it, trimming it
+    /// or splitting it in two; the whole resource goes when the range is
+    /// all of it. Returns whether such a resource was found (Linux backs
+    /// off silently otherwise).
+    pub fn release_adjustable(&mut self, start: u64, end: u64) -> bool {
+        let mut level = &mut self.children;
+        loop {
+            let Some(i) = level.iter().position(|r| r.contains(start, end)) else {
+                return false;
+            };
+            let r = &level[i];
+            if r.name != "System RAM" {
+                return false;
+            }
+            if !is_busy(r) {
+                level = &mut level[i].children;
+                continue;
+            }
+            let (rs, re) = (r.start, r.end);
+            if r.children.iter().any(|c| c.start <= end && start <= c.end) {
+                // `__adjust_resource` would leave a child outside.
+                return false;
+            }
+            let mut keep = Vec::new();
+            if rs < start {
+                keep.push(Resource::new(rs, start - 1, &r.name));
+            }
+            if end < re {
+                keep.push(Resource::new(end + 1, re, &r.name));
+            }
+            let old = level.remove(i);
+            for (k, mut piece) in keep.into_iter().enumerate() {
+                piece.children = old
+                    .children
+                    .iter()
+                    .filter(|c| piece.contains(c.start, c.end))
+                    .cloned()
+                    .collect();
+                level.insert(i + k, piece);
+            }
+            return true;
+        }
+    }
+
     /// The resource with exactly this range and name, at any depth.
     pub fn find(&self, start: u64, end: u64, name: &str) -> Option<&Resource> {
         self.iter().map(|(_, r)| r).find(|r| r.is(start, end, name))
@@ -252,6 +346,56 @@ mod tests {
                     100000000-10fffffff : Persistent Memory";
         assert_eq!(io.to_string(), want);
         assert_eq!(io.lines().count(), 5);
+    }
+
+    #[test]
+    fn request_region_follows_busy_and_partial_overlap() {
+        let mut io = sample();
+        // Boot RAM is busy: any overlap fails on it.
+        let c = io.request_conflict(0x9f000, 0xa0fff).unwrap();
+        assert_eq!((c.start, c.name.as_str()), (0x1000, "System RAM"));
+        // Persistent memory is not busy: a request inside goes below it; one
+        // that sticks out fails on it (Linux: EBUSY, add_memory: EEXIST).
+        assert_eq!(io.request_conflict(0x3a00_0000, 0x3aff_ffff), None);
+        let c = io.request_conflict(0x3a00_0000, 0x3fff_ffff).unwrap();
+        assert_eq!(c.name, "Persistent Memory (legacy)");
+        io.request_region(0x3a00_0000, 0x3bff_ffff, "namespace0.0").unwrap();
+        let c = io.request_conflict(0x3b00_0000, 0x3bff_ffff).unwrap();
+        assert_eq!(c.name, "namespace0.0", "a driver's claim is busy");
+        // Free space: inserted; then it is busy itself.
+        let before = io.clone();
+        io.request_region(0x4000_0000, 0x47ff_ffff, "System RAM").unwrap();
+        assert!(io.request_region(0x4000_0000, 0x4fff_ffff, "System RAM").is_err());
+        assert_eq!(io.children().len(), before.children().len() + 1);
+        // A request may not swallow an existing resource.
+        let c = io.request_conflict(0x3800_0000, 0x3fff_ffff).unwrap();
+        assert_eq!(c.start, 0x3a00_0000);
+        assert!(matches!(io.request_region(5, 4, "x"), Err(IoMemError::Invalid { .. })));
+    }
+
+    #[test]
+    fn release_adjustable_trims_splits_and_removes_system_ram() {
+        let mut io = IoMem::from_e820(&[
+            Entry::new(0x10_0000, 0xc000_0000, E820Type::RAM),
+            Entry::new(0xc000_0000, 0xd000_0000, E820Type::RESERVED),
+        ]);
+        io.request_region(0x1_0000_0000, 0x1_07ff_ffff, "System RAM").unwrap();
+        // The middle of boot RAM: split in two.
+        assert!(io.release_adjustable(0x5000_0000, 0x57ff_ffff));
+        // Its end: trimmed.
+        assert!(io.release_adjustable(0xb800_0000, 0xbfff_ffff));
+        // A hot-added resource: gone whole.
+        assert!(io.release_adjustable(0x1_0000_0000, 0x1_07ff_ffff));
+        // Not System RAM, or not inside one resource: nothing happens.
+        assert!(!io.release_adjustable(0xc000_0000, 0xc7ff_ffff));
+        assert!(!io.release_adjustable(0x4fff_0000, 0x5800_ffff));
+        let want = "00100000-4fffffff : System RAM\n\
+                    58000000-b7ffffff : System RAM\n\
+                    c0000000-cfffffff : Reserved";
+        assert_eq!(io.to_string(), want);
+        // Released space can be requested again, as its own resource.
+        io.request_region(0x5000_0000, 0x57ff_ffff, "System RAM").unwrap();
+        assert_eq!(io.children()[1].start, 0x5000_0000);
     }
 
     #[test]

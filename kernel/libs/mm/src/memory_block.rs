@@ -5,7 +5,8 @@
 use core::fmt;
 
 use crate::e820::{E820Type, Entry, MemRange};
-use crate::sparse::{PAGES_PER_SUBSECTION, SECTION_SIZE_BITS};
+use crate::page::{Pfn, ZoneType};
+use crate::sparse::{MAX_PHYSMEM_BITS, PAGES_PER_SUBSECTION, SECTION_SIZE_BITS};
 
 /// The smallest block: one section (`MIN_MEMORY_BLOCK_SIZE`).
 pub const MIN_MEMORY_BLOCK_SIZE: u64 = 1 << SECTION_SIZE_BITS;
@@ -125,6 +126,436 @@ pub fn check_withheld(
     Ok(())
 }
 
+/// A memory block's state (its sysfs `state` file). A block's life:
+/// `(absent) --add--> offline --online--> online --offline--> offline
+/// --remove--> (absent)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockState {
+    Online,
+    Offline,
+}
+
+impl BlockState {
+    /// As sysfs spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// A block's sysfs `phys_index`: its id as `%08lx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysIndex(pub u64);
+
+impl fmt::Display for PhysIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// The highest physical address memory may be hot-added at on x86_64 with
+/// 4-level paging: `mhp_get_pluggable_range(true)` is `[0, MAX_PHYS]`
+/// (`arch_get_mappable_range` is all of it, cut at MAX_PHYSMEM_BITS).
+pub const MAX_PHYS: u64 = (1 << MAX_PHYSMEM_BITS) - 1;
+
+/// Linux's `mhp_range_allowed(start, size, true)`: non-empty, not wrapping,
+/// and ending at or below [`MAX_PHYS`].
+pub const fn mhp_range_allowed(start: u64, size: u64) -> bool {
+    let end = start.wrapping_add(size);
+    start < end && end - 1 <= MAX_PHYS
+}
+
+/// Why `add_memory` refuses a range, for the checks Linux makes before
+/// touching anything (`__add_memory`: `register_memory_resource`, then
+/// `add_memory_resource`'s `check_hotplug_memory_range`), in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddError {
+    /// `E2BIG`: beyond the pluggable range (`mhp_range_allowed`).
+    TooBig { start: u64, size: u64 },
+    /// `EEXIST`: the "System RAM" resource cannot be requested, because
+    /// the range overlaps a busy resource or straddles one
+    /// (`__request_region` failed).
+    Exist { start: u64, size: u64, with: (u64, u64, alloc::string::String) },
+    /// `EINVAL`: start or size not a multiple of the block size, or empty
+    /// (`check_hotplug_memory_range`).
+    Unaligned { start: u64, size: u64, block_size: u64 },
+}
+
+impl AddError {
+    /// The Linux errno name.
+    pub fn errno(&self) -> &'static str {
+        match self {
+            Self::TooBig { .. } => "E2BIG",
+            Self::Exist { .. } => "EEXIST",
+            Self::Unaligned { .. } => "EINVAL",
+        }
+    }
+}
+
+impl fmt::Display for AddError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.errno();
+        match self {
+            // Linux: "Hotplug memory [%#llx-%#llx] exceeds maximum
+            // addressable range [%#llx-%#llx]".
+            Self::TooBig { start, size } => write!(
+                f,
+                "{e}: Hotplug memory [{start:#x}-{:#x}] exceeds maximum addressable range \
+                 [0x0-{MAX_PHYS:#x}]",
+                start.wrapping_add(*size)
+            ),
+            Self::Exist { start, size, with: (ws, we, wn) } => write!(
+                f,
+                "{e}: System RAM resource {} cannot be added: it conflicts with \"{wn}\" {}",
+                MemRange(*start, start.saturating_add(*size)),
+                MemRange(*ws, we.saturating_add(1))
+            ),
+            // Linux: "Block size [%#lx] unaligned hotplug range: start
+            // %#llx, size %#llx".
+            Self::Unaligned { start, size, block_size } => write!(
+                f,
+                "{e}: Block size [{block_size:#x}] unaligned hotplug range: start {start:#x}, \
+                 size {size:#x}"
+            ),
+        }
+    }
+}
+
+/// `__add_memory`'s refusals in Linux's order: [`mhp_range_allowed`]
+/// (E2BIG), requesting a busy "System RAM" resource in `iomem` (EEXIST),
+/// then `check_hotplug_memory_range` (EINVAL: start and size multiples of
+/// `block_size`). `iomem` is not changed.
+pub fn check_add_memory(
+    iomem: &crate::iomem::IoMem,
+    start: u64,
+    size: u64,
+    block_size: u64,
+) -> Result<(), AddError> {
+    if !mhp_range_allowed(start, size) {
+        return Err(AddError::TooBig { start, size });
+    }
+    if let Some(r) = iomem.request_conflict(start, start + size - 1) {
+        return Err(AddError::Exist { start, size, with: (r.start, r.end, r.name.clone()) });
+    }
+    if size == 0 || !start.is_multiple_of(block_size) || !size.is_multiple_of(block_size) {
+        return Err(AddError::Unaligned { start, size, block_size });
+    }
+    Ok(())
+}
+
+/// `remove_memory` of an online block: `try_remove_memory`'s
+/// `check_memblock_offlined_cb` refuses with EBUSY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StillOnline {
+    pub start: u64,
+    pub size: u64,
+}
+
+impl fmt::Display for StillOnline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Linux: "removing memory fails, because memory [%pa-%pa] is
+        // onlined" (%pa: 0x and 16 hex digits).
+        write!(
+            f,
+            "EBUSY: removing memory fails, because memory [{:#018x}-{:#018x}] is onlined",
+            self.start,
+            self.start + self.size - 1
+        )
+    }
+}
+
+/// `check_memblock_offlined_cb` for a block `[start, start + size)`.
+pub fn check_memblock_offlined(
+    state: BlockState,
+    start: u64,
+    size: u64,
+) -> Result<(), StillOnline> {
+    match state {
+        BlockState::Offline => Ok(()),
+        BlockState::Online => Err(StillOnline { start, size }),
+    }
+}
+
+/// How a block is onlined (`MMOP_ONLINE`, `MMOP_ONLINE_KERNEL`,
+/// `MMOP_ONLINE_MOVABLE`: the words written to its `state` file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlineType {
+    Online,
+    OnlineKernel,
+    OnlineMovable,
+}
+
+impl OnlineType {
+    /// `mhp_online_type_from_str` (without `offline`).
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "online" => Some(Self::Online),
+            "online_kernel" => Some(Self::OnlineKernel),
+            "online_movable" => Some(Self::OnlineMovable),
+            _ => None,
+        }
+    }
+
+    /// The word.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::OnlineKernel => "online_kernel",
+            Self::OnlineMovable => "online_movable",
+        }
+    }
+}
+
+/// A zone System RAM can be onlined to: a kernel zone or ZONE_MOVABLE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlineZone {
+    Kernel(ZoneType),
+    Movable,
+}
+
+impl OnlineZone {
+    /// Linux's zone name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kernel(z) => z.name(),
+            Self::Movable => "Movable",
+        }
+    }
+}
+
+impl fmt::Display for OnlineZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The spans `[start_pfn, end_pfn)` of node 0's zones that hotplug
+/// decisions read (an empty span is `start >= end`). Tessera never
+/// populates ZONE_MOVABLE, so `movable` stays empty there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZoneSpans {
+    /// DMA, DMA32, Normal, by [`ZoneType`] index.
+    pub kernel: [(Pfn, Pfn); 3],
+    pub movable: (Pfn, Pfn),
+}
+
+impl ZoneSpans {
+    fn span(&self, zone: OnlineZone) -> (Pfn, Pfn) {
+        match zone {
+            OnlineZone::Kernel(z) => self.kernel.get(z as usize).copied().unwrap_or((0, 0)),
+            OnlineZone::Movable => self.movable,
+        }
+    }
+}
+
+/// `zone_intersects`: an empty zone intersects nothing.
+pub const fn zone_intersects(span: (Pfn, Pfn), start_pfn: Pfn, nr_pages: u64) -> bool {
+    let (start, end) = span;
+    start < end && start_pfn < end && start_pfn + nr_pages > start
+}
+
+/// `default_kernel_zone_for_pfn`: the first of DMA, DMA32 whose span the
+/// range intersects, else Normal (whatever the address: a block above a
+/// `mem=` limit below 4 GiB goes to Normal).
+pub fn default_kernel_zone_for_pfn(spans: &ZoneSpans, start_pfn: Pfn, nr_pages: u64) -> ZoneType {
+    [ZoneType::Dma, ZoneType::Dma32]
+        .into_iter()
+        .find(|&z| zone_intersects(spans.span(OnlineZone::Kernel(z)), start_pfn, nr_pages))
+        .unwrap_or(ZoneType::Normal)
+}
+
+/// `default_zone_for_pfn` (with `movable_node` off, as Tessera has it):
+/// the kernel zone or ZONE_MOVABLE when exactly one of them intersects the
+/// range, else the kernel zone.
+pub fn default_zone_for_pfn(spans: &ZoneSpans, start_pfn: Pfn, nr_pages: u64) -> OnlineZone {
+    let kernel = OnlineZone::Kernel(default_kernel_zone_for_pfn(spans, start_pfn, nr_pages));
+    let in_kernel = zone_intersects(spans.span(kernel), start_pfn, nr_pages);
+    let in_movable = zone_intersects(spans.movable, start_pfn, nr_pages);
+    if in_movable && !in_kernel { OnlineZone::Movable } else { kernel }
+}
+
+/// `zone_for_pfn_range` with the default online policy
+/// (`memory_hotplug.online_policy=contig-zones`).
+pub fn zone_for_pfn_range(
+    online_type: OnlineType,
+    spans: &ZoneSpans,
+    start_pfn: Pfn,
+    nr_pages: u64,
+) -> OnlineZone {
+    match online_type {
+        OnlineType::OnlineKernel => {
+            OnlineZone::Kernel(default_kernel_zone_for_pfn(spans, start_pfn, nr_pages))
+        }
+        OnlineType::OnlineMovable => OnlineZone::Movable,
+        OnlineType::Online => default_zone_for_pfn(spans, start_pfn, nr_pages),
+    }
+}
+
+/// `early_node_zone_for_memory_block`: the zone of a boot block, if
+/// exactly one populated zone (here: one with a non-empty span)
+/// intersects it; `None` (sysfs "none") when it spans several.
+pub fn early_zone_for_block(spans: &ZoneSpans, start_pfn: Pfn, nr_pages: u64) -> Option<ZoneType> {
+    let mut hit = [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal]
+        .into_iter()
+        .filter(|&z| zone_intersects(spans.span(OnlineZone::Kernel(z)), start_pfn, nr_pages));
+    match (hit.next(), hit.next()) {
+        (Some(z), None) => Some(z),
+        _ => None,
+    }
+}
+
+/// A block's sysfs `valid_zones`: for an online block its zone, or "none"
+/// when it spans zones; for an offline block the default zone first, then
+/// the other zones `online_kernel` and `online_movable` would pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidZones {
+    /// `None`: an online block spanning zones.
+    pub first: Option<OnlineZone>,
+    pub kernel: Option<OnlineZone>,
+    pub movable: Option<OnlineZone>,
+}
+
+/// `valid_zones_show` for a block of `nr_pages` at `start_pfn` in `state`;
+/// `zone` is the zone of an online block (`mem->zone`).
+pub fn valid_zones(
+    state: BlockState,
+    zone: Option<ZoneType>,
+    spans: &ZoneSpans,
+    start_pfn: Pfn,
+    nr_pages: u64,
+) -> ValidZones {
+    if state == BlockState::Online {
+        let first = zone.map(OnlineZone::Kernel);
+        return ValidZones { first, kernel: None, movable: None };
+    }
+    let default = zone_for_pfn_range(OnlineType::Online, spans, start_pfn, nr_pages);
+    let other =
+        |t| Some(zone_for_pfn_range(t, spans, start_pfn, nr_pages)).filter(|&z| z != default);
+    ValidZones {
+        first: Some(default),
+        kernel: other(OnlineType::OnlineKernel),
+        movable: other(OnlineType::OnlineMovable),
+    }
+}
+
+impl fmt::Display for ValidZones {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(first) = self.first else {
+            return f.write_str("none");
+        };
+        write!(f, "{first}")?;
+        for z in [self.kernel, self.movable].into_iter().flatten() {
+            write!(f, " {z}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `memremap_pages` refuses device memory `[start, start + size)`, in
+/// the order Linux 6.1's `pagemap_range` and the `__add_pages` it calls
+/// check (`mm/memremap.c`, `mm/memory_hotplug.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemremapError {
+    /// `ENOMEM`: the first or last pfn already belongs to a device mapping
+    /// (`get_dev_pagemap`; Linux warns "Conflicting mapping in same
+    /// section"). `with` is that mapping's `[start, end)`.
+    Conflict { start: u64, size: u64, with: (u64, u64) },
+    /// `ENXIO`: the range is (`mixed`: partly) System RAM
+    /// (`region_intersects(..., IORESOURCE_SYSTEM_RAM, ...)`).
+    Ram { start: u64, size: u64, mixed: bool },
+    /// `EINVAL`: beyond the pluggable range (`mhp_range_allowed`).
+    Range { start: u64, size: u64 },
+    /// `EINVAL`: not whole sub-sections (`check_pfn_span`).
+    Misaligned { start: u64, size: u64 },
+    /// `EEXIST`: a sub-section of the range is already active
+    /// (`section_activate`), e.g. around another device mapping.
+    Exist { start: u64, size: u64 },
+}
+
+impl MemremapError {
+    /// The Linux errno name.
+    pub fn errno(&self) -> &'static str {
+        match self {
+            Self::Conflict { .. } => "ENOMEM",
+            Self::Ram { .. } => "ENXIO",
+            Self::Range { .. } | Self::Misaligned { .. } => "EINVAL",
+            Self::Exist { .. } => "EEXIST",
+        }
+    }
+}
+
+impl fmt::Display for MemremapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.errno();
+        let range = |s: u64, n: u64| MemRange(s, s.saturating_add(n));
+        match *self {
+            Self::Conflict { start, size, with } => write!(
+                f,
+                "{e}: {}: Conflicting mapping in same section (device memory {})",
+                range(start, size),
+                MemRange(with.0, with.1)
+            ),
+            Self::Ram { start, size, mixed } => write!(
+                f,
+                "{e}: memremap_pages attempted on {} region {}",
+                if mixed { "mixed" } else { "ram" },
+                range(start, size)
+            ),
+            Self::Range { start, size } => {
+                write!(f, "{}", AddError::TooBig { start, size })?;
+                f.write_str(" (EINVAL from memremap_pages)")
+            }
+            Self::Misaligned { start, size } => write!(
+                f,
+                "{e}: Misaligned __add_pages start: {:#x} end: #{:#x} (not whole 2 MiB \
+                 sub-sections)",
+                start >> crate::page::PAGE_SHIFT,
+                (start.saturating_add(size) >> crate::page::PAGE_SHIFT).wrapping_sub(1)
+            ),
+            Self::Exist { start, size } => {
+                write!(f, "{e}: {} overlaps active sub-sections", range(start, size))
+            }
+        }
+    }
+}
+
+/// `memremap_pages`' refusals for `[start, start + size)`, in Linux's
+/// order. `pgmaps` are the device mappings in place and `ram` the System
+/// RAM ranges, both as `[start, end)`; `active(start, size)` says whether a
+/// sub-section of the range is already active.
+pub fn check_memremap(
+    start: u64,
+    size: u64,
+    pgmaps: &[(u64, u64)],
+    ram: &[(u64, u64)],
+    active: impl Fn(u64, u64) -> bool,
+) -> Result<(), MemremapError> {
+    let last = start.saturating_add(size.max(1) - 1);
+    for at in [start, last] {
+        let page = at & !(crate::page::PAGE_SIZE - 1);
+        if let Some(&with) = pgmaps.iter().find(|&&(s, e)| s <= page && page < e) {
+            return Err(MemremapError::Conflict { start, size, with });
+        }
+    }
+    let end = start.saturating_add(size);
+    let covered: u64 = ram.iter().map(|&(s, e)| e.min(end).saturating_sub(s.max(start))).sum();
+    if covered > 0 {
+        return Err(MemremapError::Ram { start, size, mixed: covered < size });
+    }
+    if !mhp_range_allowed(start, size) {
+        return Err(MemremapError::Range { start, size });
+    }
+    if !(start | size).is_multiple_of(SUBSECTION_SIZE) {
+        return Err(MemremapError::Misaligned { start, size });
+    }
+    if active(start, size) {
+        return Err(MemremapError::Exist { start, size });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +571,176 @@ mod tests {
         assert_eq!(memory_block_size(65 * G), G);
         assert_eq!(memory_block_size(64 * G + 128 * M), 128 * M);
         assert_eq!(memory_block_size(64 * G + 512 * M), 512 * M);
+    }
+
+    /// Pfn of a byte address.
+    const fn pfn(addr: u64) -> Pfn {
+        addr >> 12
+    }
+
+    const BLOCK: u64 = pfn(128 * M);
+
+    /// Node 0 after booting 4 GiB with `mem=` at `limit` (below 4 GiB).
+    fn spans(limit: u64) -> ZoneSpans {
+        ZoneSpans { kernel: [(1, pfn(16 * M)), (pfn(16 * M), pfn(limit)), (0, 0)], movable: (0, 0) }
+    }
+
+    #[test]
+    fn add_memory_refuses_in_linux_order() {
+        use crate::iomem::IoMem;
+        let io = IoMem::from_e820(&[
+            Entry::new(M, 3 * G, E820Type::RAM),
+            Entry::new(4 * G + 128 * M, 4 * G + 192 * M, E820Type::PRAM),
+        ]);
+        let check = |s, n| check_add_memory(&io, s, n, 128 * M);
+        assert_eq!(check(4 * G, 128 * M), Ok(()));
+        assert_eq!(check(4 * G, 512 * M).unwrap_err().errno(), "EEXIST", "straddles pmem");
+        // Beyond MAX_PHYSMEM_BITS comes first, even unaligned.
+        let e = check(1 << 46, 4096).unwrap_err();
+        assert_eq!(e.errno(), "E2BIG");
+        assert_eq!(
+            e.to_string(),
+            "E2BIG: Hotplug memory [0x400000000000-0x400000001000] exceeds maximum addressable \
+             range [0x0-0x3fffffffffff]"
+        );
+        assert_eq!(check((1 << 46) - 128 * M, 128 * M), Ok(()), "the last block fits");
+        assert_eq!(check(u64::MAX - M, 2 * M).unwrap_err().errno(), "E2BIG", "wraps");
+        assert_eq!(check(4 * G, 0).unwrap_err().errno(), "E2BIG", "empty: start < end fails");
+        // A conflict before the block-size check: boot RAM, unaligned.
+        assert_eq!(check(2 * G + M, 2 * M).unwrap_err().errno(), "EEXIST");
+        // Then alignment: half a block next to persistent memory.
+        let e = check(4 * G + 192 * M, 64 * M).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "EINVAL: Block size [0x8000000] unaligned hotplug range: start 0x10c000000, size \
+             0x4000000"
+        );
+        assert_eq!(check(6 * G + M, 128 * M).unwrap_err().errno(), "EINVAL");
+        assert_eq!(check(6 * G, 256 * M), Ok(()), "several blocks at once");
+    }
+
+    #[test]
+    fn memremap_refuses_in_linux_order() {
+        let pmem = (4 * G, 4 * G + 256 * M);
+        let pgmaps = [pmem];
+        let ram = [(M, 3 * G)];
+        // Sub-sections active: the mapping's own, as the sparse model has them.
+        let active = |s: u64, n: u64| s < pmem.1 && pmem.0 < s + n;
+        let check = |s, n| check_memremap(s, n, &pgmaps, &ram, active);
+        let errno = |s, n| check(s, n).unwrap_err().errno();
+        assert_eq!(check(8 * G, 256 * M), Ok(()));
+        // 1. Start or end inside a device mapping: ENOMEM, before all else
+        //    (even unaligned, even overlapping RAM elsewhere).
+        assert_eq!(errno(4 * G + 4096, 4096), "ENOMEM");
+        assert_eq!(errno(2 * G, 2 * G + 2 * M), "ENOMEM", "ends inside it");
+        // 2. System RAM: ENXIO, whole or mixed, before alignment.
+        assert_eq!(
+            check(2 * G + 4096, 4096),
+            Err(MemremapError::Ram { start: 2 * G + 4096, size: 4096, mixed: false })
+        );
+        let e = check(3 * G - 2 * M, 4 * M).unwrap_err();
+        assert_eq!(e, MemremapError::Ram { start: 3 * G - 2 * M, size: 4 * M, mixed: true });
+        assert!(e.to_string().starts_with("ENXIO: memremap_pages attempted on mixed region"));
+        // 3. Beyond MAX_PHYSMEM_BITS: EINVAL (mhp_range_allowed), before
+        //    alignment; empty and wrapping ranges too.
+        let e = check(1 << 46, 4096).unwrap_err();
+        assert_eq!(e, MemremapError::Range { start: 1 << 46, size: 4096 });
+        assert!(e.to_string().contains("exceeds maximum addressable range"), "{e}");
+        assert_eq!(errno((1 << 46) - 2 * M, 4 * M), "EINVAL");
+        assert_eq!(check(8 * G, 0), Err(MemremapError::Range { start: 8 * G, size: 0 }));
+        assert_eq!(check((1 << 46) - 2 * M, 2 * M), Ok(()), "the last sub-section fits");
+        // 4. Not whole sub-sections: EINVAL (check_pfn_span).
+        let e = check(8 * G + 4096, 2 * M).unwrap_err();
+        assert_eq!(e, MemremapError::Misaligned { start: 8 * G + 4096, size: 2 * M });
+        assert_eq!(errno(8 * G, 2 * M + 4096), "EINVAL");
+        // 5. Around a mapping (start and end outside it): EEXIST.
+        assert_eq!(errno(4 * G - 2 * M, 260 * M), "EEXIST");
+    }
+
+    #[test]
+    fn remove_refuses_an_online_block_with_ebusy() {
+        assert_eq!(check_memblock_offlined(BlockState::Offline, 4 * G, 128 * M), Ok(()));
+        let e = check_memblock_offlined(BlockState::Online, 4 * G, 128 * M).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "EBUSY: removing memory fails, because memory \
+             [0x0000000100000000-0x0000000107ffffff] is onlined"
+        );
+    }
+
+    #[test]
+    fn zone_intersects_as_linux() {
+        assert!(!zone_intersects((0, 0), 0, 10), "an empty zone");
+        assert!(!zone_intersects((5, 5), 0, 10), "an empty zone");
+        assert!(zone_intersects((10, 20), 19, 1));
+        assert!(!zone_intersects((10, 20), 20, 5));
+        assert!(!zone_intersects((10, 20), 5, 5));
+        assert!(zone_intersects((10, 20), 5, 6));
+        assert!(zone_intersects((10, 20), 0, 100), "covering");
+    }
+
+    #[test]
+    fn online_picks_the_kernel_zone_whose_span_the_block_meets_else_normal() {
+        // mem=3G: a block above 4 GiB, and one in the PCI hole.
+        let s = spans(3 * G);
+        for addr in [4 * G, 3 * G] {
+            let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(addr), BLOCK);
+            assert_eq!(z, OnlineZone::Kernel(ZoneType::Normal), "{addr:#x}");
+        }
+        // mem=2560M: a block at 2.5 GiB is below 4 GiB but past DMA32's
+        // span, so Normal (not DMA32 by address).
+        let s = spans(2560 * M);
+        let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(2560 * M), BLOCK);
+        assert_eq!(z, OnlineZone::Kernel(ZoneType::Normal));
+        // Inside DMA32's span (a boot block offlined in its middle).
+        let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(G), BLOCK);
+        assert_eq!(z, OnlineZone::Kernel(ZoneType::Dma32));
+        // Straddling DMA's end: DMA comes first.
+        assert_eq!(default_kernel_zone_for_pfn(&s, 0, BLOCK), ZoneType::Dma);
+        // online_kernel and online_movable.
+        let z = zone_for_pfn_range(OnlineType::OnlineKernel, &s, pfn(G), BLOCK);
+        assert_eq!(z, OnlineZone::Kernel(ZoneType::Dma32));
+        let z = zone_for_pfn_range(OnlineType::OnlineMovable, &s, pfn(G), BLOCK);
+        assert_eq!(z, OnlineZone::Movable);
+        // Once Normal spans a block, the next one below it stays Normal
+        // only if it meets the span; a populated ZONE_MOVABLE alone wins.
+        let mut s = spans(2560 * M);
+        s.kernel[2] = (pfn(4 * G), pfn(4 * G) + BLOCK);
+        s.movable = (pfn(5 * G), pfn(5 * G) + BLOCK);
+        let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(5 * G), BLOCK);
+        assert_eq!(z, OnlineZone::Movable, "in Movable only");
+        s.kernel[2] = (pfn(4 * G), pfn(6 * G));
+        let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(5 * G), BLOCK);
+        assert_eq!(z, OnlineZone::Kernel(ZoneType::Normal), "in both: the kernel zone");
+    }
+
+    #[test]
+    fn valid_zones_print_as_sysfs() {
+        let s = spans(3 * G);
+        let show = |state, zone, addr| valid_zones(state, zone, &s, pfn(addr), BLOCK).to_string();
+        // Boot blocks: memory0 spans DMA and DMA32.
+        assert_eq!(early_zone_for_block(&s, 0, BLOCK), None);
+        assert_eq!(early_zone_for_block(&s, BLOCK, BLOCK), Some(ZoneType::Dma32));
+        assert_eq!(show(BlockState::Online, None, 0), "none");
+        assert_eq!(show(BlockState::Online, Some(ZoneType::Dma32), 128 * M), "DMA32");
+        // Offline: the default zone, then the others.
+        assert_eq!(show(BlockState::Offline, None, 4 * G), "Normal Movable");
+        assert_eq!(show(BlockState::Offline, None, G), "DMA32 Movable");
+        assert_eq!(show(BlockState::Online, Some(ZoneType::Normal), 4 * G), "Normal");
+        let mut m = s;
+        m.movable = (pfn(4 * G), pfn(4 * G) + BLOCK);
+        let z = valid_zones(BlockState::Offline, None, &m, pfn(4 * G), BLOCK);
+        assert_eq!(z.to_string(), "Movable Normal");
+        assert_eq!(PhysIndex(33).to_string(), "00000021");
+    }
+
+    #[test]
+    fn online_words_parse_as_sysfs() {
+        for t in [OnlineType::Online, OnlineType::OnlineKernel, OnlineType::OnlineMovable] {
+            assert_eq!(OnlineType::from_word(t.name()), Some(t));
+        }
+        assert_eq!(OnlineType::from_word("offline"), None);
+        assert_eq!(BlockState::Online.name(), "online");
     }
 
     #[test]
@@ -164,7 +765,7 @@ mod tests {
         assert_eq!(check(4 * G, 128 * M), Ok(()));
         assert_eq!(check(4 * G + 384 * M, 256 * M), Ok(()), "across two adjacent RAM entries");
         assert_eq!(check(4 * G, 64 * M).unwrap_err().errno(), "EINVAL");
-        assert_eq!(check(4 * G + M, 128 * M).unwrap_err().errno(), "EINVAL");
+        assert_eq!(check(6 * G + M, 128 * M).unwrap_err().errno(), "EINVAL");
         assert_eq!(check(u64::MAX - 128 * M + 1, 128 * M).unwrap_err().errno(), "EINVAL");
         assert_eq!(check(4 * G, 0).unwrap_err().errno(), "EINVAL");
         assert_eq!(

@@ -872,6 +872,27 @@ impl<B: SparseBackend> Sparse<B> {
         }
     }
 
+    /// `set_pageblock_migratetype` for every pageblock `[pfn, pfn +
+    /// nr_pages)` touches, in sections that have a usage.
+    pub fn set_pageblock_migratetype(&mut self, pfn: Pfn, nr_pages: u64, mt: MigrateType) {
+        for (at, cur) in section_chunks(pfn, nr_pages) {
+            let ms = self.section_mut(pfn_to_section_nr(at));
+            if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
+                let first = (at & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES;
+                let last = ((at + cur - 1) & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES;
+                for i in first..=last {
+                    usage.set_migratetype(i, mt);
+                }
+            }
+        }
+    }
+
+    /// `get_pageblock_migratetype` of `pfn` (`None` without a usage).
+    pub fn pageblock_migratetype(&self, pfn: Pfn) -> Option<MigrateType> {
+        let usage = self.pfn_to_section(pfn)?.usage()?;
+        Some(usage.migratetype((pfn & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES))
+    }
+
     /// Initializes the descriptors of `[pfn, pfn + nr_pages)` for `zone`
     /// (`memmap_init_range`, `memmap_init_zone_device` with `pgmap`).
     pub fn memmap_init_range(
