@@ -131,16 +131,59 @@ fn a_namespace_whose_memmap_would_crowd_system_ram_is_refused() {
 
 #[test_case]
 fn memremap_checks_refuse_bad_ranges() {
+    use mm::memory_block::MemremapError as M;
     let r = &regions()[0];
-    let e = |start, size| pmem::check_range(start, size).unwrap_err().errno();
-    assert_eq!(e(r.start + 4096, SUB), "EINVAL");
-    assert_eq!(e(r.start, SUB + 4096), "EINVAL");
-    assert_eq!(e(r.start, 0), "EINVAL");
-    assert_eq!(e(0x100_0000, SUB), "ENXIO", "System RAM");
-    assert_eq!(e(r.start, SUB), "EEXIST");
-    assert_eq!(pmem::add(r.id, &mut quiet).unwrap_err().errno(), "EEXIST");
+    let check = |start, size| match pmem::check_range(start, size) {
+        Err(pmem::PmemError::Memremap(m)) => Err(m),
+        Err(e) => panic!("not a memremap refusal: {e}"),
+        Ok(()) => Ok(()),
+    };
+    let before = model_snapshot();
+    // Each range below would also fail every later check: the first
+    // refusal Linux 6.1's pagemap_range makes is the one reported.
+    // 1. Start or end inside a device mapping: ENOMEM.
+    let e = check(r.start + 4096, 4096).unwrap_err();
+    assert!(matches!(e, M::Conflict { .. }) && e.errno() == "ENOMEM", "{e}");
+    let e = check(0x100_0000, r.start + SUB - 0x100_0000).unwrap_err();
+    assert_eq!(e.errno(), "ENOMEM", "ends inside the region, starts in RAM: {e}");
+    // 2. System RAM (all, or mixed): ENXIO.
+    let e = check(0x100_0000 + 4096, 4096).unwrap_err();
+    assert!(matches!(e, M::Ram { mixed: false, .. }) && e.errno() == "ENXIO", "{e}");
+    let ram_end = MEMBLOCK.lock().memory.regions().last().unwrap().end();
+    let e = check(ram_end - SUB, 1 << 47).unwrap_err();
+    assert!(matches!(e, M::Ram { mixed: true, .. }), "{e}");
+    // 3. Beyond MAX_PHYSMEM_BITS (mhp_range_allowed): EINVAL, the refusal
+    //    the sparse model's ERANGE stands behind.
+    for (start, size) in [(1 << 46, 4096), ((1 << 46) - SUB, 2 * SUB), (0x7000_0000_0000, SUB)] {
+        let e = check(start, size).unwrap_err();
+        assert!(matches!(e, M::Range { .. }) && e.errno() == "EINVAL", "{start:#x}: {e}");
+    }
+    assert!(matches!(check(0x3000_0000_0000, 0), Err(M::Range { .. })), "empty");
+    // 4. Not whole sub-sections (check_pfn_span): EINVAL.
+    for (start, size) in [(0x3000_0000_0000 + 4096, SUB), (0x3000_0000_0000, SUB + 4096)] {
+        let e = check(start, size).unwrap_err();
+        assert!(matches!(e, M::Misaligned { .. }) && e.errno() == "EINVAL", "{e}");
+    }
+    // 5. Around a region, both ends free: its sub-sections are active, EEXIST.
+    //    (When RAM or another region borders it, that refusal comes first.)
+    let around = (r.start - SUB, r.size + 2 * SUB);
+    let ends_free = |a: u64| {
+        !MEMBLOCK.lock().memory.overlaps(a, SUB)
+            && !regions().iter().any(|o| o.start < a + SUB && a < o.end())
+    };
+    let e = check(around.0, around.1).unwrap_err();
+    if ends_free(around.0) && ends_free(r.end()) {
+        assert!(matches!(e, M::Exist { .. }) && e.errno() == "EEXIST", "{e}");
+    } else {
+        assert!(matches!(e, M::Ram { .. } | M::Conflict { .. }), "{e}");
+    }
+    // What passes every check; the last sub-section below 2^46 too.
+    assert_eq!(check(0x3000_0000_0000, SUB), Ok(()));
+    assert_eq!(check((1 << 46) - SUB, SUB), Ok(()));
+    // The driver: an added region is busy; no region 99.
+    assert_eq!(pmem::add(r.id, &mut quiet).unwrap_err().errno(), "EBUSY");
     assert_eq!(pmem::add(99, &mut quiet).unwrap_err().errno(), "ENODEV");
-    assert!(pmem::check_range(0x7000_0000_0000, SUB).is_ok(), "checks pass; the model says ERANGE");
+    assert!(model_snapshot() == before, "refusals change nothing");
 }
 
 /// The physical address of the descriptor of `pfn` (through the vmemmap).

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use mm::e820::MemRange;
+use mm::memory_block::{self, MemremapError};
 use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
 use mm::page::{PAGE_SHIFT, Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{
@@ -168,12 +169,11 @@ impl fmt::Display for Region {
 pub enum PmemError {
     /// No such region.
     NoRegion { id: usize },
-    /// `EINVAL`: not 2 MiB aligned.
-    Inval { start: u64, size: u64 },
-    /// `EEXIST`: some sub-section of the range is already active.
-    Exist { start: u64, size: u64 },
-    /// `ENXIO`: the range intersects System RAM.
-    Nxio { start: u64, size: u64 },
+    /// `memremap_pages` refuses the range (ENOMEM, ENXIO, EINVAL, EEXIST).
+    Memremap(MemremapError),
+    /// `EBUSY`: the region is added already (Linux's `pmem_attach_disk`
+    /// cannot request its range again).
+    Busy { id: usize },
     /// The region is not added (for remove).
     NotAdded { id: usize },
     /// The memory model refused or ran out of memory.
@@ -198,9 +198,9 @@ impl PmemError {
     pub fn errno(&self) -> &'static str {
         match self {
             Self::NoRegion { .. } => "ENODEV",
-            Self::Inval { .. } | Self::NotAdded { .. } => "EINVAL",
-            Self::Exist { .. } => "EEXIST",
-            Self::Nxio { .. } => "ENXIO",
+            Self::NotAdded { .. } => "EINVAL",
+            Self::Memremap(m) => m.errno(),
+            Self::Busy { .. } => "EBUSY",
             Self::Sparse(e) => e.errno(),
             Self::Map { .. } | Self::MemmapInRam { .. } => "ENOMEM",
             Self::Layout(l) => l.errno(),
@@ -215,15 +215,8 @@ impl fmt::Display for PmemError {
         let e = self.errno();
         match *self {
             Self::NoRegion { id } => write!(f, "{e}: no region{id}"),
-            Self::Inval { start, size } => {
-                write!(f, "{e}: {} is not 2 MiB aligned", MemRange(start, start + size))
-            }
-            Self::Exist { start, size } => {
-                write!(f, "{e}: {} is already (partly) added", MemRange(start, start + size))
-            }
-            Self::Nxio { start, size } => {
-                write!(f, "{e}: {} intersects System RAM", MemRange(start, start + size))
-            }
+            Self::Memremap(m) => write!(f, "{m}"),
+            Self::Busy { id } => write!(f, "{e}: region{id} is already added"),
             Self::NotAdded { id } => write!(f, "{e}: region{id} is not added"),
             Self::Sparse(s) => write!(f, "{s}"),
             Self::Map { addr } => write!(f, "{e}: cannot map {addr:#x} in the kernel"),
@@ -283,6 +276,9 @@ fn section_line(nr: u64) -> String {
 /// section's line, so a caller can show the bits filling in.
 pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
     let r = region(id)?;
+    if r.state == State::Added {
+        return Err(PmemError::Busy { id });
+    }
     let (start, end) = r.mapped();
     let size = end - start;
     check_range(start, size)?;
@@ -365,22 +361,21 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
     Ok(regions[id].clone())
 }
 
-/// `memremap_pages`' checks, in its order: 2 MiB alignment (EINVAL),
-/// System RAM (ENXIO), sub-sections already active (EEXIST).
+/// `memremap_pages`' refusals in Linux 6.1's order
+/// ([`memory_block::check_memremap`]): start or end inside an added
+/// region (ENOMEM), System RAM (ENXIO), beyond MAX_PHYSMEM_BITS (EINVAL),
+/// not whole 2 MiB sub-sections (EINVAL), sub-sections already active
+/// (EEXIST).
 pub fn check_range(start: u64, size: u64) -> Result<(), PmemError> {
-    if !(start | size).is_multiple_of(SUBSECTION) || size == 0 {
-        return Err(PmemError::Inval { start, size });
-    }
-    if start.checked_add(size).is_none() {
-        return Err(PmemError::Inval { start, size });
-    }
-    if MEMBLOCK.lock().memory.overlaps(start, size) {
-        return Err(PmemError::Nxio { start, size });
-    }
-    if SPARSE.lock().active_subsections(phys_pfn(start), phys_pfn(size)).0 {
-        return Err(PmemError::Exist { start, size });
-    }
-    Ok(())
+    let regions = REGIONS.lock();
+    let added = regions.iter().filter(|r| r.state == State::Added).map(Region::mapped);
+    let pgmaps: Vec<(u64, u64)> = added.collect();
+    drop(regions);
+    let mb = MEMBLOCK.lock();
+    let ram: Vec<(u64, u64)> = mb.memory.regions().iter().map(|r| (r.base, r.end())).collect();
+    drop(mb);
+    let active = |s: u64, n: u64| SPARSE.lock().active_subsections(phys_pfn(s), phys_pfn(n)).0;
+    memory_block::check_memremap(start, size, &pgmaps, &ram, active).map_err(PmemError::Memremap)
 }
 
 /// A memmap that is not on the device (raw, `map=mem`, less than whole
