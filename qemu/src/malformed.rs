@@ -175,7 +175,7 @@ pub const CASES: &[Case] = &[
         nfit: None,
         cmdline: "memmap=8E!0x1000 memmap=16E!0",
         expect: &[
-            "the memory options leave 0 KiB of RAM, below the 64 MiB the kernel needs; none of them applied",
+            "the memory options leave 4 KiB of RAM, below the 64 MiB the kernel needs; none of them applied",
             "cmdline: option 'memmap=16E!0'",
         ],
     },
