@@ -89,7 +89,7 @@ fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
     // Persistent memory outside RAM (`memmap=nn!ss` past the end of RAM,
     // as Linux allows) adds sections of its own, holding only its bits.
     let device_only: Vec<_> = device.iter().filter(|(nr, _)| !want.contains_key(nr)).collect();
-    for (&nr, &dev) in &device_only {
+    for &(&nr, &dev) in &device_only {
         let ms = s.section(nr).expect("an added device section");
         assert_eq!(ms.subsection_map(), dev, "section {nr}");
         assert_eq!(ms.flags() & (flags::PRESENT | flags::EARLY), flags::PRESENT, "section {nr}");
