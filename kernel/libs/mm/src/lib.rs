@@ -16,6 +16,7 @@ pub mod nd_pfn;
 pub mod page;
 pub mod sparse;
 pub mod usermap;
+pub mod zone;
 
 /// splitmix64's output function: a well-mixed 64-bit value for each input
 /// (uuids, test patterns).
