@@ -157,6 +157,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
     crate::mm::sparse::init(phys_offset, opts.sparse_debug);
     crate::mm::sparse::fail_nth_allocation(0);
+    crate::mm::zone::init();
     crate::mm::page_alloc::init();
     crate::mm::memory_hotplug::init();
     for r in crate::mm::pmem::regions() {
@@ -172,6 +173,9 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
     if opts.iomem {
         crate::mm::iomem::print();
+    }
+    if opts.zoneinfo {
+        crate::mm::zone::print();
     }
     INIT_US.store(time::uptime_us(), core::sync::atomic::Ordering::Relaxed);
 }

@@ -86,6 +86,11 @@ fn run_command(cmd: Command) {
                 println!("{l}");
             }
         }
+        Command::Zoneinfo => {
+            for l in crate::mm::zone::zoneinfo().lines() {
+                println!("{l}");
+            }
+        }
         Command::Acpi => acpi(),
         Command::Nfit => nfit(),
         Command::AcpiDump(sig) => acpidump(sig.as_deref()),

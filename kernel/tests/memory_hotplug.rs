@@ -248,3 +248,48 @@ fn ram_and_pmem_share_a_new_section_and_either_goes_alone() {
     assert!(model_snapshot() == before, "the model after both differs from before");
     buddy_consistent();
 }
+
+#[test_case]
+fn onlining_probed_blocks_grows_their_zone_and_offlining_shrinks_it() {
+    use kernel::mm::zone;
+    use mm::zone::ZoneSpan;
+    const SEC: u64 = PAGES_PER_SECTION;
+    let normal = || zone::span(ZoneType::Normal);
+    let span = |start: Pfn, spanned, present| ZoneSpan {
+        zone_start_pfn: start,
+        spanned_pages: spanned,
+        present_pages: present,
+    };
+    let dma32 = zone::span(ZoneType::Dma32);
+    assert_eq!(normal(), ZoneSpan::default(), "mem=3G: no RAM above 4 GiB");
+    hp::probe(4 * G).unwrap();
+    hp::probe(4 * G + 256 * M).unwrap();
+    assert_eq!(normal(), ZoneSpan::default(), "an offline block is in no zone");
+    hp::online(32).unwrap();
+    let first = phys_pfn(4 * G);
+    assert_eq!(normal(), span(first, SEC, SEC));
+    let text = zone::zoneinfo();
+    let tail: Vec<&str> = text.lines().skip_while(|l| !l.ends_with("Normal")).take(6).collect();
+    assert_eq!(
+        tail[2..],
+        [
+            "        spanned  32768",
+            "        present  32768",
+            "        managed  32768",
+            "  start_pfn:           1048576"
+        ]
+    );
+    // Block 34 over the hole of section 33: spanned grows past present.
+    hp::online(34).unwrap();
+    assert_eq!(normal(), span(first, 3 * SEC, 2 * SEC));
+    // The first block goes: the span starts at the next online page.
+    hp::offline(32).unwrap();
+    assert_eq!(normal(), span(first + 2 * SEC, SEC, SEC));
+    hp::offline(34).unwrap();
+    assert_eq!(normal(), span(0, 0, 0), "empty again, as Linux leaves it");
+    hp::remove(32).unwrap();
+    hp::remove(34).unwrap();
+    assert_eq!(zone::span(ZoneType::Dma32), dma32);
+    let s = SPARSE.lock();
+    assert_eq!(s.backend.buddy.managed(ZoneType::Normal), 0);
+}

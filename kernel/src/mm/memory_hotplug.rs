@@ -216,6 +216,7 @@ pub fn init() {
             }
         }
     }
+    log::info!("x86/mm: Memory block size: {}MB", size >> 20);
     log::info!(
         "memory: {} memory blocks of {} MiB (boot memory ends at {boot_end:#x})",
         list.len(),
@@ -319,6 +320,8 @@ pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
         "memory: memory{id} online: {freed} pages to zone {zone} {}",
         MemRange(b.start, b.end())
     );
+    crate::mm::zone::move_pfn_range_to_zone(zone, pfn, end - pfn);
+    crate::mm::zone::adjust_present_page_count(zone, (end - pfn) as i64);
     Ok(set_state(id, BlockState::Online))
 }
 
@@ -338,7 +341,7 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
     if covered != b.size {
         return Err(HotplugError::Holes { id });
     }
-    b.zone()?;
+    let zone = b.zone()?;
     let (pfn, end) = b.pfns();
     let others: Vec<MemoryBlock> =
         blocks().into_iter().filter(|o| o.id != id && o.state == BlockState::Online).collect();
@@ -365,7 +368,10 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
         "memory: memory{id} offline: {taken} pages taken back {}",
         MemRange(b.start, b.end())
     );
-    Ok(set_state(id, BlockState::Offline))
+    let b = set_state(id, BlockState::Offline);
+    crate::mm::zone::adjust_present_page_count(zone, -((end - pfn) as i64));
+    crate::mm::zone::remove_pfn_range_from_zone(zone, pfn, end - pfn);
+    Ok(b)
 }
 
 /// `remove_memory`: an offline block leaves the memory model (its

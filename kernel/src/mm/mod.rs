@@ -11,3 +11,4 @@ pub mod page_alloc;
 pub mod physmap;
 pub mod pmem;
 pub mod sparse;
+pub mod zone;

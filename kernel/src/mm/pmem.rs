@@ -316,6 +316,7 @@ pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemErr
         undo(&r, nr_pages);
         return Err(PmemError::Map { addr });
     }
+    crate::mm::zone::move_pfn_range_to_zone(ZoneType::Device, first, nr_pages);
     let sections = pfn_to_section_nr(first + nr_pages - 1) - pfn_to_section_nr(first) + 1;
     let took = crate::arch::time::uptime_us() - t0;
     log::info!(
@@ -355,6 +356,8 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
         let nr = pfn_to_section_nr(pfn);
         step(nr, &section_line(nr));
     }
+    // Linux leaves ZONE_DEVICE's span as it was (a no-op, kept for the picture).
+    crate::mm::zone::remove_pfn_range_from_zone(ZoneType::Device, first, nr_pages);
     log::info!("pmem: {} {} removed", r.name(), MemRange(start, end));
     let mut regions = REGIONS.lock();
     regions[id].state = State::Offline;

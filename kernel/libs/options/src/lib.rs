@@ -35,6 +35,8 @@ pub enum Opt {
     NoPmem,
     /// Print the `/proc/iomem` view at boot.
     IoMem,
+    /// Print the `/proc/zoneinfo` view at boot.
+    ZoneInfo,
     /// `fail_sparse=N`: fault injection, the N-th allocation of boot-time
     /// sparse init fails (N >= 1).
     FailSparse(u64),
@@ -252,7 +254,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, console=ttyS0|tty0, fail_sparse=N";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -290,6 +292,7 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "sparse_debug" => flag(Opt::SparseDebug),
         "nopmem" => flag(Opt::NoPmem),
         "iomem" => flag(Opt::IoMem),
+        "zoneinfo" => flag(Opt::ZoneInfo),
         "memmap" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             parse_memmap(v).map(Opt::Memmap).ok_or(OptionError::BadMemmap { piece: v })
@@ -366,6 +369,8 @@ pub struct Options {
     pub nopmem: bool,
     /// `iomem`: print the resource tree at boot.
     pub iomem: bool,
+    /// `zoneinfo`: print the zones at boot.
+    pub zoneinfo: bool,
     /// `console=`: where the log goes (both without the option).
     pub console: Consoles,
     /// `fail_sparse=N`: the allocation of boot-time sparse init to fail.
@@ -381,6 +386,7 @@ impl Default for Options {
             sparse_debug: false,
             nopmem: false,
             iomem: false,
+            zoneinfo: false,
             console: Consoles { serial: true, framebuffer: true, chosen: false },
             fail_sparse: None,
         }
@@ -399,6 +405,7 @@ impl Options {
             Opt::SparseDebug => self.sparse_debug = true,
             Opt::NoPmem => self.nopmem = true,
             Opt::IoMem => self.iomem = true,
+            Opt::ZoneInfo => self.zoneinfo = true,
             Opt::FailSparse(n) => self.fail_sparse = Some(n),
             Opt::Console(c) => {
                 if !self.console.chosen {
@@ -578,7 +585,13 @@ mod tests {
         let o = Options::from_line("mem=1G sparse_debug mem=2G", |e| panic!("{e}"));
         assert_eq!((o.mem_limit, o.sparse_debug), (Some(2 << 30), true));
         let o = Options::from_line("nopmem iomem", |e| panic!("{e}"));
-        assert!(o.nopmem && o.iomem && !o.sparse_debug);
+        assert!(o.nopmem && o.iomem && !o.sparse_debug && !o.zoneinfo);
+        let o = Options::from_line("zoneinfo", |e| panic!("{e}"));
+        assert!(o.zoneinfo && !o.iomem);
+        assert!(
+            Options::from_line("zoneinfo=1", |_| {}) == Options::default(),
+            "a flag takes no value"
+        );
         assert!(parse_word("nopmem=1").is_err());
     }
 

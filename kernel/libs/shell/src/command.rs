@@ -25,6 +25,8 @@ pub enum Command {
     Pfn(PfnArg),
     /// `iomem`: the physical address map.
     Iomem,
+    /// `zoneinfo`: the zones' spans and page counts.
+    Zoneinfo,
     /// `acpi`: ACPI tables.
     Acpi,
     /// `nfit`: the NVDIMM firmware interface table.
@@ -259,6 +261,7 @@ pub const COMMANDS: &[CommandInfo] = &[
         "the page holding physical address ADDR; with '#', page frame number PFN",
     ),
     info("iomem", "iomem", "the physical address map, as in /proc/iomem"),
+    info("zoneinfo", "zoneinfo", "each zone's span and pages, as in /proc/zoneinfo"),
     info("acpi", "acpi", "ACPI tables found at boot"),
     info(
         "acpidump",
@@ -421,6 +424,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
         (_, [_, ..]) => return Err(NoArguments { command }),
         ("mem", []) => Command::Mem,
         ("iomem", []) => Command::Iomem,
+        ("zoneinfo", []) => Command::Zoneinfo,
         ("acpi", []) => Command::Acpi,
         ("nfit", []) => Command::Nfit,
         ("bench", []) => Command::Bench,
@@ -554,6 +558,7 @@ mod tests {
             ("pfn #0x3a000", Pfn(PfnArg::Pfn(0x3a000))),
             ("pfn #239616", Pfn(PfnArg::Pfn(239_616))),
             ("iomem", Iomem),
+            ("zoneinfo", Zoneinfo),
             ("acpi", Acpi),
             ("nfit", Nfit),
             ("pmem", Pmem),
@@ -617,6 +622,7 @@ mod tests {
             ("help mem pfn", "help: unexpected argument 'pfn'"),
             ("mem x", "mem: takes no arguments"),
             ("iomem 1", "iomem: takes no arguments"),
+            ("zoneinfo DMA", "zoneinfo: takes no arguments"),
             ("acpi 1", "acpi: takes no arguments"),
             ("nfit 1", "nfit: takes no arguments"),
             ("bench 1", "bench: takes no arguments"),

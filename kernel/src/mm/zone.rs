@@ -1,0 +1,110 @@
+//! Node 0's zones as `/proc/zoneinfo` shows them: each zone's span
+//! (`zone_start_pfn`, `spanned_pages`) and `present_pages`, laid out at boot
+//! from memblock as Linux's `free_area_init` does and moved by hotplug
+//! (`move_pfn_range_to_zone`, `adjust_present_page_count`,
+//! `remove_pfn_range_from_zone`); free and managed pages come from the
+//! buddy allocator. The arithmetic and the text are `tessera-mm`'s
+//! ([`mm::zone`]).
+//!
+//! Lock order: `SPARSE` before `ZONES`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use mm::page::{MemMap, Pfn, ZoneType, phys_pfn};
+use mm::zone::{NR_ZONES, NodeZones, ZoneSpan, zone_type};
+use spin::Mutex;
+
+use crate::mm::memblock::MEMBLOCK;
+use crate::mm::memory_hotplug::{self, BlockState};
+use crate::mm::sparse::SPARSE;
+
+static ZONES: Mutex<NodeZones> = Mutex::new(NodeZones { zones: [EMPTY; NR_ZONES] });
+const EMPTY: ZoneSpan = ZoneSpan { zone_start_pfn: 0, spanned_pages: 0, present_pages: 0 };
+
+/// memblock.memory as pfn ranges (`for_each_mem_pfn_range`).
+fn memory_pfns() -> Vec<(Pfn, Pfn)> {
+    let mb = MEMBLOCK.lock();
+    let ranges = mb.memory.regions().iter();
+    let pfns = ranges.map(|r| (phys_pfn(r.base.next_multiple_of(4096)), phys_pfn(r.end())));
+    pfns.filter(|(s, e)| s < e).collect()
+}
+
+/// `free_area_init` after sparse init: lays the zones out over memblock's
+/// RAM and prints Linux's lines, `Zone ranges:` to `On node 0, zone ...:
+/// N pages in unavailable ranges`.
+pub fn init() {
+    let memory = memory_pfns();
+    for line in mm::zone::boot_lines(&memory) {
+        log::info!("{line}");
+    }
+    *ZONES.lock() = NodeZones::boot(&memory);
+}
+
+/// A copy of `zone`'s span and present pages.
+pub fn span(zone: ZoneType) -> ZoneSpan {
+    *ZONES.lock().zone(zone)
+}
+
+/// `move_pfn_range_to_zone`: the zone's span takes in `[start_pfn,
+/// start_pfn + nr_pages)` (onlined RAM, or device memory from
+/// `memremap_pages`).
+pub fn move_pfn_range_to_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
+    ZONES.lock().zone_mut(zone).resize_zone_range(start_pfn, nr_pages);
+}
+
+/// `adjust_present_page_count`: RAM onlined (positive) or offlined
+/// (negative) in `zone`.
+pub fn adjust_present_page_count(zone: ZoneType, nr_pages: i64) {
+    let mut z = ZONES.lock();
+    let present = &mut z.zone_mut(zone).present_pages;
+    *present = present.saturating_add_signed(nr_pages);
+}
+
+/// `remove_pfn_range_from_zone` for pages that just went offline: the
+/// span shrinks past them when they were at its edge (`shrink_zone_span`),
+/// down to the nearest page still online in the zone: in an online memory
+/// block, online in the memory model and of this zone. As in Linux,
+/// ZONE_DEVICE is never shrunk: its span keeps what persistent memory once
+/// covered.
+pub fn remove_pfn_range_from_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
+    if zone == ZoneType::Device {
+        return;
+    }
+    let online: Vec<(Pfn, Pfn)> = memory_hotplug::blocks()
+        .iter()
+        .filter(|b| b.state == BlockState::Online)
+        .map(|b| (phys_pfn(b.start), phys_pfn(b.end())))
+        .collect();
+    let s = SPARSE.lock();
+    let in_zone = |pfn: Pfn| {
+        online.iter().any(|&(a, b)| a <= pfn && pfn < b)
+            && s.pfn_to_online_page(pfn).is_some()
+            && s.page(pfn).is_some_and(|p| p.zone() == zone)
+    };
+    ZONES.lock().zone_mut(zone).shrink_zone_span(start_pfn, start_pfn + nr_pages, in_zone);
+}
+
+/// Every zone's `/proc/zoneinfo` numbers: span and present pages, and the
+/// page allocator's free and managed pages.
+pub fn snapshot() -> (NodeZones, [u64; NR_ZONES], [u64; NR_ZONES]) {
+    let s = SPARSE.lock();
+    let b = &s.backend.buddy;
+    let count = |f: &dyn Fn(ZoneType) -> u64| core::array::from_fn(|i| zone_type(i).map_or(0, f));
+    let free = count(&|z| b.nr_free(z));
+    let managed = count(&|z| b.managed(z));
+    (*ZONES.lock(), free, managed)
+}
+
+/// `/proc/zoneinfo` for the fields Tessera has, one line per `\n`.
+pub fn zoneinfo() -> String {
+    let (zones, free, managed) = snapshot();
+    mm::zone::zoneinfo(&zones, free, managed)
+}
+
+/// Prints [`zoneinfo`] to the log (the `zoneinfo` option).
+pub fn print() {
+    for line in zoneinfo().lines() {
+        log::info!("{line}");
+    }
+}
