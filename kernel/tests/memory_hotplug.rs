@@ -1,9 +1,11 @@
-//! System RAM hotplug in memory blocks. The harness boots this binary on
-//! a 4 GiB machine (3 GiB below 4 GiB, 1 GiB above) with `mem=3G`, so the
-//! RAM above 4 GiB is withheld, and `memmap=64M!0x108000000` (given first,
-//! while the range is still RAM), so section
-//! 33 starts with 64 MiB of persistent memory and ends with 64 MiB of
-//! withheld RAM.
+//! System RAM hotplug in memory blocks, by Linux 6.1's rules. The harness
+//! boots this binary on a 4 GiB machine (3 GiB below 4 GiB, 1 GiB above)
+//! with `mem=2560M`, so the RAM from 2.5 GiB to 3 GiB (below 4 GiB, past
+//! ZONE_DMA32's span) and above 4 GiB is withheld, and
+//! `memmap=64M!0x108000000` (given first, while the range is still RAM), so
+//! section 33 starts with 64 MiB of persistent memory and ends with 64 MiB
+//! of withheld RAM, which Linux cannot add: RAM comes in whole 128 MiB
+//! blocks.
 #![no_std]
 #![no_main]
 #![feature(custom_test_frameworks)]
@@ -17,13 +19,13 @@ use alloc::vec::Vec;
 use kernel::arch::paging;
 use kernel::init;
 use kernel::mm::memblock::MEMBLOCK;
-use kernel::mm::memory_hotplug::{self as hp, BlockState};
+use kernel::mm::memory_hotplug::{self as hp, BlockState, OnlineType};
 use kernel::mm::page_alloc;
 use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
 use mm::page::{Pfn, ZoneType, pfn_phys, phys_pfn};
-use mm::sparse::{PAGES_PER_SECTION, flags, pfn_to_section_nr};
+use mm::sparse::{MigrateType, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, flags, pfn_to_section_nr};
 
 kernel::test_binary_entry!();
 
@@ -32,6 +34,21 @@ const G: u64 = 1 << 30;
 /// Section 33's halves: persistent memory, then withheld RAM.
 const PMEM: u64 = 0x1_0800_0000;
 const RAM33: u64 = 0x1_0c00_0000;
+/// `mem=2560M`: boot memory ends here, in ZONE_DMA32's address range.
+const MEM_LIMIT: u64 = 2560 * M;
+const BOOT_BLOCKS: u64 = MEM_LIMIT / (128 * M);
+
+/// The migratetype of every pageblock of `[start, start + size)`.
+fn migratetypes(start: u64, size: u64) -> Vec<Option<MigrateType>> {
+    let s = SPARSE.lock();
+    let pfns = (phys_pfn(start)..phys_pfn(start + size)).step_by(PAGEBLOCK_NR_PAGES as usize);
+    pfns.map(|p| s.pageblock_migratetype(p)).collect()
+}
+
+/// The `/proc/iomem` lines naming System RAM.
+fn iomem_ram() -> Vec<alloc::string::String> {
+    kernel::mm::iomem::tree().lines().filter(|l| l.ends_with(": System RAM")).collect()
+}
 
 fn section_word(nr: u64) -> (u64, u64) {
     let s = SPARSE.lock();
@@ -71,11 +88,19 @@ fn boot_memory_is_listed_in_128m_blocks_all_online() {
             assert!(b.boot && b.state == BlockState::Online, "{b}");
         }
     }
-    assert_eq!(blocks.len(), 24, "3 GiB of boot memory");
-    assert!(blocks.iter().all(|b| b.id < 24), "nothing above mem=3G");
+    assert_eq!(blocks.len() as u64, BOOT_BLOCKS, "2.5 GiB of boot memory");
+    assert!(blocks.iter().all(|b| b.id < BOOT_BLOCKS), "nothing above mem=2560M");
+    // As Linux's sysfs: memory0 spans DMA and DMA32, so its valid_zones is
+    // "none"; the others are DMA32.
     assert_eq!(
-        alloc::format!("{}", blocks[1]),
-        "memory1 online  [mem 0x0000000008000000-0x000000000fffffff] DMA32 (boot)"
+        alloc::format!("{}", blocks[0]),
+        "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot) phys_index \
+         00000000"
+    );
+    assert_eq!(
+        alloc::format!("{}", blocks[19]),
+        "memory19 online  [mem 0x0000000098000000-0x000000009fffffff] DMA32 (boot) \
+         phys_index 00000013"
     );
 }
 
@@ -83,16 +108,36 @@ fn boot_memory_is_listed_in_128m_blocks_all_online() {
 fn probe_refuses_what_is_not_withheld_ram_and_changes_nothing() {
     let before = model_snapshot();
     let e = |r: Result<hp::MemoryBlock, hp::HotplugError>| r.unwrap_err().errno();
+    // Linux: probe_store's alignment, then __add_memory: E2BIG beyond
+    // MAX_PHYSMEM_BITS, EEXIST when "System RAM" conflicts in iomem, EINVAL
+    // when not whole blocks. Then Tessera's own: only withheld RAM.
     assert_eq!(e(hp::probe(2 * G)), "EEXIST", "boot RAM");
-    assert_eq!(e(hp::probe(3 * G)), "EINVAL", "the PCI hole");
     assert_eq!(e(hp::probe(4 * G + 4096)), "EINVAL", "misaligned");
-    assert_eq!(e(hp::probe(5 * G)), "EINVAL", "beyond RAM");
-    assert_eq!(e(hp::probe(PMEM)), "EINVAL", "persistent memory is not RAM");
-    assert_eq!(e(hp::add_memory(RAM33, 96 * M)), "EINVAL", "crosses into the next block");
-    assert_eq!(e(hp::add_memory(RAM33 + M, 2 * M)), "EINVAL", "not whole sub-sections");
+    let big = hp::probe(1 << 46).unwrap_err();
+    assert_eq!(
+        alloc::format!("{big}"),
+        "E2BIG: Hotplug memory [0x400000000000-0x400008000000] exceeds maximum addressable \
+         range [0x0-0x3fffffffffff]"
+    );
+    assert_eq!(e(hp::probe(PMEM)), "EEXIST", "straddles the persistent memory resource");
+    assert_eq!(e(hp::probe(3 * G)), "EINVAL", "the PCI hole: Tessera's refusal");
+    assert_eq!(e(hp::probe(5 * G)), "EINVAL", "beyond RAM: Tessera's refusal");
+    let half = hp::add_memory(RAM33, 64 * M).unwrap_err();
+    assert_eq!(
+        alloc::format!("{half}"),
+        "EINVAL: Block size [0x8000000] unaligned hotplug range: start 0x10c000000, size 0x4000000"
+    );
+    assert_eq!(hp::add_memory(RAM33, 96 * M).unwrap_err().errno(), "EINVAL");
+    let e2 = hp::add_memory(2 * G + M, 2 * M).unwrap_err();
+    assert_eq!(e2.errno(), "EEXIST", "the conflict comes first");
     assert_eq!(e(hp::online(32)), "ENODEV");
     assert_eq!(e(hp::offline(32)), "ENODEV");
-    assert_eq!(e(hp::remove(5)), "EINVAL", "an online block is not removed");
+    let busy = hp::remove(5).unwrap_err();
+    assert_eq!(
+        alloc::format!("{busy}"),
+        "EBUSY: removing memory fails, because memory [0x0000000028000000-0x000000002fffffff] \
+         is onlined"
+    );
     assert_eq!(e(hp::online(5)), "EINVAL", "already online");
     assert!(model_snapshot() == before);
 }
@@ -101,17 +146,36 @@ fn probe_refuses_what_is_not_withheld_ram_and_changes_nothing() {
 fn a_probed_block_onlines_offlines_and_is_removed_leaving_nothing() {
     let before = model_snapshot();
     let (managed0, _, _, _) = normal();
-    assert_eq!(managed0, 0, "mem=3G: no ZONE_NORMAL at boot");
+    assert_eq!(managed0, 0, "mem=2560M: no ZONE_NORMAL at boot");
     assert!(!sparse::pfn_valid(phys_pfn(4 * G)), "withheld RAM has no memmap");
+    let ram_before = iomem_ram();
     let b = hp::probe(4 * G).unwrap();
     assert_eq!((b.id, b.state, b.boot), (32, BlockState::Offline, false));
+    assert_eq!(
+        alloc::format!("{b}"),
+        "memory32 offline [mem 0x0000000100000000-0x0000000107ffffff] Normal Movable \
+         phys_index 00000020"
+    );
+    // register_memory_resource: the block is System RAM in /proc/iomem.
+    let ram_added = iomem_ram();
+    assert!(ram_added.contains(&"100000000-107ffffff : System RAM".into()), "{ram_added:?}");
+    assert_eq!(ram_added.len(), ram_before.len() + 1);
     assert!(sparse::pfn_valid(phys_pfn(4 * G)) && mapped(4 * G));
     assert_eq!(sparse::pfn_to_online_page(phys_pfn(4 * G)), None, "offline");
     assert_eq!(section_word(32).0 & flags::ONLINE, 0);
     assert_eq!(hp::probe(4 * G).unwrap_err().errno(), "EEXIST");
     assert!(MEMBLOCK.lock().memory.overlaps(4 * G, 128 * M));
 
-    hp::online(32).unwrap();
+    // Tessera has no ZONE_MOVABLE: online_movable is refused, nothing changes.
+    let snap = model_snapshot();
+    assert_eq!(hp::online_type(32, OnlineType::OnlineMovable).unwrap_err().errno(), "EOPNOTSUPP");
+    assert!(model_snapshot() == snap);
+    let b = hp::online_type(32, OnlineType::OnlineKernel).unwrap();
+    assert_eq!(b.zone, Some(ZoneType::Normal));
+    assert!(alloc::format!("{b}").ends_with("] Normal phys_index 00000020"), "{b}");
+    // move_pfn_range_to_zone: every pageblock MIGRATE_MOVABLE.
+    assert!(migratetypes(4 * G, 128 * M).iter().all(|&m| m == Some(MigrateType::Movable)));
+    assert_eq!(hp::remove(32).unwrap_err().errno(), "EBUSY", "online");
     let (managed, free, start, end) = normal();
     assert_eq!((managed, free), (PAGES_PER_SECTION, PAGES_PER_SECTION));
     assert_eq!((start, end), (phys_pfn(4 * G), phys_pfn(4 * G + 128 * M)), "zone span grown");
@@ -133,13 +197,17 @@ fn a_probed_block_onlines_offlines_and_is_removed_leaving_nothing() {
     assert!(model_snapshot() == held, "a refused offline changes nothing");
     page_alloc::free_pages(p, 10).unwrap();
 
+    assert!(migratetypes(4 * G, 128 * M).iter().all(|&m| m == Some(MigrateType::Movable)));
     hp::offline(32).unwrap();
     assert_eq!(normal(), (0, 0, 0, 0), "pages taken back, span empty");
     assert_eq!(section_word(32).0 & flags::ONLINE, 0);
     assert_eq!(hp::block(32).unwrap().state, BlockState::Offline);
+    // Offlined pageblocks stay isolated.
+    assert!(migratetypes(4 * G, 128 * M).iter().all(|&m| m == Some(MigrateType::Isolate)));
     buddy_consistent();
     hp::remove(32).unwrap();
     assert!(hp::block(32).is_none());
+    assert_eq!(iomem_ram(), ram_before, "release_mem_region_adjustable");
     assert!(!sparse::pfn_valid(phys_pfn(4 * G)) && !mapped(4 * G));
     assert!(!MEMBLOCK.lock().memory.overlaps(4 * G, 128 * M));
     assert!(model_snapshot() == before, "the model after remove differs from before probe");
@@ -156,8 +224,8 @@ fn boot_blocks_with_holes_or_pages_in_use_are_not_offlined() {
         let p = page_alloc::alloc_pages_zone(10, ZoneType::Dma32).unwrap();
         held.push(p);
         let id = pfn_phys(p) / (128 * M);
-        // memory0 and memory23 have holes (the first MiB, the end of RAM).
-        if (1..23).contains(&id) && hp::block(id).is_some() {
+        // memory0 has holes (the first MiB).
+        if (1..BOOT_BLOCKS).contains(&id) && hp::block(id).is_some() {
             break (p, id);
         }
     };
@@ -172,25 +240,79 @@ fn boot_blocks_with_holes_or_pages_in_use_are_not_offlined() {
 #[test_case]
 fn the_last_free_boot_block_is_offlined_removed_and_probed_back() {
     // The highest boot block whose pages are all free.
-    let id = (1..24).rev().find(|&id| hp::offline(id).is_ok()).expect("a free boot block");
+    let ram0 = iomem_ram();
+    let id = (1..BOOT_BLOCKS).rev().find(|&id| hp::offline(id).is_ok()).expect("a free block");
     let b = hp::block(id).unwrap();
     assert_eq!(b.state, BlockState::Offline);
-    let managed = SPARSE.lock().backend.buddy.managed(ZoneType::Dma32);
+    assert!(migratetypes(b.start, b.size).iter().all(|&m| m == Some(MigrateType::Isolate)));
     hp::remove(id).unwrap();
     assert!(!sparse::pfn_valid(phys_pfn(b.start)) && !mapped(b.start));
-    // Now withheld: it can be probed back like any other.
+    // /proc/iomem: boot RAM loses the block (trimmed or split).
+    let ram1 = iomem_ram();
+    let (s0, e0) = (b.start, b.end() - 1);
+    assert!(
+        ram1.iter().all(|l| {
+            let (a, z) = l.split_once(" : ").unwrap().0.split_once('-').unwrap();
+            let (a, z) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(z, 16).unwrap());
+            z < s0 || a > e0
+        }),
+        "{ram1:?}"
+    );
+    assert!(ram1.len() >= ram0.len(), "{ram0:?} -> {ram1:?}");
+    // Now withheld: it can be probed back like any other. Linux's zone for
+    // it: DMA32 if DMA32's span (shrunk when the block was its end) still
+    // meets it, else Normal, though it lies below 4 GiB.
+    let dma32 = kernel::mm::zone::span(ZoneType::Dma32);
+    let want =
+        if dma32.zone_end_pfn() > phys_pfn(b.start) { ZoneType::Dma32 } else { ZoneType::Normal };
     let again = hp::probe(b.start).unwrap();
     assert_eq!((again.id, again.boot), (id, false));
-    hp::online(id).unwrap();
+    assert_eq!(alloc::format!("{}", again.valid_zones), alloc::format!("{want} Movable"));
+    assert!(iomem_ram().len() == ram1.len() + 1, "its own System RAM resource");
+    let managed = SPARSE.lock().backend.buddy.managed(want);
+    let on = hp::online(id).unwrap();
+    assert_eq!(on.zone, Some(want));
+    assert_eq!(sparse::page(phys_pfn(b.start)).unwrap().zone(), want);
+    assert!(migratetypes(b.start, b.size).iter().all(|&m| m == Some(MigrateType::Movable)));
     let s = SPARSE.lock();
     assert!(!s.section_or_empty(id).early(), "a re-added section is not early");
-    let now = s.backend.buddy.managed(ZoneType::Dma32);
+    let now = s.backend.buddy.managed(want);
     assert!(now >= managed + PAGES_PER_SECTION, "the block's pages are back: {managed} -> {now}");
     s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
 }
 
 #[test_case]
-fn ram_and_pmem_share_a_new_section_and_either_goes_alone() {
+fn a_block_above_mem_below_4g_goes_to_normal_as_in_linux() {
+    // memory20 at 2.5 GiB: withheld by mem=2560M, below 4 GiB, past
+    // ZONE_DMA32's span: default_kernel_zone_for_pfn gives Normal.
+    let before = model_snapshot();
+    let dma32 = kernel::mm::zone::span(ZoneType::Dma32);
+    assert!(dma32.zone_end_pfn() <= phys_pfn(MEM_LIMIT), "{dma32:?}");
+    let b = hp::probe(MEM_LIMIT).unwrap();
+    assert_eq!(b.id, BOOT_BLOCKS);
+    assert_eq!(alloc::format!("{}", b.valid_zones), "Normal Movable");
+    let dma32_managed = SPARSE.lock().backend.buddy.managed(ZoneType::Dma32);
+    let b = hp::online(b.id).unwrap();
+    assert_eq!(b.zone, Some(ZoneType::Normal));
+    assert_eq!(alloc::format!("{}", b.valid_zones), "Normal");
+    assert_eq!(sparse::page(phys_pfn(MEM_LIMIT)).unwrap().zone(), ZoneType::Normal);
+    assert_eq!(SPARSE.lock().backend.buddy.managed(ZoneType::Dma32), dma32_managed);
+    // A Normal allocation comes from it, below 4 GiB; DMA32 ones never do.
+    let p = page_alloc::alloc_pages_zone(10, ZoneType::Normal).unwrap();
+    assert_eq!(sparse::page(p).unwrap().zone(), ZoneType::Normal, "{p:#x}");
+    page_alloc::free_pages(p, 10).unwrap();
+    buddy_consistent();
+    hp::offline(b.id).unwrap();
+    hp::remove(b.id).unwrap();
+    assert!(model_snapshot() == before, "the model after remove differs from before probe");
+}
+
+#[test_case]
+fn ram_cannot_join_pmem_in_its_section_as_in_linux() {
+    // Section 33 is one 128 MiB block. Linux adds RAM in whole blocks, so
+    // the 64 MiB of RAM beside the persistent memory is refused (EINVAL,
+    // unaligned), and the whole block conflicts with the "Persistent Memory
+    // (legacy)" resource (EEXIST), whether the region is added or not.
     let r = pmem::regions().into_iter().find(|r| r.start == PMEM).expect("region at 0x108000000");
     assert_eq!(r.state, pmem::State::Added);
     let before = model_snapshot();
@@ -200,52 +322,28 @@ fn ram_and_pmem_share_a_new_section_and_either_goes_alone() {
     // SAFETY: the region is added and mapped; this test owns it.
     unsafe { word(PMEM + 8 * M).write_volatile(0x7e55_e7a0_0000_0033) };
 
-    let b = hp::add_memory(RAM33, 64 * M).unwrap();
-    assert_eq!((b.id, b.start, b.size), (33, RAM33, 64 * M));
-    hp::online(33).unwrap();
-    let (f, map) = section_word(33);
-    assert_eq!(map, u64::MAX);
-    assert_ne!(f & flags::ONLINE, 0);
-    assert_ne!(f & flags::TAINT_ZONE_DEVICE, 0);
-    assert!(sparse::pfn_to_online_page(phys_pfn(RAM33)).is_some(), "RAM online");
-    assert_eq!(sparse::pfn_to_online_page(phys_pfn(PMEM)), None, "ZONE_DEVICE is never online");
-    assert_eq!(sparse::page(phys_pfn(PMEM)).unwrap().zone(), ZoneType::Device);
-
-    // The RAM goes; persistent memory and its data stay.
-    hp::offline(33).unwrap();
-    hp::remove(33).unwrap();
-    let (f, map) = section_word(33);
-    assert_eq!(map, 0xffff_ffff);
-    assert_eq!(f & flags::ONLINE, 0);
-    assert!(sparse::pfn_valid(phys_pfn(PMEM)) && !sparse::pfn_valid(phys_pfn(RAM33)));
-    assert!(mapped(PMEM) && !mapped(RAM33));
-    // SAFETY: as above; the region is still added and mapped.
-    assert_eq!(unsafe { word(PMEM + 8 * M).read_volatile() }, 0x7e55_e7a0_0000_0033);
-
-    // The RAM again; then persistent memory goes and the RAM keeps working.
-    hp::add_memory(RAM33, 64 * M).unwrap();
-    hp::online(33).unwrap();
+    assert_eq!(hp::add_memory(RAM33, 64 * M).unwrap_err().errno(), "EINVAL");
+    assert_eq!(hp::probe(PMEM).unwrap_err().errno(), "EEXIST");
+    assert!(hp::block(33).is_none());
     pmem::remove(r.id, &mut quiet).unwrap();
-    let (f, map) = section_word(33);
-    assert_eq!(map, 0xffff_ffff_0000_0000);
-    assert_ne!(f & flags::ONLINE, 0);
-    assert!(!sparse::pfn_valid(phys_pfn(PMEM)) && sparse::pfn_valid(phys_pfn(RAM33)));
-    assert!(!mapped(PMEM) && mapped(RAM33));
-    let p = page_alloc::alloc_pages_zone(9, ZoneType::Normal).unwrap();
-    assert!(phys_pfn(RAM33) <= p && p < phys_pfn(RAM33 + 64 * M), "{p:#x}");
-    // SAFETY: allocated to this test alone; mapped.
-    unsafe { word(pfn_phys(p)).write_volatile(1) };
-    page_alloc::free_pages(p, 9).unwrap();
-    buddy_consistent();
-
-    // Back to the start: RAM out, persistent memory in (its memmap then
-    // comes from DMA32, as at boot, not from the RAM block).
-    hp::offline(33).unwrap();
-    hp::remove(33).unwrap();
+    let e = hp::probe(PMEM).unwrap_err();
+    assert!(alloc::format!("{e}").contains("Persistent Memory (legacy)"), "{e}");
+    assert_eq!(hp::add_memory(RAM33, 64 * M).unwrap_err().errno(), "EINVAL");
+    assert_eq!(section_word(33).1, 0, "nothing left in section 33");
     pmem::add(r.id, &mut quiet).unwrap();
-    // SAFETY: as above; added and mapped again.
+    // SAFETY: as above; added and mapped again; its data stayed.
     assert_eq!(unsafe { word(PMEM + 8 * M).read_volatile() }, 0x7e55_e7a0_0000_0033);
-    assert!(model_snapshot() == before, "the model after both differs from before");
+    assert!(model_snapshot() == before, "refusals change nothing");
+    // The block after it is RAM alone: it comes and goes beside the
+    // persistent section, which keeps its data.
+    let b = hp::probe(PMEM + 128 * M).unwrap();
+    hp::online(b.id).unwrap();
+    assert_eq!(section_word(33).1, 0xffff_ffff);
+    hp::offline(b.id).unwrap();
+    hp::remove(b.id).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { word(PMEM + 8 * M).read_volatile() }, 0x7e55_e7a0_0000_0033);
+    assert!(model_snapshot() == before);
     buddy_consistent();
 }
 

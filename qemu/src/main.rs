@@ -626,7 +626,7 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         "memory",
         &[
             "block size 128 MiB",
-            "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] DMA DMA32 (boot)",
+            "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot)",
             "memory15 online  [mem 0x0000000078000000-0x000000007fffffff] DMA32 (boot)",
         ],
     ),

@@ -5,40 +5,31 @@
 //! listed in blocks too, all online.
 //!
 //! A block's life: `(absent) --add--> offline --online--> online
-//! --offline--> offline --remove--> (absent)`.
+//! --offline--> offline --remove--> (absent)`. The decisions (which ranges
+//! may be added, in which order Linux refuses, which zone a block goes to,
+//! `valid_zones`) are `tessera-mm`'s [`mm::memory_block`]; this is the
+//! driver that applies them to the memory model.
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use mm::buddy::BuddyError;
 use mm::e820::MemRange;
-use mm::memory_block::{self, ProbeError, SUBSECTION_SIZE};
+use mm::iomem::IoMem;
+use mm::memory_block::{
+    self, AddError, OnlineZone, PhysIndex, ProbeError, StillOnline, ValidZones, ZoneSpans,
+};
+pub use mm::memory_block::{BlockState, OnlineType};
 use mm::page::{Pfn, ZoneType, phys_pfn};
 use mm::sparse::{
-    PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SparseError, flags,
-    pfn_to_section_nr, section_nr_to_pfn,
+    MigrateType, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, SparseError, flags, pfn_to_section_nr,
+    section_nr_to_pfn,
 };
 use spin::Mutex;
 
 use crate::mm::memblock::MEMBLOCK;
 use crate::mm::physmap;
 use crate::mm::sparse::SPARSE;
-
-/// A block's state (its sysfs `state` file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockState {
-    Online,
-    Offline,
-}
-
-impl BlockState {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Offline => "offline",
-        }
-    }
-}
 
 /// One memory block (`memoryN`): the RAM it holds is `[start, start +
 /// size)`, the whole block for boot memory and probed blocks, or the part
@@ -51,6 +42,11 @@ pub struct MemoryBlock {
     pub state: BlockState,
     /// Present since boot.
     pub boot: bool,
+    /// The zone of an online block (`mem->zone`): `None` while offline, and
+    /// for a boot block that spans zones.
+    pub zone: Option<ZoneType>,
+    /// Its sysfs `valid_zones`, as of the last [`blocks`] or [`block`].
+    pub valid_zones: ValidZones,
 }
 
 impl MemoryBlock {
@@ -62,53 +58,49 @@ impl MemoryBlock {
         (phys_pfn(self.start), phys_pfn(self.end()))
     }
 
-    /// The zones of its first and last page.
+    /// The zones its first and last page's addresses fall in.
     fn zones(&self) -> (ZoneType, ZoneType) {
         let (first, end) = self.pfns();
         (ZoneType::for_pfn(first), ZoneType::for_pfn(end - 1))
     }
 
-    /// Its one zone; online and offline refuse a block spanning two.
+    /// Its one zone (`mem->zone`); offline refuses a block without one.
     fn zone(&self) -> Result<ZoneType, HotplugError> {
-        match self.zones() {
-            (a, b) if a == b => Ok(a),
-            zones => Err(HotplugError::SpansZones { id: self.id, zones }),
-        }
+        self.zone.ok_or(HotplugError::SpansZones { id: self.id, zones: self.zones() })
     }
 }
 
+/// `memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot)
+/// phys_index 00000000`: the block's sysfs `state`, its range, its
+/// `valid_zones` (the zone an online block is in, "none" when it spans
+/// zones; the zones an offline one may go to, default first) and
+/// `phys_index`, spelled as Linux's sysfs spells them.
 impl fmt::Display for MemoryBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (first, last) = self.zones();
-        write!(
-            f,
-            "memory{} {:<7} {} {}",
-            self.id,
-            self.state.name(),
-            MemRange(self.start, self.end()),
-            first
-        )?;
-        if last != first {
-            write!(f, " {last}")?;
-        }
+        let range = MemRange(self.start, self.end());
+        write!(f, "memory{} {:<7} {range} {}", self.id, self.state.name(), self.valid_zones)?;
         if self.boot {
             write!(f, " (boot)")?;
         }
-        Ok(())
+        write!(f, " phys_index {}", PhysIndex(self.id))
     }
 }
 
 /// Why a hotplug operation was refused. A refused operation changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HotplugError {
     /// No such block.
     NoBlock { id: u64 },
     /// The block exists already.
     Exist { id: u64 },
-    /// The range may not be added (alignment, not withheld RAM, in use).
+    /// Linux's `add_memory` refuses the range (E2BIG, EEXIST, EINVAL).
+    Add(AddError),
+    /// Tessera refuses the range: not withheld RAM, or in use.
     Probe(ProbeError),
-    /// The range is not inside one block.
-    Crosses { start: u64, size: u64 },
+    /// `remove_memory` of an online block (EBUSY).
+    StillOnline(StillOnline),
+    /// `online_movable`: Tessera has no ZONE_MOVABLE.
+    NoMovable { id: u64 },
     /// The block is not in the state the operation needs.
     State { id: u64, state: BlockState },
     /// `online_pages` needs a pageblock-aligned start and a section-aligned
@@ -134,7 +126,10 @@ impl HotplugError {
         match self {
             Self::NoBlock { .. } => "ENODEV",
             Self::Exist { .. } => "EEXIST",
+            Self::Add(e) => e.errno(),
             Self::Probe(e) => e.errno(),
+            Self::StillOnline(_) => "EBUSY",
+            Self::NoMovable { .. } => "EOPNOTSUPP",
             Self::Busy { .. } => "EBUSY",
             Self::Sparse(e) => e.errno(),
             Self::Map { .. } => "ENOMEM",
@@ -150,12 +145,12 @@ impl fmt::Display for HotplugError {
         match *self {
             Self::NoBlock { id } => write!(f, "{e}: no memory{id}"),
             Self::Exist { id } => write!(f, "{e}: memory{id} exists already"),
+            Self::Add(ref a) => write!(f, "{a}"),
             Self::Probe(p) => write!(f, "{p}"),
-            Self::Crosses { start, size } => write!(
-                f,
-                "{e}: {} crosses a memory block boundary",
-                MemRange(start, start.saturating_add(size))
-            ),
+            Self::StillOnline(s) => write!(f, "{s}"),
+            Self::NoMovable { id } => {
+                write!(f, "{e}: memory{id}: Tessera has no ZONE_MOVABLE; online_kernel or online")
+            }
             Self::State { id, state } => write!(f, "{e}: memory{id} is {}", state.name()),
             Self::Unaligned { id } => write!(
                 f,
@@ -181,23 +176,71 @@ struct Blocks {
     size: u64,
     /// By id.
     list: Vec<MemoryBlock>,
+    /// What hotplug did to `/proc/iomem`, in order: `register_memory_resource`
+    /// at add, `release_mem_region_adjustable` at remove.
+    iomem: Vec<IoMemOp>,
 }
 
-static BLOCKS: Mutex<Blocks> = Mutex::new(Blocks { size: 0, list: Vec::new() });
+/// One change to the resource tree, `[start, end)`.
+#[derive(Debug, Clone, Copy)]
+enum IoMemOp {
+    Request(u64, u64),
+    Release(u64, u64),
+}
+
+static BLOCKS: Mutex<Blocks> = Mutex::new(Blocks { size: 0, list: Vec::new(), iomem: Vec::new() });
 
 /// The memory block size in bytes (0 before [`init`]).
 pub fn block_size() -> u64 {
     BLOCKS.lock().size
 }
 
+/// Node 0's zone spans as `zone_intersects` reads them.
+fn zone_spans() -> ZoneSpans {
+    let span = |z| {
+        let s = crate::mm::zone::span(z);
+        (s.zone_start_pfn, s.zone_end_pfn())
+    };
+    ZoneSpans {
+        kernel: [span(ZoneType::Dma), span(ZoneType::Dma32), span(ZoneType::Normal)],
+        movable: (0, 0),
+    }
+}
+
+fn with_valid_zones(mut b: MemoryBlock, spans: &ZoneSpans) -> MemoryBlock {
+    let (pfn, end) = b.pfns();
+    b.valid_zones = memory_block::valid_zones(b.state, b.zone, spans, pfn, end - pfn);
+    b
+}
+
 /// The blocks, by id.
 pub fn blocks() -> Vec<MemoryBlock> {
-    BLOCKS.lock().list.clone()
+    let spans = zone_spans();
+    let list = BLOCKS.lock().list.clone();
+    list.into_iter().map(|b| with_valid_zones(b, &spans)).collect()
 }
 
 /// One block.
 pub fn block(id: u64) -> Option<MemoryBlock> {
-    BLOCKS.lock().list.iter().find(|b| b.id == id).copied()
+    let b = BLOCKS.lock().list.iter().find(|b| b.id == id).copied()?;
+    Some(with_valid_zones(b, &zone_spans()))
+}
+
+/// Applies what hotplug did to the resource tree built from the E820 map:
+/// "System RAM" for each added range, boot RAM released where removed.
+pub fn apply_to_iomem(t: &mut IoMem) {
+    for op in BLOCKS.lock().iomem.iter().copied() {
+        match op {
+            IoMemOp::Request(s, e) => {
+                if let Err(err) = t.request_region(s, e - 1, "System RAM") {
+                    log::warn!("iomem: {err}");
+                }
+            }
+            IoMemOp::Release(s, e) => {
+                t.release_adjustable(s, e - 1);
+            }
+        }
+    }
 }
 
 /// Sizes blocks by the end of boot memory and lists boot memory in blocks,
@@ -207,12 +250,29 @@ pub fn init() {
         MEMBLOCK.lock().memory.regions().iter().map(|r| (r.base, r.end())).collect();
     let boot_end = ram.last().map_or(0, |r| r.1);
     let size = memory_block::memory_block_size(boot_end);
+    // `early_node_zone_for_memory_block` looks at populated zones only.
+    let mut spans = zone_spans();
+    for (i, z) in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal].into_iter().enumerate() {
+        if !crate::mm::zone::span(z).populated() {
+            spans.kernel[i] = (0, 0);
+        }
+    }
     let mut list: Vec<MemoryBlock> = Vec::new();
     for (start, end) in ram {
         for id in start / size..end.div_ceil(size) {
             if list.last().is_none_or(|b| b.id < id) {
                 let start = id * size;
-                list.push(MemoryBlock { id, start, size, state: BlockState::Online, boot: true });
+                let zone =
+                    memory_block::early_zone_for_block(&spans, phys_pfn(start), phys_pfn(size));
+                list.push(MemoryBlock {
+                    id,
+                    start,
+                    size,
+                    state: BlockState::Online,
+                    boot: true,
+                    zone,
+                    valid_zones: ValidZones { first: None, kernel: None, movable: None },
+                });
             }
         }
     }
@@ -222,25 +282,32 @@ pub fn init() {
         list.len(),
         size >> 20
     );
-    *BLOCKS.lock() = Blocks { size, list };
+    *BLOCKS.lock() = Blocks { size, list, iomem: Vec::new() };
 }
 
-/// `probe`: hot-adds the whole block at `addr` (block-aligned) from RAM
-/// withheld at boot. The block is offline until [`online`].
+/// `probe` (the sysfs file): hot-adds the block at `addr` from RAM
+/// withheld at boot. An address that is not block-aligned is refused
+/// first (EINVAL), then as [`add_memory`]. The block is offline until
+/// [`online`].
 pub fn probe(addr: u64) -> Result<MemoryBlock, HotplugError> {
     let size = block_size();
-    add(addr, size, size)
+    if !addr.is_multiple_of(size) {
+        return Err(HotplugError::Probe(ProbeError::Misaligned { start: addr, size, align: size }));
+    }
+    Ok(add_memory(addr, size)?[0])
 }
 
-/// `add_memory` for part of a block: `[start, start + size)`, in whole
-/// sub-sections, inside one block that does not exist yet. Such a block
-/// may share its section with persistent memory.
-pub fn add_memory(start: u64, size: u64) -> Result<MemoryBlock, HotplugError> {
-    add(start, size, SUBSECTION_SIZE)
-}
-
-fn add(start: u64, size: u64, align: u64) -> Result<MemoryBlock, HotplugError> {
+/// `add_memory`: hot-adds `[start, start + size)`, one or more whole
+/// blocks, offline. Linux's refusals come first and in its order
+/// ([`memory_block::check_add_memory`]: E2BIG beyond MAX_PHYSMEM_BITS,
+/// EEXIST when the "System RAM" resource conflicts in `/proc/iomem`,
+/// EINVAL when not block-aligned); then Tessera's own: only RAM the
+/// firmware reported and the kernel set aside (`mem=`) may be added, and
+/// none of the bootloader's pieces. A failed add undoes all it did.
+pub fn add_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugError> {
     let bs = block_size();
+    let iomem = crate::mm::iomem::tree();
+    memory_block::check_add_memory(&iomem, start, size, bs).map_err(HotplugError::Add)?;
     let maps = crate::mm::firmware::maps().ok_or(HotplugError::Map { addr: start })?;
     let present: Vec<(u64, u64)> =
         MEMBLOCK.lock().memory.regions().iter().map(|r| (r.base, r.end())).collect();
@@ -251,23 +318,20 @@ fn add(start: u64, size: u64, align: u64) -> Result<MemoryBlock, HotplugError> {
         &maps.in_use,
         start,
         size,
-        align,
+        bs,
     )
     .map_err(HotplugError::Probe)?;
-    let id = start / bs;
-    if (start + size - 1) / bs != id {
-        return Err(HotplugError::Crosses { start, size });
-    }
-    if block(id).is_some() {
+    let ids = start / bs..(start + size) / bs;
+    if let Some(id) = ids.clone().find(|&id| block(id).is_some()) {
         return Err(HotplugError::Exist { id });
     }
     let (pfn, nr) = (phys_pfn(start), phys_pfn(size));
-    let zone = ZoneType::for_pfn(pfn);
     {
         let mut s = SPARSE.lock();
-        s.add_pages(0, pfn, nr, PAGES_PER_SUBSECTION, None).map_err(HotplugError::Sparse)?;
-        // Offline pages: initialized, reserved, of the zone they will join.
-        s.memmap_init_range(pfn, nr, zone, 0, 0);
+        s.add_pages(0, pfn, nr, PAGES_PER_SECTION, None).map_err(HotplugError::Sparse)?;
+        // Offline pages: initialized and reserved; online gives them their
+        // zone.
+        s.memmap_init_range(pfn, nr, ZoneType::for_pfn(pfn), 0, 0);
     }
     if let Err(addr) = physmap::map(start, size) {
         physmap::unmap(start, size);
@@ -275,12 +339,27 @@ fn add(start: u64, size: u64, align: u64) -> Result<MemoryBlock, HotplugError> {
         return Err(HotplugError::Map { addr });
     }
     MEMBLOCK.lock().memory.add(start, size);
-    let b = MemoryBlock { id, start, size, state: BlockState::Offline, boot: false };
     let mut blocks = BLOCKS.lock();
-    let at = blocks.list.partition_point(|x| x.id < id);
-    blocks.list.insert(at, b);
-    log::info!("memory: memory{id} {} added", MemRange(start, start + size));
-    Ok(b)
+    blocks.iomem.push(IoMemOp::Request(start, start + size));
+    let mut added = Vec::new();
+    for id in ids {
+        let b = MemoryBlock {
+            id,
+            start: id * bs,
+            size: bs,
+            state: BlockState::Offline,
+            boot: false,
+            zone: None,
+            valid_zones: ValidZones { first: None, kernel: None, movable: None },
+        };
+        let at = blocks.list.partition_point(|x| x.id < id);
+        blocks.list.insert(at, b);
+        log::info!("memory: memory{id} {} added", MemRange(b.start, b.end()));
+        added.push(b);
+    }
+    drop(blocks);
+    let spans = zone_spans();
+    Ok(added.into_iter().map(|b| with_valid_zones(b, &spans)).collect())
 }
 
 /// Block `id`, if it is in state `want`.
@@ -292,26 +371,41 @@ fn block_in_state(id: u64, want: BlockState) -> Result<MemoryBlock, HotplugError
     Ok(b)
 }
 
-fn set_state(id: u64, state: BlockState) -> MemoryBlock {
+fn set_state(id: u64, state: BlockState, zone: Option<ZoneType>) -> MemoryBlock {
     let mut blocks = BLOCKS.lock();
     let b = blocks.list.iter_mut().find(|b| b.id == id).expect("checked by the caller");
-    b.state = state;
-    *b
+    (b.state, b.zone) = (state, zone);
+    let b = *b;
+    drop(blocks);
+    with_valid_zones(b, &zone_spans())
 }
 
-/// `online_pages`: the block's pages join their zone (DMA32 below 4 GiB,
-/// Normal above), the sections are marked online, and the zone's span
-/// grows to take them in.
+/// `echo online > state`: [`online_type`] with `MMOP_ONLINE`.
 pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
+    online_type(id, OnlineType::Online)
+}
+
+/// `memory_block_online` and `online_pages`: the zone comes from
+/// `zone_for_pfn_range` (the kernel zone whose span the block meets, else
+/// Normal, whatever the address); the block's pages are initialized for
+/// it with every pageblock MIGRATE_MOVABLE (`move_pfn_range_to_zone`,
+/// `undo_isolate_page_range`), the sections are marked online, the pages
+/// go to the page allocator and the zone's span grows to take them in.
+/// `online_movable` is refused: Tessera has no ZONE_MOVABLE.
+pub fn online_type(id: u64, online_type: OnlineType) -> Result<MemoryBlock, HotplugError> {
     let b = block_in_state(id, BlockState::Offline)?;
     let (pfn, end) = b.pfns();
+    let zone = match memory_block::zone_for_pfn_range(online_type, &zone_spans(), pfn, end - pfn) {
+        OnlineZone::Kernel(z) => z,
+        OnlineZone::Movable => return Err(HotplugError::NoMovable { id }),
+    };
     if !pfn.is_multiple_of(PAGEBLOCK_NR_PAGES) || !end.is_multiple_of(PAGES_PER_SECTION) {
         return Err(HotplugError::Unaligned { id });
     }
-    let zone = b.zone()?;
     let freed = {
         let mut s = SPARSE.lock();
         s.memmap_init_range(pfn, end - pfn, zone, 0, 0);
+        s.set_pageblock_migratetype(pfn, end - pfn, MigrateType::Movable);
         s.set_section_flags(pfn, end - pfn, flags::ONLINE, true);
         let backend = &mut s.backend;
         backend.buddy.free_range(&mut backend.vmemmap, pfn, end)
@@ -322,13 +416,15 @@ pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
     );
     crate::mm::zone::move_pfn_range_to_zone(zone, pfn, end - pfn);
     crate::mm::zone::adjust_present_page_count(zone, (end - pfn) as i64);
-    Ok(set_state(id, BlockState::Online))
+    Ok(set_state(id, BlockState::Online, Some(zone)))
 }
 
-/// `offline_pages`: refused if the block has holes, spans zones or holds a
-/// page in use (Tessera does not migrate); otherwise every page leaves the
-/// page allocator, the zone span shrinks, and sections no other online
-/// block shares lose their online mark.
+/// `offline_pages`: refused if the block has holes, spans zones (it has no
+/// `mem->zone`) or holds a page in use (Tessera does not migrate);
+/// otherwise every page leaves the page allocator, its pageblocks stay
+/// MIGRATE_ISOLATE (`start_isolate_page_range`), the zone span shrinks, and
+/// sections no other online block shares lose their online mark. Unlike
+/// Linux, a refused offline leaves the pageblocks as they were.
 pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
     let b = block_in_state(id, BlockState::Online)?;
     let covered: u64 = MEMBLOCK
@@ -362,13 +458,14 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
                 s.set_section_flags(section_nr_to_pfn(nr), 1, flags::ONLINE, false);
             }
         }
+        s.set_pageblock_migratetype(pfn, end - pfn, MigrateType::Isolate);
         taken
     };
     log::info!(
         "memory: memory{id} offline: {taken} pages taken back {}",
         MemRange(b.start, b.end())
     );
-    let b = set_state(id, BlockState::Offline);
+    let b = set_state(id, BlockState::Offline, None);
     crate::mm::zone::adjust_present_page_count(zone, -((end - pfn) as i64));
     crate::mm::zone::remove_pfn_range_from_zone(zone, pfn, end - pfn);
     Ok(b)
@@ -376,14 +473,21 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
 
 /// `remove_memory`: an offline block leaves the memory model (its
 /// sub-sections deactivated, its memmap freed unless the section keeps
-/// other memory), memblock and the physical-memory map.
+/// other memory), memblock, the physical-memory map and `/proc/iomem`
+/// (`release_mem_region_adjustable`). An online block is refused with
+/// EBUSY (`check_memblock_offlined_cb`).
 pub fn remove(id: u64) -> Result<MemoryBlock, HotplugError> {
-    let b = block_in_state(id, BlockState::Offline)?;
+    let b = block(id).ok_or(HotplugError::NoBlock { id })?;
+    memory_block::check_memblock_offlined(b.state, b.start, b.size)
+        .map_err(HotplugError::StillOnline)?;
     let (pfn, end) = b.pfns();
     SPARSE.lock().remove_pages(pfn, end - pfn, None).map_err(HotplugError::Sparse)?;
     MEMBLOCK.lock().memory.remove(b.start, b.size);
     physmap::unmap(b.start, b.size);
-    BLOCKS.lock().list.retain(|x| x.id != id);
+    let mut blocks = BLOCKS.lock();
+    blocks.list.retain(|x| x.id != id);
+    blocks.iomem.push(IoMemOp::Release(b.start, b.end()));
+    drop(blocks);
     log::info!("memory: memory{id} {} removed", MemRange(b.start, b.end()));
     Ok(b)
 }
