@@ -1,7 +1,12 @@
 //! Fault injection: the harness boots this binary with `fail_sparse=N`
 //! (one allocation of boot-time sparse init fails) and it checks the model
 //! the kernel built anyway; then every allocation of a PMEM hot-add is made
-//! to fail in turn, and each failure must leave exactly the state before.
+//! to fail in turn, and each failure must leave exactly the state before
+//! (sections, usages, free pages, and the reused boot memmap of early
+//! sections). An add makes exactly the allocations its layout implies:
+//! none for sub-sections of an early section, a usage, memmap pages and a
+//! page table for a section of its own (`early-and-own`: one region of
+//! both, so failures in the second section undo the first's sub-sections).
 #![no_std]
 #![no_main]
 #![feature(custom_test_frameworks)]
@@ -15,11 +20,11 @@ use alloc::vec::Vec;
 use kernel::init;
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::ZONES;
-use kernel::mm::pmem::{self, State};
+use kernel::mm::pmem::{self, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::{MemMap, phys_pfn};
-use mm::sparse::{PAGES_PER_SECTION, pfn_to_section_nr, section_nr_to_pfn};
+use mm::page::{MemMap, Page, phys_pfn};
+use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, pfn_to_section_nr, section_nr_to_pfn};
 
 kernel::test_binary_entry!();
 
@@ -80,6 +85,50 @@ fn a_failed_boot_allocation_leaves_out_only_what_it_was_for() {
     assert!(handed <= expected && expected - handed < 64, "managed {handed}, expected {expected}");
 }
 
+/// Bytes of memmap per sub-section, in 4 KiB pages.
+const SUB_MEMMAP_PAGES: u64 = PAGES_PER_SUBSECTION * 64 / 4096;
+
+/// How many allocations the memory model makes to add `r` (removed, after
+/// an add/remove cycle left the upper vmemmap page tables in place): none
+/// in an early section, whose boot memmap and usage are reused; in a
+/// section of its own a usage and, unless the memmap is on the device
+/// (altmap, 2 MiB pages), 8 memmap pages per sub-section and the page
+/// table that maps them.
+fn expected_allocations(r: &Region) -> u64 {
+    let (start, end) = r.mapped();
+    let (first, end) = (phys_pfn(start), phys_pfn(end));
+    let s = SPARSE.lock();
+    let mut n = 0;
+    for nr in pfn_to_section_nr(first)..=pfn_to_section_nr(end - 1) {
+        let ms = s.section_or_empty(nr);
+        if ms.early() {
+            continue;
+        }
+        assert!(ms.raw() == 0 && ms.usage().is_none(), "{r}: section {nr} used by another");
+        let subs = (end.min(section_nr_to_pfn(nr + 1)) - first.max(section_nr_to_pfn(nr)))
+            / PAGES_PER_SUBSECTION;
+        n += 1;
+        if !r.has_altmap() {
+            n += subs * SUB_MEMMAP_PAGES + 1;
+        }
+    }
+    n
+}
+
+/// The descriptors (first and last of each sub-section) of `r`'s pfns in
+/// early sections: the boot memmap there is reused, so an add writes into
+/// it and its undo must put back what was there.
+fn early_descriptors(r: &Region) -> Vec<Option<Page>> {
+    let (start, end) = r.mapped();
+    let s = SPARSE.lock();
+    (phys_pfn(start)..phys_pfn(end))
+        .step_by(PAGES_PER_SUBSECTION as usize)
+        .filter(|&p| s.section_or_empty(pfn_to_section_nr(p)).early())
+        .flat_map(|p| [p, p + PAGES_PER_SUBSECTION - 1])
+        .map(|p| s.backend.page(p).copied())
+        .collect()
+}
+
 #[test_case]
 fn every_failed_hot_add_allocation_leaves_exactly_the_state_before() {
     if SPARSE.lock().stats().usage_failed {
@@ -97,29 +146,40 @@ fn every_failed_hot_add_allocation_leaves_exactly_the_state_before() {
         // One clean cycle first: page tables and heap made by an add stay.
         pmem::remove(r.id, &mut quiet).unwrap();
         pmem::add(r.id, &mut quiet).unwrap();
+        let added = (model_snapshot(), early_descriptors(&r));
         pmem::remove(r.id, &mut quiet).unwrap();
-        let before = model_snapshot();
+        let before = (model_snapshot(), early_descriptors(&r));
+        let expected = expected_allocations(&r);
+        // Allocation n fails, for n up to the expected count (the first and
+        // last 64 and every 7th in between, which meets every place of a
+        // sub-section's 8 memmap pages), then n = expected + 1 must find no
+        // allocation to fail: the add makes exactly `expected` of them (in
+        // an early section none at all: an add there cannot run out of
+        // memory).
         let mut failures = 0;
-        for n in 1.. {
+        for n in (1..=expected + 1).filter(|&n| n <= 64 || n + 64 > expected || n % 7 == 0) {
             sparse::fail_nth_allocation(n);
             let result = pmem::add(r.id, &mut quiet);
             if sparse::injection_pending() {
-                // The add made fewer than n allocations: it must succeed.
                 sparse::fail_nth_allocation(0);
                 result.unwrap_or_else(|e| panic!("{r}: {e} with no failure injected"));
+                assert_eq!(n, expected + 1, "{r}: fewer than {n} allocations, {expected} expected");
                 break;
             }
+            assert!(n <= expected, "{r}: the add made more than {expected} allocations");
             let e = result.expect_err("an allocation failed, so must the add");
             assert_eq!(e.errno(), "ENOMEM", "{r}: allocation {n}: {e}");
-            assert_eq!(model_snapshot(), before, "{r}: allocation {n} failed: state changed");
+            let after = (model_snapshot(), early_descriptors(&r));
+            assert!(after == before, "{r}: allocation {n} failed: state changed");
             assert_eq!(pmem::regions()[r.id].state, State::Offline);
             failures += 1;
         }
-        // Sub-sections of an early section reuse its memmap and usage: such
-        // an add allocates nothing. A region in sections of its own must.
-        let early = SPARSE.lock().section_or_empty(pfn_to_section_nr(phys_pfn(r.start))).early();
-        assert!(early || failures > 0, "{r}: the add made no allocation at all");
-        kernel::println!("faults: {}: {failures} allocation failures, each undone", r.name());
+        kernel::println!(
+            "faults: {}: {failures} of its {expected} allocations made to fail ({} pages in early sections), each undone",
+            r.name(),
+            before.1.len() / 2 * PAGES_PER_SUBSECTION as usize
+        );
+        assert!((model_snapshot(), early_descriptors(&r)) == added, "{r}: not as a clean add");
         assert_eq!(pmem::regions()[r.id].state, State::Added);
     }
 }
