@@ -138,19 +138,37 @@ fn the_vmemmap_uses_one_2m_page_per_early_section_from_reserved_memory() {
     assert_eq!(paging::mapping(off, after), None);
 }
 
+/// The zone of System RAM at physical address `pa` on x86_64 Linux,
+/// written out here rather than taken from the kernel: ZONE_DMA below
+/// 16 MiB, ZONE_DMA32 below 4 GiB, ZONE_NORMAL above.
+fn linux_zone(pa: u64) -> ZoneType {
+    match pa {
+        0..0x100_0000 => ZoneType::Dma,
+        0x100_0000..0x1_0000_0000 => ZoneType::Dma32,
+        _ => ZoneType::Normal,
+    }
+}
+
 #[test_case]
 fn descriptors_carry_zone_node_and_reservation() {
     let mb = MEMBLOCK.lock().clone();
+    let regions = pmem::regions();
     let s = SPARSE.lock();
+    let mut zones_seen = [0u64; 4];
     for nr in expected_maps().keys() {
-        for pfn in (section_nr_to_pfn(*nr)..section_nr_to_pfn(nr + 1)).step_by(61) {
+        let (start, end) = (section_nr_to_pfn(*nr), section_nr_to_pfn(nr + 1));
+        // A sample, and the pages on each side of the zone boundaries.
+        let edges = [0xfff, 0x1000, 0xf_ffff, 0x10_0000].into_iter();
+        for pfn in (start..end).step_by(61).chain(edges.filter(|p| (start..end).contains(p))) {
             let p = s.page(pfn).expect("early sections have every descriptor");
             let pa = pfn_phys(pfn);
-            if in_pmem(pa) {
-                assert_eq!(p.zone(), ZoneType::Device, "pfn {pfn:#x}");
+            zones_seen[p.zone() as usize] += 1;
+            if let Some(r) = regions.iter().find(|r| (r.start..r.end()).contains(&pa)) {
+                assert_eq!((p.zone(), p.pgmap), (ZoneType::Device, r.pgmap()), "pfn {pfn:#x}");
+                assert!(in_pmem(pa), "pfn {pfn:#x}: region {r} not in the firmware map");
                 continue;
             }
-            assert_eq!((p.zone(), p.nid()), (ZoneType::for_pfn(pfn), 0), "pfn {pfn:#x}");
+            assert_eq!((p.zone(), p.nid(), p.pgmap), (linux_zone(pa), 0, 0), "pfn {pfn:#x}");
             let ram = mb.memory.overlaps(pa, 4096);
             if !ram || mb.reserved.overlaps(pa, 4096) {
                 assert!(p.is_reserved(), "pfn {pfn:#x} is a hole or reserved");
@@ -160,6 +178,17 @@ fn descriptors_carry_zone_node_and_reservation() {
             }
         }
     }
+    // Every machine has DMA and DMA32 pages; Normal ones exactly when RAM
+    // reaches above 4 GiB; Device ones exactly with a region in RAM's
+    // sections.
+    let above_4g = mb.memory.regions().iter().any(|r| r.end() > 0x1_0000_0000);
+    assert!(zones_seen[ZoneType::Dma as usize] > 0 && zones_seen[ZoneType::Dma32 as usize] > 0);
+    assert_eq!(zones_seen[ZoneType::Normal as usize] > 0, above_4g, "{zones_seen:?}");
+    let maps = expected_maps();
+    let device = regions.iter().any(|r| {
+        r.state == pmem::State::Added && maps.contains_key(&pfn_to_section_nr(r.start >> 12))
+    });
+    assert_eq!(zones_seen[ZoneType::Device as usize] > 0, device, "{zones_seen:?}");
 }
 
 #[test_case]
