@@ -404,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn many_holes_count_as_linux_under_uefi() {
+        // OVMF, -m 2G: Linux 6.1's "Early memory node ranges" and counts.
+        let ram = [
+            (1, 0xa0),
+            (0x100, 0x806),
+            (0x808, 0x810),
+            (0x900, 0x7eaa0),
+            (0x7eba2, 0x7f4ec),
+            (0x7f7fe, 0x7fef4),
+        ];
+        let z = NodeZones::boot(&ram);
+        let want = [(0, 1), (0, 96), (0, 2), (0, 240), (1, 258), (1, 786), (1, 268)];
+        assert_eq!(unavailable_ranges(&ram, &z), want);
+        assert_eq!(boot_lines(&ram)[2], "  DMA32    [mem 0x0000000001000000-0x000000007fef3fff]");
+        let holes: u64 = want.iter().map(|w| w.1).sum::<u64>() - 1 - 268;
+        assert_eq!(
+            z.zones[0].present_pages + z.zones[1].present_pages,
+            z.zones[0].spanned_pages + z.zones[1].spanned_pages - holes,
+            "present = spanned - the holes inside the node"
+        );
+    }
+
+    #[test]
     fn small_machines_leave_zones_empty() {
         // RAM below 16 MiB only: DMA32 and Normal are empty.
         let ram = [(1, 0x9f), (0x100, 0xe00)];
