@@ -6,7 +6,8 @@
 //! buddy allocator. The arithmetic and the text are `tessera-mm`'s
 //! ([`mm::zone`]).
 //!
-//! Lock order: `SPARSE` before `ZONES`.
+//! Lock order: the memory blocks' lock, then `SPARSE`, then `ZONES`;
+//! nothing here is called with `ZONES` held.
 
 use alloc::string::String;
 use alloc::vec::Vec;
