@@ -677,7 +677,7 @@ const SHELL_SCRIPT: &[(&str, &[&str])] = &[
         ],
     ),
     ("pfn #0x1000", &["pfn 0x1000", "zone DMA32"]),
-    ("zoneinfo", &["present  511968", "start_pfn:           4096", "spanned  8192"]),
+    ("zoneinfo", &["spanned  4095", "start_pfn:           4096", "spanned  8192"]),
     ("pmem", &["region0: [mem 0x0000000072000000-0x0000000073ffffff]", "added"]),
     (
         "pmem remove region0",
