@@ -17,14 +17,15 @@ pub enum Firmware {
 
 /// The firmware's E820 type for one bootloader region. The bootloader's
 /// own pieces (its allocations, the kernel image, the ramdisk) were usable
-/// RAM to the firmware; UEFI types are converted as Linux's EFI stub does.
-pub fn e820_type(kind: MemoryRegionKind) -> E820Type {
+/// RAM to the firmware; UEFI types are converted as Linux's EFI stub does,
+/// which leaves types it does not know out of the map (`None`).
+pub fn e820_type(kind: MemoryRegionKind) -> Option<E820Type> {
     match kind {
-        MemoryRegionKind::Usable | MemoryRegionKind::Bootloader => E820Type::RAM,
-        MemoryRegionKind::UnknownBios(t) => E820Type(t),
+        MemoryRegionKind::Usable | MemoryRegionKind::Bootloader => Some(E820Type::RAM),
+        MemoryRegionKind::UnknownBios(t) => Some(E820Type(t)),
         MemoryRegionKind::UnknownUefi(t) => e820::from_efi(t),
         // A kind this kernel does not know: treat as reserved, never as RAM.
-        _ => E820Type::RESERVED,
+        _ => Some(E820Type::RESERVED),
     }
 }
 
@@ -35,8 +36,10 @@ pub fn firmware_map(regions: &[MemoryRegion]) -> (Firmware, Vec<Entry>) {
     } else {
         Firmware::Bios
     };
-    let entries: Vec<Entry> =
-        regions.iter().map(|r| Entry::new(r.start, r.end, e820_type(r.kind))).collect();
+    let entries: Vec<Entry> = regions
+        .iter()
+        .filter_map(|r| Some(Entry::new(r.start, r.end, e820_type(r.kind)?)))
+        .collect();
     (fw, e820::normalize(&entries))
 }
 

@@ -72,12 +72,14 @@ pub mod efi {
     pub const PERSISTENT: u32 = 14;
 }
 
-/// Converts a UEFI memory type to E820 the way Linux's EFI stub does
+/// Converts a UEFI memory type to E820 the way Linux 6.1's EFI stub does
 /// (`setup_e820`): conventional, loader and boot-services memory are usable,
 /// ACPI reclaim is ACPI data, ACPI NVS stays NVS, persistent is type 7,
-/// unusable stays unusable, everything else is reserved.
-pub fn from_efi(efi_type: u32) -> E820Type {
-    match efi_type {
+/// unusable stays unusable, reserved, runtime services, MMIO and PAL code
+/// are reserved, and any other type (unaccepted memory, OEM and OS types)
+/// is left out of the map (`None`).
+pub fn from_efi(efi_type: u32) -> Option<E820Type> {
+    Some(match efi_type {
         efi::LOADER_CODE
         | efi::LOADER_DATA
         | efi::BOOT_SERVICES_CODE
@@ -87,8 +89,14 @@ pub fn from_efi(efi_type: u32) -> E820Type {
         efi::ACPI_RECLAIM => E820Type::ACPI,
         efi::ACPI_NVS => E820Type::NVS,
         efi::PERSISTENT => E820Type::PMEM,
-        _ => E820Type::RESERVED,
-    }
+        efi::RESERVED
+        | efi::RUNTIME_SERVICES_CODE
+        | efi::RUNTIME_SERVICES_DATA
+        | efi::MMIO
+        | efi::MMIO_PORT_SPACE
+        | efi::PAL_CODE => E820Type::RESERVED,
+        _ => return None,
+    })
 }
 
 /// One range of the map: `[start, end)`.
@@ -215,11 +223,13 @@ mod tests {
             (12, RES),
             (13, RES),
             (14, E820Type::PMEM),
-            (15, RES),
-            (0x8000_0000, RES),
         ];
         for (efi, want) in table {
-            assert_eq!(from_efi(efi), want, "EFI type {efi}");
+            assert_eq!(from_efi(efi), Some(want), "EFI type {efi}");
+        }
+        // Unaccepted memory (15, unknown to 6.1), OEM and OS types: skipped.
+        for efi in [15, 16, 0x7000_0000, 0x8000_0000, u32::MAX] {
+            assert_eq!(from_efi(efi), None, "EFI type {efi:#x}");
         }
     }
 
