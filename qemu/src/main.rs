@@ -116,6 +116,8 @@ fn timeout(f: &Flags) -> Result<Duration, String> {
 }
 
 /// Builds the disk image; `cmdline` is built into it (as on a real PC).
+/// The image carries the kernel without its debug sections (see
+/// [`strip_debug`]).
 pub(crate) fn image_for(
     kernel: &Path,
     profile: &Profile,
@@ -125,8 +127,45 @@ pub(crate) fn image_for(
     let dir = PathBuf::from("target/qemu/images");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(format!("{tag}-{}.img", profile.firmware.name()));
-    boot::build_image(kernel, profile.firmware, cmdline, &out).map_err(|e| e.to_string())?;
+    let elf = strip_debug(kernel, &dir.join(format!("{tag}.elf")));
+    boot::build_image(&elf, profile.firmware, cmdline, &out).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// The toolchain's `llvm-objcopy` (rustup's `llvm-tools`, which the
+/// bootloader's build needs anyway), if it is there.
+fn objcopy() -> Option<&'static Path> {
+    static OBJCOPY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OBJCOPY
+        .get_or_init(|| {
+            let out = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
+            let sysroot = String::from_utf8(out.stdout).ok()?;
+            let host = Command::new("rustc").args(["-vV"]).output().ok()?;
+            let host = String::from_utf8(host.stdout).ok()?;
+            let triple = host.lines().find_map(|l| l.strip_prefix("host: "))?.to_string();
+            let p =
+                Path::new(sysroot.trim()).join("lib/rustlib").join(triple).join("bin/llvm-objcopy");
+            p.exists().then_some(p)
+        })
+        .as_deref()
+}
+
+/// A copy of `kernel` without debug sections at `out`: the BIOS and UEFI
+/// loaders read the whole file from the disk image, and a debug build's
+/// 10 MiB of DWARF costs about 7 s per boot under TCG (measured: 9.6 s
+/// against 2.2 s to power off). The code is the same. Without
+/// `llvm-objcopy` the kernel is used as it is.
+fn strip_debug(kernel: &Path, out: &Path) -> PathBuf {
+    let Some(objcopy) = objcopy() else { return kernel.to_path_buf() };
+    let ok = Command::new(objcopy)
+        .arg("--strip-debug")
+        .arg(kernel)
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok { out.to_path_buf() } else { kernel.to_path_buf() }
 }
 
 fn pick_profile(f: &Flags) -> Result<&'static Profile, String> {
