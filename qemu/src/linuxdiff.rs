@@ -64,6 +64,13 @@ pub const INTENDED: &[(&str, &str)] = &[
          refuses such a range at its NFIT with a warning. Neither puts it to use",
     ),
     (
+        "kernel-image",
+        "Linux makes RAM again whatever part of the map covers its own image (\
+         `.text .data .bss are not marked as E820_TYPE_RAM!`, e820_add_kernel_range); the \
+         kernels lie at different addresses (Linux under OVMF at 0x1600000), so an option \
+         over one kernel's image differs there",
+    ),
+    (
         "raw-nvdimm-pages",
         "Tessera gives a raw NVDIMM namespace struct pages in ZONE_DEVICE (memmap in RAM) so \
          that every persistent range is hot-added sub-section by sub-section; Linux maps a raw \
@@ -97,6 +104,9 @@ pub struct Views {
     /// Tessera added a firmware (NFIT) namespace in raw mode, with struct
     /// pages in ZONE_DEVICE.
     pub raw_nfit_pages: bool,
+    /// Linux found its own image over memory the options took from RAM
+    /// and made it RAM again (`e820_add_kernel_range`): `[start, end]`.
+    pub kernel_readded: Option<(u64, u64)>,
 }
 
 /// Drops a `[ 12.345678] ` timestamp.
@@ -303,6 +313,14 @@ pub fn linux_views(out: &str) -> Views {
         let rest = untimed(l).strip_prefix("node 0 deferred pages initialised in ")?;
         rest.trim_end_matches("ms").trim().parse::<f64>().ok()
     });
+    let kernel_readded = dmesg
+        .iter()
+        .map(|l| untimed(l))
+        .skip_while(|l| !l.starts_with(".text .data .bss are not marked as E820_TYPE_RAM!"))
+        .find_map(|l| l.strip_prefix("e820: remove [mem "))
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(r, _)| r.split_once('-'))
+        .and_then(|(a, b)| Some((hex(a)?, hex(b)?)));
     let bringup = match (at("Zone ranges:"), at("Memory:")) {
         // Before its clock runs (early TSC calibration can fail on a busy
         // host) Linux stamps every line 0.
@@ -327,6 +345,7 @@ pub fn linux_views(out: &str) -> Views {
         pmem_unused,
         bringup,
         raw_nfit_pages: false,
+        kernel_readded,
     }
 }
 
@@ -369,6 +388,7 @@ pub fn tessera_views(log: &str) -> Views {
         pmem_unused,
         bringup,
         raw_nfit_pages,
+        kernel_readded: None,
     }
 }
 
@@ -463,16 +483,45 @@ fn tag(why: Option<&str>) -> String {
     why.map_or(String::new(), |w| format!("   [intended: {w}]"))
 }
 
+/// The first `A-B` or `[mem A-B]` range of a row, inclusive.
+fn row_range(line: &str) -> Option<(u64, u64)> {
+    let l = line.trim_start();
+    let l = l.split_once("[mem ").map_or(l, |(_, r)| r);
+    let (a, rest) = l.split_once('-')?;
+    let rest = rest.trim_start_matches("0x");
+    let b: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    Some((hex(a)?, hex(&b)?))
+}
+
+/// Whether a zone (by its zoneinfo row) can hold `[a, b]`.
+fn zone_meets(line: &str, (a, _): (u64, u64)) -> bool {
+    let zone = line.split_whitespace().nth(1).unwrap_or("");
+    match zone {
+        "DMA" => a < 16 << 20,
+        "DMA32" => a < 1 << 32,
+        "Normal" => true,
+        _ => false,
+    }
+}
+
 /// Marks the rows an intended difference explains.
-fn explain(name: &str, rows: &mut [Row], raw_nfit_pages: bool) {
+fn explain(name: &str, rows: &mut [Row], raw_nfit_pages: bool, kernel: Option<(u64, u64)>) {
     for r in rows.iter_mut() {
         let (line, why) = match r {
             Row::Same(_) => continue,
             Row::Linux(l, w) | Row::Tessera(l, w) => (l, w),
         };
+        let over_kernel =
+            kernel.is_some_and(|(ka, kb)| row_range(line).is_some_and(|(a, b)| a <= kb && ka <= b));
         *why = match name {
             "zoneinfo managed" => Some("managed"),
+            "iomem" | "persistent memory in use" | "persistent memory not in use"
+                if over_kernel =>
+            {
+                Some("kernel-image")
+            }
             "persistent memory not in use" => Some("unusable-pmem"),
+            "zoneinfo" if kernel.is_some_and(|k| zone_meets(line, k)) => Some("kernel-image"),
             "zoneinfo" if raw_nfit_pages && line.starts_with("zone Device ") => {
                 Some("raw-nvdimm-pages")
             }
@@ -497,7 +546,7 @@ pub fn compare(linux: &Views, tessera: &Views) -> Comparison {
         .into_iter()
         .map(|(name, l, t)| {
             let mut rows = diff(l, t);
-            explain(name, &mut rows, tessera.raw_nfit_pages);
+            explain(name, &mut rows, tessera.raw_nfit_pages, linux.kernel_readded);
             Section { name, rows }
         })
         .collect();
@@ -845,6 +894,40 @@ tessera> poweroff
         assert_eq!(c.unexplained(), 1);
         assert!(
             c.report().contains("  - linux   user: [mem 0x0000000080000000-0x0000000081efffff]")
+        );
+    }
+
+    #[test]
+    fn linux_readding_its_own_image_explains_what_overlaps_it() {
+        let out = "\
+== part dmesg
+[    0.001853] .text .data .bss are not marked as E820_TYPE_RAM!
+[    0.001928] e820: remove [mem 0x01600000-0x04a2ffff] 
+== part iomem
+00900000-1fffffff : System RAM
+20000000-23ffffff : Persistent Memory (legacy)
+== part end
+";
+        let l = linux_views(out);
+        assert_eq!(l.kernel_readded, Some((0x160_0000, 0x4a2_ffff)));
+        let t = Views {
+            iomem: vec![
+                "00900000-03ffffff : System RAM".into(),
+                "04000000-040fffff : Persistent Memory (legacy)".into(),
+                "04400000-1fffffff : System RAM".into(),
+                "20000000-23ffffff : Persistent Memory (legacy)".into(),
+            ],
+            ..Views::default()
+        };
+        let c = compare(&l, &t);
+        assert_eq!(c.unexplained(), 0, "{}", c.report());
+        // A difference away from the image is still one.
+        let mut t2 = t.clone();
+        t2.iomem[3] = "20000000-21ffffff : Persistent Memory (legacy)".into();
+        assert_eq!(compare(&l, &t2).unexplained(), 2);
+        assert_eq!(
+            row_range("  [mem 0x0000000004000000-0x00000000040fffff] raw"),
+            Some((0x400_0000, 0x40f_ffff))
         );
     }
 
