@@ -168,7 +168,10 @@ pub const CASES: &[Case] = &[
         cmdline: "memmap=32M!0x200000000",
         // As in Linux, the range is claimed though nothing is there; the
         // driver adds it raw and never writes it.
-        expect: &["user: [mem 0x0000000200000000-0x0000000201ffffff] persistent (type 12)"],
+        expect: &[
+            "user: [mem 0x0000000200000000-0x0000000201ffffff] persistent (type 12)",
+            "EPERM: region0: [mem 0x0000000200000000-0x0000000201ffffff] is not RAM or persistent memory in the firmware map (or holds the kernel's boot memory): raw only, nothing is written there",
+        ],
     },
     Case {
         name: "memmap-absurd",

@@ -260,6 +260,9 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
     for r in regions.iter() {
         // Its mode is known once its info block is probed, before the add.
         log::info!("pmem: {}", r.heading());
+        if !backed(r) {
+            log::warn!("pmem: {}", PmemError::NotBacked { id: r.id, start: r.start, end: r.end() });
+        }
         // Offline ranges are not in the kernel's map (the bootloader maps
         // an emulated range with the rest of RAM).
         physmap::unmap(r.start, r.size);
@@ -529,23 +532,20 @@ pub fn set_mode(
 /// over the bootloader's pieces (the kernel, its page tables and stack).
 /// Firmware NFIT ranges are the device itself.
 fn check_backed(r: &Region) -> Result<(), PmemError> {
-    if matches!(r.origin, Origin::Firmware { .. }) {
-        return Ok(());
+    if backed(r) {
+        Ok(())
+    } else {
+        Err(PmemError::NotBacked { id: r.id, start: r.start, end: r.end() })
     }
-    let Some(maps) = crate::mm::firmware::maps() else { return Ok(()) };
-    let (start, end) = (r.start, r.start + r.size);
-    let backed = |t: mm::e820::E820Type| t == mm::e820::E820Type::RAM || t.is_persistent();
-    let mut at = start;
-    for e in maps.bios.iter().filter(|e| e.end > start && e.start < end) {
-        if e.start > at || !backed(e.ty) {
-            break;
+}
+
+/// See [`check_backed`].
+fn backed(r: &Region) -> bool {
+    match (r.origin, crate::mm::firmware::maps()) {
+        (Origin::Firmware { .. }, _) | (_, None) => true,
+        (Origin::Emulated { .. }, Some(m)) => {
+            mm::usermap::is_backed(&m.bios, &m.in_use, r.start, r.end())
         }
-        at = e.end;
-    }
-    let busy = maps.in_use.iter().find(|&&(s, u)| s < end && start < u);
-    match busy {
-        None if at >= end => Ok(()),
-        _ => Err(PmemError::NotBacked { id: r.id, start, end }),
     }
 }
 

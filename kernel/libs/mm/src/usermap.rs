@@ -68,6 +68,23 @@ pub fn is_ram(map: &[Entry], start: u64, end: u64) -> bool {
     at >= end
 }
 
+/// Whether the driver may write `[start, end)`: every byte is RAM or
+/// persistent memory in the firmware's map (`firmware`, normalized), and
+/// none of it holds one of the boot loader's pieces (`in_use`: the kernel,
+/// its page tables, stack, boot info). Linux's `memmap=nn!ss` claims any
+/// range (firmware tables, a hole, its own image); the PMEM driver then
+/// keeps such a range raw and writes nothing there.
+pub fn is_backed(firmware: &[Entry], in_use: &[(u64, u64)], start: u64, end: u64) -> bool {
+    let mut at = start;
+    for e in firmware.iter().filter(|e| e.end > start && e.start < end) {
+        if e.start > at || !(e.ty == E820Type::RAM || e.ty.is_persistent()) {
+            return false;
+        }
+        at = e.end;
+    }
+    at >= end && !in_use.iter().any(|&(s, u)| s < end && start < u)
+}
+
 /// Removes the parts of `[start, end)` whose type is `only` (Linux's
 /// `e820__range_remove` with a type check).
 pub fn remove_range(map: &[Entry], start: u64, end: u64, only: E820Type) -> Vec<Entry> {
@@ -567,6 +584,23 @@ mod tests {
         assert_eq!(default_pmem_range(&huge, &busy), Some((want, DEFAULT_PMEM_SIZE)));
         // All of it in use: none.
         assert_eq!(default_pmem_range(&huge, &[(0, u64::MAX)]), None);
+    }
+
+    #[test]
+    fn only_firmware_ram_or_pmem_outside_the_boot_pieces_is_backed() {
+        let fw = qemu_2g();
+        assert!(is_backed(&fw, &[], 0x3a00_0000, 0x3c00_0000));
+        // Across the end of RAM into the firmware's reserved tail, or a hole.
+        assert!(!is_backed(&fw, &[], 0x7ff0_0000, 0x81f0_0000));
+        assert!(!is_backed(&fw, &[], 0x7ffe_0000, 0x8000_0000));
+        assert!(!is_backed(&fw, &[], 0x2_0000_0000, 0x2_0400_0000));
+        assert!(!is_backed(&fw, &[], 0x9f000, 0x10_0000));
+        // The kernel's own pieces.
+        assert!(!is_backed(&fw, &[(0x3b00_0000, 0x3b00_1000)], 0x3a00_0000, 0x3c00_0000));
+        assert!(is_backed(&fw, &[(0x3c00_0000, 0x3c00_1000)], 0x3a00_0000, 0x3c00_0000));
+        // Firmware persistent memory (type 7) is the device itself.
+        let pm = [Entry::new(0x1_0000_0000, 0x1_1000_0000, E820Type::PMEM)];
+        assert!(is_backed(&pm, &[], 0x1_0000_0000, 0x1_1000_0000));
     }
 
     #[test]
