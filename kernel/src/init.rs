@@ -156,7 +156,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
         crate::mm::sparse::fail_nth_allocation(n);
     }
     crate::mm::sparse::init(phys_offset, opts.sparse_debug);
-    crate::mm::sparse::fail_nth_allocation(0);
+    crate::mm::sparse::end_boot_injection();
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
     crate::mm::memory_hotplug::init();

@@ -120,8 +120,26 @@ pub fn injection_pending() -> bool {
     FAIL_NTH.load(Ordering::Relaxed) != 0
 }
 
+/// The last injected failure: its number and what the allocation was for.
+static LAST_INJECTED: spin::Mutex<Option<(u64, &'static str)>> = spin::Mutex::new(None);
+/// The failure `fail_sparse=N` caused during boot, if it came.
+static BOOT_INJECTED: spin::Once<Option<(u64, &'static str)>> = spin::Once::new();
+
+/// Ends boot's fault injection: remembers which allocation failed, if one
+/// did (see [`boot_injection`]), and turns injection off.
+pub fn end_boot_injection() {
+    BOOT_INJECTED.call_once(|| LAST_INJECTED.lock().take());
+    fail_nth_allocation(0);
+}
+
+/// The allocation `fail_sparse=N` made fail during boot and what it was
+/// for (`None`: boot made fewer than N allocations, or no injection).
+pub fn boot_injection() -> Option<(u64, &'static str)> {
+    BOOT_INJECTED.get().copied().flatten()
+}
+
 /// Counts one allocation; true when it is the one that must fail.
-fn injected(what: &str) -> bool {
+fn injected(what: &'static str) -> bool {
     let n = FAIL_NTH.load(Ordering::Relaxed);
     if n == 0 {
         return false;
@@ -131,6 +149,7 @@ fn injected(what: &str) -> bool {
         return false;
     }
     FAIL_NTH.store(0, Ordering::Relaxed);
+    *LAST_INJECTED.lock() = Some((i, what));
     log::warn!("fault injection: allocation {i} ({what}) fails");
     true
 }
