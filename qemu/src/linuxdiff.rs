@@ -86,6 +86,9 @@ pub struct Views {
     pub firmware: Vec<String>,
     /// `user: [mem ...] type` (empty without memory options).
     pub user: Vec<String>,
+    /// The zone and node lines of `free_area_init` and x86's memory block
+    /// size line, as printed at boot.
+    pub boot_lines: Vec<String>,
     /// `/proc/iomem` lines named System RAM, Reserved or Persistent Memory.
     pub iomem: Vec<String>,
     /// `zone NAME start_pfn N spanned N present N`, one per zone.
@@ -130,6 +133,26 @@ fn part<'a>(log: &'a str, from: &str, until: &str) -> Vec<&'a str> {
         .skip(1)
         .take_while(|l| !l.starts_with(until))
         .collect()
+}
+
+/// Whether a boot log line (timestamp dropped) is one of Linux's memory
+/// set-up lines that both kernels print.
+fn is_zone_boot_line(l: &str) -> bool {
+    const STARTS: [&str; 12] = [
+        "Zone ranges:",
+        "  DMA ",
+        "  DMA32 ",
+        "  Normal ",
+        "  Device ",
+        "Movable zone start for each node",
+        "Early memory node ranges",
+        "  node   0: [mem ",
+        "Initmem setup node 0 ",
+        "On node 0, zone ",
+        "x86/mm: Memory block size: ",
+        "  Movable ",
+    ];
+    STARTS.iter().any(|p| l.starts_with(p))
 }
 
 /// `/proc/iomem` lines whose name is a memory type, indented by how many
@@ -334,9 +357,16 @@ pub fn linux_views(out: &str) -> Views {
         )),
         _ => None,
     };
+    let boot_lines = dmesg
+        .iter()
+        .map(|l| untimed(l).trim_end())
+        .filter(|l| is_zone_boot_line(l))
+        .map(str::to_string)
+        .collect();
     Views {
         firmware: pick("BIOS-e820: "),
         user: pick("user: "),
+        boot_lines,
         iomem: iomem_lines(part(out, "== part iomem", "== part ").into_iter()),
         zones,
         managed,
@@ -377,9 +407,16 @@ pub fn tessera_views(log: &str) -> Views {
         }
         _ => None,
     };
+    let boot_lines = boot
+        .lines()
+        .map(|l| untimed(l).trim_end())
+        .filter(|l| is_zone_boot_line(l))
+        .map(str::to_string)
+        .collect();
     Views {
         firmware: pick("BIOS-e820: "),
         user: pick("user: "),
+        boot_lines,
         iomem: iomem_lines(get(0).into_iter()),
         zones,
         managed,
@@ -522,6 +559,10 @@ fn explain(name: &str, rows: &mut [Row], raw_nfit_pages: bool, kernel: Option<(u
             }
             "persistent memory not in use" => Some("unusable-pmem"),
             "zoneinfo" if kernel.is_some_and(|k| zone_meets(line, k)) => Some("kernel-image"),
+            // Its node ranges and hole counts follow the RAM it re-added.
+            "zone boot lines" if kernel.is_some() && (over_kernel || row_range(line).is_none()) => {
+                Some("kernel-image")
+            }
             "zoneinfo" if raw_nfit_pages && line.starts_with("zone Device ") => {
                 Some("raw-nvdimm-pages")
             }
@@ -532,9 +573,10 @@ fn explain(name: &str, rows: &mut [Row], raw_nfit_pages: bool, kernel: Option<(u
 
 /// Compares the two kernels' views.
 pub fn compare(linux: &Views, tessera: &Views) -> Comparison {
-    let views: [(&'static str, &Vec<String>, &Vec<String>); 8] = [
+    let views: [(&'static str, &Vec<String>, &Vec<String>); 9] = [
         ("firmware map", &linux.firmware, &tessera.firmware),
         ("user map", &linux.user, &tessera.user),
+        ("zone boot lines", &linux.boot_lines, &tessera.boot_lines),
         ("iomem", &linux.iomem, &tessera.iomem),
         ("zoneinfo", &linux.zones, &tessera.zones),
         ("zoneinfo managed", &linux.managed, &tessera.managed),
@@ -842,6 +884,7 @@ region1 driver=nd_region size=33554432 resource=0x3a000000 align=0x1000000
         let log = "\
 [    0.010000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
 [    0.020000] memblock: memory 0x7af7e000 bytes
+[    0.200000] Zone ranges:
 [    0.320000] Memory: 1965664K/2014712K available
 tessera> iomem
 00000000-00000fff : Reserved
