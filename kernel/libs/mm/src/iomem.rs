@@ -57,6 +57,20 @@ pub enum IoMemError {
     Invalid { start: u64, end: u64 },
 }
 
+impl IoMemError {
+    /// `[start, end]` named `name` conflicts with `with`.
+    fn conflict(start: u64, end: u64, name: &str, with: &Resource) -> Self {
+        Self::Conflict {
+            start,
+            end,
+            name: String::from(name),
+            with_start: with.start,
+            with_end: with.end,
+            with_name: with.name.clone(),
+        }
+    }
+}
+
 impl fmt::Display for IoMemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -148,14 +162,7 @@ impl IoMem {
                 continue;
             }
             if let Some(r) = level[lo..hi].iter().find(|r| !(start <= r.start && r.end <= end)) {
-                return Err(IoMemError::Conflict {
-                    start,
-                    end,
-                    name: String::from(name),
-                    with_start: r.start,
-                    with_end: r.end,
-                    with_name: r.name.clone(),
-                });
+                return Err(IoMemError::conflict(start, end, name, r));
             }
             let mut new = Resource::new(start, end, name);
             new.children = level.drain(lo..hi).collect();
@@ -210,14 +217,7 @@ impl IoMem {
             return Err(IoMemError::Invalid { start, end });
         }
         if let Some(r) = self.request_conflict(start, end) {
-            return Err(IoMemError::Conflict {
-                start,
-                end,
-                name: String::from(name),
-                with_start: r.start,
-                with_end: r.end,
-                with_name: r.name.clone(),
-            });
+            return Err(IoMemError::conflict(start, end, name, r));
         }
         self.insert(start, end, name)
     }
