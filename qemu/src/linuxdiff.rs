@@ -314,17 +314,31 @@ fn tessera_pmem(lines: &[&str]) -> (Vec<String>, Vec<String>) {
     (used, unused)
 }
 
+/// The views both kernels print in their boot log, timestamps dropped:
+/// the firmware map (`BIOS-e820:`), the user map (`user:`) and the zone
+/// boot lines.
+fn boot_log_views<'a>(
+    log: impl Iterator<Item = &'a str>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut firmware, mut user, mut zone) = (Vec::new(), Vec::new(), Vec::new());
+    for l in log.map(|l| untimed(l).trim_end()) {
+        let to = if l.starts_with("BIOS-e820: ") {
+            &mut firmware
+        } else if l.starts_with("user: ") {
+            &mut user
+        } else if is_zone_boot_line(l) {
+            &mut zone
+        } else {
+            continue;
+        };
+        to.push(l.to_string());
+    }
+    (firmware, user, zone)
+}
+
 /// Reduces Linux's serial output (see [`LINUX_SCRIPT`]).
 pub fn linux_views(out: &str) -> Views {
     let dmesg: Vec<&str> = part(out, "== part dmesg", "== part ").into_iter().collect();
-    let pick = |p: &str| -> Vec<String> {
-        dmesg
-            .iter()
-            .map(|l| untimed(l))
-            .filter(|l| l.starts_with(p))
-            .map(|l| l.trim_end().to_string())
-            .collect()
-    };
     let (zones, managed) = zone_lines(part(out, "== part zoneinfo", "== part ").into_iter());
     let nd = part(out, "== part nd", "== part ");
     let (pmem, pmem_unused) = linux_pmem(&nd);
@@ -357,15 +371,10 @@ pub fn linux_views(out: &str) -> Views {
         )),
         _ => None,
     };
-    let boot_lines = dmesg
-        .iter()
-        .map(|l| untimed(l).trim_end())
-        .filter(|l| is_zone_boot_line(l))
-        .map(str::to_string)
-        .collect();
+    let (firmware, user, boot_lines) = boot_log_views(dmesg.iter().copied());
     Views {
-        firmware: pick("BIOS-e820: "),
-        user: pick("user: "),
+        firmware,
+        user,
         boot_lines,
         iomem: iomem_lines(part(out, "== part iomem", "== part ").into_iter()),
         zones,
@@ -386,13 +395,6 @@ pub fn tessera_views(log: &str) -> Views {
     let boot = answers.next().unwrap_or("");
     let answer: Vec<Vec<&str>> = answers.map(|a| a.lines().skip(1).collect()).collect();
     let get = |i: usize| answer.get(i).cloned().unwrap_or_default();
-    let pick = |p: &str| -> Vec<String> {
-        boot.lines()
-            .map(untimed)
-            .filter(|l| l.starts_with(p))
-            .map(|l| l.trim_end().to_string())
-            .collect()
-    };
     let (zones, managed) = zone_lines(get(1).into_iter());
     let (pmem, pmem_unused) = tessera_pmem(&get(3));
     let raw_nfit_pages = get(3).iter().any(|l| {
@@ -407,15 +409,10 @@ pub fn tessera_views(log: &str) -> Views {
         }
         _ => None,
     };
-    let boot_lines = boot
-        .lines()
-        .map(|l| untimed(l).trim_end())
-        .filter(|l| is_zone_boot_line(l))
-        .map(str::to_string)
-        .collect();
+    let (firmware, user, boot_lines) = boot_log_views(boot.lines());
     Views {
-        firmware: pick("BIOS-e820: "),
-        user: pick("user: "),
+        firmware,
+        user,
         boot_lines,
         iomem: iomem_lines(get(0).into_iter()),
         zones,
@@ -607,19 +604,6 @@ pub struct Target {
     pub tessera_args: Vec<String>,
 }
 
-/// Whether a command line asks for persistent memory itself (Tessera then
-/// emulates none; Linux never does).
-fn names_pmem(cmdline: &str) -> bool {
-    options::parse(cmdline).filter_map(Result::ok).any(|o| match o {
-        options::Opt::NoPmem => true,
-        options::Opt::Memmap(options::Memmap::Add { kind, .. }) => {
-            kind == options::MemmapKind::Persistent
-        }
-        options::Opt::Memmap(options::Memmap::Update { to, .. }) => to == 12,
-        _ => false,
-    })
-}
-
 /// Tessera's options for a Linux command line: `nopmem` added when none
 /// names persistent memory, since Linux emulates none by default; words
 /// Tessera does not know (Linux's own) left out; `poweroff` removed (the
@@ -629,7 +613,7 @@ pub fn tessera_cmdline(cmdline: &str) -> String {
         .split_whitespace()
         .filter(|w| *w != "poweroff" && options::parse(w).all(|r| r.is_ok()))
         .collect();
-    if !names_pmem(cmdline) {
+    if !options::parse(cmdline).filter_map(Result::ok).any(|o| o.names_pmem()) {
         words.push("nopmem");
     }
     words.join(" ")

@@ -106,15 +106,10 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
             .filter(|r| r.kind == MemoryRegionKind::Bootloader)
             .map(|r| (r.start, r.end))
             .collect();
-        // Where the options leave RAM and persistent memory, without their
-        // messages (the real pass below prints them once).
-        let trial = usermap::apply(&bios, opts.clone(), |_| {});
-        let asked = opts.iter().any(|o| match o {
-            Opt::NoPmem | Opt::Memmap(Memmap::Add { kind: MemmapKind::Persistent, .. }) => true,
-            Opt::Memmap(Memmap::Update { to, .. }) => *to == E820Type::PRAM.0,
-            _ => false,
-        });
-        if !asked {
+        if !opts.iter().any(Opt::names_pmem) {
+            // Where the other options leave RAM, without their messages
+            // (the real pass below prints them once).
+            let trial = usermap::apply(&bios, opts.clone(), |_| {});
             let mem = opts.iter().rev().find_map(|o| match o {
                 Opt::Mem(m) | Opt::Memmap(Memmap::Limit(m)) => Some(*m),
                 _ => None,

@@ -45,6 +45,20 @@ pub enum Opt {
     Console(Console),
 }
 
+impl Opt {
+    /// Whether the option settles persistent memory itself: `nopmem`, or a
+    /// `memmap=` piece that makes a range legacy persistent memory (`!`, or
+    /// `%` with `+12`). Without one, Tessera emulates a default range.
+    pub fn names_pmem(&self) -> bool {
+        match *self {
+            Self::NoPmem => true,
+            Self::Memmap(Memmap::Add { kind, .. }) => kind == MemmapKind::Persistent,
+            Self::Memmap(Memmap::Update { to, .. }) => to == MemmapKind::Persistent.e820_type(),
+            _ => false,
+        }
+    }
+}
+
 /// A console the log can go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Console {
@@ -593,6 +607,13 @@ mod tests {
             "a flag takes no value"
         );
         assert!(parse_word("nopmem=1").is_err());
+    }
+
+    #[test]
+    fn options_that_settle_persistent_memory() {
+        let names = |w| parse(w).all(|o| o.unwrap().names_pmem());
+        assert!(names("nopmem") && names("memmap=32M!1G") && names("memmap=2M%1G-1+12"));
+        assert!(!names("memmap=32M$1G") && !names("memmap=2M%1G-12+1") && !names("mem=1G"));
     }
 
     #[test]
