@@ -267,7 +267,7 @@ fn the_last_free_boot_block_is_offlined_removed_and_probed_back() {
         if dma32.zone_end_pfn() > phys_pfn(b.start) { ZoneType::Dma32 } else { ZoneType::Normal };
     let again = hp::probe(b.start).unwrap();
     assert_eq!((again.id, again.boot), (id, false));
-    assert_eq!(alloc::format!("{}", again.valid_zones), alloc::format!("{want} Movable"));
+    assert_eq!(alloc::format!("{}", again.valid_zones()), alloc::format!("{want} Movable"));
     assert!(iomem_ram().len() == ram1.len() + 1, "its own System RAM resource");
     let managed = SPARSE.lock().backend.buddy.managed(want);
     let on = hp::online(id).unwrap();
@@ -290,11 +290,11 @@ fn a_block_above_mem_below_4g_goes_to_normal_as_in_linux() {
     assert!(dma32.zone_end_pfn() <= phys_pfn(MEM_LIMIT), "{dma32:?}");
     let b = hp::probe(MEM_LIMIT).unwrap();
     assert_eq!(b.id, BOOT_BLOCKS);
-    assert_eq!(alloc::format!("{}", b.valid_zones), "Normal Movable");
+    assert_eq!(alloc::format!("{}", b.valid_zones()), "Normal Movable");
     let dma32_managed = SPARSE.lock().backend.buddy.managed(ZoneType::Dma32);
     let b = hp::online(b.id).unwrap();
     assert_eq!(b.zone, Some(ZoneType::Normal));
-    assert_eq!(alloc::format!("{}", b.valid_zones), "Normal");
+    assert_eq!(alloc::format!("{}", b.valid_zones()), "Normal");
     assert_eq!(sparse::page(phys_pfn(MEM_LIMIT)).unwrap().zone(), ZoneType::Normal);
     assert_eq!(SPARSE.lock().backend.buddy.managed(ZoneType::Dma32), dma32_managed);
     // A Normal allocation comes from it, below 4 GiB; DMA32 ones never do.

@@ -45,8 +45,6 @@ pub struct MemoryBlock {
     /// The zone of an online block (`mem->zone`): `None` while offline, and
     /// for a boot block that spans zones.
     pub zone: Option<ZoneType>,
-    /// Its sysfs `valid_zones`, as of the last [`blocks`] or [`block`].
-    pub valid_zones: ValidZones,
 }
 
 impl MemoryBlock {
@@ -64,6 +62,12 @@ impl MemoryBlock {
         (ZoneType::for_pfn(first), ZoneType::for_pfn(end - 1))
     }
 
+    /// Its sysfs `valid_zones`, from the zones' spans as they are now.
+    pub fn valid_zones(&self) -> ValidZones {
+        let (pfn, end) = self.pfns();
+        memory_block::valid_zones(self.state, self.zone, &zone_spans(), pfn, end - pfn)
+    }
+
     /// Its one zone (`mem->zone`); offline refuses a block without one.
     fn zone(&self) -> Result<ZoneType, HotplugError> {
         self.zone.ok_or(HotplugError::SpansZones { id: self.id, zones: self.zones() })
@@ -78,7 +82,7 @@ impl MemoryBlock {
 impl fmt::Display for MemoryBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let range = MemRange(self.start, self.end());
-        write!(f, "memory{} {:<7} {range} {}", self.id, self.state.name(), self.valid_zones)?;
+        write!(f, "memory{} {:<7} {range} {}", self.id, self.state.name(), self.valid_zones())?;
         if self.boot {
             write!(f, " (boot)")?;
         }
@@ -207,23 +211,14 @@ fn zone_spans() -> ZoneSpans {
     }
 }
 
-fn with_valid_zones(mut b: MemoryBlock, spans: &ZoneSpans) -> MemoryBlock {
-    let (pfn, end) = b.pfns();
-    b.valid_zones = memory_block::valid_zones(b.state, b.zone, spans, pfn, end - pfn);
-    b
-}
-
 /// The blocks, by id.
 pub fn blocks() -> Vec<MemoryBlock> {
-    let spans = zone_spans();
-    let list = BLOCKS.lock().list.clone();
-    list.into_iter().map(|b| with_valid_zones(b, &spans)).collect()
+    BLOCKS.lock().list.clone()
 }
 
 /// One block.
 pub fn block(id: u64) -> Option<MemoryBlock> {
-    let b = BLOCKS.lock().list.iter().find(|b| b.id == id).copied()?;
-    Some(with_valid_zones(b, &zone_spans()))
+    BLOCKS.lock().list.iter().find(|b| b.id == id).copied()
 }
 
 /// Applies what hotplug did to the resource tree built from the E820 map:
@@ -271,7 +266,6 @@ pub fn init() {
                     state: BlockState::Online,
                     boot: true,
                     zone,
-                    valid_zones: ValidZones { first: None, kernel: None, movable: None },
                 });
             }
         }
@@ -350,16 +344,13 @@ pub fn add_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugErro
             state: BlockState::Offline,
             boot: false,
             zone: None,
-            valid_zones: ValidZones { first: None, kernel: None, movable: None },
         };
         let at = blocks.list.partition_point(|x| x.id < id);
         blocks.list.insert(at, b);
         log::info!("memory: memory{id} {} added", MemRange(b.start, b.end()));
         added.push(b);
     }
-    drop(blocks);
-    let spans = zone_spans();
-    Ok(added.into_iter().map(|b| with_valid_zones(b, &spans)).collect())
+    Ok(added)
 }
 
 /// Block `id`, if it is in state `want`.
@@ -375,9 +366,7 @@ fn set_state(id: u64, state: BlockState, zone: Option<ZoneType>) -> MemoryBlock 
     let mut blocks = BLOCKS.lock();
     let b = blocks.list.iter_mut().find(|b| b.id == id).expect("checked by the caller");
     (b.state, b.zone) = (state, zone);
-    let b = *b;
-    drop(blocks);
-    with_valid_zones(b, &zone_spans())
+    *b
 }
 
 /// `echo online > state`: [`online_type`] with `MMOP_ONLINE`.
