@@ -87,6 +87,7 @@ check: toolchain
 	cargo clippy -p kernel --target $(KERNEL_TARGET) --all-targets -- -D warnings
 	cargo fmt --manifest-path kernel/fuzz/Cargo.toml -- --check
 	cargo clippy --manifest-path kernel/fuzz/Cargo.toml -- -D warnings
+	cargo test --quiet -p qemu --test layers
 
 # Release kernel in BIOS and UEFI disk images, with CMDLINE built in.
 image: toolchain

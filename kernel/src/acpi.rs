@@ -14,7 +14,6 @@ use spin::Once;
 
 use crate::arch::paging;
 use crate::mm::memblock::MEMBLOCK;
-use crate::mm::pmem::Origin;
 
 /// What the kernel found.
 pub struct Acpi {
@@ -72,16 +71,31 @@ impl PhysMem for KernelPhys {
 
 const NFIT: [u8; 4] = *b"NFIT";
 
+/// Who wrote the NFIT SPA range of a persistent range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Described {
+    /// The firmware's NFIT (e.g. a QEMU `nvdimm`).
+    Firmware,
+    /// Tessera's own NFIT for a `memmap=nn!ss` (E820 type 12, `legacy`) or
+    /// an E820 type 7 range.
+    Emulated { legacy: bool },
+}
+
+/// A persistent-memory range the NFIT describes: `[start, start + size)`,
+/// its SPA range index, and whose table it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PmemRange {
+    pub start: u64,
+    pub size: u64,
+    pub spa: u16,
+    pub described: Described,
+}
+
 /// Walks the tables from `rsdp`, lists them, adds an emulated NFIT for the
 /// persistent ranges of `e820` (types 12 and 7) that no firmware NFIT
 /// describes (none with `nopmem`), and returns the accepted persistent
 /// ranges with where they came from.
-pub fn init(
-    rsdp: Option<u64>,
-    phys_offset: u64,
-    e820: &[Entry],
-    nopmem: bool,
-) -> Vec<(u64, u64, Origin)> {
+pub fn init(rsdp: Option<u64>, phys_offset: u64, e820: &[Entry], nopmem: bool) -> Vec<PmemRange> {
     let mem = KernelPhys(phys_offset);
     let mut problems = 0;
     let mut tables = match rsdp.map(|a| sdt::walk(&mem, a)) {
@@ -176,11 +190,11 @@ pub fn init(
         .map(|s: &SpaRange| {
             let origin = if s.index > firmware_max_index {
                 let legacy = e820.iter().any(|e| e.ty == E820Type::PRAM && e.start == s.base);
-                Origin::Emulated { spa: s.index, legacy }
+                Described::Emulated { legacy }
             } else {
-                Origin::Firmware { spa: s.index }
+                Described::Firmware
             };
-            (s.base, s.length, origin)
+            PmemRange { start: s.base, size: s.length, spa: s.index, described: origin }
         })
         .collect();
     ACPI.call_once(|| Acpi { tables, nfit, problems, emulated, firmware_max_index });
@@ -208,7 +222,7 @@ fn register(bytes: &[u8], phys_offset: u64) -> Option<TableEntry> {
 /// `Length` for revision 2 and later).
 pub fn rsdp_bytes() -> Option<(u64, Vec<u8>)> {
     let (addr, rsdp) = get()?.tables.as_ref()?.rsdp;
-    let offset = crate::init::mappings()?.physical_memory_offset;
+    let offset = crate::boot::mappings()?.physical_memory_offset;
     let mut buf = alloc::vec![0u8; rsdp.length as usize];
     KernelPhys(offset).read(addr, &mut buf).then_some((addr, buf))
 }

@@ -13,19 +13,21 @@
 
 extern crate alloc;
 
+// The layers, bottom to top (DESIGN.md §4a): each imports only those
+// above it in this list; `qemu/tests/layers.rs` checks it.
 pub mod acpi;
 pub mod arch;
+pub mod boot;
 pub mod console;
-pub mod heap;
+pub mod drivers;
 pub mod init;
 pub mod mm;
 pub mod panic;
-pub mod power;
 pub mod shell;
 pub mod testing;
 
+pub use boot::BOOTLOADER_CONFIG;
 pub use bootloader_api;
-pub use init::BOOTLOADER_CONFIG;
 
 #[cfg(test)]
 test_binary_entry!();

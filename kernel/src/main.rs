@@ -3,15 +3,15 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
-use kernel::{BOOTLOADER_CONFIG, init};
+use kernel::{BOOTLOADER_CONFIG, boot, init};
 
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     init::init(boot_info);
     log::info!("tessera: initialization complete");
-    if init::options().poweroff {
-        kernel::power::poweroff()
+    if boot::options().poweroff {
+        kernel::drivers::power::poweroff()
     }
     kernel::shell::run()
 }

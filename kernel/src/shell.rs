@@ -9,17 +9,17 @@ use mm::e820::{Line, MemRange};
 use mm::nd_pfn::{Kind, PfnMode};
 use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys};
 use mm::sparse::{
-    MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, pfn_to_section_nr,
-    section_nr_to_pfn, subsection_map_index,
+    MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, SectionSummary,
+    pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
 };
 use shell::command::{self, BlockAction, Command, MapArg, NsMode, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
 
 use crate::arch::{keyboard, serial};
+use crate::drivers::memory;
+use crate::drivers::pmem::{self, State};
 use crate::mm::memblock::MEMBLOCK;
-use crate::mm::memory_hotplug;
 use crate::mm::page_alloc::{self, ZONES};
-use crate::mm::pmem::{self, State};
 use crate::mm::sparse::SPARSE;
 use crate::{print, println};
 
@@ -157,20 +157,20 @@ fn run_command(cmd: Command) {
             }
         }
         Command::Memory => {
-            println!("block size {} MiB", memory_hotplug::block_size() >> 20);
-            for b in memory_hotplug::blocks() {
+            println!("block size {} MiB", memory::block_size() >> 20);
+            for b in memory::blocks() {
                 println!("{b}");
             }
         }
-        Command::MemoryProbe { addr } => match memory_hotplug::probe(addr) {
+        Command::MemoryProbe { addr } => match memory::probe(addr) {
             Ok(b) => println!("{b}"),
             Err(e) => println!("memory probe: {e}"),
         },
         Command::MemoryState { action, block } => {
             let (name, result) = match action {
-                BlockAction::Online => ("online", memory_hotplug::online(block)),
-                BlockAction::Offline => ("offline", memory_hotplug::offline(block)),
-                BlockAction::Remove => ("remove", memory_hotplug::remove(block)),
+                BlockAction::Online => ("online", memory::online(block)),
+                BlockAction::Offline => ("offline", memory::offline(block)),
+                BlockAction::Remove => ("remove", memory::remove(block)),
             };
             match result {
                 Ok(b) if action == BlockAction::Remove => println!("memory{} removed", b.id),
@@ -184,7 +184,7 @@ fn run_command(cmd: Command) {
             keyboard::reset_cpu();
             println!("reboot: the keyboard controller did not reset the machine");
         }
-        Command::Poweroff => crate::power::poweroff(),
+        Command::Poweroff => crate::drivers::power::poweroff(),
     }
 }
 
@@ -293,8 +293,7 @@ fn xxd_line(offset: u64, row: &[u8]) -> String {
 pub fn picture(nr: u64) -> String {
     let mb = MEMBLOCK.lock().clone();
     let regions = pmem::regions();
-    let s = SPARSE.lock();
-    let map = s.section(nr).map_or(0, MemSection::subsection_map);
+    let map = SPARSE.lock().section(nr).map_or(0, MemSection::subsection_map);
     (0..SUBSECTIONS_PER_SECTION)
         .map(|i| {
             let pfn = section_nr_to_pfn(nr) + i * PAGES_PER_SUBSECTION;
@@ -314,27 +313,34 @@ pub fn picture(nr: u64) -> String {
 }
 
 fn sections(arg: SectionsArg) {
-    let lines: Vec<(u64, String)> = {
+    if let SectionsArg::One(nr) = arg
+        && nr >= mm::sparse::NR_MEM_SECTIONS
+    {
+        println!(
+            "sections: {nr} is beyond the last section ({}, MAX_PHYSMEM_BITS {})",
+            mm::sparse::NR_MEM_SECTIONS - 1,
+            mm::sparse::MAX_PHYSMEM_BITS
+        );
+        return;
+    }
+    // Room first, copies under the lock, text after it: nothing allocates
+    // under SPARSE (DESIGN.md §4a).
+    let n = SPARSE.lock().present_sections().count();
+    let mut lines: Vec<(u64, SectionSummary)> = Vec::with_capacity(n.max(1));
+    {
         let s = SPARSE.lock();
         match arg {
-            SectionsArg::One(nr) if nr >= mm::sparse::NR_MEM_SECTIONS => {
-                println!(
-                    "sections: {nr} is beyond the last section ({}, MAX_PHYSMEM_BITS {})",
-                    mm::sparse::NR_MEM_SECTIONS - 1,
-                    mm::sparse::MAX_PHYSMEM_BITS
-                );
-                return;
-            }
             SectionsArg::One(nr) => {
-                alloc::vec![(nr, alloc::format!("{}", SectionLine(nr, s.section_or_empty(nr))))]
+                lines.push((nr, SectionLine(nr, s.section_or_empty(nr)).summary()));
             }
-            SectionsArg::All | SectionsArg::NotFull => s
-                .present_sections()
-                .filter(|(_, ms)| arg == SectionsArg::All || ms.subsection_map() != u64::MAX)
-                .map(|(nr, ms)| (nr, alloc::format!("{}", SectionLine(nr, ms))))
-                .collect(),
+            SectionsArg::All | SectionsArg::NotFull => lines.extend(
+                s.present_sections()
+                    .filter(|(_, ms)| arg == SectionsArg::All || ms.subsection_map() != u64::MAX)
+                    .take(n)
+                    .map(|(nr, ms)| (nr, SectionLine(nr, ms).summary())),
+            ),
         }
-    };
+    }
     for (nr, line) in &lines {
         println!("{line}");
         println!("  {}", picture(*nr));

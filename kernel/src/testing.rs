@@ -117,25 +117,6 @@ pub(crate) fn report_panic_in_test() {
     }
 }
 
-/// Defines the entry point of an in-kernel test binary that uses the
-/// custom test framework: boot, run every selected test, exit.
-/// The binary must declare `#![reexport_test_harness_main = "test_main"]`.
-#[macro_export]
-macro_rules! test_binary_entry {
-    () => {
-        $crate::bootloader_api::entry_point!(
-            __tessera_test_main,
-            config = &$crate::BOOTLOADER_CONFIG
-        );
-
-        fn __tessera_test_main(boot_info: &'static mut $crate::bootloader_api::BootInfo) -> ! {
-            $crate::init::init(boot_info);
-            test_main();
-            $crate::testing::finish()
-        }
-    };
-}
-
 /// A xorshift generator for randomized in-kernel tests (a fixed seed gives
 /// the same sequence on every boot).
 pub struct Rng(pub u64);
@@ -167,10 +148,15 @@ pub struct ModelSnapshot {
 
 /// Takes a [`ModelSnapshot`] of the kernel's section table and allocator.
 pub fn model_snapshot() -> ModelSnapshot {
+    use crate::mm::page_alloc::ZONES;
+    // Room first, copies under the lock (no heap under SPARSE).
+    let n = crate::mm::sparse::SPARSE.lock().present_sections().count();
+    let mut sections = alloc::vec::Vec::with_capacity(n);
+    let mut free = alloc::vec::Vec::with_capacity(ZONES.len());
     let s = crate::mm::sparse::SPARSE.lock();
-    let sections =
-        s.present_sections().map(|(nr, ms)| (nr, ms.raw(), ms.usage().cloned())).collect();
-    let free = crate::mm::page_alloc::ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)).collect();
+    sections
+        .extend(s.present_sections().take(n).map(|(nr, ms)| (nr, ms.raw(), ms.usage().cloned())));
+    free.extend(ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)));
     let st = s.stats();
     ModelSnapshot { sections, free, memmap_bytes: st.memmap_bytes, usage_bytes: st.usage_bytes }
 }

@@ -9,7 +9,7 @@
 extern crate alloc;
 
 use kernel::arch::{qemu, time};
-use kernel::init;
+use kernel::boot;
 
 kernel::test_binary_entry!();
 
@@ -36,9 +36,9 @@ fn clock_measures_a_busy_millisecond() {
 fn fw_cfg_has_no_cmdline_for_tests() {
     // The harness boots test binaries without options.
     let mut buf = [0u8; 16];
-    assert_eq!(qemu::fw_cfg_file(init::FW_CFG_CMDLINE, &mut buf), None);
-    assert_eq!(init::cmdline(), "");
-    assert!(!init::options().poweroff);
+    assert_eq!(qemu::fw_cfg_file(boot::FW_CFG_CMDLINE, &mut buf), None);
+    assert_eq!(boot::cmdline(), "");
+    assert!(!boot::options().poweroff);
 }
 
 #[test_case]
@@ -51,8 +51,8 @@ fn fw_cfg_finds_a_standard_file() {
 
 #[test_case]
 fn bootloader_mappings_stay_in_the_dynamic_range() {
-    use init::layout::{DYNAMIC_END, DYNAMIC_START};
-    let m = init::mappings().expect("recorded by init");
+    use boot::layout::{DYNAMIC_END, DYNAMIC_START};
+    let m = boot::mappings().expect("recorded by init");
     let rsp = {
         let marker = 0u8;
         &marker as *const u8 as u64
@@ -79,7 +79,7 @@ fn physical_address_of(offset: u64, virt: u64) -> u64 {
 #[test_case]
 fn memblock_reserves_what_the_kernel_stands_on() {
     use kernel::mm::memblock::MEMBLOCK;
-    let m = init::mappings().unwrap();
+    let m = boot::mappings().unwrap();
     static PROBE: u8 = 7;
     let image = physical_address_of(m.physical_memory_offset, &raw const PROBE as u64);
     let stack = {
@@ -131,4 +131,11 @@ fn acpi_s5_is_found() {
     let dsdt = t.find(*b"DSDT").expect("a DSDT");
     let s5 = s5_sleep_type(&dsdt.bytes);
     assert!(s5.is_ok(), "{s5:?}");
+}
+
+/// Boot allocated nothing from the heap while it held `SPARSE` after the
+/// page allocator took over (the lock order of DESIGN.md §4a).
+#[test_case]
+fn boot_allocates_nothing_under_sparse() {
+    assert_eq!(kernel::mm::heap::allocs_under_sparse(), 0);
 }

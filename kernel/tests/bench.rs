@@ -11,10 +11,10 @@
 extern crate alloc;
 
 use kernel::arch::time::uptime_us;
-use kernel::init;
+use kernel::boot;
+use kernel::drivers::pmem;
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
-use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::println;
 use kernel::testing::quiet;
@@ -41,7 +41,7 @@ fn report_ratio(name: &str, a: u64, b: u64) {
 fn boot_times() {
     let (ready, handoff) = page_alloc::ready_us();
     assert!(ready > 0 && handoff > 0);
-    report("init_done", init::init_us(), "us");
+    report("init_done", boot::init_us(), "us");
     report("allocator_ready", ready, "us");
     report("sparse_init", sparse::init_us(), "us");
     report("buddy_handoff", handoff, "us");
@@ -54,7 +54,7 @@ fn boot_times() {
 fn memmap_init_vs_memset() {
     // One order-9 block holds a section's memmap (2 MiB).
     let pfn = page_alloc::alloc_pages(9).expect("2 MiB block");
-    let addr = init::mappings().unwrap().physical_memory_offset + pfn_phys(pfn);
+    let addr = boot::mappings().unwrap().physical_memory_offset + pfn_phys(pfn);
     let start = uptime_us();
     for _ in 0..ROUNDS {
         // SAFETY: the 2 MiB block is this test's alone until freed below.

@@ -17,10 +17,10 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use kernel::init;
+use kernel::boot;
+use kernel::drivers::pmem::{self, Region, State};
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::ZONES;
-use kernel::mm::pmem::{self, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
 use mm::page::{MemMap, Page, phys_pfn};
@@ -45,7 +45,7 @@ fn ram_sections() -> Vec<u64> {
 
 #[test_case]
 fn a_failed_boot_allocation_leaves_out_only_what_it_was_for() {
-    let n = init::options().fail_sparse.expect("the harness boots this with fail_sparse=N");
+    let n = boot::options().fail_sparse.expect("the harness boots this with fail_sparse=N");
     // The allocations boot makes first, in order (the harness's machines
     // name them): section 0's root, the boot usage chunk, the first 2 MiB
     // memmap block, the first vmemmap page table. A larger N lies past

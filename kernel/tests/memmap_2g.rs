@@ -10,7 +10,7 @@
 extern crate alloc;
 
 use alloc::string::ToString;
-use kernel::init;
+use kernel::boot;
 use kernel::mm::firmware::maps;
 use mm::e820::{E820Type, Entry, normalize, total};
 
@@ -20,7 +20,7 @@ const M: u64 = 1 << 20;
 
 #[test_case]
 fn the_options_reached_the_kernel() {
-    assert_eq!(init::cmdline(), "memmap=32M!0x3a000000 memmap=32M!0x3c000000");
+    assert_eq!(boot::cmdline(), "memmap=32M!0x3a000000 memmap=32M!0x3c000000");
 }
 
 #[test_case]

@@ -17,11 +17,11 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use kernel::arch::paging;
-use kernel::init;
+use kernel::boot;
+use kernel::drivers::memory::{self as hp, BlockState, OnlineType};
+use kernel::drivers::pmem;
 use kernel::mm::memblock::MEMBLOCK;
-use kernel::mm::memory_hotplug::{self as hp, BlockState, OnlineType};
 use kernel::mm::page_alloc;
-use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
 use mm::page::{Pfn, ZoneType, pfn_phys, phys_pfn};
@@ -64,12 +64,12 @@ fn normal() -> (u64, u64, Pfn, Pfn) {
 }
 
 fn mapped(addr: u64) -> bool {
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     paging::mapping(off, off + addr).is_some()
 }
 
 fn word(addr: u64) -> *mut u64 {
-    (init::mappings().unwrap().physical_memory_offset + addr) as *mut u64
+    (boot::mappings().unwrap().physical_memory_offset + addr) as *mut u64
 }
 
 fn buddy_consistent() {

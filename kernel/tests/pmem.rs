@@ -14,10 +14,10 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use kernel::arch::paging;
-use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::boot::{self, layout::VMEMMAP_START};
+use kernel::drivers::pmem::{self, Origin, Region, State};
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
-use kernel::mm::pmem::{self, Origin, Region, State};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
 use mm::page::{ZoneType, phys_pfn};
@@ -67,7 +67,7 @@ fn ram_next_to_a_region_stays_online_and_shared_sections_are_tainted() {
 
 #[test_case]
 fn the_range_is_mapped_and_keeps_what_is_written() {
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     for r in regions() {
         for (i, a) in [r.start, r.end() - 8].into_iter().enumerate() {
             assert_eq!(paging::mapping(off, off + a).map(|m| m.0), Some(a), "{a:#x} mapped");
@@ -188,7 +188,7 @@ fn memremap_checks_refuse_bad_ranges() {
 
 /// The physical address of the descriptor of `pfn` (through the vmemmap).
 fn memmap_phys(pfn: u64) -> u64 {
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     paging::mapping(off, VMEMMAP_START + pfn * 64).expect("memmap mapped").0
 }
 
@@ -257,7 +257,7 @@ fn a_namespace_without_altmap_keeps_its_memmap_in_system_ram() {
 
 #[test_case]
 fn regions_come_from_the_nfit_they_should() {
-    let opts = init::options();
+    let opts = boot::options();
     for r in regions() {
         match r.origin {
             // QEMU's NVDIMM: above RAM, whole sections; its memmap is on
@@ -278,7 +278,7 @@ fn regions_come_from_the_nfit_they_should() {
             }
         }
     }
-    if init::cmdline().is_empty() {
+    if boot::cmdline().is_empty() {
         let r = &regions()[0];
         assert_eq!(r.size, mm::usermap::DEFAULT_PMEM_SIZE, "the default range");
         assert_eq!(r.start % (128 << 20), 32 << 20, "sub-sections 16..31 of its section");
@@ -294,7 +294,7 @@ fn every_nfit_is_listed_checksummed_and_describes_the_regions() {
     for n in &nfits {
         assert!(acpi::sdt::checksum_ok(&n.bytes), "{n}");
         // The listed bytes are what memory holds at the listed address.
-        let off = init::mappings().unwrap().physical_memory_offset;
+        let off = boot::mappings().unwrap().physical_memory_offset;
         // SAFETY: ACPI tables (and the emulated NFIT, in memblock-reserved
         // RAM) are mapped at the physical-memory offset and never freed.
         let mem =
@@ -332,4 +332,18 @@ fn iomem_shows_each_namespace_under_its_range() {
         assert!(text.lines().any(|l| l == child), "{child} in\n{text}");
     }
     assert!(text.lines().any(|l| l.ends_with(" : System RAM")));
+}
+
+/// The driver allocates nothing from the heap while it holds `SPARSE`, so
+/// the heap can grow from the page allocator at any point of a hot-add or
+/// remove (a grow under SPARSE would fail; DESIGN.md §4a).
+#[test_case]
+fn nothing_allocates_under_sparse_in_a_hot_add_or_remove() {
+    use kernel::mm::heap;
+    let under = heap::allocs_under_sparse();
+    for r in regions() {
+        pmem::remove(r.id, &mut |_, line| assert!(!line.is_empty())).unwrap();
+        pmem::add(r.id, &mut |_, line| assert!(!line.is_empty())).unwrap();
+    }
+    assert_eq!(heap::allocs_under_sparse(), under, "heap allocations under SPARSE");
 }

@@ -10,9 +10,9 @@ extern crate alloc;
 use alloc::format;
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{idt, paging};
-use kernel::mm::pmem::{self, PmemFault, Region, State};
+use kernel::drivers::pmem::{self, PmemFault, Region, State};
 use kernel::testing::{self, quiet};
-use kernel::{BOOTLOADER_CONFIG, init, println};
+use kernel::{BOOTLOADER_CONFIG, boot, init, println};
 use mm::e820::MemRange;
 use spin::Once;
 
@@ -25,7 +25,7 @@ const SUB: u64 = 2 << 20;
 static TARGET: Once<(Region, u64)> = Once::new();
 
 fn offset() -> u64 {
-    init::mappings().unwrap().physical_memory_offset
+    boot::mappings().unwrap().physical_memory_offset
 }
 
 /// Each 2 MiB piece of the region: mapped to itself, or not mapped.
@@ -105,7 +105,7 @@ fn on_fault(info: &idt::ExceptionInfo) -> ! {
     let ok = info.vector == 14
         && info.cr2 == Some(*addr)
         && info.error_code.is_some_and(|e| e & 0b111 == 0)
-        && info.pmem == Some(want)
+        && info.note == Some(idt::FaultNote::new(format_args!("{want}")))
         && text.contains(&format!("CR2={addr:#018x}: {range} is persistent memory region{}", r.id))
         && text.ends_with("not added: removed ranges are unmapped");
     println!("test {NAME} ... {}", if ok { "ok" } else { "FAILED" });

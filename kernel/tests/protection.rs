@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::arch::paging;
-use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::boot::{self, layout::VMEMMAP_START};
 use x86_64::structures::paging::PageTableFlags as F;
 
 kernel::test_binary_entry!();
@@ -30,7 +30,7 @@ fn code_marker() -> u64 {
 }
 
 fn flags(virt: u64) -> F {
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     paging::flags(off, virt).unwrap_or_else(|| panic!("{virt:#x} is not mapped"))
 }
 
@@ -66,7 +66,7 @@ fn every_page_of_the_kernel_image_is_w_xor_x() {
         &DATA as *const _ as u64,
     ];
     let (lo, hi) = (marks.iter().min().unwrap() & !0xfff, *marks.iter().max().unwrap());
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     let mut pages = 0;
     for page in (lo..=hi).step_by(4096) {
         if let Some(f) = paging::flags(off, page) {
@@ -84,7 +84,7 @@ fn heap_memmap_and_physical_memory_are_not_executable() {
     assert!(writable(f) && !executable(f), "heap: {f:?}");
     let f = flags(VMEMMAP_START);
     assert!(writable(f) && !executable(f), "vmemmap: {f:?}");
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     let f = flags(off + (1 << 20));
     assert!(!executable(f), "physical-memory map: {f:?}");
 }
@@ -92,7 +92,7 @@ fn heap_memmap_and_physical_memory_are_not_executable() {
 #[test_case]
 fn both_stacks_have_an_unmapped_guard_page_below_them() {
     use kernel::arch::gdt;
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     let (lo, hi) = gdt::double_fault_stack();
     for page in (lo..hi).step_by(4096) {
         let f = flags(page);
@@ -106,8 +106,8 @@ fn both_stacks_have_an_unmapped_guard_page_below_them() {
     let mut low = rsp;
     while paging::mapping(off, low - 4096).is_some() {
         low -= 4096;
-        assert!(rsp - low <= init::KERNEL_STACK_SIZE, "no guard within the stack size");
+        assert!(rsp - low <= boot::KERNEL_STACK_SIZE, "no guard within the stack size");
     }
-    assert!(rsp - low < init::KERNEL_STACK_SIZE, "{:#x} bytes below rsp", rsp - low);
+    assert!(rsp - low < boot::KERNEL_STACK_SIZE, "{:#x} bytes below rsp", rsp - low);
     assert!(!executable(flags(low)) && writable(flags(low)), "the stack's lowest page");
 }

@@ -13,8 +13,8 @@ extern crate alloc;
 use alloc::collections::BTreeSet;
 
 use kernel::arch::{paging, time};
-use kernel::init::{self, layout::VMEMMAP_START};
-use kernel::mm::pmem::{self, Region};
+use kernel::boot::{self, layout::VMEMMAP_START};
+use kernel::drivers::pmem::{self, Region};
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
 use kernel::testing::{model_snapshot, quiet};
@@ -62,7 +62,7 @@ fn the_model_grows_with_what_is_present_not_the_address_space() {
 #[test_case]
 fn the_nvdimm_memmap_is_in_the_nvdimm_and_re_adding_uses_no_ram() {
     let r = nvdimm();
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     // The harness formatted the device fsdax (map=dev) before this boot:
     // the memmap lies between the info block and dataoff.
     let (ms, me) = r.layout.and_then(|l| l.memmap_area()).expect("an fsdax info block");

@@ -15,10 +15,10 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use kernel::arch::paging::{self, MapSize};
-use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::boot::{self, layout::VMEMMAP_START};
+use kernel::drivers::pmem;
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
-use kernel::mm::pmem;
 use kernel::mm::sparse::{self, SPARSE};
 use mm::buddy::MAX_ORDER;
 use mm::memblock::Region;
@@ -121,7 +121,7 @@ fn pfn_valid_and_online_pages_follow_the_bits() {
 
 #[test_case]
 fn the_vmemmap_uses_one_2m_page_per_early_section_from_reserved_memory() {
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     let mut backing = Vec::new();
     for nr in expected_maps().keys() {
         let virt = VMEMMAP_START + nr * (2 << 20);
@@ -213,7 +213,7 @@ fn free_pages_are_what_memblock_left() {
 #[test_case]
 fn every_order_allocates_usable_aligned_memory_and_frees_back() {
     let before: Vec<_> = ZONES.iter().map(|&z| page_alloc::free_counts(z)).collect();
-    let off = init::mappings().unwrap().physical_memory_offset;
+    let off = boot::mappings().unwrap().physical_memory_offset;
     let mut got = Vec::new();
     for order in 0..=MAX_ORDER {
         let pfn = page_alloc::alloc_pages(order).expect("memory for every order");

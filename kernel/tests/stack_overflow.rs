@@ -8,7 +8,7 @@
 use bootloader_api::{BootInfo, entry_point};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::arch::{gdt, idt};
-use kernel::init::KERNEL_STACK_SIZE;
+use kernel::boot::KERNEL_STACK_SIZE;
 use kernel::{BOOTLOADER_CONFIG, init, println, testing};
 use x86_64::registers::control::Cr2;
 

@@ -21,9 +21,9 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use kernel::arch::paging::{self, MapSize};
-use kernel::init::{self, layout::VMEMMAP_START};
+use kernel::boot::{self, layout::VMEMMAP_START};
+use kernel::drivers::pmem;
 use kernel::mm::page_alloc::{self, ZONES};
-use kernel::mm::pmem;
 use kernel::mm::sparse::{KernelBackend, SPARSE};
 use kernel::println;
 use kernel::testing::{Rng, model_snapshot, quiet};
@@ -76,7 +76,7 @@ fn free_pages(s: &Sparse<KernelBackend>) -> u64 {
 fn ten_thousand_random_sub_section_operations_lose_nothing() {
     let regions = pmem::regions();
     assert!(!regions.is_empty(), "the harness boots this with memmap=!");
-    let offset = init::mappings().unwrap().physical_memory_offset;
+    let offset = boot::mappings().unwrap().physical_memory_offset;
     // Persistent data, written through the physical-memory map.
     for r in &regions {
         assert!(!r.has_altmap(), "sub-section stress needs regions without altmap");

@@ -14,9 +14,9 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use kernel::drivers::memory::{self as hp, BlockState};
+use kernel::drivers::pmem::{self, State};
 use kernel::mm::memblock::MEMBLOCK;
-use kernel::mm::memory_hotplug::{self as hp, BlockState};
-use kernel::mm::pmem::{self, State};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::mm::zone;
 use kernel::testing::quiet;

@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
+use mm::addr::PhysRange;
 use mm::e820::{self, E820Type, Entry, Line};
 use mm::usermap::{self, UserMap};
 use options::{Memmap, MemmapKind, Opt};
@@ -53,9 +54,9 @@ pub struct Maps {
     /// The table the kernel uses: the user map after Linux's
     /// `trim_bios_range` (page 0 reserved, no RAM in 640 KiB - 1 MiB).
     pub e820: Vec<Entry>,
-    /// The bootloader's pieces `(start, end)` (page tables, boot info,
-    /// kernel image, stack, ramdisk): never System RAM to hand out.
-    pub in_use: Vec<(u64, u64)>,
+    /// The bootloader's pieces (page tables, boot info, kernel image,
+    /// stack, ramdisk): never System RAM to hand out.
+    pub in_use: Vec<PhysRange>,
 }
 
 static MAPS: Once<Maps> = Once::new();
@@ -70,17 +71,20 @@ pub fn maps() -> Option<&'static Maps> {
 /// that would ask for it; `nopmem` when no section qualifies. `map` is the
 /// user map after the other options (`mem=`, `memmap=`), so the range comes
 /// from the RAM that remains.
-fn default_pmem(map: &[Entry], in_use: &[(u64, u64)], mem: Option<u64>) -> Opt {
+fn default_pmem(map: &[Entry], in_use: &[PhysRange], mem: Option<u64>) -> Opt {
     let limit = mem.map_or(alloc::string::String::new(), |m| alloc::format!(" below mem={m:#x}"));
     match usermap::default_pmem_range(map, in_use) {
-        Some((start, size)) => {
+        Some(r) => {
             log::info!(
-                "pmem: no memmap=nn!ss option: emulating {} ({} MiB) as persistent memory, \
+                "pmem: no memmap=nn!ss option: emulating {r} ({} MiB) as persistent memory, \
                  in the highest 128 MiB section of free RAM{limit}; nopmem turns this off",
-                e820::MemRange(start, start + size),
-                size >> 20
+                r.size() >> 20
             );
-            Opt::Memmap(Memmap::Add { size, start, kind: MemmapKind::Persistent })
+            Opt::Memmap(Memmap::Add {
+                size: r.size(),
+                start: r.start,
+                kind: MemmapKind::Persistent,
+            })
         }
         None => {
             log::info!(
@@ -101,10 +105,10 @@ pub fn init(regions: &[MemoryRegion], cmdline: &str) -> &'static Maps {
             log::info!("{}", Line("BIOS-e820", e));
         }
         let mut opts: Vec<Opt> = options::parse(cmdline).filter_map(Result::ok).collect();
-        let in_use: Vec<(u64, u64)> = regions
+        let in_use: Vec<PhysRange> = regions
             .iter()
             .filter(|r| r.kind == MemoryRegionKind::Bootloader)
-            .map(|r| (r.start, r.end))
+            .map(|r| PhysRange::new(r.start, r.end))
             .collect();
         if !opts.iter().any(Opt::names_pmem) {
             // Where the other options leave RAM, without their messages

@@ -8,7 +8,7 @@ use mm::e820::{E820Type, Entry, MemRange};
 use mm::memblock::{Memblock, Region, RegionList};
 use spin::Mutex;
 
-const PAGE_SIZE: u64 = 4096;
+use mm::page::PAGE_SIZE;
 /// Linux on x86 always reserves the first MiB (BIOS data, EBDA, real-mode
 /// trampolines).
 const LOW_RESERVE: u64 = 1 << 20;

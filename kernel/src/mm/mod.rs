@@ -4,11 +4,11 @@
 //! prints the results as Linux does.
 
 pub mod firmware;
+pub mod heap;
 pub mod iomem;
 pub mod memblock;
 pub mod memory_hotplug;
 pub mod page_alloc;
 pub mod physmap;
-pub mod pmem;
 pub mod sparse;
 pub mod zone;

@@ -43,29 +43,32 @@ pub fn init() {
             freed += backend.buddy.free_range(&mut backend.vmemmap, start, end);
         }
     }
+    backend.seed_usage_pool();
     let now = crate::arch::time::uptime_us();
     let took = now - start;
     READY_US.store(now, Ordering::Relaxed);
     HANDOFF_US.store(took, Ordering::Relaxed);
-    for zone in ZONES {
-        let b = &backend.buddy;
-        if b.managed(zone) == 0 {
+    // The numbers under the lock, the text after it (no heap under SPARSE).
+    let b = &backend.buddy;
+    let counts = ZONES.map(|z| (z, b.managed(z), b.nr_free(z), b.free_counts(z)));
+    drop(s);
+    for (zone, managed, _, free) in counts {
+        if managed == 0 {
             continue;
         }
         let mut line = alloc::string::String::new();
         let _ = write!(line, "Node 0, zone {:>8} ", zone.name());
-        for n in b.free_counts(zone) {
+        for n in free {
             let _ = write!(line, "{n:6} ");
         }
         log::info!("{}", line.trim_end());
     }
-    for zone in ZONES {
-        let b = &backend.buddy;
+    for (zone, managed, nr_free, _) in counts {
         log::info!(
             "page_alloc: zone {:<6} {:>8} free pages, {:>8} managed",
             zone.name(),
-            b.nr_free(zone),
-            b.managed(zone)
+            nr_free,
+            managed
         );
     }
     log::info!(
@@ -87,7 +90,7 @@ pub fn alloc_for_heap(order: u32) -> Option<u64> {
         return None;
     }
     let pfn = b.buddy.alloc_pages(&mut b.vmemmap, order, ZoneType::Normal).ok()?;
-    let offset = crate::init::mappings()?.physical_memory_offset;
+    let offset = crate::boot::mappings()?.physical_memory_offset;
     Some(offset + mm::page::pfn_phys(pfn))
 }
 

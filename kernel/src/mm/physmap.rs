@@ -7,13 +7,14 @@
 //! size of a sub-section, the smallest unit ranges are added in.
 
 use mm::page::pfn_phys;
+use mm::sparse::SUBSECTION_SIZE as SUBSECTION;
 
 use crate::arch::paging::{self, MapSize};
 
-const SUBSECTION: u64 = MapSize::Size2M.bytes();
+const _: () = assert!(MapSize::Size2M.bytes() == SUBSECTION, "one 2 MiB page per sub-section");
 
 fn offset() -> Option<u64> {
-    crate::init::mappings().map(|m| m.physical_memory_offset)
+    crate::boot::mappings().map(|m| m.physical_memory_offset)
 }
 
 /// Maps `[start, start + size)` (2 MiB aligned) write-back in the

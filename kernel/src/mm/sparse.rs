@@ -3,57 +3,132 @@
 //! memmap mapped at [`VMEMMAP_START`].
 //!
 //! One lock, [`SPARSE`], covers the section table, the vmemmap and the page
-//! allocator, so that populating a memmap can allocate pages.
+//! allocator, so that populating a memmap can allocate pages. Nothing
+//! allocates from the kernel heap while holding it once the page allocator
+//! runs (usage maps come from pages, the vmemmap's bookkeeping is a radix
+//! of pages), so the heap can always grow from the page allocator, also in
+//! the middle of a hot-add: see [`heap_may_grow`] and the lock order in
+//! DESIGN.md §4a.
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mm::buddy::BuddyAllocator;
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
 use mm::sparse::{
-    Altmap, MemSectionUsage, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse, SparseBackend,
-    SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
+    Altmap, MemSectionUsage, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse,
+    SparseBackend, SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
 };
 use spin::Mutex;
 
 use crate::arch::paging::{self, MapSize};
-use crate::init::layout::VMEMMAP_START;
+use crate::boot::layout::VMEMMAP_START;
 use crate::mm::memblock::MEMBLOCK;
 
-const PAGE_DESC: u64 = core::mem::size_of::<Page>() as u64;
+use mm::page::STRUCT_PAGE_SIZE as PAGE_DESC;
 const SECTION_MEMMAP: u64 = PAGES_PER_SECTION * PAGE_DESC;
 
 /// Where a piece of memmap memory came from, so it goes back there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
 enum Source {
-    Memblock,
-    Buddy,
+    Memblock = 1,
+    Buddy = 2,
     /// The device range's own pages (`vmem_altmap`).
-    Altmap,
+    Altmap = 3,
 }
 
-/// One section's populated memmap.
-#[derive(Debug, Default)]
+/// One section's populated memmap. All-zero is the empty map (it lives in
+/// zeroed pages).
+#[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
 struct SectionMap {
     /// Sub-sections whose descriptors are mapped and may be read.
     mask: u64,
-    /// A 2 MiB page backs the whole section's memmap (physical address and
-    /// origin); it stays until no sub-section uses it, as Linux's
-    /// `vmemmap_free` keeps a partly used PMD.
-    huge: Option<(u64, Source)>,
+    /// 0, or a 2 MiB page that backs the whole section's memmap: its
+    /// physical address with its [`Source`] in the low bits. It stays until
+    /// no sub-section uses it, as Linux's `vmemmap_free` keeps a partly
+    /// used PMD.
+    huge: u64,
 }
 
-/// The vmemmap: which descriptors are mapped.
-pub struct Vmemmap {
-    sections: BTreeMap<u64, SectionMap>,
+impl SectionMap {
+    fn huge(&self) -> Option<(u64, Source)> {
+        let source = match self.huge & 3 {
+            1 => Source::Memblock,
+            2 => Source::Buddy,
+            3 => Source::Altmap,
+            _ => return None,
+        };
+        Some((self.huge & !3, source))
+    }
+
+    fn set_huge(&mut self, phys: u64, source: Source) {
+        debug_assert!(phys.is_multiple_of(4), "a 2 MiB page's address");
+        self.huge = phys | source as u64;
+    }
 }
+
+/// Section maps per leaf page of the vmemmap's bookkeeping radix.
+const MAPS_PER_LEAF: usize = (PAGE_SIZE as usize) / core::mem::size_of::<SectionMap>();
+/// Leaves that cover every section below MAX_PHYSMEM_BITS.
+const LEAVES: usize = (NR_MEM_SECTIONS as usize).div_ceil(MAPS_PER_LEAF);
+const _: () = assert!(MAPS_PER_LEAF * core::mem::size_of::<SectionMap>() == PAGE_SIZE as usize);
+
+/// A leaf of the radix: a zeroed page of section maps. Kept for good once
+/// made, as the section table's roots are (a remove gives back the memmap,
+/// not the bookkeeping).
+#[derive(Debug, Clone, Copy)]
+struct Leaf {
+    maps: NonNull<[SectionMap; MAPS_PER_LEAF]>,
+}
+
+/// The vmemmap: which descriptors are mapped. A two-level radix whose
+/// leaves are pages from the backend (memblock, then the page allocator),
+/// never the heap, so that it can change under [`SPARSE`].
+pub struct Vmemmap {
+    leaves: [Option<Leaf>; LEAVES],
+}
+
+// SAFETY: the leaf pages are owned by the Vmemmap (never shared) and
+// reached only through it, under SPARSE.
+unsafe impl Send for Vmemmap {}
 
 impl Vmemmap {
+    const fn new() -> Self {
+        Self { leaves: [None; LEAVES] }
+    }
+
+    fn index(nr: u64) -> Option<(usize, usize)> {
+        let nr = usize::try_from(nr).ok().filter(|&n| n < LEAVES * MAPS_PER_LEAF)?;
+        Some((nr / MAPS_PER_LEAF, nr % MAPS_PER_LEAF))
+    }
+
+    /// Section `nr`'s map, if its leaf exists.
+    fn get(&self, nr: u64) -> Option<&SectionMap> {
+        let (leaf, slot) = Self::index(nr)?;
+        // SAFETY: a leaf's page is a zeroed page the Vmemmap owns for good;
+        // all-zero maps are valid; `&self` keeps it unchanged.
+        self.leaves[leaf].map(|l| unsafe { &(*l.maps.as_ptr())[slot] })
+    }
+
+    fn get_mut(&mut self, nr: u64) -> Option<&mut SectionMap> {
+        let (leaf, slot) = Self::index(nr)?;
+        // SAFETY: as in `get`; `&mut self` makes this the only reference.
+        self.leaves[leaf].map(|l| unsafe { &mut (*l.maps.as_ptr())[slot] })
+    }
+
+    /// Section `nr`'s map, which must exist (see [`Self::has_leaf`]).
+    fn map_mut(&mut self, nr: u64) -> &mut SectionMap {
+        self.get_mut(nr).expect("populate_memmap makes the leaf first")
+    }
+
+    fn has_leaf(&self, nr: u64) -> bool {
+        Self::index(nr).is_some_and(|(leaf, _)| self.leaves[leaf].is_some())
+    }
+
     fn mapped(&self, pfn: Pfn) -> bool {
-        self.sections
-            .get(&pfn_to_section_nr(pfn))
+        self.get(pfn_to_section_nr(pfn))
             .is_some_and(|s| s.mask & (1 << subsection_map_index(pfn)) != 0)
     }
 }
@@ -76,7 +151,7 @@ impl MemMap for Vmemmap {
     }
 
     fn pages_mut(&mut self, pfn: Pfn, nr: u64) -> Option<&mut [Page]> {
-        let s = self.sections.get(&pfn_to_section_nr(pfn))?;
+        let s = self.get(pfn_to_section_nr(pfn))?;
         let in_section = nr > 0 && pfn_to_section_nr(pfn + nr - 1) == pfn_to_section_nr(pfn);
         let mask = if in_section { subsection_mask(pfn, nr) } else { 0 };
         // SAFETY: every sub-section of the range is mapped (mask check) and
@@ -98,7 +173,25 @@ pub struct KernelBackend {
     late: bool,
     /// Page-table pages allocated for the vmemmap.
     pub pgtable_pages: u64,
+    /// Free slots of the hot-plug usage-map pool, a list threaded through
+    /// them.
+    free_usages: Option<NonNull<FreeUsage>>,
 }
+
+/// A free slot of the usage-map pool: it holds the next free slot.
+#[repr(C)]
+struct FreeUsage {
+    next: Option<NonNull<FreeUsage>>,
+}
+
+const USAGES_PER_PAGE: usize = PAGE_SIZE as usize / core::mem::size_of::<MemSectionUsage>();
+const _: () = assert!(core::mem::size_of::<FreeUsage>() <= core::mem::size_of::<MemSectionUsage>());
+const _: () =
+    assert!(core::mem::align_of::<MemSectionUsage>() >= core::mem::align_of::<FreeUsage>());
+
+// SAFETY: the backend's raw pointers (the vmemmap's leaves) point into
+// pages it owns and reaches only under SPARSE.
+unsafe impl Send for KernelBackend {}
 
 /// Fault injection: the n-th backend allocation from the call to
 /// [`fail_nth_allocation`] fails (0: none pending).
@@ -158,7 +251,8 @@ impl KernelBackend {
     const fn new() -> Self {
         Self {
             buddy: BuddyAllocator::new(),
-            vmemmap: Vmemmap { sections: BTreeMap::new() },
+            vmemmap: Vmemmap::new(),
+            free_usages: None,
             phys_offset: 0,
             late: false,
             pgtable_pages: 0,
@@ -170,8 +264,18 @@ impl KernelBackend {
         self.late
     }
 
+    /// The usage pool's first page, from the page allocator once it runs
+    /// and before any hot-add: an add that is undone finds the page
+    /// allocator as it was.
+    pub(super) fn seed_usage_pool(&mut self) {
+        if self.free_usages.is_none() && !self.grow_usage_pool() {
+            log::warn!("sparse: no page for the usage-map pool yet");
+        }
+    }
+
     pub(super) fn set_late(&mut self) {
         self.late = true;
+        ALLOCATOR_RUNNING.store(true, Ordering::Release);
     }
 
     /// A zeroed-or-not block of `1 << order` pages from memblock or the
@@ -215,6 +319,47 @@ impl KernelBackend {
         // bootloader maps all RAM at `phys_offset`.
         unsafe { ptr.write_bytes(0, PAGE_SIZE as usize) };
         NonNull::new(ptr)
+    }
+
+    /// A zeroed page for the backend's own bookkeeping (vmemmap leaves,
+    /// usage maps): not one of the memory model's counted allocations
+    /// (`fail_sparse` does not reach it), and never from the heap.
+    fn alloc_bookkeeping_page(&mut self) -> Option<(NonNull<u8>, u64, Source)> {
+        let (phys, source) = if self.late {
+            let pfn = self.buddy.alloc_pages(&mut self.vmemmap, 0, ZoneType::Normal).ok()?;
+            (pfn_phys(pfn), Source::Buddy)
+        } else {
+            (MEMBLOCK.lock().alloc_range(PAGE_SIZE, PAGE_SIZE, 0, u64::MAX).ok()?, Source::Memblock)
+        };
+        let ptr = (self.phys_offset + phys) as *mut u8;
+        // SAFETY: the page was just allocated for this caller alone and the
+        // bootloader maps all RAM at `phys_offset`.
+        unsafe { ptr.write_bytes(0, PAGE_SIZE as usize) };
+        Some((NonNull::new(ptr)?, phys, source))
+    }
+
+    /// Cuts a new page into usage-map slots; false when there is no page.
+    fn grow_usage_pool(&mut self) -> bool {
+        let Some((page, _, _)) = self.alloc_bookkeeping_page() else { return false };
+        for i in 0..USAGES_PER_PAGE {
+            // SAFETY: slot `i` lies inside the page just allocated for the
+            // pool, which owns it for good; slots are MemSectionUsage-sized
+            // and aligned (the page is); nothing else reaches it yet.
+            unsafe {
+                let slot = page.cast::<MemSectionUsage>().add(i).cast::<FreeUsage>();
+                slot.write(FreeUsage { next: self.free_usages });
+                self.free_usages = Some(slot);
+            }
+        }
+        true
+    }
+
+    /// Gives section `nr` a leaf in the vmemmap's radix; false when no page.
+    fn add_leaf(&mut self, nr: u64) -> bool {
+        let Some((i, _)) = Vmemmap::index(nr) else { return false };
+        let Some((page, _, _)) = self.alloc_bookkeeping_page() else { return false };
+        self.vmemmap.leaves[i] = Some(Leaf { maps: page.cast() });
+        true
     }
 
     fn map(&mut self, virt: u64, phys: u64, size: MapSize) -> bool {
@@ -306,17 +451,37 @@ impl SparseBackend for KernelBackend {
         }
     }
 
+    /// Hot-plug usage maps come from a pool of pages cut into slots (Linux
+    /// kzallocs them; the kernel heap is not used under SPARSE). A free
+    /// slot is reused; pool pages are kept, so a remove and re-add, or an
+    /// add undone, leave the page allocator as it was.
     fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage> {
         if injected("a usage map") {
             return None;
         }
-        Some(Box::leak(Box::default()))
+        if self.free_usages.is_none() && !self.grow_usage_pool() {
+            return None;
+        }
+        let slot = self.free_usages?;
+        // SAFETY: a free slot of the pool holds the FreeUsage written by
+        // `grow_usage_pool` or `free_usage`.
+        self.free_usages = unsafe { slot.as_ref().next };
+        let usage = slot.cast::<MemSectionUsage>();
+        // SAFETY: the slot left the free list, so the model's reference is
+        // its only one; a slot is MemSectionUsage-sized and aligned.
+        unsafe {
+            usage.write(MemSectionUsage::default());
+            Some(&mut *usage.as_ptr())
+        }
     }
 
     fn free_usage(&mut self, usage: &'static mut MemSectionUsage) {
+        let slot = NonNull::from(usage).cast::<FreeUsage>();
         // SAFETY: hot-plug usages come only from `alloc_usage`, i.e. from
-        // `Box::leak`; the model never frees boot usage.
-        drop(unsafe { Box::from_raw(usage) });
+        // the pool (the model never frees boot usage), and the model gives
+        // its reference up here: the slot is free again.
+        unsafe { slot.write(FreeUsage { next: self.free_usages }) };
+        self.free_usages = Some(slot);
     }
 
     fn populate_memmap(
@@ -330,7 +495,11 @@ impl SparseBackend for KernelBackend {
         let mask = subsection_mask(pfn, nr_pages);
         let virt = VMEMMAP_START + pfn * PAGE_DESC;
         let bytes = nr_pages * PAGE_DESC;
-        let reuse = self.vmemmap.sections.get(&nr).is_some_and(|s| s.huge.is_some());
+        // The bookkeeping first, so that a failure here leaves nothing to undo.
+        if !self.vmemmap.has_leaf(nr) && !self.add_leaf(nr) {
+            return false;
+        }
+        let reuse = self.vmemmap.map_mut(nr).huge().is_some();
         if !reuse && nr_pages == PAGES_PER_SECTION {
             // A whole section: one 2 MiB page, from the altmap if given.
             let alloc_before = altmap.as_deref().map(|a| a.alloc);
@@ -340,7 +509,7 @@ impl SparseBackend for KernelBackend {
             };
             if let Some((phys, source)) = block {
                 if self.map(virt, phys, MapSize::Size2M) {
-                    self.vmemmap.sections.entry(nr).or_default().huge = Some((phys, source));
+                    self.vmemmap.map_mut(nr).set_huge(phys, source);
                 } else if let (Source::Altmap, Some(a), Some(before)) =
                     (source, altmap.as_deref_mut(), alloc_before)
                 {
@@ -351,7 +520,7 @@ impl SparseBackend for KernelBackend {
                 }
             }
         }
-        let huge = self.vmemmap.sections.get(&nr).is_some_and(|s| s.huge.is_some());
+        let huge = self.vmemmap.map_mut(nr).huge().is_some();
         if !huge {
             let end = virt + bytes;
             let mut va = virt;
@@ -373,7 +542,7 @@ impl SparseBackend for KernelBackend {
                 };
                 if !ok {
                     self.unmap_base_pages(virt, va, altmap);
-                    if self.vmemmap.sections.get(&nr).is_none_or(|s| s.mask == 0) {
+                    if self.vmemmap.map_mut(nr).mask == 0 {
                         self.free_empty_table(virt);
                     }
                     return false;
@@ -387,17 +556,17 @@ impl SparseBackend for KernelBackend {
             // still clear.
             unsafe { (virt as *mut u8).write_bytes(0, bytes as usize) };
         }
-        self.vmemmap.sections.entry(nr).or_default().mask |= mask;
+        self.vmemmap.map_mut(nr).mask |= mask;
         true
     }
 
     fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>) {
         let nr = pfn_to_section_nr(pfn);
-        let Some(s) = self.vmemmap.sections.get_mut(&nr) else { return };
+        let Some(s) = self.vmemmap.get_mut(nr) else { return };
         s.mask &= !subsection_mask(pfn, nr_pages);
-        let (mask, huge) = (s.mask, s.huge);
+        let (mask, huge) = (s.mask, s.huge());
         if mask == 0 {
-            self.vmemmap.sections.remove(&nr);
+            *s = SectionMap::default();
         }
         let virt = VMEMMAP_START + pfn * PAGE_DESC;
         match huge {
@@ -437,6 +606,25 @@ pub fn boot_stats() -> Option<SparseStats> {
 /// Microseconds boot-time sparse init took (memmap populated and initialized).
 pub fn init_us() -> u64 {
     INIT_US.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The page allocator has taken over from memblock (set once, by
+/// `page_alloc::init`).
+static ALLOCATOR_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the heap may grow from the page allocator now: it runs, and
+/// [`SPARSE`] is free. Once the allocator runs nothing allocates from the
+/// heap under SPARSE, so this is false only before then, or when that rule
+/// is broken (which the heap reports; one CPU: a held SPARSE is held by the
+/// allocating context itself).
+pub fn heap_may_grow() -> Result<(), &'static str> {
+    if !ALLOCATOR_RUNNING.load(Ordering::Acquire) {
+        return Err("the page allocator does not run yet");
+    }
+    if SPARSE.is_locked() {
+        return Err("heap allocation under the SPARSE lock");
+    }
+    Ok(())
 }
 
 /// The section table, the vmemmap and the page allocator.

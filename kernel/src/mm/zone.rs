@@ -17,7 +17,6 @@ use mm::zone::{NR_ZONES, NodeZones, ZoneSpan, zone_type};
 use spin::Mutex;
 
 use crate::mm::memblock::MEMBLOCK;
-use crate::mm::memory_hotplug::{self, BlockState};
 use crate::mm::sparse::SPARSE;
 
 static ZONES: Mutex<NodeZones> = Mutex::new(NodeZones { zones: [EMPTY; NR_ZONES] });
@@ -64,19 +63,20 @@ pub fn adjust_present_page_count(zone: ZoneType, nr_pages: i64) {
 
 /// `remove_pfn_range_from_zone` for pages that just went offline: the
 /// span shrinks past them when they were at its edge (`shrink_zone_span`),
-/// down to the nearest page still online in the zone: in an online memory
-/// block, online in the memory model and of this zone. As in Linux,
+/// down to the nearest page still online in the zone: in one of `online`
+/// (the online memory blocks' pfn ranges, from the caller), online in the
+/// memory model and of this zone. As in Linux,
 /// ZONE_DEVICE is never shrunk: its span keeps what persistent memory once
 /// covered.
-pub fn remove_pfn_range_from_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
+pub fn remove_pfn_range_from_zone(
+    zone: ZoneType,
+    start_pfn: Pfn,
+    nr_pages: u64,
+    online: &[(Pfn, Pfn)],
+) {
     if zone == ZoneType::Device {
         return;
     }
-    let online: Vec<(Pfn, Pfn)> = memory_hotplug::blocks()
-        .iter()
-        .filter(|b| b.state == BlockState::Online)
-        .map(|b| (phys_pfn(b.start), phys_pfn(b.end())))
-        .collect();
     let s = SPARSE.lock();
     let in_zone = |pfn: Pfn| {
         online.iter().any(|&(a, b)| a <= pfn && pfn < b)

@@ -44,8 +44,9 @@ use crate::{bytes_at, u16_at, u32_at, u64_at};
 pub const SIGNATURE: [u8; 4] = *b"NFIT";
 /// Offset of the first structure (header + 4 reserved bytes).
 pub const STRUCTURES_OFFSET: usize = HEADER_LEN + 4;
-/// Alignment required of a persistent range's base and length.
-pub const PMEM_ALIGN: u64 = 2 << 20;
+/// Alignment required of a persistent range's base and length: the memory
+/// model's sub-section, the unit ranges are hot-added in.
+pub const PMEM_ALIGN: u64 = mm::sparse::SUBSECTION_SIZE;
 /// OEM ID of tables built by Tessera.
 pub const TESSERA_OEM_ID: [u8; 6] = *b"TESSRA";
 /// Creator ID of tables built by [`build_nfit`].

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod addr;
 pub mod buddy;
 pub mod e820;
 pub mod iomem;

@@ -4,9 +4,10 @@
 
 use core::fmt;
 
+use crate::addr::PhysRange;
 use crate::e820::{E820Type, Entry, MemRange};
 use crate::page::{Pfn, ZoneType};
-use crate::sparse::{MAX_PHYSMEM_BITS, PAGES_PER_SUBSECTION, SECTION_SIZE_BITS};
+use crate::sparse::{MAX_PHYSMEM_BITS, SECTION_SIZE_BITS};
 
 /// The smallest block: one section (`MIN_MEMORY_BLOCK_SIZE`).
 pub const MIN_MEMORY_BLOCK_SIZE: u64 = 1 << SECTION_SIZE_BITS;
@@ -15,7 +16,7 @@ pub const MEM_SIZE_FOR_LARGE_BLOCK: u64 = 64 << 30;
 /// The largest block x86 uses (`MAX_BLOCK_SIZE`).
 pub const MAX_BLOCK_SIZE: u64 = 2 << 30;
 /// Smallest piece of RAM the memory model hot-adds: a sub-section.
-pub const SUBSECTION_SIZE: u64 = PAGES_PER_SUBSECTION << crate::page::PAGE_SHIFT;
+pub use crate::sparse::SUBSECTION_SIZE;
 
 /// x86's `probe_memory_block_size` for a machine whose boot memory ends at
 /// `boot_mem_end`: one section below 64 GiB; above, the largest power of
@@ -44,7 +45,7 @@ pub enum ProbeError {
     /// Some of it is System RAM the kernel has already.
     InUse { start: u64, size: u64 },
     /// Some of it holds the kernel or the bootloader's data.
-    Bootloader { start: u64, size: u64, piece: (u64, u64) },
+    Bootloader { start: u64, size: u64, piece: PhysRange },
 }
 
 impl ProbeError {
@@ -81,7 +82,7 @@ impl fmt::Display for ProbeError {
                 f,
                 "{e}: {} holds the kernel or bootloader data at {}",
                 MemRange(start, start + size),
-                MemRange(piece.0, piece.1)
+                piece
             ),
         }
     }
@@ -90,20 +91,21 @@ impl fmt::Display for ProbeError {
 /// Whether `[start, start + size)` may be hot-added as System RAM: aligned
 /// to `align`, wholly RAM in the firmware map `firmware`, none of it given
 /// another type by the user map `user` (`memmap=`; what `mem=` dropped has
-/// no entry there), none of it in `present` (the kernel's RAM ranges,
-/// `(start, end)`) and none of it in `in_use` (the bootloader's pieces).
+/// no entry there), none of it in `present` (the kernel's RAM
+/// ranges) and none of it in `in_use` (the bootloader's pieces).
 pub fn check_withheld(
     firmware: &[Entry],
     user: &[Entry],
-    present: &[(u64, u64)],
-    in_use: &[(u64, u64)],
+    present: &[PhysRange],
+    in_use: &[PhysRange],
     start: u64,
     size: u64,
     align: u64,
 ) -> Result<(), ProbeError> {
     let end = start.checked_add(size).filter(|_| size > 0 && (start | size).is_multiple_of(align));
     let end = end.ok_or(ProbeError::Misaligned { start, size, align })?;
-    if present.iter().any(|&(s, e)| s < end && start < e) {
+    let range = PhysRange::new(start, end);
+    if present.iter().any(|p| p.overlaps(&range)) {
         return Err(ProbeError::InUse { start, size });
     }
     // The firmware map is sorted and disjoint: walk the RAM entries.
@@ -120,7 +122,7 @@ pub fn check_withheld(
     if let Some(e) = claimed {
         return Err(ProbeError::NotRam { start, size, at: e.start.max(start) });
     }
-    if let Some(&piece) = in_use.iter().find(|&&(s, e)| s < end && start < e) {
+    if let Some(&piece) = in_use.iter().find(|p| p.overlaps(&range)) {
         return Err(ProbeError::Bootloader { start, size, piece });
     }
     Ok(())
@@ -753,8 +755,8 @@ mod tests {
             Entry::new(4 * G, 4 * G + 512 * M, E820Type::RAM),
             Entry::new(4 * G + 512 * M, 5 * G, E820Type::RAM),
         ];
-        let present = [(M, 3 * G)];
-        let used = [(4 * G + 900 * M, 4 * G + 901 * M)];
+        let present = [PhysRange::new(M, 3 * G)];
+        let used = [PhysRange::new(4 * G + 900 * M, 4 * G + 901 * M)];
         // memmap=64M!4G+768M in the user map; mem=3G dropped the rest.
         let user = [
             Entry::new(0, 3 * G, E820Type::RAM),

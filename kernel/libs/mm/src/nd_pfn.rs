@@ -31,11 +31,11 @@ pub const DAX_SIG: &[u8; 16] = b"NVDIMM_DAX_INFO\0";
 /// `MAX_STRUCT_PAGE_SIZE`: the descriptor size the layout reserves for.
 pub const MAX_STRUCT_PAGE_SIZE: u64 = 64;
 /// `memremap_compat_align()` on x86_64: a sub-section.
-pub const COMPAT_ALIGN: u64 = PAGES_PER_SUBSECTION << PAGE_SHIFT;
+pub const COMPAT_ALIGN: u64 = crate::sparse::SUBSECTION_SIZE;
 /// The alignments x86_64 Linux supports (`nd_pfn_supported_alignments`).
 pub const SUPPORTED_ALIGNS: [u64; 3] = [PAGE_SIZE, 2 << 20, 1 << 30];
 /// The descriptor size of this kernel (`sizeof(struct page)`).
-pub const STRUCT_PAGE_SIZE: u64 = 64;
+pub use crate::page::STRUCT_PAGE_SIZE;
 
 /// Byte offsets of `struct nd_pfn_sb`'s fields.
 mod off {

@@ -132,7 +132,10 @@ pub struct Page {
     pub reserved: [u64; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<Page>() == 64);
+/// Bytes per page descriptor (`sizeof(struct page)`), the memmap's
+/// stride: a section's memmap is `PAGES_PER_SECTION * STRUCT_PAGE_SIZE`.
+pub const STRUCT_PAGE_SIZE: u64 = core::mem::size_of::<Page>() as u64;
+const _: () = assert!(STRUCT_PAGE_SIZE == 64);
 const _: () = assert!(core::mem::align_of::<Page>() == 64);
 
 impl Page {

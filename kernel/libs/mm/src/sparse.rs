@@ -34,6 +34,9 @@ pub const SUBSECTION_SHIFT: u32 = 21;
 pub const PFN_SUBSECTION_SHIFT: u32 = SUBSECTION_SHIFT - PAGE_SHIFT;
 /// Pages per sub-section (512).
 pub const PAGES_PER_SUBSECTION: u64 = 1 << PFN_SUBSECTION_SHIFT;
+/// Bytes per sub-section (2 MiB): the unit of hot-add and remove. The one
+/// definition; everything else that means a sub-section uses it.
+pub const SUBSECTION_SIZE: u64 = 1 << SUBSECTION_SHIFT;
 /// Sub-sections per section (64: one `u64` map).
 pub const SUBSECTIONS_PER_SECTION: u64 = 1 << (SECTION_SIZE_BITS - SUBSECTION_SHIFT);
 /// Physical address bits with 4-level paging.
@@ -283,12 +286,38 @@ static EMPTY_SECTION: MemSection = MemSection::EMPTY;
 /// The boot line of a section: `section 7: flags=present|... subsection_map=0x...`.
 pub struct SectionLine<'a>(pub u64, pub &'a MemSection);
 
+impl SectionLine<'_> {
+    /// The line's content, copied: printable after the section table's
+    /// lock is dropped (the kernel formats nothing on the heap under it).
+    pub fn summary(&self) -> SectionSummary {
+        SectionSummary {
+            nr: self.0,
+            flags: self.1.flags(),
+            subsection_map: self.1.subsection_map(),
+        }
+    }
+}
+
 impl fmt::Display for SectionLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let SectionLine(nr, ms) = *self;
+        self.summary().fmt(f)
+    }
+}
+
+/// What a [`SectionLine`] prints, by value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionSummary {
+    pub nr: u64,
+    pub flags: u64,
+    pub subsection_map: u64,
+}
+
+impl fmt::Display for SectionSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SectionSummary { nr, flags: fl, subsection_map } = *self;
         write!(f, "section {nr}: flags=")?;
         let mut first = true;
-        for (_, name) in flags::NAMES.iter().filter(|(bit, _)| ms.flags() & bit != 0) {
+        for (_, name) in flags::NAMES.iter().filter(|(bit, _)| fl & bit != 0) {
             if !first {
                 f.write_str("|")?;
             }
@@ -298,7 +327,7 @@ impl fmt::Display for SectionLine<'_> {
         if first {
             f.write_str("none")?;
         }
-        write!(f, " subsection_map=0x{:016x}", ms.subsection_map())
+        write!(f, " subsection_map=0x{subsection_map:016x}")
     }
 }
 

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use options::{Memmap, Opt};
 
+use crate::addr::PhysRange;
 use crate::e820::{E820Type, Entry, normalize, total};
 
 /// Why a memory option was ignored.
@@ -74,7 +75,8 @@ pub fn is_ram(map: &[Entry], start: u64, end: u64) -> bool {
 /// its page tables, stack, boot info). Linux's `memmap=nn!ss` claims any
 /// range (firmware tables, a hole, its own image); the PMEM driver then
 /// keeps such a range raw and writes nothing there.
-pub fn is_backed(firmware: &[Entry], in_use: &[(u64, u64)], start: u64, end: u64) -> bool {
+pub fn is_backed(firmware: &[Entry], in_use: &[PhysRange], range: PhysRange) -> bool {
+    let PhysRange { start, end } = range;
     let mut at = start;
     for e in firmware.iter().filter(|e| e.end > start && e.start < end) {
         if e.start > at || !(e.ty == E820Type::RAM || e.ty.is_persistent()) {
@@ -82,7 +84,7 @@ pub fn is_backed(firmware: &[Entry], in_use: &[(u64, u64)], start: u64, end: u64
         }
         at = e.end;
     }
-    at >= end && !in_use.iter().any(|&(s, u)| s < end && start < u)
+    at >= end && !in_use.iter().any(|u| u.overlaps(&range))
 }
 
 /// Removes the parts of `[start, end)` whose type is `only` (Linux's
@@ -107,7 +109,7 @@ pub fn remove_range(map: &[Entry], start: u64, end: u64, only: E820Type) -> Vec<
 /// Start and end of the legacy PC BIOS area (640 KiB - 1 MiB).
 pub const BIOS_BEGIN: u64 = 0xa0000;
 pub const BIOS_END: u64 = 0x100000;
-const PAGE_SIZE: u64 = 4096;
+use crate::page::PAGE_SIZE;
 
 /// A change to the table, for Linux's debug lines (`trim_bios_range` and
 /// the memory options).
@@ -304,7 +306,7 @@ const SECTION: u64 = 128 << 20;
 /// `map` must be normalized (one entry per run of RAM). The search walks
 /// down from the top of each RAM entry and jumps over what is in use, so it
 /// costs O(entries × in_use), whatever the size of the address space.
-pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, u64)> {
+pub fn default_pmem_range(map: &[Entry], in_use: &[PhysRange]) -> Option<PhysRange> {
     // The highest free whole section ending at or below `limit`.
     let highest_below = |limit: u64| {
         map.iter()
@@ -313,7 +315,8 @@ pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, 
                 let mut top = e.end.min(limit).checked_sub(SECTION)? & !(SECTION - 1);
                 while top >= e.start {
                     let end = top + SECTION;
-                    let busy = in_use.iter().filter(|&&(s, u)| s < end && top < u).map(|r| r.0);
+                    let busy =
+                        in_use.iter().filter(|u| u.start < end && top < u.end).map(|r| r.start);
                     match busy.min() {
                         None => return Some(top),
                         // The next candidate ends at or below the busy range.
@@ -325,7 +328,7 @@ pub fn default_pmem_range(map: &[Entry], in_use: &[(u64, u64)]) -> Option<(u64, 
             .max()
     };
     let best = highest_below(1 << 32).or_else(|| highest_below(u64::MAX))?;
-    Some((best + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE))
+    PhysRange::from_size(best + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE)
 }
 
 #[cfg(test)]
@@ -342,13 +345,13 @@ mod tests {
             Entry::new(0x1_0000_0000, 0x1_8000_0000, RAM),
         ];
         // Section 15 is not whole RAM (ends at 0x7ffe0000): section 14.
-        assert_eq!(default_pmem_range(&map, &[]), Some((0x7200_0000, 32 << 20)));
+        assert_eq!(default_pmem_range(&map, &[]), PhysRange::from_size(0x7200_0000, 32 << 20));
         // Something in use there moves it down a section.
-        let used = [(0x7400_0000, 0x7400_1000)];
-        assert_eq!(default_pmem_range(&map, &used), Some((0x6a00_0000, 32 << 20)));
+        let used = [PhysRange::new(0x7400_0000, 0x7400_1000)];
+        assert_eq!(default_pmem_range(&map, &used), PhysRange::from_size(0x6a00_0000, 32 << 20));
         // Only high memory qualifies: use it.
         let high = [Entry::new(0x1_0000_0000, 0x1_1000_0000, RAM)];
-        assert_eq!(default_pmem_range(&high, &[]), Some((0x1_0a00_0000, 32 << 20)));
+        assert_eq!(default_pmem_range(&high, &[]), PhysRange::from_size(0x1_0a00_0000, 32 << 20));
         // No whole section of RAM: nothing.
         assert_eq!(default_pmem_range(&[Entry::new(0, 0x7ff_0000, RAM)], &[]), None);
         assert_eq!(default_pmem_range(&[], &[]), None);
@@ -576,31 +579,39 @@ mod tests {
         let top = !(SECTION - 1) - SECTION;
         assert_eq!(
             default_pmem_range(&huge, &[]),
-            Some((0xf800_0000 + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE))
+            PhysRange::from_size(0xf800_0000 + DEFAULT_PMEM_SIZE, DEFAULT_PMEM_SIZE)
         );
         // Everything below 4 GiB and the top section in use: the next one down.
-        let busy = [(0, 1 << 32), (top, u64::MAX)];
+        let busy = [PhysRange::new(0, 1 << 32), PhysRange::new(top, u64::MAX)];
         let want = top - SECTION + DEFAULT_PMEM_SIZE;
-        assert_eq!(default_pmem_range(&huge, &busy), Some((want, DEFAULT_PMEM_SIZE)));
+        assert_eq!(default_pmem_range(&huge, &busy), PhysRange::from_size(want, DEFAULT_PMEM_SIZE));
         // All of it in use: none.
-        assert_eq!(default_pmem_range(&huge, &[(0, u64::MAX)]), None);
+        assert_eq!(default_pmem_range(&huge, &[PhysRange::new(0, u64::MAX)]), None);
     }
 
     #[test]
     fn only_firmware_ram_or_pmem_outside_the_boot_pieces_is_backed() {
         let fw = qemu_2g();
-        assert!(is_backed(&fw, &[], 0x3a00_0000, 0x3c00_0000));
+        assert!(is_backed(&fw, &[], PhysRange::new(0x3a00_0000, 0x3c00_0000)));
         // Across the end of RAM into the firmware's reserved tail, or a hole.
-        assert!(!is_backed(&fw, &[], 0x7ff0_0000, 0x81f0_0000));
-        assert!(!is_backed(&fw, &[], 0x7ffe_0000, 0x8000_0000));
-        assert!(!is_backed(&fw, &[], 0x2_0000_0000, 0x2_0400_0000));
-        assert!(!is_backed(&fw, &[], 0x9f000, 0x10_0000));
+        assert!(!is_backed(&fw, &[], PhysRange::new(0x7ff0_0000, 0x81f0_0000)));
+        assert!(!is_backed(&fw, &[], PhysRange::new(0x7ffe_0000, 0x8000_0000)));
+        assert!(!is_backed(&fw, &[], PhysRange::new(0x2_0000_0000, 0x2_0400_0000)));
+        assert!(!is_backed(&fw, &[], PhysRange::new(0x9f000, 0x10_0000)));
         // The kernel's own pieces.
-        assert!(!is_backed(&fw, &[(0x3b00_0000, 0x3b00_1000)], 0x3a00_0000, 0x3c00_0000));
-        assert!(is_backed(&fw, &[(0x3c00_0000, 0x3c00_1000)], 0x3a00_0000, 0x3c00_0000));
+        assert!(!is_backed(
+            &fw,
+            &[PhysRange::new(0x3b00_0000, 0x3b00_1000)],
+            PhysRange::new(0x3a00_0000, 0x3c00_0000)
+        ));
+        assert!(is_backed(
+            &fw,
+            &[PhysRange::new(0x3c00_0000, 0x3c00_1000)],
+            PhysRange::new(0x3a00_0000, 0x3c00_0000)
+        ));
         // Firmware persistent memory (type 7) is the device itself.
         let pm = [Entry::new(0x1_0000_0000, 0x1_1000_0000, E820Type::PMEM)];
-        assert!(is_backed(&pm, &[], 0x1_0000_0000, 0x1_1000_0000));
+        assert!(is_backed(&pm, &[], PhysRange::new(0x1_0000_0000, 0x1_1000_0000)));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The IDT: a handler for every CPU exception. Each prints the vector, the
 //! error code, RIP and (for page faults) CR2, then fails the kernel.
 //! Tests can take over the failure path with [`set_fault_hook`].
+//!
+//! This is hardware only: what a faulting address belongs to is told by a
+//! describer the layers above register ([`set_fault_describer`]), and the
+//! console's locks are released by a hook they register
+//! ([`set_unlock_hook`]), so `arch` imports no driver and no console.
 
 use core::fmt;
 use spin::{Mutex, Once};
@@ -8,7 +13,87 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
 use super::gdt::DOUBLE_FAULT_IST_INDEX;
-use crate::mm::pmem::PmemFault;
+
+/// A short text naming what a faulting address belongs to (e.g. a
+/// persistent-memory region), written by a registered describer. A fixed
+/// buffer: the fault path must not allocate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FaultNote {
+    buf: [u8; 160],
+    len: usize,
+}
+
+impl FaultNote {
+    /// The note `args` formats to, cut at 160 bytes.
+    pub fn new(args: fmt::Arguments<'_>) -> Self {
+        let mut n = Self { buf: [0; 160], len: 0 };
+        let _ = fmt::write(&mut n, args);
+        n
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are copied in (`write_str` stops before a
+        // piece that does not fit), so the bytes are UTF-8.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for FaultNote {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl fmt::Display for FaultNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for FaultNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Tells what a faulting virtual address belongs to, if the describer
+/// knows it; it must never wait for a lock (it runs in the fault path).
+pub type FaultDescriber = fn(u64) -> Option<FaultNote>;
+
+static DESCRIBER: Once<FaultDescriber> = Once::new();
+
+/// Registers the one describer of faulting addresses (later calls are
+/// ignored).
+pub fn set_fault_describer(describe: FaultDescriber) {
+    DESCRIBER.call_once(|| describe);
+}
+
+/// The registered describer's note for `addr`.
+pub fn describe_fault(addr: u64) -> Option<FaultNote> {
+    DESCRIBER.get().and_then(|d| d(addr))
+}
+
+/// Releases locks an interrupted context may hold on the way out (the
+/// framebuffer console's).
+///
+/// # Safety
+///
+/// Only called on a path that never returns to the interrupted context.
+pub type UnlockHook = unsafe fn();
+
+static UNLOCK: Once<UnlockHook> = Once::new();
+
+/// Registers the hook the fault path calls before it prints.
+pub fn set_unlock_hook(hook: UnlockHook) {
+    UNLOCK.call_once(|| hook);
+}
 
 /// What the CPU reported for one exception.
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +107,9 @@ pub struct ExceptionInfo {
     pub cr2: Option<u64>,
     /// The stack pointer inside the handler (shows which stack it runs on).
     pub handler_rsp: u64,
-    /// For a page fault in the physical-memory map: the persistent-memory
-    /// region the address belongs to.
-    pub pmem: Option<PmemFault>,
+    /// For a page fault: what the address belongs to, as the registered
+    /// describer tells it (e.g. a persistent-memory region).
+    pub note: Option<FaultNote>,
 }
 
 impl ExceptionInfo {
@@ -58,7 +143,7 @@ impl ExceptionInfo {
                 "not-present page"
             }
         );
-        if let Some(p) = self.pmem {
+        if let Some(p) = self.note {
             log::error!("#PF: {p}");
         }
     }
@@ -74,7 +159,7 @@ impl fmt::Display for ExceptionInfo {
         if let Some(a) = self.cr2 {
             write!(f, " CR2={a:#018x}")?;
         }
-        if let Some(p) = self.pmem {
+        if let Some(p) = self.note {
             write!(f, ": {p}")?;
         }
         Ok(())
@@ -112,7 +197,9 @@ fn fault(
     // the console locks will never run again.
     unsafe {
         super::serial::force_unlock();
-        crate::console::framebuffer::force_unlock();
+        if let Some(unlock) = UNLOCK.get() {
+            unlock();
+        }
     }
     let info = ExceptionInfo {
         vector,
@@ -122,7 +209,7 @@ fn fault(
         rsp: frame.stack_pointer.as_u64(),
         cr2,
         handler_rsp: current_rsp(),
-        pmem: cr2.and_then(crate::mm::pmem::fault_at),
+        note: cr2.and_then(describe_fault),
     };
     info.log_page_fault();
     // An exception may have interrupted code holding the hook lock only if

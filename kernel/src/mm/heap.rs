@@ -35,6 +35,15 @@ pub struct KernelHeap(Mutex<Arenas>);
 static HEAP: KernelHeap =
     KernelHeap(Mutex::new(Arenas { heaps: [const { Heap::empty() }; MAX_ARENAS], len: 0 }));
 
+static UNDER_SPARSE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Heap allocations made while `SPARSE` was held, since the page allocator
+/// started. The kernel makes none: a test reads this before and after an
+/// operation (test code itself may allocate while it reads the model).
+pub fn allocs_under_sparse() -> u64 {
+    UNDER_SPARSE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Gives the static arena to the allocator. Call once, before any allocation.
 pub fn init() {
     let mut a = HEAP.0.lock();
@@ -68,6 +77,9 @@ impl Arenas {
         }
         let need = (layout.size() + layout.align()).div_ceil(4096).next_power_of_two();
         let order = need.ilog2().max(GROW_ORDER);
+        if crate::mm::sparse::heap_may_grow().is_err() {
+            return false;
+        }
         let Some(addr) = crate::mm::page_alloc::alloc_for_heap(order) else { return false };
         let n = self.len;
         // SAFETY: the page allocator handed these 2^order pages, mapped at
@@ -82,6 +94,13 @@ impl Arenas {
 // linked_list_allocator returns blocks that satisfy the requested layout.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // The lock order (DESIGN.md §4a): the heap comes before SPARSE, so
+        // the kernel allocates nothing under SPARSE once the page allocator
+        // runs (a grow there would fail); counted, and tests hold the
+        // kernel's operations to zero.
+        if let Err("heap allocation under the SPARSE lock") = crate::mm::sparse::heap_may_grow() {
+            UNDER_SPARSE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut a = self.0.lock();
             let p = match a.alloc(layout) {

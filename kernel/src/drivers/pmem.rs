@@ -251,13 +251,32 @@ pub fn regions() -> Vec<Region> {
 
 /// Registers one region per persistent range and lists them, as the NFIT
 /// bus does at boot.
-pub fn register(ranges: &[(u64, u64, Origin)]) {
+pub fn register(ranges: &[crate::acpi::PmemRange]) {
+    use crate::acpi::Described;
     let mut regions = REGIONS.lock();
-    for &(start, size, origin) in ranges {
+    for r in ranges {
+        let (start, size, spa) = (r.start, r.size, r.spa);
+        let origin = match r.described {
+            Described::Firmware => Origin::Firmware { spa },
+            Described::Emulated { legacy } => Origin::Emulated { spa, legacy },
+        };
         let id = regions.len();
         regions.push(Region { id, start, size, origin, state: State::Offline, layout: None });
     }
     for r in regions.iter() {
+        // /proc/iomem: the range (unless E820 already named it, as
+        // `memmap=nn!ss` does), the namespace under it.
+        let end = r.end() - 1;
+        let legacy = crate::mm::iomem::contains(r.start, end, "Persistent Memory (legacy)");
+        let range = if legacy {
+            Ok(())
+        } else {
+            crate::mm::iomem::insert(r.start, end, "Persistent Memory")
+        };
+        if let Err(e) = range.and_then(|()| crate::mm::iomem::insert(r.start, end, &r.namespace()))
+        {
+            log::warn!("iomem: {e}");
+        }
         // Its mode is known once its info block is probed, before the add.
         log::info!("pmem: {}", r.heading());
         if !backed(r) {
@@ -271,7 +290,8 @@ pub fn register(ranges: &[(u64, u64, Origin)]) {
 
 /// The section line of the section holding `pfn`.
 fn section_line(nr: u64) -> String {
-    alloc::format!("{}", SectionLine(nr, SPARSE.lock().section_or_empty(nr)))
+    let line = SectionLine(nr, SPARSE.lock().section_or_empty(nr)).summary();
+    alloc::format!("{line}")
 }
 
 /// Hot-adds region `id`: `memremap_pages` for its namespace. `step` is
@@ -360,7 +380,7 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
         step(nr, &section_line(nr));
     }
     // Linux leaves ZONE_DEVICE's span as it was (a no-op, kept for the picture).
-    crate::mm::zone::remove_pfn_range_from_zone(ZoneType::Device, first, nr_pages);
+    crate::mm::zone::remove_pfn_range_from_zone(ZoneType::Device, first, nr_pages, &[]);
     log::info!("pmem: {} {} removed", r.name(), MemRange(start, end));
     let mut regions = REGIONS.lock();
     regions[id].state = State::Offline;
@@ -405,7 +425,7 @@ fn region(id: usize) -> Result<Region, PmemError> {
 
 /// The physical-memory map's address of `phys`.
 fn virt(phys: u64) -> u64 {
-    crate::init::mappings().expect("recorded at boot").physical_memory_offset + phys
+    crate::boot::mappings().expect("recorded at boot").physical_memory_offset + phys
 }
 
 /// Runs `f` on the info block's 4 KiB of `r` in the physical-memory map,
@@ -544,7 +564,7 @@ fn backed(r: &Region) -> bool {
     match (r.origin, crate::mm::firmware::maps()) {
         (Origin::Firmware { .. }, _) | (_, None) => true,
         (Origin::Emulated { .. }, Some(m)) => {
-            mm::usermap::is_backed(&m.bios, &m.in_use, r.start, r.end())
+            mm::usermap::is_backed(&m.bios, &m.in_use, mm::addr::PhysRange::new(r.start, r.end()))
         }
     }
 }
@@ -657,11 +677,17 @@ impl fmt::Display for PmemFault {
     }
 }
 
+/// The fault handler's describer (registered by `init`): names the
+/// persistent-memory region a faulting address is in.
+pub fn describe_fault(virt: u64) -> Option<crate::arch::idt::FaultNote> {
+    fault_at(virt).map(|f| crate::arch::idt::FaultNote::new(format_args!("{f}")))
+}
+
 /// The region whose physical-memory-map address `virt` is, for the page
 /// fault handler. Never waits: if the region list is busy (the fault came
 /// from inside the driver) the answer is `None`.
 pub fn fault_at(virt: u64) -> Option<PmemFault> {
-    let off = crate::init::mappings()?.physical_memory_offset;
+    let off = crate::boot::mappings()?.physical_memory_offset;
     let phys = virt.checked_sub(off)?;
     let regions = REGIONS.try_lock()?;
     let r = regions.iter().find(|r| r.start <= phys && phys < r.end())?;
