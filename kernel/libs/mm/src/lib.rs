@@ -1,7 +1,18 @@
-//! Tessera's portable memory-model logic: the firmware memory map (E820
-//! types, normalization, Linux's printed form) and the user-defined map
-//! from `memmap=`/`mem=` options. No hardware access, no `unsafe`: it builds
-//! and is tested on the host.
+//! Tessera's portable memory model and its policies, the part of the kernel
+//! that needs no hardware: it builds for the kernel (`no_std` + `alloc`) and
+//! is tested on the host with plain `cargo test`. No `unsafe`.
+//!
+//! - Maps: the firmware's E820 map ([`e820`]: types, normalization, Linux's
+//!   printed form), the user map from `memmap=`/`mem=` ([`usermap`]),
+//!   memblock ([`memblock`]), the `/proc/iomem` tree ([`iomem`]).
+//! - The model: page descriptors ([`page`]), SPARSEMEM sections with
+//!   sub-section hot-add and remove behind [`sparse::SparseBackend`]
+//!   ([`sparse`]), the buddy allocator ([`buddy`]), zones and
+//!   `/proc/zoneinfo` ([`zone`]).
+//! - Policy: memory blocks and their online/offline rules
+//!   ([`memory_block`]), the fsdax/devdax info block on persistent media
+//!   ([`nd_pfn`]).
+//! - Types that say what a number is ([`addr`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
