@@ -380,7 +380,7 @@ pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, Pmem
         step(nr, &section_line(nr));
     }
     // Linux leaves ZONE_DEVICE's span as it was (a no-op, kept for the picture).
-    crate::mm::zone::remove_pfn_range_from_zone(ZoneType::Device, first, nr_pages, &[]);
+    crate::mm::zone::remove_pfn_range_from_zone(ZoneType::Device, first, nr_pages);
     log::info!("pmem: {} {} removed", r.name(), MemRange(start, end));
     let mut regions = REGIONS.lock();
     regions[id].state = State::Offline;

@@ -47,6 +47,12 @@ pub fn release_adjustable(start: u64, end: u64) -> bool {
     with(|t| t.release_adjustable(start, end))
 }
 
+/// `request_mem_region`'s conflict for `[start, end]`, if any: the
+/// conflicting resource's range and name.
+pub fn request_conflict(start: u64, end: u64) -> Option<(u64, u64, alloc::string::String)> {
+    with(|t| t.request_conflict(start, end).map(|r| (r.start, r.end, r.name.clone())))
+}
+
 /// Whether a resource named `name` spans exactly `[start, end]`.
 pub fn contains(start: u64, end: u64, name: &str) -> bool {
     with(|t| t.find(start, end, name).is_some())

@@ -7,12 +7,13 @@
 //! ([`mm::zone`]).
 //!
 //! Lock order: the memory blocks' lock, then `SPARSE`, then `ZONES`;
-//! nothing here is called with `ZONES` held.
+//! nothing here is called with `ZONES` held, and nothing here reads the
+//! memory blocks (a zone knows its pages from the memory model alone).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mm::page::{MemMap, Pfn, ZoneType, phys_pfn};
+use mm::page::{Pfn, ZoneType, phys_pfn};
 use mm::zone::{NR_ZONES, NodeZones, ZoneSpan, zone_type};
 use spin::Mutex;
 
@@ -46,44 +47,34 @@ pub fn span(zone: ZoneType) -> ZoneSpan {
     *ZONES.lock().zone(zone)
 }
 
-/// `move_pfn_range_to_zone`: the zone's span takes in `[start_pfn,
-/// start_pfn + nr_pages)` (onlined RAM, or device memory from
+/// A copy of every zone's span and present pages.
+pub fn zones() -> NodeZones {
+    *ZONES.lock()
+}
+
+/// [`NodeZones::move_pfn_range_to_zone`]: the zone's span takes in
+/// `[start_pfn, start_pfn + nr_pages)` (onlined RAM, or device memory from
 /// `memremap_pages`).
 pub fn move_pfn_range_to_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
-    ZONES.lock().zone_mut(zone).resize_zone_range(start_pfn, nr_pages);
+    ZONES.lock().move_pfn_range_to_zone(zone, start_pfn, nr_pages);
 }
 
-/// `adjust_present_page_count`: RAM onlined (positive) or offlined
-/// (negative) in `zone`.
+/// [`NodeZones::adjust_present_page_count`]: RAM onlined (positive) or
+/// offlined (negative) in `zone`.
 pub fn adjust_present_page_count(zone: ZoneType, nr_pages: i64) {
-    let mut z = ZONES.lock();
-    let present = &mut z.zone_mut(zone).present_pages;
-    *present = present.saturating_add_signed(nr_pages);
+    ZONES.lock().adjust_present_page_count(zone, nr_pages);
 }
 
-/// `remove_pfn_range_from_zone` for pages that just went offline: the
-/// span shrinks past them when they were at its edge (`shrink_zone_span`),
-/// down to the nearest page still online in the zone: in one of `online`
-/// (the online memory blocks' pfn ranges, from the caller), online in the
-/// memory model and of this zone. As in Linux,
-/// ZONE_DEVICE is never shrunk: its span keeps what persistent memory once
-/// covered.
-pub fn remove_pfn_range_from_zone(
-    zone: ZoneType,
-    start_pfn: Pfn,
-    nr_pages: u64,
-    online: &[(Pfn, Pfn)],
-) {
+/// [`NodeZones::remove_pfn_range_from_zone`] for pages that just went
+/// offline (their sections marked offline): the span shrinks past them
+/// when they were at its edge, down to the nearest page still online in
+/// the memory model and of this zone. ZONE_DEVICE is never shrunk.
+pub fn remove_pfn_range_from_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
     if zone == ZoneType::Device {
-        return;
+        return; // nothing to read or change: no lock
     }
     let s = SPARSE.lock();
-    let in_zone = |pfn: Pfn| {
-        online.iter().any(|&(a, b)| a <= pfn && pfn < b)
-            && s.pfn_to_online_page(pfn).is_some()
-            && s.page(pfn).is_some_and(|p| p.zone() == zone)
-    };
-    ZONES.lock().zone_mut(zone).shrink_zone_span(start_pfn, start_pfn + nr_pages, in_zone);
+    ZONES.lock().remove_pfn_range_from_zone(&s, zone, start_pfn, nr_pages);
 }
 
 /// Every zone's `/proc/zoneinfo` numbers: span and present pages, and the

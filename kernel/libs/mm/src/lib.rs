@@ -24,6 +24,7 @@ pub mod e820;
 pub mod iomem;
 pub mod memblock;
 pub mod memory_block;
+pub mod memory_hotplug;
 pub mod nd_pfn;
 pub mod page;
 pub mod sparse;

@@ -8,6 +8,7 @@ use crate::addr::PhysRange;
 use crate::e820::{E820Type, Entry, MemRange};
 use crate::page::{Pfn, ZoneType};
 use crate::sparse::{MAX_PHYSMEM_BITS, SECTION_SIZE_BITS};
+use crate::zone::{NodeZones, ZONE_MOVABLE, ZoneSpan};
 
 /// The smallest block: one section (`MIN_MEMORY_BLOCK_SIZE`).
 pub const MIN_MEMORY_BLOCK_SIZE: u64 = 1 << SECTION_SIZE_BITS;
@@ -235,11 +236,24 @@ pub fn check_add_memory(
     size: u64,
     block_size: u64,
 ) -> Result<(), AddError> {
+    let conflict = |s, e| iomem.request_conflict(s, e).map(|r| (r.start, r.end, r.name.clone()));
+    check_add_memory_with(conflict, start, size, block_size)
+}
+
+/// [`check_add_memory`] with the resource tree asked through `conflict`:
+/// for `[start, end]` (inclusive), the resource `__request_region` would
+/// fail on, as `(start, end, name)`.
+pub fn check_add_memory_with(
+    conflict: impl FnOnce(u64, u64) -> Option<(u64, u64, alloc::string::String)>,
+    start: u64,
+    size: u64,
+    block_size: u64,
+) -> Result<(), AddError> {
     if !mhp_range_allowed(start, size) {
         return Err(AddError::TooBig { start, size });
     }
-    if let Some(r) = iomem.request_conflict(start, start + size - 1) {
-        return Err(AddError::Exist { start, size, with: (r.start, r.end, r.name.clone()) });
+    if let Some(with) = conflict(start, start + size - 1) {
+        return Err(AddError::Exist { start, size, with });
     }
     if size == 0 || !start.is_multiple_of(block_size) || !size.is_multiple_of(block_size) {
         return Err(AddError::Unaligned { start, size, block_size });
@@ -344,6 +358,30 @@ pub struct ZoneSpans {
 }
 
 impl ZoneSpans {
+    /// The spans of node 0's zones `zones` (`zone_intersects` reads every
+    /// zone's span, populated or not).
+    pub fn of(zones: &NodeZones) -> Self {
+        let span = |z: &ZoneSpan| (z.zone_start_pfn, z.zone_end_pfn());
+        let kernel =
+            [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal].map(|t| span(zones.zone(t)));
+        Self { kernel, movable: span(&zones.zones[ZONE_MOVABLE]) }
+    }
+
+    /// The spans of the populated zones only (those with present pages),
+    /// the others empty: what `early_node_zone_for_memory_block` looks at.
+    pub fn populated(zones: &NodeZones) -> Self {
+        let mut spans = Self::of(zones);
+        for (i, t) in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal].into_iter().enumerate() {
+            if !zones.zone(t).populated() {
+                spans.kernel[i] = (0, 0);
+            }
+        }
+        if !zones.zones[ZONE_MOVABLE].populated() {
+            spans.movable = (0, 0);
+        }
+        spans
+    }
+
     fn span(&self, zone: OnlineZone) -> (Pfn, Pfn) {
         match zone {
             OnlineZone::Kernel(z) => self.kernel.get(z as usize).copied().unwrap_or((0, 0)),

@@ -15,8 +15,10 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use crate::e820::MemRange;
-use crate::page::{MAX_DMA_PFN, MAX_DMA32_PFN, Pfn, ZoneType, pfn_phys};
-use crate::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, pfn_to_section_nr};
+use crate::page::{MAX_DMA_PFN, MAX_DMA32_PFN, MemMap, Pfn, ZoneType, pfn_phys};
+use crate::sparse::{
+    PAGES_PER_SECTION, PAGES_PER_SUBSECTION, Sparse, SparseBackend, pfn_to_section_nr,
+};
 
 /// Linux's zones on x86_64, in its order (`enum zone_type`).
 pub const NR_ZONES: usize = 5;
@@ -192,6 +194,44 @@ impl NodeZones {
     /// The zone of a [`ZoneType`], for update.
     pub fn zone_mut(&mut self, zone: ZoneType) -> &mut ZoneSpan {
         &mut self.zones[zone_idx(zone)]
+    }
+
+    /// `move_pfn_range_to_zone`'s span part: `zone` takes in `[start_pfn,
+    /// start_pfn + nr_pages)` (onlined RAM, or device memory from
+    /// `memremap_pages`).
+    pub fn move_pfn_range_to_zone(&mut self, zone: ZoneType, start_pfn: Pfn, nr_pages: u64) {
+        self.zone_mut(zone).resize_zone_range(start_pfn, nr_pages);
+    }
+
+    /// `adjust_present_page_count`: RAM onlined (positive) or offlined
+    /// (negative) in `zone`.
+    pub fn adjust_present_page_count(&mut self, zone: ZoneType, nr_pages: i64) {
+        let present = &mut self.zone_mut(zone).present_pages;
+        *present = present.saturating_add_signed(nr_pages);
+    }
+
+    /// `remove_pfn_range_from_zone` for pages of `zone` that just went
+    /// offline: the span shrinks past them when they were at its edge
+    /// ([`ZoneSpan::shrink_zone_span`]), down to the nearest page still
+    /// online in the zone as the memory model `sparse` has it
+    /// (`pfn_to_online_page`, and the page's zone). As in Linux,
+    /// ZONE_DEVICE is never shrunk: its span keeps what persistent memory
+    /// once covered.
+    pub fn remove_pfn_range_from_zone<B: SparseBackend>(
+        &mut self,
+        sparse: &Sparse<B>,
+        zone: ZoneType,
+        start_pfn: Pfn,
+        nr_pages: u64,
+    ) {
+        if zone == ZoneType::Device {
+            return;
+        }
+        let in_zone = |pfn: Pfn| {
+            sparse.pfn_to_online_page(pfn).is_some()
+                && sparse.page(pfn).is_some_and(|p| p.zone() == zone)
+        };
+        self.zone_mut(zone).shrink_zone_span(start_pfn, start_pfn + nr_pages, in_zone);
     }
 }
 
