@@ -50,7 +50,8 @@ impl PhysMem for KernelPhys {
         let mut page = phys & !0xfff;
         while page < end {
             let Some(virt) = self.0.checked_add(page) else { return false };
-            if paging::mapping(self.0, virt).is_none_or(|(p, _)| p != page) {
+            let mapped = paging::mapping(x86_64::VirtAddr::new(virt)).map(|(p, _)| p.as_u64());
+            if mapped != Some(page) {
                 return false;
             }
             page += 4096;

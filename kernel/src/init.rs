@@ -40,8 +40,8 @@ fn gather_cmdline(boot_info: &BootInfo) -> String {
 fn framebuffer_phys() -> Option<(u64, u64)> {
     let m = boot::mappings()?;
     let (virt, len) = m.framebuffer?;
-    let phys = crate::arch::paging::translate(m.physical_memory_offset, virt)?;
-    Some((phys, len as u64))
+    let phys = crate::arch::paging::translate(x86_64::VirtAddr::new(virt))?;
+    Some((phys.as_u64(), len as u64))
 }
 
 /// Brings the kernel up: serial, clock, heap, options, console, descriptor
@@ -68,7 +68,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
             .as_ref()
             .map(|fb| (fb.buffer().as_ptr() as u64, fb.buffer().len())),
     });
-    gdt::guard_double_fault_stack(m.physical_memory_offset);
+    crate::arch::paging::init(x86_64::VirtAddr::new(m.physical_memory_offset));
+    gdt::guard_double_fault_stack();
     // Options first, so `console=` decides where even the first line goes.
     let mut refused = alloc::vec::Vec::new();
     let (line, opts) = boot::set_cmdline(

@@ -65,26 +65,27 @@ fn bootloader_mappings_stay_in_the_dynamic_range() {
     // The physical-memory map really maps physical memory: a static read
     // through it, at the physical address the page tables give, is intact.
     static PROBE: u64 = 0x5445_5353_4552_4121;
-    let phys = physical_address_of(m.physical_memory_offset, &raw const PROBE as u64);
+    let phys = physical_address_of(&raw const PROBE as u64);
     // SAFETY: `phys` is the frame backing PROBE, mapped at the offset.
     let via_phys =
         unsafe { core::ptr::read_volatile((m.physical_memory_offset + phys) as *const u64) };
     assert_eq!(via_phys, PROBE);
 }
 
-fn physical_address_of(offset: u64, virt: u64) -> u64 {
-    kernel::arch::paging::translate(offset, virt).expect("a static is mapped")
+fn physical_address_of(virt: u64) -> u64 {
+    kernel::arch::paging::translate(x86_64::VirtAddr::new(virt))
+        .expect("a static is mapped")
+        .as_u64()
 }
 
 #[test_case]
 fn memblock_reserves_what_the_kernel_stands_on() {
     use kernel::mm::memblock::MEMBLOCK;
-    let m = boot::mappings().unwrap();
     static PROBE: u8 = 7;
-    let image = physical_address_of(m.physical_memory_offset, &raw const PROBE as u64);
+    let image = physical_address_of(&raw const PROBE as u64);
     let stack = {
         let marker = 0u8;
-        physical_address_of(m.physical_memory_offset, &raw const marker as u64)
+        physical_address_of(&raw const marker as u64)
     };
     let mb = MEMBLOCK.lock();
     for (what, pa) in [("kernel image", image), ("kernel stack", stack), ("page 0", 0)] {

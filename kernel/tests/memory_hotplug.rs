@@ -65,7 +65,7 @@ fn normal() -> (u64, u64, Pfn, Pfn) {
 
 fn mapped(addr: u64) -> bool {
     let off = boot::mappings().unwrap().physical_memory_offset;
-    paging::mapping(off, off + addr).is_some()
+    paging::mapping(x86_64::VirtAddr::new(off + addr)).is_some()
 }
 
 fn word(addr: u64) -> *mut u64 {
@@ -390,4 +390,16 @@ fn onlining_probed_blocks_grows_their_zone_and_offlining_shrinks_it() {
     assert_eq!(zone::span(ZoneType::Dma32), dma32);
     let s = SPARSE.lock();
     assert_eq!(s.backend.buddy.managed(ZoneType::Normal), 0);
+}
+
+/// A block's whole life allocates nothing from the heap while `SPARSE` is
+/// held, so the heap can grow at any step of it (DESIGN.md §4a).
+#[test_case]
+fn nothing_allocates_under_sparse_in_a_block_life() {
+    let under = kernel::mm::heap::allocs_under_sparse();
+    hp::probe(4 * G).unwrap();
+    hp::online_type(32, OnlineType::OnlineKernel).unwrap();
+    hp::offline(32).unwrap();
+    hp::remove(32).unwrap();
+    assert_eq!(kernel::mm::heap::allocs_under_sparse(), under, "heap allocations under SPARSE");
 }

@@ -20,7 +20,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::{ZoneType, phys_pfn};
+use mm::page::{STRUCT_PAGE_SIZE, ZoneType, phys_pfn};
 use mm::sparse::{flags, pfn_to_section_nr};
 
 kernel::test_binary_entry!();
@@ -70,7 +70,11 @@ fn the_range_is_mapped_and_keeps_what_is_written() {
     let off = boot::mappings().unwrap().physical_memory_offset;
     for r in regions() {
         for (i, a) in [r.start, r.end() - 8].into_iter().enumerate() {
-            assert_eq!(paging::mapping(off, off + a).map(|m| m.0), Some(a), "{a:#x} mapped");
+            assert_eq!(
+                paging::mapping(x86_64::VirtAddr::new(off + a)).map(|m| m.0.as_u64()),
+                Some(a),
+                "{a:#x} mapped"
+            );
             let p = (off + a) as *mut u64;
             let v = 0x7e55_e7a0_0000_0000 | (r.id as u64) << 8 | i as u64;
             // With an altmap, the first 2 MiB hold the memmap: skip them.
@@ -188,8 +192,8 @@ fn memremap_checks_refuse_bad_ranges() {
 
 /// The physical address of the descriptor of `pfn` (through the vmemmap).
 fn memmap_phys(pfn: u64) -> u64 {
-    let off = boot::mappings().unwrap().physical_memory_offset;
-    paging::mapping(off, VMEMMAP_START + pfn * 64).expect("memmap mapped").0
+    let desc = VMEMMAP_START + pfn * STRUCT_PAGE_SIZE;
+    paging::mapping(x86_64::VirtAddr::new(desc)).expect("memmap mapped").0.as_u64()
 }
 
 #[test_case]

@@ -32,7 +32,7 @@ fn offset() -> u64 {
 fn check_mapped(r: &Region, mapped: bool) -> Result<(), alloc::string::String> {
     let off = offset();
     for a in (r.start..r.end()).step_by(SUB as usize) {
-        let m = paging::mapping(off, off + a + 0x1000).map(|(p, _)| p);
+        let m = paging::mapping(x86_64::VirtAddr::new(off + a + 0x1000)).map(|(p, _)| p.as_u64());
         let want = mapped.then_some(a + 0x1000);
         if m != want {
             return Err(format!("{r}: {a:#x} maps to {m:x?}, expected {want:x?}"));

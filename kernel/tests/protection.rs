@@ -30,8 +30,7 @@ fn code_marker() -> u64 {
 }
 
 fn flags(virt: u64) -> F {
-    let off = boot::mappings().unwrap().physical_memory_offset;
-    paging::flags(off, virt).unwrap_or_else(|| panic!("{virt:#x} is not mapped"))
+    paging::flags(x86_64::VirtAddr::new(virt)).unwrap_or_else(|| panic!("{virt:#x} is not mapped"))
 }
 
 fn writable(f: F) -> bool {
@@ -66,10 +65,9 @@ fn every_page_of_the_kernel_image_is_w_xor_x() {
         &DATA as *const _ as u64,
     ];
     let (lo, hi) = (marks.iter().min().unwrap() & !0xfff, *marks.iter().max().unwrap());
-    let off = boot::mappings().unwrap().physical_memory_offset;
     let mut pages = 0;
     for page in (lo..=hi).step_by(4096) {
-        if let Some(f) = paging::flags(off, page) {
+        if let Some(f) = paging::flags(x86_64::VirtAddr::new(page)) {
             assert!(!(writable(f) && executable(f)), "{page:#x}: {f:?}");
             pages += 1;
         }
@@ -99,12 +97,12 @@ fn both_stacks_have_an_unmapped_guard_page_below_them() {
         assert!(writable(f) && !executable(f), "double-fault stack {page:#x}: {f:?}");
     }
     assert_eq!(gdt::double_fault_guard(), lo - 4096);
-    assert_eq!(paging::mapping(off, lo - 4096), None, "double-fault guard page");
+    assert_eq!(paging::mapping(x86_64::VirtAddr::new(lo - 4096)), None, "double-fault guard page");
     // The kernel stack: mapped from here down to its lowest page, which is
     // at most the configured size below, and the page under that is not.
     let rsp = &off as *const u64 as u64 & !0xfff;
     let mut low = rsp;
-    while paging::mapping(off, low - 4096).is_some() {
+    while paging::mapping(x86_64::VirtAddr::new(low - 4096)).is_some() {
         low -= 4096;
         assert!(rsp - low <= boot::KERNEL_STACK_SIZE, "no guard within the stack size");
     }

@@ -13,13 +13,15 @@ extern crate alloc;
 use alloc::collections::BTreeSet;
 
 use kernel::arch::{paging, time};
-use kernel::boot::{self, layout::VMEMMAP_START};
+use kernel::boot::layout::VMEMMAP_START;
 use kernel::drivers::pmem::{self, Region};
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::phys_pfn;
-use mm::sparse::{SECTION_MEMMAP_BYTES, SECTIONS_PER_ROOT, USAGE_SIZE, pfn_to_section_nr};
+use mm::page::{STRUCT_PAGE_SIZE, phys_pfn};
+use mm::sparse::{
+    SECTION_MEMMAP_BYTES, SECTIONS_PER_ROOT, USAGE_SIZE, pfn_to_section_nr, section_nr_to_pfn,
+};
 
 kernel::test_binary_entry!();
 
@@ -62,14 +64,14 @@ fn the_model_grows_with_what_is_present_not_the_address_space() {
 #[test_case]
 fn the_nvdimm_memmap_is_in_the_nvdimm_and_re_adding_uses_no_ram() {
     let r = nvdimm();
-    let off = boot::mappings().unwrap().physical_memory_offset;
     // The harness formatted the device fsdax (map=dev) before this boot:
     // the memmap lies between the info block and dataoff.
     let (ms, me) = r.layout.and_then(|l| l.memmap_area()).expect("an fsdax info block");
     assert_eq!((ms, me), (NVDIMM + 8192, NVDIMM + G + (2 << 20)), "Linux's layout");
     for nr in [pfn_to_section_nr(phys_pfn(NVDIMM)), pfn_to_section_nr(phys_pfn(r.end() - 1))] {
-        let virt = VMEMMAP_START + (nr << 27) / 4096 * 64;
-        let (phys, _) = paging::mapping(off, virt).expect("memmap mapped");
+        let virt = VMEMMAP_START + section_nr_to_pfn(nr) * STRUCT_PAGE_SIZE;
+        let (phys, _) = paging::mapping(x86_64::VirtAddr::new(virt)).expect("memmap mapped");
+        let phys = phys.as_u64();
         assert!((ms..me).contains(&phys), "section {nr}: memmap at {phys:#x}");
     }
     // Page tables made by the first add stay; after that a remove and an

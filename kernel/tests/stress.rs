@@ -27,7 +27,7 @@ use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{KernelBackend, SPARSE};
 use kernel::println;
 use kernel::testing::{Rng, model_snapshot, quiet};
-use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, phys_pfn};
+use mm::page::{MemMap, PAGE_SIZE, Pfn, STRUCT_PAGE_SIZE, phys_pfn};
 use mm::sparse::{
     PAGES_PER_SUBSECTION, Sparse, USAGE_SIZE, pfn_to_section_nr, subsection_map_index,
 };
@@ -36,7 +36,7 @@ kernel::test_binary_entry!();
 
 const OPS: u64 = 10_000;
 /// Bytes of memmap (4 KiB pages of it) per sub-section.
-const SUB_MEMMAP: u64 = PAGES_PER_SUBSECTION * core::mem::size_of::<Page>() as u64;
+const SUB_MEMMAP: u64 = PAGES_PER_SUBSECTION * STRUCT_PAGE_SIZE;
 const SUB_MEMMAP_PAGES: u64 = SUB_MEMMAP / PAGE_SIZE;
 
 /// A pattern word for physical address `a`.
@@ -63,9 +63,12 @@ struct Sub {
 }
 
 /// Where each 4 KiB page of `pfn`'s sub-section memmap is mapped.
-fn memmap_mapping(off: u64, pfn: Pfn) -> [Option<(u64, MapSize)>; SUB_MEMMAP_PAGES as usize] {
-    let virt = VMEMMAP_START + pfn * core::mem::size_of::<Page>() as u64;
-    core::array::from_fn(|k| paging::mapping(off, virt + k as u64 * PAGE_SIZE))
+fn memmap_mapping(pfn: Pfn) -> [Option<(u64, MapSize)>; SUB_MEMMAP_PAGES as usize] {
+    let virt = VMEMMAP_START + pfn * STRUCT_PAGE_SIZE;
+    core::array::from_fn(|k| {
+        let at = x86_64::VirtAddr::new(virt + k as u64 * PAGE_SIZE);
+        paging::mapping(at).map(|(p, size)| (p.as_u64(), size))
+    })
 }
 
 fn free_pages(s: &Sparse<KernelBackend>) -> u64 {
@@ -116,12 +119,12 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
     }
     let bit = |p: Pfn| 1u64 << subsection_map_index(p);
     let early_maps: Vec<_> =
-        subs.iter().map(|u| secs[u.sec].early.then(|| memmap_mapping(offset, u.pfn))).collect();
+        subs.iter().map(|u| secs[u.sec].early.then(|| memmap_mapping(u.pfn))).collect();
     // Checks the page tables of sub-section `i`'s memmap: an early
     // section's stays as it was; a populated sub-section's is 4 KiB pages;
     // an absent one is not mapped at all.
     let check_vmemmap = |i: usize, present: bool, step: u64| {
-        let now = memmap_mapping(offset, subs[i].pfn);
+        let now = memmap_mapping(subs[i].pfn);
         match &early_maps[i] {
             Some(was) => assert!(now == *was, "step {step}: early memmap of sub {i} changed"),
             None => {

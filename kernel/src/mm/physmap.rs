@@ -9,6 +9,9 @@
 use mm::page::pfn_phys;
 use mm::sparse::SUBSECTION_SIZE as SUBSECTION;
 
+use x86_64::structures::paging::PhysFrame;
+use x86_64::{PhysAddr, VirtAddr};
+
 use crate::arch::paging::{self, MapSize};
 
 const _: () = assert!(MapSize::Size2M.bytes() == SUBSECTION, "one 2 MiB page per sub-section");
@@ -26,12 +29,16 @@ pub fn map(start: u64, size: u64) -> Result<(), u64> {
     let off = offset().ok_or(start)?;
     let mut at = start;
     while at < start + size {
-        if paging::mapping(off, off + at).is_none() {
-            let mut frames = || crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys);
+        let virt = VirtAddr::new(off + at);
+        if paging::mapping(virt).is_none() {
+            let mut frames = || {
+                let frame = crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
+                Some(PhysFrame::containing_address(PhysAddr::new(frame)))
+            };
             // SAFETY: `off + at` is the physical-memory map's address of a
             // range being hot-added, which nothing maps or references yet;
             // the caller owns the range.
-            unsafe { paging::map(off, off + at, at, MapSize::Size2M, &mut frames) }
+            unsafe { paging::map(virt, PhysAddr::new(at), MapSize::Size2M, &mut frames) }
                 .map_err(|_| at)?;
         }
         at += SUBSECTION;
@@ -49,7 +56,7 @@ pub fn unmap(start: u64, size: u64) {
         // SAFETY: the caller owns the range and is taking it out of use:
         // it is offline or being removed, and the kernel keeps no reference
         // into it (memmaps live in the vmemmap, a separate mapping).
-        at += match unsafe { paging::unmap(off, off + at) } {
+        at += match unsafe { paging::unmap(VirtAddr::new(off + at)) } {
             Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
             _ => SUBSECTION - at % SUBSECTION,
         };

@@ -21,6 +21,9 @@ use mm::sparse::{
 };
 use spin::Mutex;
 
+use x86_64::structures::paging::PhysFrame;
+use x86_64::{PhysAddr, VirtAddr};
+
 use crate::arch::paging::{self, MapSize};
 use crate::boot::layout::VMEMMAP_START;
 use crate::mm::memblock::MEMBLOCK;
@@ -363,16 +366,15 @@ impl KernelBackend {
     }
 
     fn map(&mut self, virt: u64, phys: u64, size: MapSize) -> bool {
-        let offset = self.phys_offset;
         let mut tables = 0;
         let mut frames = || {
             tables += 1;
-            self.alloc_block(0).map(|(p, _)| p)
+            self.alloc_block(0).map(|(p, _)| PhysFrame::containing_address(PhysAddr::new(p)))
         };
         // SAFETY: `virt` is in the vmemmap, which only this module maps, at
         // a descriptor range no reference points into (its bits are clear);
         // `phys` was just allocated for it.
-        let r = unsafe { paging::map(offset, virt, phys, size, &mut frames) };
+        let r = unsafe { paging::map(VirtAddr::new(virt), PhysAddr::new(phys), size, &mut frames) };
         self.pgtable_pages += tables;
         if let Err(e) = r {
             log::error!("sparse: mapping memmap at {virt:#x}: {e:?}");
@@ -387,8 +389,8 @@ impl KernelBackend {
     fn free_empty_table(&mut self, virt: u64) {
         // SAFETY: the section's 2 MiB of vmemmap belong to this module,
         // which holds the section table's lock.
-        if let Some(table) = unsafe { paging::free_empty_table(self.phys_offset, virt) } {
-            self.free_block(table, 0, Source::Buddy);
+        if let Some(table) = unsafe { paging::free_empty_table(VirtAddr::new(virt)) } {
+            self.free_block(table.start_address().as_u64(), 0, Source::Buddy);
             self.pgtable_pages -= 1;
         }
     }
@@ -399,10 +401,11 @@ impl KernelBackend {
         for va in (virt..end).step_by(PAGE_SIZE as usize) {
             // SAFETY: the descriptors in this page were made unreachable
             // (their bits cleared) before this call.
-            let Some((phys, _)) = (unsafe { paging::unmap(self.phys_offset, va) }) else {
+            let Some((phys, _)) = (unsafe { paging::unmap(VirtAddr::new(va)) }) else {
                 log::error!("sparse: memmap page {va:#x} was not mapped");
                 continue;
             };
+            let phys = phys.as_u64();
             let pfn = phys_pfn(phys);
             match altmap.as_deref_mut() {
                 Some(a) if (a.base_pfn..a.base_pfn + a.reserve + a.free).contains(&pfn) => {
@@ -573,7 +576,7 @@ impl SparseBackend for KernelBackend {
             Some((phys, source)) if mask == 0 => {
                 let base = virt & !(SECTION_MEMMAP - 1);
                 // SAFETY: no sub-section of the section uses the page now.
-                unsafe { paging::unmap(self.phys_offset, base) };
+                unsafe { paging::unmap(VirtAddr::new(base)) };
                 match (source, altmap) {
                     (Source::Altmap, Some(a)) => a.alloc = a.alloc.saturating_sub(512),
                     (Source::Altmap, None) => {}

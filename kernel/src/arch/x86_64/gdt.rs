@@ -44,17 +44,17 @@ pub fn double_fault_guard() -> u64 {
 
 /// Unmaps the double-fault stack's guard page (the bootloader maps the
 /// kernel image in 4 KiB pages; the page's frame is simply not used).
-pub fn guard_double_fault_stack(phys_offset: u64) {
+pub fn guard_double_fault_stack() {
     use super::paging::{self, MapSize};
-    let guard = double_fault_guard();
-    if !matches!(paging::mapping(phys_offset, guard), Some((_, MapSize::Size4K))) {
+    let guard = VirtAddr::new(double_fault_guard());
+    if !matches!(paging::mapping(guard), Some((_, MapSize::Size4K))) {
         log::warn!("gdt: the double-fault stack's guard page is not a 4 KiB page; left mapped");
         return;
     }
     // SAFETY: the guard page is the first, page-aligned 4 KiB page of a
     // static nothing references (`double_fault_stack` starts above it), so
     // no access depends on it staying mapped.
-    unsafe { paging::unmap(phys_offset, guard) };
+    unsafe { paging::unmap(guard) };
 }
 
 static TSS: Once<TaskStateSegment> = Once::new();

@@ -1,6 +1,9 @@
-//! Page-table walks through the bootloader's physical-memory mapping.
+//! Page-table walks through the bootloader's physical-memory mapping. The
+//! boundary speaks the `x86_64` crate's types: virtual addresses are
+//! [`VirtAddr`], physical ones [`PhysAddr`], page-table frames
+//! [`PhysFrame`].
 
-use spin::Mutex;
+use spin::{Mutex, Once};
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
@@ -9,10 +12,22 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-/// The physical address `virt` maps to in the current page tables, given
-/// the virtual address of physical 0 (`phys_offset`).
-pub fn translate(phys_offset: u64, virt: u64) -> Option<u64> {
-    with_mapper(phys_offset, |pt| pt.translate_addr(VirtAddr::new(virt)).map(|p| p.as_u64()))
+static PHYS_OFFSET: Once<VirtAddr> = Once::new();
+
+/// Records where the bootloader mapped physical memory (the virtual
+/// address of physical 0), through which the page tables are reached.
+/// Once, at boot, before any other function here.
+pub fn init(phys_offset: VirtAddr) {
+    PHYS_OFFSET.call_once(|| phys_offset);
+}
+
+fn phys_offset() -> VirtAddr {
+    *PHYS_OFFSET.get().expect("paging::init ran at boot")
+}
+
+/// The physical address `virt` maps to in the current page tables.
+pub fn translate(virt: VirtAddr) -> Option<PhysAddr> {
+    with_mapper(|pt| pt.translate_addr(virt))
 }
 
 /// Page sizes the kernel maps with.
@@ -38,33 +53,34 @@ pub enum MapError {
     /// No frame for a page table.
     NoMemory,
     /// Something is already mapped there.
-    AlreadyMapped { virt: u64 },
+    AlreadyMapped { virt: VirtAddr },
     /// A huge page is in the way.
-    HugePage { virt: u64 },
+    HugePage { virt: VirtAddr },
 }
 
 /// Serializes changes to the kernel's page tables.
 static PAGING: Mutex<()> = Mutex::new(());
 
-struct Frames<'a>(&'a mut dyn FnMut() -> Option<u64>);
+struct Frames<'a>(&'a mut dyn FnMut() -> Option<PhysFrame>);
 
 // SAFETY: the closure hands out frames its owner (memblock or the page
 // allocator) has just taken out of circulation for this use; they are
 // unused and 4 KiB aligned.
 unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        (self.0)().map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+        (self.0)()
     }
 }
 
-fn with_mapper<R>(phys_offset: u64, f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+fn with_mapper<R>(f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+    let phys_offset = phys_offset();
     let _guard = PAGING.lock();
     let (l4_frame, _) = Cr3::read();
-    let l4 = (phys_offset + l4_frame.start_address().as_u64()) as *mut PageTable;
+    let l4 = (phys_offset + l4_frame.start_address().as_u64()).as_mut_ptr::<PageTable>();
     // SAFETY: 1. the bootloader maps all physical memory at `phys_offset`, so
     // the active level-4 table is reachable there; 2. PAGING is held, so this
     // is the only reference to the tables while `f` runs.
-    let mut pt = unsafe { OffsetPageTable::new(&mut *l4, VirtAddr::new(phys_offset)) };
+    let mut pt = unsafe { OffsetPageTable::new(&mut *l4, phys_offset) };
     f(&mut pt)
 }
 
@@ -77,30 +93,29 @@ fn with_mapper<R>(phys_offset: u64, f: impl FnOnce(&mut OffsetPageTable<'_>) -> 
 /// another writable alias the caller relies on, and `virt` must be a kernel
 /// address no Rust reference points into (it is about to change meaning).
 pub unsafe fn map(
-    phys_offset: u64,
-    virt: u64,
-    phys: u64,
+    virt: VirtAddr,
+    phys: PhysAddr,
     size: MapSize,
-    frames: &mut dyn FnMut() -> Option<u64>,
+    frames: &mut dyn FnMut() -> Option<PhysFrame>,
 ) -> Result<(), MapError> {
     let flags = PageTableFlags::PRESENT
         | PageTableFlags::WRITABLE
         | PageTableFlags::NO_EXECUTE
         | PageTableFlags::GLOBAL;
-    with_mapper(phys_offset, |pt| {
+    with_mapper(|pt| {
         let mut frames = Frames(frames);
         match size {
             MapSize::Size4K => {
-                let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
-                let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+                let page = Page::<Size4KiB>::containing_address(virt);
+                let frame = PhysFrame::containing_address(phys);
                 // SAFETY: forwarded from this function's contract.
                 unsafe { pt.map_to(page, frame, flags, &mut frames) }
                     .map(|f| f.flush())
                     .map_err(|e| map_error(e, virt))
             }
             MapSize::Size2M => {
-                let page = Page::<Size2MiB>::containing_address(VirtAddr::new(virt));
-                let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
+                let page = Page::<Size2MiB>::containing_address(virt);
+                let frame = PhysFrame::<Size2MiB>::containing_address(phys);
                 // SAFETY: forwarded from this function's contract.
                 unsafe { pt.map_to(page, frame, flags, &mut frames) }
                     .map(|f| f.flush())
@@ -110,7 +125,10 @@ pub unsafe fn map(
     })
 }
 
-fn map_error<S: x86_64::structures::paging::PageSize>(e: MapToError<S>, virt: u64) -> MapError {
+fn map_error<S: x86_64::structures::paging::PageSize>(
+    e: MapToError<S>,
+    virt: VirtAddr,
+) -> MapError {
     match e {
         MapToError::FrameAllocationFailed => MapError::NoMemory,
         MapToError::ParentEntryHugePage => MapError::HugePage { virt },
@@ -128,14 +146,15 @@ fn map_error<S: x86_64::structures::paging::PageSize>(e: MapToError<S>, virt: u6
 ///
 /// The caller must own the 2 MiB of address space at `virt` (no other
 /// code maps pages into it meanwhile).
-pub unsafe fn free_empty_table(phys_offset: u64, virt: u64) -> Option<u64> {
+pub unsafe fn free_empty_table(virt: VirtAddr) -> Option<PhysFrame> {
     use x86_64::structures::paging::PageTableFlags as F;
-    with_mapper(phys_offset, |pt| {
-        let v = VirtAddr::new(virt);
+    let phys_offset = phys_offset();
+    with_mapper(|pt| {
+        let v = virt;
         let table_at = |entry: &x86_64::structures::paging::page_table::PageTableEntry| {
             let f = entry.flags();
             (f.contains(F::PRESENT) && !f.contains(F::HUGE_PAGE))
-                .then(|| (phys_offset + entry.addr().as_u64()) as *mut PageTable)
+                .then(|| (phys_offset + entry.addr().as_u64()).as_mut_ptr::<PageTable>())
         };
         let l3 = table_at(&pt.level_4_table()[v.p4_index()])?;
         // SAFETY: a present, non-huge entry points to a page table, reachable
@@ -148,7 +167,7 @@ pub unsafe fn free_empty_table(phys_offset: u64, virt: u64) -> Option<u64> {
         if !unsafe { (&*l1).iter().all(|e| e.is_unused()) } {
             return None;
         }
-        let frame = entry.addr().as_u64();
+        let frame = PhysFrame::containing_address(entry.addr());
         entry.set_unused();
         // Drops the paging-structure caches' copy of the entry as well.
         x86_64::instructions::tlb::flush(v);
@@ -162,19 +181,19 @@ pub unsafe fn free_empty_table(phys_offset: u64, virt: u64) -> Option<u64> {
 /// # Safety
 ///
 /// No Rust reference may point into the page any more.
-pub unsafe fn unmap(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
-    with_mapper(phys_offset, |pt| {
-        let v = VirtAddr::new(virt);
+pub unsafe fn unmap(virt: VirtAddr) -> Option<(PhysAddr, MapSize)> {
+    with_mapper(|pt| {
+        let v = virt;
         match pt.translate(v) {
             TranslateResult::Mapped { frame: MappedFrame::Size4KiB(_), .. } => {
                 let (frame, flush) = pt.unmap(Page::<Size4KiB>::containing_address(v)).ok()?;
                 flush.flush();
-                Some((frame.start_address().as_u64(), MapSize::Size4K))
+                Some((frame.start_address(), MapSize::Size4K))
             }
             TranslateResult::Mapped { frame: MappedFrame::Size2MiB(_), .. } => {
                 let (frame, flush) = pt.unmap(Page::<Size2MiB>::containing_address(v)).ok()?;
                 flush.flush();
-                Some((frame.start_address().as_u64(), MapSize::Size2M))
+                Some((frame.start_address(), MapSize::Size2M))
             }
             _ => None,
         }
@@ -183,21 +202,21 @@ pub unsafe fn unmap(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
 
 /// The leaf entry's flags for `virt`, if mapped (the bootloader and this
 /// module set permissions on the leaf; upper levels allow everything).
-pub fn flags(phys_offset: u64, virt: u64) -> Option<PageTableFlags> {
-    with_mapper(phys_offset, |pt| match pt.translate(VirtAddr::new(virt)) {
+pub fn flags(virt: VirtAddr) -> Option<PageTableFlags> {
+    with_mapper(|pt| match pt.translate(virt) {
         TranslateResult::Mapped { flags, .. } => Some(flags),
         _ => None,
     })
 }
 
 /// The physical address `virt` maps to and the page size, if mapped.
-pub fn mapping(phys_offset: u64, virt: u64) -> Option<(u64, MapSize)> {
-    with_mapper(phys_offset, |pt| match pt.translate(VirtAddr::new(virt)) {
+pub fn mapping(virt: VirtAddr) -> Option<(PhysAddr, MapSize)> {
+    with_mapper(|pt| match pt.translate(virt) {
         TranslateResult::Mapped { frame: MappedFrame::Size4KiB(f), offset, .. } => {
-            Some((f.start_address().as_u64() + offset, MapSize::Size4K))
+            Some((f.start_address() + offset, MapSize::Size4K))
         }
         TranslateResult::Mapped { frame: MappedFrame::Size2MiB(f), offset, .. } => {
-            Some((f.start_address().as_u64() + offset, MapSize::Size2M))
+            Some((f.start_address() + offset, MapSize::Size2M))
         }
         _ => None,
     })
