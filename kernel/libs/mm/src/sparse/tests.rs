@@ -409,7 +409,7 @@ fn altmap_must_start_the_range_and_fit() {
     assert_eq!(snapshot(&s), snap);
 }
 
-use crate::Rng;
+use rng::Rng;
 
 /// Random hot-add/remove over sections 6..=9 (6, 7 early with a hole in 7,
 /// 8 and 9 new), checked against a set of active sub-sections.
@@ -422,7 +422,7 @@ fn random_add_remove_matches_a_naive_model() {
     let mut active: Vec<bool> = (0..subs)
         .map(|i| s.pfn_to_section(first + i * SUB).unwrap().pfn_section_valid(first + i * SUB))
         .collect();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let (mut adds, mut removes) = (0, 0);
     let mut emptied = [0u64; 4];
     for step in 0..20_000 {
