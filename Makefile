@@ -25,7 +25,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: all setup toolchain host-packages fuzz-tools harness run test linux-diff bench fuzz fuzz-seeds screenshot check image usb clean
+.PHONY: all setup toolchain host-packages fuzz-tools harness run test linux-diff bench fuzz fuzz-seeds screenshot check doc image usb clean
 
 all: image
 
@@ -88,6 +88,13 @@ check: toolchain
 	cargo fmt --manifest-path kernel/fuzz/Cargo.toml -- --check
 	cargo clippy --manifest-path kernel/fuzz/Cargo.toml -- -D warnings
 	cargo test --quiet -p qemu --test layers
+
+# API documentation of the workspace in target/doc (host crates) and
+# target/$(KERNEL_TARGET)/doc (the kernel, which builds only for its
+# target); rustdoc warnings such as broken intra-doc links are errors.
+doc: toolchain
+	RUSTDOCFLAGS='-D warnings' cargo doc --workspace --exclude kernel --no-deps
+	RUSTDOCFLAGS='-D warnings' cargo doc -p kernel --target $(KERNEL_TARGET) --no-deps
 
 # Release kernel in BIOS and UEFI disk images, with CMDLINE built in.
 image: toolchain

@@ -117,20 +117,6 @@ pub(crate) fn report_panic_in_test() {
     }
 }
 
-/// A xorshift generator for randomized in-kernel tests (a fixed seed gives
-/// the same sequence on every boot).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next value below `n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// A step callback for `pmem::add` and `pmem::remove` that shows nothing.
 pub fn quiet(_: u64, _: &str) {}
 

@@ -63,7 +63,7 @@ fn maps_of(ranges: impl Iterator<Item = (u64, u64)>) -> BTreeMap<u64, u64> {
     maps
 }
 
-use kernel::testing::Rng;
+use rng::Rng;
 
 #[test_case]
 fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
@@ -102,7 +102,7 @@ fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
 fn pfn_valid_and_online_pages_follow_the_bits() {
     let want = expected_maps();
     let top = (*want.keys().last().unwrap() + 4) * PAGES_PER_SECTION;
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     for _ in 0..20_000 {
         let pfn = rng.below(top);
         let nr = pfn_to_section_nr(pfn);

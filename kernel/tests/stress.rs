@@ -26,11 +26,12 @@ use kernel::drivers::pmem;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{KernelBackend, SPARSE};
 use kernel::println;
-use kernel::testing::{Rng, model_snapshot, quiet};
+use kernel::testing::{model_snapshot, quiet};
 use mm::page::{MemMap, PAGE_SIZE, Pfn, STRUCT_PAGE_SIZE, phys_pfn};
 use mm::sparse::{
     PAGES_PER_SUBSECTION, Sparse, USAGE_SIZE, pfn_to_section_nr, subsection_map_index,
 };
+use rng::Rng;
 
 kernel::test_binary_entry!();
 
@@ -159,7 +160,7 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
     let in_pmem =
         |p: Pfn, end: Pfn| regions.iter().any(|r| p < phys_pfn(r.end()) && phys_pfn(r.start) < end);
     let (mut active, mut held_pages) = (0u64, 0u64);
-    let mut rng = Rng(0x7e55_e7a5_7e55_0001);
+    let mut rng = Rng::new(0x7e55_e7a5_7e55_0001);
     let (mut adds, mut removes, mut refused, mut allocs, mut late_adds) = (0, 0, 0, 0, 0);
     for step in 0..OPS {
         let i = rng.below(n) as usize;

@@ -4,7 +4,7 @@
 //!
 //! [`kit`] fetches Debian's `linux-image-6.1.0-*-amd64` and `busybox-static`
 //! with `apt-get download` once and unpacks them under `target/linux/`
-//! (delete that directory to fetch again). [`boot`] builds an initramfs for
+//! (delete that directory to fetch again). [`boot()`] builds an initramfs for
 //! one boot (busybox, the NVDIMM/DAX modules, `/init`, the caller's script)
 //! and boots it under TCG with the serial console captured.
 //!
@@ -27,7 +27,7 @@ const BUSYBOX: &str = "busybox-static";
 /// Those built into the kernel are skipped.
 const MODULES: &[&str] =
     &["libnvdimm", "nd_btt", "nd_pmem", "nd_e820", "nfit", "dax_pmem", "device_dax", "kmem"];
-/// Printed by `/init` around the script; [`boot`] fails without the end.
+/// Printed by `/init` around the script; [`boot()`] fails without the end.
 pub const BEGIN: &str = "== linux script begin";
 /// Followed by ` rc=N`, the script's exit status.
 pub const END: &str = "== linux script end";
@@ -406,7 +406,7 @@ pub fn boot(
     boot_on(kit, boot::Firmware::Bios, mem, extra, cmdline, script, tag, timeout)
 }
 
-/// [`boot`] on either firmware: under UEFI, OVMF loads the kernel from
+/// [`boot()`] on either firmware: under UEFI, OVMF loads the kernel from
 /// fw_cfg (`-kernel`) and Linux's EFI stub builds its E820 table from the
 /// UEFI memory map, as on a UEFI PC.
 #[allow(clippy::too_many_arguments)]

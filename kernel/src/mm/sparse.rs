@@ -716,13 +716,8 @@ pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
     use crate::arch::time::uptime_us;
     let s = SPARSE.lock();
     let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % top
-    };
+    let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.below(top);
     let start = uptime_us();
     let mut sum = 0u64;
     for _ in 0..calls {

@@ -926,6 +926,7 @@ mod tests {
     use crate::sdt::{SdtHeader, checksum_ok};
     use alloc::string::{String, ToString};
     use alloc::vec;
+    use rng::Rng;
 
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
@@ -1303,22 +1304,6 @@ mod tests {
         assert!(checksum_ok(&build_nfit(&[], TESSERA_OEM_ID, [b' '; 8], 1, 1)));
     }
 
-    /// xorshift64: small and deterministic.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// Parses, validates and prints `t`; must never panic.
     fn exercise(t: &[u8], rng: &mut Rng) {
         let (nfit, errors) = match parse(t) {
@@ -1330,7 +1315,7 @@ mod tests {
         };
         errors.iter().for_each(|e| drop(e.to_string()));
         nfit.structures.iter().for_each(|s| drop(s.to_string()));
-        let (a, b) = (rng.next(), rng.next());
+        let (a, b) = (rng.next_u64(), rng.next_u64());
         let ram = [(a.min(b), a.max(b)), (0, rng.below(1 << 33))];
         let (kept, errors) = validate(nfit.spa_ranges(), &ram, rng.below(70) as u32);
         assert!(kept.len() + errors.len() <= nfit.spa_ranges().count());
@@ -1339,7 +1324,7 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         let valid = table(&qemu_structs());
         let lens = [0u16, 1, 4, 8, 12, 16, 24, 32, 40, 48, 56, 60, 64, 80, 0xFFFF];
         for i in 0..100_000 {
@@ -1347,10 +1332,10 @@ mod tests {
                 // Entirely random bytes, sometimes with a valid signature.
                 0 => {
                     let n = rng.below(300) as usize;
-                    let mut t: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                    let mut t: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                     if n >= 8 && rng.below(2) == 0 {
                         t[..4].copy_from_slice(b"NFIT");
-                        let len = if rng.below(4) == 0 { rng.next() as u32 } else { n as u32 };
+                        let len = if rng.below(4) == 0 { rng.next_u64() as u32 } else { n as u32 };
                         t[4..8].copy_from_slice(&len.to_le_bytes());
                     }
                     t
@@ -1361,7 +1346,7 @@ mod tests {
                         .map(|_| {
                             let len = lens[rng.below(lens.len() as u64) as usize];
                             let n = usize::from(len).min(96) + rng.below(3) as usize;
-                            let mut s: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                            let mut s: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                             s.resize(s.len().max(4), 0);
                             s[0..2].copy_from_slice(&(rng.below(9) as u16).to_le_bytes());
                             s[2..4].copy_from_slice(&len.to_le_bytes());
@@ -1375,7 +1360,7 @@ mod tests {
                     let mut t = valid.clone();
                     for _ in 0..1 + rng.below(8) {
                         let at = rng.below(t.len() as u64) as usize;
-                        t[at] = rng.next() as u8;
+                        t[at] = rng.next_u64() as u8;
                     }
                     t.truncate(rng.below(t.len() as u64 + 40) as usize);
                     t

@@ -867,34 +867,28 @@ mod tests {
 
     #[test]
     fn random_memory_never_panics() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = rng::Rng::new(0x2545_F491_4F6C_DD1D);
         for _ in 0..20_000 {
-            let n = (next() % 64) as usize;
-            let bytes: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+            let n = rng.below(64) as usize;
+            let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             let _ = parse_rsdp(&bytes).map_err(|e| e.to_string());
             let _ = SdtHeader::parse(&bytes);
         }
         let base = seabios();
         for _ in 0..3000 {
             let mut m = FakeMem(base.0.clone());
-            for _ in 0..1 + next() % 6 {
+            for _ in 0..1 + rng.below(6) {
                 let keys: Vec<u64> = m.0.keys().copied().collect();
-                let key = keys[(next() % keys.len() as u64) as usize];
+                let key = keys[rng.below(keys.len() as u64) as usize];
                 let region = m.0.get_mut(&key).unwrap();
                 if region.is_empty() {
                     continue;
                 }
                 // Mostly hit headers and the RSDP, where the decisions are.
-                let span = if next() % 4 == 0 { region.len() } else { region.len().min(48) };
-                let at = (next() % span as u64) as usize;
-                region[at] = next() as u8;
-                if next() % 16 == 0 {
+                let span = if rng.below(4) == 0 { region.len() } else { region.len().min(48) };
+                let at = rng.below(span as u64) as usize;
+                region[at] = rng.next_u64() as u8;
+                if rng.below(16) == 0 {
                     region.truncate(at);
                 }
             }

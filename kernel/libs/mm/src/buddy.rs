@@ -711,7 +711,7 @@ mod tests {
         assert_eq!(b.check(&mm), Err(BuddyError::Corrupt { pfn: p, what: "bad buddy" }));
     }
 
-    use crate::Rng as XorShift;
+    use rng::Rng;
 
     #[test]
     fn random_ops_match_model() {
@@ -722,11 +722,11 @@ mod tests {
             + b.free_range(&mut mm, 0xfff00, 0x1003e8);
         let zones = [Dma, Dma32, Normal];
         let initial = zones.map(|z| b.free_counts(z));
-        let (mut rng, mut model, mut used) = (XorShift(0x9e37_79b9_7f4a_7c15), BTreeMap::new(), 0);
+        let (mut rng, mut model, mut used) = (Rng::new(0x9e37_79b9_7f4a_7c15), BTreeMap::new(), 0);
         for step in 0..20_000 {
-            if model.is_empty() || rng.next() % 100 < 55 {
-                let order = (rng.next() | 1 << MAX_ORDER).trailing_zeros();
-                let highest = zones[(rng.next() % 3) as usize];
+            if model.is_empty() || rng.below(100) < 55 {
+                let order = (rng.next_u64() | 1 << MAX_ORDER).trailing_zeros();
+                let highest = zones[rng.below(3) as usize];
                 let expect = (0..=highest as usize)
                     .rev()
                     .find(|&z| b.free_counts(zones[z])[order as usize..].iter().any(|&n| n > 0));
@@ -751,7 +751,7 @@ mod tests {
                     ),
                 }
             } else {
-                let i = (rng.next() % model.len() as u64) as usize;
+                let i = rng.below(model.len() as u64) as usize;
                 let (&pfn, &order) = model.iter().nth(i).unwrap();
                 b.free_pages(&mut mm, pfn, order).unwrap();
                 model.remove(&pfn);

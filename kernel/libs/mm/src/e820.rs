@@ -259,7 +259,7 @@ mod tests {
     }
 
     /// A small deterministic generator for the property tests.
-    use crate::Rng;
+    use rng::Rng;
 
     /// The naive model: the winning type of every unit, or none.
     fn model(entries: &[Entry], units: u64) -> Vec<Option<E820Type>> {
@@ -272,7 +272,7 @@ mod tests {
     fn random_maps_normalize_like_the_model() {
         const UNITS: u64 = 64;
         let types = [RAM, RES, E820Type::ACPI, E820Type::NVS, E820Type::PMEM, PRAM];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         for case in 0..2000 {
             let n = rng.below(8) as usize;
             let input: Vec<Entry> = (0..n)

@@ -507,8 +507,8 @@ mod tests {
 
     #[test]
     fn random_inserts_keep_tree_well_formed() {
-        let mut rng = crate::Rng(0x2545_f491_4f6c_dd1d);
-        let mut rand = move || rng.next();
+        let mut rng = rng::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut rand = move || rng.next_u64();
         let mut io = IoMem::new();
         let (mut inserted, mut conflicts) = (Vec::new(), 0);
         for i in 0..2000 {

@@ -233,12 +233,10 @@ mod tests {
     fn random_allocations_never_overlap_and_account_exactly() {
         let mut m = machine();
         let free0 = m.free_bytes();
-        let mut seed = 0x1234_5678_9abc_def1_u64;
+        let mut rng = rng::Rng::new(0x1234_5678_9abc_def1);
         let mut got: Vec<(u64, u64)> = Vec::new();
         for _ in 0..500 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = rng.next_u64();
             let size = ((seed % 64) + 1) * 0x1000;
             let align = 0x1000 << (seed >> 60 & 7);
             let max = if seed & 1 == 0 { u64::MAX } else { 0x4000_0000 };

@@ -736,13 +736,13 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = crate::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         for i in 0..2000 {
             let mut sb = fsdax(4 * G, 256 * M).sb;
             let mut b = sb.to_bytes();
             for _ in 0..(i % 8) {
                 let at = rng.below(96) as usize;
-                b[at] = rng.next() as u8;
+                b[at] = rng.next_u64() as u8;
             }
             let sum = checksum(&b);
             b[off::CHECKSUM..].copy_from_slice(&sum.to_le_bytes());

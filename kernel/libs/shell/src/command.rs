@@ -736,21 +736,15 @@ mod tests {
             "#0x3a000",
             "reboot",
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             let mut line = String::new();
-            for _ in 0..next() % 5 {
-                match next() % 3 {
-                    0 => line.push((0x20 + next() % 0x5f) as u8 as char),
-                    _ => line.push_str(WORDS[next() as usize % WORDS.len()]),
+            for _ in 0..rng.below(5) {
+                match rng.below(3) {
+                    0 => line.push((0x20 + rng.below(0x5f)) as u8 as char),
+                    _ => line.push_str(WORDS[rng.next_u64() as usize % WORDS.len()]),
                 }
-                if next() % 4 != 0 {
+                if rng.below(4) != 0 {
                     line.push(' ');
                 }
             }

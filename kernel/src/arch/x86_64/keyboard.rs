@@ -4,7 +4,7 @@
 //! US layout) into the bytes a terminal would send.
 
 use pc_keyboard::layouts::Us104Key;
-use pc_keyboard::{DecodedKey, HandleControl, KeyCode, Keyboard, ScancodeSet1};
+use pc_keyboard::{DecodedKey, HandleControl, KeyCode, PS2Keyboard, ScancodeSet1};
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
@@ -15,8 +15,8 @@ const OBF: u8 = 1 << 0;
 /// The byte is from the auxiliary (mouse) port.
 const AUX: u8 = 1 << 5;
 
-static KEYBOARD: Mutex<Keyboard<Us104Key, ScancodeSet1>> =
-    Mutex::new(Keyboard::new(ScancodeSet1::new(), Us104Key, HandleControl::MapLettersToUnicode));
+static KEYBOARD: Mutex<PS2Keyboard<Us104Key, ScancodeSet1>> =
+    Mutex::new(PS2Keyboard::new(ScancodeSet1::new(), Us104Key, HandleControl::MapLettersToUnicode));
 
 /// The next byte typed, if a key was pressed (never blocks). Arrow keys up
 /// and down become Ctrl-P and Ctrl-N; a machine without an i8042 (status

@@ -6,6 +6,8 @@
 use spin::Once;
 use x86_64::instructions::port::Port;
 
+use super::cpu::Hypervisor;
+
 /// `isa-debug-exit` I/O base, as the runner configures it
 /// (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
 const DEBUG_EXIT_PORT: u16 = 0xf4;
@@ -32,11 +34,8 @@ static UNDER_QEMU: Once<bool> = Once::new();
 /// fw_cfg signature "QEMU". Computed once.
 pub fn under_qemu() -> bool {
     *UNDER_QEMU.call_once(|| {
-        let vendor = match super::cpu::hypervisor_vendor() {
-            Some(v) => v,
-            None => return false,
-        };
-        if &vendor != b"TCGTCGTCGTCG" && &vendor[..9] != b"KVMKVMKVM" {
+        // raw-cpuid calls TCG's vendor "TCGTCGTCGTCG" QEMU.
+        if !matches!(super::cpu::hypervisor(), Some(Hypervisor::QEMU | Hypervisor::KVM)) {
             return false;
         }
         let mut sig = [0u8; 4];

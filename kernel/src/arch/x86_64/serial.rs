@@ -2,36 +2,36 @@
 
 use core::fmt::{self, Write};
 use spin::Mutex;
-use uart_16550::SerialPort;
-use x86_64::instructions::port::Port;
+use uart_16550::backend::PioBackend;
+use uart_16550::{BaudRate, Config, Uart16550, Uart16550Tty};
 
 /// COM1's base I/O port.
 const COM1: u16 = 0x3f8;
 
-static PORT: Mutex<Option<SerialPort>> = Mutex::new(None);
+/// COM1 behind the crate's terminal layer, which turns `\n` into `\r\n`
+/// and a backspace or delete into "back, blank, back".
+static PORT: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
 
-/// Whether a UART answers at COM1 (its scratch register keeps a value).
-fn present() -> bool {
-    let mut scratch = Port::<u8>::new(COM1 + 7);
-    // SAFETY: the scratch register of a 16550 has no effect on the UART;
-    // where no UART exists the port reads back 0xff and writes go nowhere.
-    unsafe {
-        scratch.write(0x5a);
-        scratch.read() == 0x5a
-    }
-}
-
-/// Initializes COM1. Until this runs, serial output is dropped; on a
-/// machine without COM1 it stays dropped.
+/// Initializes COM1: 38400 baud, 8N1, FIFOs on, UART interrupts off (the
+/// kernel polls). Until this runs, serial output is dropped; on a machine
+/// without COM1 (its scratch register does not keep a value) it stays
+/// dropped.
 pub fn init() {
-    if !present() {
-        return;
-    }
     // SAFETY: 0x3f8 is COM1 on every PC and in QEMU's `pc` machine; nothing
     // else in the kernel drives these ports (all access goes through PORT).
-    let mut port = unsafe { SerialPort::new(COM1) };
-    port.init();
-    *PORT.lock() = Some(port);
+    // Where no UART exists the ports read back 0xff and writes go nowhere,
+    // which `init` detects.
+    let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else {
+        return;
+    };
+    let config = Config { baud_rate: BaudRate::Baud38400, ..Config::DEFAULT };
+    if uart.init(config).is_err() {
+        return;
+    }
+    // `from_inner`, not `Uart16550Tty::new_port`: that one also runs a
+    // loopback self-test, which a working but quirky UART may fail and
+    // which would cost the log on it.
+    *PORT.lock() = Some(Uart16550Tty::from_inner(uart));
 }
 
 /// Writes formatted text to COM1 (dropped before [`init`]).
@@ -46,7 +46,7 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 /// A received byte, if one is waiting (never blocks; `None` without COM1).
 pub fn try_read() -> Option<u8> {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        PORT.lock().as_mut().and_then(|p| p.try_receive().ok())
+        PORT.lock().as_mut().and_then(|p| p.inner_mut().try_receive_byte().ok())
     })
 }
 

@@ -4,7 +4,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
-use crate::Rng;
 use crate::buddy::BuddyAllocator;
 use crate::e820::E820Type;
 use crate::iomem::IoMem;
@@ -13,6 +12,7 @@ use crate::page::{MemMap, Page};
 use crate::sparse::tests::{TestBackend, booted};
 use crate::sparse::{MemSectionUsage, Sparse, SparseBackend, flags};
 use crate::zone::ZoneSpan;
+use rng::Rng;
 
 const M: u64 = 1 << 20;
 const G: u64 = 1 << 30;
@@ -677,7 +677,7 @@ fn random_hotplug_matches_a_naive_model() {
         boot0: (dma, f.zones.zone(ZoneType::Dma32).present_pages - 5 * SEC),
     };
     model.check(&mut f, &blocks, 0);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut seen: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for step in 1..=3000 {
         let id = match rng.below(4) {

@@ -409,62 +409,89 @@ fn altmap_must_start_the_range_and_fit() {
     assert_eq!(snapshot(&s), snap);
 }
 
-use crate::Rng;
+use proptest::strategy::Strategy;
+use rng::Rng;
 
-/// Random hot-add/remove over sections 6..=9 (6, 7 early with a hole in 7,
-/// 8 and 9 new), checked against a set of active sub-sections.
-#[test]
-fn random_add_remove_matches_a_naive_model() {
-    let ram = [(pfn(0x1000), pfn(0x3a00_0000)), (pfn(0x3e00_0000), pfn(0x4000_0000))];
-    let mut s = booted(&ram);
-    let first = section_nr_to_pfn(6);
-    let subs = 4 * SUBSECTIONS_PER_SECTION;
-    let mut active: Vec<bool> = (0..subs)
-        .map(|i| s.pfn_to_section(first + i * SUB).unwrap().pfn_section_valid(first + i * SUB))
-        .collect();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let (mut adds, mut removes) = (0, 0);
-    let mut emptied = [0u64; 4];
-    for step in 0..20_000 {
-        let a = rng.below(subs);
-        let span = if rng.below(4) == 0 { 80 } else { 6 };
-        let n = 1 + rng.below(span).min(subs - a - 1);
-        let op = rng.below(3);
-        // A third of the steps remove a run of active sub-sections from
-        // the first active one at or after `a`, so that sections empty
-        // (and their usages go) as often as they fill.
-        let (a, n) = match (op, (a..subs).find(|&i| active[i as usize])) {
+/// The sections the random walks hot-add to and remove from: 6 and 7 are
+/// early (7 with a hole), 8 and 9 new.
+const WALK_SECTIONS: core::ops::Range<u64> = 6..10;
+/// Their sub-sections, numbered from the first of section 6.
+const WALK_SUBS: u64 = 4 * SUBSECTIONS_PER_SECTION;
+
+/// One step of a walk. `op` 0 adds the `n` sub-sections from `a`, 1
+/// removes them, 2 removes the run of active ones (at most `n`) from the
+/// first active one at or after `a`, so that sections empty (and their
+/// usages go) as often as they fill. `probes` are pfn offsets into
+/// sections 6..=9 that `pfn_valid` is asked about afterwards.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    op: u64,
+    a: u64,
+    n: u64,
+    probes: [u64; 4],
+}
+
+/// A booted section table, and the set of active sub-sections of
+/// sections 6..=9 that it must match after every [`Step`].
+struct Walk {
+    s: Box<Sparse<TestBackend>>,
+    active: Vec<bool>,
+    adds: u64,
+    removes: u64,
+    /// Steps after which each section had no active sub-section.
+    emptied: [u64; 4],
+}
+
+impl Walk {
+    fn new() -> Self {
+        let ram = [(pfn(0x1000), pfn(0x3a00_0000)), (pfn(0x3e00_0000), pfn(0x4000_0000))];
+        let s = booted(&ram);
+        let first = section_nr_to_pfn(WALK_SECTIONS.start);
+        let active = (0..WALK_SUBS)
+            .map(|i| s.pfn_to_section(first + i * SUB).unwrap().pfn_section_valid(first + i * SUB))
+            .collect();
+        Walk { s, active, adds: 0, removes: 0, emptied: [0; 4] }
+    }
+
+    /// Runs `st` (the walk's step number `step`) and checks every section
+    /// of the walk against the model.
+    fn step(&mut self, step: usize, st: Step) {
+        let (s, active) = (&mut self.s, &mut self.active);
+        let first = section_nr_to_pfn(WALK_SECTIONS.start);
+        let subs = WALK_SUBS;
+        let n = st.n.clamp(1, subs - st.a);
+        let (a, n) = match (st.op, (st.a..subs).find(|&i| active[i as usize])) {
             (2, Some(b)) => (b, (b..subs.min(b + n)).take_while(|&i| active[i as usize]).count()),
-            _ => (a, n as usize),
+            _ => (st.a, n as usize),
         };
         let n = n as u64;
         let (p, nr) = (first + a * SUB, n * SUB);
         let range = a as usize..(a + n) as usize;
-        if op == 0 {
+        if st.op == 0 {
             let r = s.add_pages(0, p, nr, SUB, None);
             if active[range.clone()].iter().any(|&b| b) {
                 assert_eq!(r.unwrap_err().errno(), "EEXIST", "step {step}");
             } else {
                 r.unwrap();
                 active[range].iter_mut().for_each(|b| *b = true);
-                adds += 1;
+                self.adds += 1;
             }
         } else {
             let r = s.remove_pages(p, nr, None);
             if active[range.clone()].iter().all(|&b| b) {
                 r.unwrap();
                 active[range].iter_mut().for_each(|b| *b = false);
-                removes += 1;
+                self.removes += 1;
             } else {
                 assert_eq!(r, Err(SparseError::NotActive { pfn: p, nr_pages: nr }), "step {step}");
             }
         }
-        for nr in 6..10 {
+        for (nr, probe) in WALK_SECTIONS.zip(st.probes) {
+            let k = nr - WALK_SECTIONS.start;
             let ms = s.section(nr).unwrap();
-            emptied[(nr - 6) as usize] += u64::from(ms.subsection_map() == 0);
-            let want: u64 = (0..64)
-                .filter(|&i| active[((nr - 6) * 64 + i) as usize])
-                .fold(0, |m, i| m | 1 << i);
+            self.emptied[k as usize] += u64::from(ms.subsection_map() == 0);
+            let want: u64 =
+                (0..64).filter(|&i| active[(k * 64 + i) as usize]).fold(0, |m, i| m | 1 << i);
             assert_eq!(ms.subsection_map(), want, "step {step} section {nr}");
             assert_eq!(ms.valid(), want != 0, "step {step} section {nr}");
             assert_eq!(ms.present(), want != 0, "step {step} section {nr}");
@@ -473,7 +500,7 @@ fn random_add_remove_matches_a_naive_model() {
             } else {
                 assert_eq!(s.backend.populated(nr), want, "step {step} section {nr}");
             }
-            let probe = section_nr_to_pfn(nr) + rng.below(PAGES_PER_SECTION);
+            let probe = section_nr_to_pfn(nr) + probe % PAGES_PER_SECTION;
             let bit = active[((probe - first) / SUB) as usize];
             assert_eq!(s.pfn_valid(probe), bit || (ms.early() && ms.valid()), "step {step}");
         }
@@ -495,10 +522,50 @@ fn random_add_remove_matches_a_naive_model() {
         let hot = s.backend.usages_allocated.checked_sub(s.backend.usages_freed);
         assert_eq!(hot, Some(live), "step {step}: hot usages allocated and not freed");
     }
+}
+
+/// Random hot-add/remove over sections 6..=9 (6, 7 early with a hole in 7,
+/// 8 and 9 new), checked against a set of active sub-sections: 20,000
+/// steps from one seed, long enough that every section fills and empties
+/// many times.
+#[test]
+fn random_add_remove_matches_a_naive_model() {
+    let mut w = Walk::new();
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    for step in 0..20_000 {
+        let a = rng.below(WALK_SUBS);
+        let span = if rng.below(4) == 0 { 80 } else { 6 };
+        let n = 1 + rng.below(span).min(WALK_SUBS - a - 1);
+        let op = rng.below(3);
+        let probes = [(); 4].map(|_| rng.below(PAGES_PER_SECTION));
+        w.step(step, Step { op, a, n, probes });
+    }
+    let (adds, removes) = (w.adds, w.removes);
     assert!(adds > 1000 && removes > 1000, "{adds} adds, {removes} removes");
     // Every section was empty at times, the boot ones included.
-    assert!(emptied.iter().all(|&e| e > 100), "steps with each section empty: {emptied:?}");
-    assert!(s.backend.usages_freed > 100, "{} usages freed", s.backend.usages_freed);
+    assert!(w.emptied.iter().all(|&e| e > 100), "steps with each section empty: {:?}", w.emptied);
+    assert!(w.s.backend.usages_freed > 100, "{} usages freed", w.s.backend.usages_freed);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+    /// The same walk from sequences proptest chooses: when one fails,
+    /// proptest shrinks it (fewer steps, smaller numbers) and reports the
+    /// shortest failing sequence it finds, instead of step 13,577 of 20,000.
+    #[test]
+    fn add_remove_sequences_match_a_naive_model(
+        steps in proptest::collection::vec(
+            (0..3u64, 0..WALK_SUBS, 1..=80u64, proptest::array::uniform4(0..PAGES_PER_SECTION))
+                .prop_map(|(op, a, n, probes)| Step { op, a, n, probes }),
+            1..300,
+        )
+    ) {
+        let mut w = Walk::new();
+        for (i, &st) in steps.iter().enumerate() {
+            w.step(i, st);
+        }
+    }
 }
 
 /// Every boot-time allocation can fail: the section it was for is left
