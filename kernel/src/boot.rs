@@ -56,7 +56,7 @@ pub struct BootMappings {
 
 static MAPPINGS: Once<BootMappings> = Once::new();
 
-/// The bootloader's mappings, recorded by [`init`].
+/// The bootloader's mappings, recorded by `init` ([`set_mappings`]).
 pub fn mappings() -> Option<BootMappings> {
     MAPPINGS.get().copied()
 }
@@ -69,7 +69,7 @@ pub fn cmdline() -> &'static str {
     CMDLINE.get().map_or("", String::as_str)
 }
 
-/// The parsed options (defaults before [`init`]).
+/// The parsed options (defaults before `init` records them).
 pub fn options() -> Options {
     OPTIONS.get().copied().unwrap_or_default()
 }

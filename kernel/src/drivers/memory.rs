@@ -12,7 +12,7 @@
 //! to the kernel's memory model, takes the locks and logs.
 //!
 //! Lock order (DESIGN.md §4a): an operation takes `MEM_HOTPLUG`
-//! (`mem_hotplug_begin`), then [`BLOCKS`], once each, and holds them for
+//! (`mem_hotplug_begin`), then `BLOCKS`, once each, and holds them for
 //! all of it; each backend step takes what it needs under them, one at a
 //! time: `SPARSE` (then `ZONES`, in `zone::remove_pfn_range_from_zone`),
 //! `ZONES`, `MEMBLOCK`, `IOMEM`. Nothing takes `BLOCKS` while holding one
