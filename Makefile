@@ -50,8 +50,10 @@ host-packages:
 fuzz-tools: toolchain
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
+# The harness; a cold build takes minutes (the bootloader's BIOS and UEFI
+# stages): qemu/cargo-progress shows cargo's progress, or a line every 15 s.
 harness: toolchain
-	@cargo build --quiet -p qemu
+	@qemu/cargo-progress build -p qemu
 
 run: setup harness
 	@$(HARNESS) run $(RUN_FLAGS)

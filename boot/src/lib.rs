@@ -8,12 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bootloader::{BootConfig, DiskImageBuilder};
+use options::contract::RAMDISK_CMDLINE_MAGIC;
 
 pub mod usb;
-
-/// First line of a ramdisk that carries kernel options; the kernel's
-/// `init::RAMDISK_CMDLINE_MAGIC` must match.
-pub const CMDLINE_MAGIC: &str = "tessera-cmdline\n";
 
 /// The two firmware types an image can be made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +63,7 @@ impl std::error::Error for ImageError {}
 /// kernel's own option parser.
 pub fn cmdline_ramdisk(cmdline: &str) -> Result<Vec<u8>, ImageError> {
     options::validate(cmdline).map_err(|e| ImageError::Cmdline(e.to_string()))?;
-    Ok(format!("{CMDLINE_MAGIC}{cmdline}").into_bytes())
+    Ok(format!("{RAMDISK_CMDLINE_MAGIC}{cmdline}").into_bytes())
 }
 
 /// Writes a `firmware` image of `kernel` to `out`, with `cmdline` built in

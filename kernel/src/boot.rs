@@ -37,9 +37,9 @@ pub const BOOTLOADER_CONFIG: BootloaderConfig = {
 };
 
 /// Marks image-embedded options in the ramdisk (see the `boot` tool).
-pub const RAMDISK_CMDLINE_MAGIC: &[u8] = b"tessera-cmdline\n";
+pub const RAMDISK_CMDLINE_MAGIC: &[u8] = options::contract::RAMDISK_CMDLINE_MAGIC.as_bytes();
 /// fw_cfg file that carries options from the QEMU runner.
-pub const FW_CFG_CMDLINE: &str = "opt/tessera/cmdline";
+pub const FW_CFG_CMDLINE: &str = options::contract::FW_CFG_CMDLINE;
 
 /// Where the bootloader put things in the virtual address space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     init::init(boot_info);
-    log::info!("tessera: initialization complete");
+    log::info!("{}", options::contract::INIT_COMPLETE);
     if boot::options().poweroff {
         kernel::drivers::power::poweroff()
     }

@@ -23,7 +23,7 @@ use crate::mm::page_alloc::{self, ZONES};
 use crate::mm::sparse::SPARSE;
 use crate::{print, println};
 
-const PROMPT: &str = "tessera> ";
+const PROMPT: &str = options::contract::SHELL_PROMPT;
 
 /// The next byte from serial or the keyboard, if any.
 fn try_read() -> Option<u8> {
@@ -115,7 +115,7 @@ fn run_command(cmd: Command) {
             let mut each = |nr: u64, l: &str| {
                 println!("{l}\n  {}", picture(nr));
                 if step {
-                    print!("-- press a key --");
+                    print!("{}", options::contract::STEP_PROMPT);
                     wait_key();
                     println!();
                 }

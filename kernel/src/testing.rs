@@ -43,7 +43,8 @@ fn filter() -> Option<&'static str> {
     static FILTER: spin::Once<Option<([u8; 128], usize)>> = spin::Once::new();
     let f = FILTER.call_once(|| {
         let mut buf = [0u8; 128];
-        qemu::fw_cfg_file("opt/tessera/test_filter", &mut buf).map(|n| (buf, n.min(128)))
+        qemu::fw_cfg_file(options::contract::FW_CFG_TEST_FILTER, &mut buf)
+            .map(|n| (buf, n.min(128)))
     });
     f.as_ref().and_then(|(b, n)| core::str::from_utf8(&b[..*n]).ok())
 }

@@ -1,21 +1,11 @@
-//! `qemu bench`: boots the `bench` kernel binary on each bench machine and
-//! prints its `bench: NAME VALUE UNIT` lines as one table, a column per
-//! machine. Every value comes from that run.
+//! `qemu bench`: boots the `bench` kernel binary on each machine of
+//! [`plan::BENCH`] and prints its `bench: NAME VALUE UNIT` lines as one
+//! table, a column per machine. Every value comes from that run.
 
 use std::time::Duration;
 
-use crate::profile::{self, Machine};
-use crate::{cargo, image_for, machine, report};
-
-/// The machines benched: name, memory, options, extra QEMU arguments.
-/// `2G-serial` is `2G` without the framebuffer console, to show its cost;
-/// `64G-nvdimm` is 2 GiB of RAM and a 64 GiB NVDIMM at 256 GiB.
-const MACHINES: &[(&str, &str, &str, &str)] = &[
-    ("2G", "2G", "", ""),
-    ("2G-serial", "2G", "console=ttyS0", ""),
-    ("8G", "8G", "", ""),
-    ("64G-nvdimm", crate::BIG_NVDIMM_MEM, "nopmem", crate::BIG_NVDIMM_ARGS),
-];
+use crate::machine::{self, Machine};
+use crate::{cargo, plan, profile, report};
 
 /// `bench: NAME VALUE UNIT` lines of a serial log.
 pub fn parse(log: &str) -> Vec<(String, String, String)> {
@@ -29,34 +19,25 @@ pub fn parse(log: &str) -> Vec<(String, String, String)> {
 }
 
 pub fn run(timeout: Duration) -> Result<bool, String> {
-    let profile = profile::find("bios")?;
+    let profile = profile::find(plan::BENCH_PROFILE)?;
     machine::check_host(profile)?;
     let tests = cargo::build_kernel_tests()?;
     let exe = tests.iter().find(|t| t.name == "bench").ok_or("no bench test binary")?;
     let mut columns = Vec::new();
-    for &(name, mem, cmdline, extra) in MACHINES {
-        let tag = format!("bench-{name}");
-        let image = image_for(&exe.path, profile, &tag, "")?;
+    for (name, shape) in plan::BENCH {
+        let m = Machine::new(profile, &exe.path, &format!("bench-{name}"))
+            .shape(shape)
+            .timeout(timeout);
         // The 64 GiB NVDIMM is formatted fsdax first, as in the scale test.
-        if let Some((base, size, format)) = crate::device::for_machine(extra, name) {
-            crate::device::create(&crate::nvdimm_file(&tag), base, size, format)?;
-        }
-        let extra = crate::extra_args(extra, &tag);
-        let m = Machine {
-            image,
-            mem: mem.into(),
-            cmdline: cmdline.into(),
-            extra,
-            ..Default::default()
-        };
-        eprintln!("bench: booting {name} (-m {mem})");
-        let b = machine::boot_captured(profile, m, &tag, timeout, false, &[])?;
+        m.prepare_nvdimm()?;
+        eprintln!("bench: booting {name} (-m {})", m.mem);
+        let b = machine::boot_captured(&m, false, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
         if v != report::Verdict::Pass {
             println!("bench {name}: FAILED: {v}");
             return Ok(false);
         }
-        columns.push((name, parse(&b.log)));
+        columns.push((*name, parse(&b.log)));
     }
     // Every row any machine reported, in the order first seen.
     let mut rows: Vec<(String, String)> = Vec::new();

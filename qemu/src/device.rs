@@ -16,8 +16,6 @@ use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
 /// Where QEMU puts the first NVDIMM on the machines the tests use: the
 /// device-memory base, 4 GiB when all RAM is below 4 GiB.
 pub const NVDIMM_BASE: u64 = 1 << 32;
-/// The 64 GiB NVDIMM's address (`addr=0x4000000000`).
-pub const BIG_NVDIMM_BASE: u64 = 0x40_0000_0000;
 const WINDOW: u64 = 4 << 20;
 const CHUNK: usize = 1 << 20;
 
@@ -252,32 +250,6 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> 
 pub fn info_block(path: &Path) -> Result<[u8; INFO_SIZE], String> {
     let v = read_at(path, INFO_OFFSET, INFO_SIZE)?;
     Ok(v.try_into().expect("read INFO_SIZE bytes"))
-}
-
-/// The NVDIMM a machine's extra QEMU arguments give (`{file}` in them),
-/// and how the host prepares it for the run `variant`: a variant named
-/// `fsdax`/`devdax` gets that info block, a `corrupt-*` one the damaged
-/// block, the 64 GiB device is formatted fsdax first (its memmap would not
-/// fit in System RAM), everything else is raw.
-pub fn for_machine(extra: &str, variant: &str) -> Option<(u64, u64, Format)> {
-    if !extra.contains("{file}") {
-        return None;
-    }
-    let (base, size) = if extra.contains("size=64G") {
-        (BIG_NVDIMM_BASE, 64 << 30)
-    } else {
-        (NVDIMM_BASE, 256 << 20)
-    };
-    let format = if let Some(c) = Corruption::ALL.iter().find(|c| variant.ends_with(c.name())) {
-        Format::Corrupt(*c)
-    } else if variant.contains("devdax") {
-        Format::Pfn(Kind::Devdax)
-    } else if variant.contains("fsdax") || size > (1 << 30) {
-        Format::Pfn(Kind::Fsdax)
-    } else {
-        Format::Raw
-    };
-    Some((base, size, format))
 }
 
 /// The line the kernel prints when it probes a device prepared in `format`.

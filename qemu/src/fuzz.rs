@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::machine::{self, Step};
-use crate::profile::{self, Machine};
-use crate::{DEFAULT_MEM, image_for, report};
+use crate::machine::{self, Machine, Step};
+use crate::{cargo, plan, profile, report};
 
 /// The fuzz crate (cargo-fuzz's `--fuzz-dir`).
 pub const FUZZ_DIR: &str = "kernel/fuzz";
@@ -26,6 +25,21 @@ pub struct Outcome {
     pub ok: bool,
 }
 
+/// `qemu fuzz`: every target for `seconds`, new inputs kept; one line
+/// each.
+pub fn cmd_fuzz(seconds: u64) -> Result<bool, String> {
+    let outcomes = run(seconds, true)?;
+    for o in &outcomes {
+        let rate = o.runs / o.seconds.max(1);
+        let verdict = if o.ok { "ok" } else { "FAILED" };
+        println!(
+            "fuzz: {:8} {:>10} executions in {:>3} s ({rate}/s) {verdict}",
+            o.target, o.runs, o.seconds
+        );
+    }
+    Ok(outcomes.iter().all(|o| o.ok))
+}
+
 /// "Done N runs in S second(s)" from libFuzzer's last lines.
 pub fn parse_done(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().rev().find(|l| l.starts_with("Done "))?;
@@ -38,10 +52,10 @@ pub fn parse_done(text: &str) -> Option<(u64, u64)> {
 /// Builds the targets once (release, debug assertions and overflow checks
 /// on, AddressSanitizer).
 fn build() -> Result<(), String> {
-    let status = Command::new("cargo")
-        .args(["fuzz", "build", "--fuzz-dir", FUZZ_DIR, "-O", "-a"])
-        .status()
-        .map_err(|e| format!("cannot run cargo fuzz: {e} (make setup installs cargo-fuzz)"))?;
+    let mut cmd = Command::new("cargo");
+    cmd.args(["fuzz", "build", "--fuzz-dir", FUZZ_DIR, "-O", "-a"]);
+    let status =
+        cargo::status(&mut cmd).map_err(|e| format!("{e} (make setup installs cargo-fuzz)"))?;
     status.success().then_some(()).ok_or(format!("cargo fuzz build failed: {status}"))
 }
 
@@ -140,30 +154,24 @@ pub fn sdt_image(tables: &[(String, u64, Vec<u8>)]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Boots the kernel on QEMU machines with and without an NVDIMM, types
+/// `qemu fuzz-seeds`: [`seeds`] from the kernel `make run` boots.
+pub fn cmd_seeds(timeout: Duration) -> Result<bool, String> {
+    seeds(&cargo::build_kernel(false)?, timeout)?;
+    Ok(true)
+}
+
+/// Boots the kernel on the machines of [`plan::SEEDS`] (with and without
+/// an NVDIMM), types
 /// `acpidump` and `mem`, and writes the tables, the maps and the command
 /// lines into `kernel/fuzz/seeds/TARGET/` (read by every run, never minimized).
 pub fn seeds(kernel: &Path, timeout: Duration) -> Result<(), String> {
     let p = profile::find("bios")?;
-    let nvdimm = "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,\
-                  mem-path=target/qemu/seed-nv0.img,size=256M -device nvdimm,id=nvdimm0,memdev=nv0";
-    let machines = [
-        ("qemu-2g", DEFAULT_MEM, "", ""),
-        ("qemu-nvdimm", "2G,slots=2,maxmem=8G", "nopmem", nvdimm),
-        ("qemu-5g-memmap", "5G", "memmap=32M!0x3a000000 memmap=64M!5G", ""),
-    ];
-    for (name, mem, cmdline, extra) in machines {
-        let tag = format!("seed-{name}");
-        let image = image_for(kernel, p, &tag, "")?;
-        let m = Machine {
-            image,
-            mem: mem.into(),
-            cmdline: cmdline.into(),
-            extra: extra.split_whitespace().map(String::from).collect(),
-            ..Default::default()
-        };
+    for (name, shape) in plan::SEEDS {
+        let m = Machine::new(p, kernel, &format!("seed-{name}")).shape(shape).timeout(timeout);
+        m.prepare_nvdimm()?;
+        let cmdline = shape.cmdline;
         let steps = ["acpidump", "mem", "poweroff"].map(|c| Step::Type(c.into()));
-        let b = machine::boot_captured(p, m, &tag, timeout, false, &steps)?;
+        let b = machine::boot_captured(&m, false, &steps)?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
         if v != report::Verdict::Pass {
             return Err(format!("{name}: {v}"));

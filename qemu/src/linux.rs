@@ -18,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::machine::Machine;
+
 /// Where [`kit`] keeps the packages and what they unpack to.
 const DIR: &str = "target/linux";
 /// Debian's metapackage for its current 6.1 kernel.
@@ -384,42 +386,23 @@ fn initramfs(kit: &Kit, script: &str) -> Result<Vec<u8>, String> {
     Ok(c.finish())
 }
 
-/// Boots Linux on a QEMU `pc` machine (TCG) with `-m mem`, the extra QEMU
-/// arguments `extra` (split in words, e.g. an NVDIMM's) and `cmdline` after
-/// `console=ttyS0 panic=-1 quiet`. The initramfs mounts proc, sysfs and
+/// Boots Linux on the QEMU `pc` machine `m` (TCG): its firmware, `-m`,
+/// devices and QEMU arguments, and its `cmdline` after `console=ttyS0
+/// panic=-1 quiet` (the machine's kernel, image and exit device are
+/// Tessera's and not used). Under UEFI, OVMF loads the kernel from fw_cfg
+/// (`-kernel`) and Linux's EFI stub builds its E820 table from the UEFI
+/// memory map, as on a UEFI PC. The initramfs mounts proc, sysfs and
 /// devtmpfs, loads the modules, runs `script` with `/bin/sh` between the
 /// lines [`BEGIN`] and `END rc=N`, and powers off.
 ///
 /// Writes the serial log to `target/qemu/<tag>.log` (and the initramfs to
 /// `target/qemu/<tag>-initrd.cpio`) and returns the serial output, with
 /// `\r\n` made `\n`. Fails with one line when QEMU cannot start or fails,
-/// at the `timeout` (QEMU killed), or when the script's end never appears.
-pub fn boot(
-    kit: &Kit,
-    mem: &str,
-    extra: &[String],
-    cmdline: &str,
-    script: &str,
-    tag: &str,
-    timeout: Duration,
-) -> Result<String, String> {
-    boot_on(kit, boot::Firmware::Bios, mem, extra, cmdline, script, tag, timeout)
-}
-
-/// [`boot()`] on either firmware: under UEFI, OVMF loads the kernel from
-/// fw_cfg (`-kernel`) and Linux's EFI stub builds its E820 table from the
-/// UEFI memory map, as on a UEFI PC.
-#[allow(clippy::too_many_arguments)]
-pub fn boot_on(
-    kit: &Kit,
-    firmware: boot::Firmware,
-    mem: &str,
-    extra: &[String],
-    cmdline: &str,
-    script: &str,
-    tag: &str,
-    timeout: Duration,
-) -> Result<String, String> {
+/// at the machine's timeout (QEMU killed), or when the script's end never
+/// appears.
+pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
+    let (tag, cmdline, mem) = (&m.tag, &m.cmdline, &m.mem);
+    let timeout = m.timeout.unwrap_or(Duration::MAX);
     let dir = Path::new("target/qemu");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let log_path = dir.join(format!("{tag}.log"));
@@ -428,7 +411,7 @@ pub fn boot_on(
         .map_err(|e| format!("cannot write {}: {e}", initrd.display()))?;
     let append = format!("console=ttyS0 panic=-1 quiet rdinit=/init {cmdline}");
     let mut pflash = Vec::new();
-    if firmware == boot::Firmware::Uefi {
+    if m.profile.firmware == boot::Firmware::Uefi {
         let vars = dir.join(format!("{tag}-vars.fd"));
         std::fs::copy(crate::profile::OVMF_VARS, &vars)
             .map_err(|e| format!("cannot copy {}: {e}", crate::profile::OVMF_VARS))?;
@@ -447,7 +430,7 @@ pub fn boot_on(
         .args(["-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-m", mem])
         .args(&pflash)
-        .args(extra)
+        .args(m.device_args())
         .arg("-kernel")
         .arg(&kit.vmlinuz)
         .arg("-initrd")

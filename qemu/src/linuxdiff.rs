@@ -14,9 +14,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::linux;
-use crate::machine::{self, Step};
-use crate::profile::{Machine, Profile};
+use options::contract::SHELL_PROMPT;
+
+use crate::cli::Flags;
+use crate::machine::{self, Machine, Step};
+use crate::{cargo, linux, plan, profile};
 
 /// What Linux prints for the comparison, each part after a `== part NAME`
 /// line: the kernel log, `/proc/iomem`, `/proc/zoneinfo`, memory blocks
@@ -391,7 +393,7 @@ pub fn linux_views(out: &str) -> Views {
 /// Reduces Tessera's serial log: the boot log, then the answers to
 /// [`TESSERA_COMMANDS`] between shell prompts.
 pub fn tessera_views(log: &str) -> Views {
-    let mut answers = log.split(machine::PROMPT);
+    let mut answers = log.split(SHELL_PROMPT);
     let boot = answers.next().unwrap_or("");
     let answer: Vec<Vec<&str>> = answers.map(|a| a.lines().skip(1).collect()).collect();
     let get = |i: usize| answer.get(i).cloned().unwrap_or_default();
@@ -592,18 +594,6 @@ pub fn compare(linux: &Views, tessera: &Views) -> Comparison {
     Comparison { sections, bringup: [linux.bringup.clone(), tessera.bringup.clone()] }
 }
 
-/// A machine both kernels boot on.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub profile: &'static Profile,
-    pub mem: String,
-    pub cmdline: String,
-    /// QEMU arguments for Linux and for Tessera (each its own NVDIMM file
-    /// when they run at once).
-    pub linux_args: Vec<String>,
-    pub tessera_args: Vec<String>,
-}
-
 /// Tessera's options for a Linux command line: `nopmem` added when none
 /// names persistent memory, since Linux emulates none by default; words
 /// Tessera does not know (Linux's own) left out; `poweroff` removed (the
@@ -619,51 +609,30 @@ pub fn tessera_cmdline(cmdline: &str) -> String {
     words.join(" ")
 }
 
-/// Boots both kernels (at once when `parallel`) and compares them.
+/// Boots both kernels (at once when `parallel`) and compares them:
+/// Tessera on `tessera`, Linux on `linux` (the same machine, each with its
+/// own files).
 pub fn run(
-    kernel: &Path,
-    t: &Target,
-    tag: &str,
-    timeout: Duration,
+    tessera: &Machine,
+    linux: &Machine,
     parallel: bool,
 ) -> Result<(Comparison, Views, Views), String> {
     let kit = linux::kit()?;
-    let linux_cmdline = t.cmdline.clone();
     let tessera = || -> Result<String, String> {
-        let ttag = format!("{tag}-tessera");
-        let image = crate::image_for(kernel, t.profile, &ttag, "")?;
-        let m = Machine {
-            image,
-            mem: t.mem.clone(),
-            cmdline: tessera_cmdline(&t.cmdline),
-            extra: t.tessera_args.clone(),
-            ..Default::default()
-        };
         let mut steps: Vec<Step> =
             TESSERA_COMMANDS.iter().map(|c| Step::Type(c.to_string())).collect();
         steps.push(Step::Type("poweroff".into()));
-        let b = machine::boot_captured(t.profile, m, &ttag, timeout, false, &steps)?;
-        if b.log.matches(machine::PROMPT).count() < TESSERA_COMMANDS.len() + 1 {
-            let log = machine::paths(&ttag).0;
+        let b = machine::boot_captured(tessera, false, &steps)?;
+        if b.log.matches(SHELL_PROMPT).count() < TESSERA_COMMANDS.len() + 1 {
             return Err(format!(
-                "Tessera ({ttag}) did not answer its shell; serial log in {}",
-                log.display()
+                "Tessera ({}) did not answer its shell; serial log in {}",
+                tessera.tag,
+                tessera.log_path().display()
             ));
         }
         Ok(b.log)
     };
-    let linux = || {
-        linux::boot_on(
-            &kit,
-            t.profile.firmware,
-            &t.mem,
-            &t.linux_args,
-            &linux_cmdline,
-            LINUX_SCRIPT,
-            &format!("{tag}-linux"),
-            timeout,
-        )
-    };
+    let linux = || linux::boot(&kit, linux, LINUX_SCRIPT);
     let (l, ts) = if parallel {
         std::thread::scope(|s| {
             let h = s.spawn(linux);
@@ -677,79 +646,111 @@ pub fn run(
     Ok((compare(&lv, &tv), lv, tv))
 }
 
+/// The two machines of a comparison named `tag`: Tessera's (`kernel`,
+/// options through [`tessera_cmdline`], tag `TAG-tessera`) and Linux's
+/// (the options as given, tag `TAG-linux`), each with its own NVDIMM file.
+fn pair(tessera: Machine, tag: &str) -> (Machine, Machine) {
+    let retag = |mut m: Machine, side: &str| {
+        m.tag = format!("{tag}-{side}");
+        if let Some((_, file)) = &mut m.nvdimm {
+            *file = machine::nvdimm_file(&m.tag);
+        }
+        m
+    };
+    let linux = retag(tessera.clone(), "linux");
+    let mut tessera = retag(tessera, "tessera");
+    tessera.cmdline = tessera_cmdline(&tessera.cmdline);
+    (tessera, linux)
+}
+
 /// Boots Linux alone and prints its serial output (`qemu linux`).
-pub fn linux_only(
-    firmware: boot::Firmware,
-    mem: &str,
-    extra: &[String],
-    cmdline: &str,
-    timeout: Duration,
-) -> Result<bool, String> {
+pub fn linux_only(m: &Machine) -> Result<bool, String> {
     let kit = linux::kit()?;
-    let out = linux::boot_on(&kit, firmware, mem, extra, cmdline, LINUX_SCRIPT, "linux", timeout)?;
+    let out = linux::boot(&kit, m, LINUX_SCRIPT)?;
     print!("{out}");
     Ok(true)
 }
 
-/// The conformance suite's machines: name, firmware profile, `-m`, options,
-/// whether a 256 MiB QEMU NVDIMM is attached.
-pub const MACHINES: &[(&str, &str, &str, &str, bool)] = &[
-    ("comma-list", "bios", "2G", "memmap=64M!0x20000000,16M$0x30000000", false),
-    (
-        "exactmap",
-        "bios",
-        "2G",
-        "memmap=exactmap memmap=0x9f000@0 memmap=0x7fee0000@0x100000 memmap=16M#0x30000000 memmap=2M%0x31000000-1+2 memmap=32M!0x3a000000",
-        false,
-    ),
-    ("bare-memmap-nn", "bios", "2G", "memmap=1536M", false),
-    ("overlapping", "bios", "2G", "memmap=4M!64M memmap=2M!65M", false),
-    ("across-and-outside-ram", "bios", "2G", "memmap=32M!0x7ff00000 memmap=64M!0x200000000", false),
-    // The range crosses the limit: one entry each side of it, as in Linux.
-    ("mem-small-first", "bios", "2G", "mem=1G memmap=64M!0x3e000000", false),
-    ("mem-large-last", "bios", "2G", "memmap=32M!0x10000000 mem=8G", false),
-    ("two-in-one-section", "bios", "2G", "memmap=32M!0x3a000000 memmap=32M!0x3c000000", false),
-    ("above-4g-whole-sections", "bios", "6G", "memmap=256M!0x140000000", false),
-    ("misaligned", "bios", "2G", "memmap=3M!0x20100000", false),
-    ("nvdimm", "bios", "2G,slots=2,maxmem=8G", "", true),
-    ("uefi", "uefi", "2G", "memmap=32M!0x3a000000", false),
-];
+/// `qemu linux`: boots Debian's Linux on the machine `make run` would use
+/// and prints what `make linux-diff` compares.
+pub fn cmd_linux(f: Flags) -> Result<bool, String> {
+    let mut m = Machine::new(f.profile()?, Path::new(""), "linux").timeout(f.timeout()?);
+    m.mem = f.mem();
+    m.cmdline = f.cmdline.clone();
+    m.qemu_args = f.qemu_args.clone();
+    linux_only(&m)
+}
 
-/// Boots every [`MACHINES`] entry on both kernels (each pair at once) and
-/// prints one test line per view. A `filter` (`conformance::NAME`) picks
-/// machines.
+/// `make linux-diff`: Tessera and Linux on the machine `make run` would
+/// use, compared; fails on a difference that is not an intended one.
+pub fn cmd_linux_diff(f: Flags) -> Result<bool, String> {
+    let profile = f.profile()?;
+    if profile.usb {
+        return Err(
+            "linux-diff boots Linux from QEMU's -kernel: use FIRMWARE=bios or uefi without USB"
+                .into(),
+        );
+    }
+    // Words only Linux knows go to Linux alone (see tessera_cmdline); a
+    // line Tessera cannot read at all is refused.
+    options::check_line(&f.cmdline).map_err(|e| format!("CMDLINE: {e}"))?;
+    machine::check_host(profile)?;
+    let kernel = match &f.kernel {
+        Some(k) => k.clone(),
+        None => cargo::build_kernel(false)?,
+    };
+    let mut m = Machine::new(profile, &kernel, "linux-diff").timeout(f.timeout()?);
+    m.mem = f.mem();
+    m.cmdline = f.cmdline.clone();
+    m.qemu_args = f.qemu_args.clone();
+    let (tessera, linux) = pair(m, "linux-diff");
+    // A backing file (an NVDIMM's) is shared: one kernel at a time.
+    let parallel = !f.qemu_args.iter().any(|a| a.contains("mem-path="));
+    println!(
+        "linux-diff: {} -m {} options '{}' {}; Tessera with '{}'",
+        profile.name,
+        linux.mem,
+        linux.cmdline,
+        f.qemu_args.join(" "),
+        tessera.cmdline
+    );
+    let (c, _, _) = run(&tessera, &linux, parallel)?;
+    print!("{}", c.report());
+    let bad = c.unexplained();
+    println!("== intended differences");
+    for (name, why) in INTENDED {
+        println!("  {name}: {why}");
+    }
+    if bad == 0 {
+        println!("linux-diff: the kernels agree, apart from intended differences");
+    } else {
+        println!("linux-diff: {bad} lines differ that no intended difference explains");
+    }
+    Ok(bad == 0)
+}
+
+/// Boots every [`plan::CONFORMANCE`] machine on both kernels (each pair at
+/// once) and prints one test line per view. A `filter`
+/// (`conformance::NAME`) picks machines.
 pub fn suite(kernel: &Path, filter: Option<&str>, timeout: Duration) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     let start = std::time::Instant::now();
-    for &(name, profile, mem, cmdline, nvdimm) in MACHINES {
+    for (name, profile, shape) in plan::CONFORMANCE {
         let test = format!("conformance::{name}");
         if filter.is_some_and(|f| !test.contains(f) && !f.starts_with(&test)) {
             continue;
         }
         let tag = format!("conformance-{name}");
-        let files = nvdimm.then(|| {
-            let (l, t) = (
-                crate::nvdimm_file(&format!("{tag}-linux")),
-                crate::nvdimm_file(&format!("{tag}-tessera")),
-            );
-            for f in [&l, &t] {
-                let _ = std::fs::remove_file(f);
-            }
-            (l, t)
-        });
-        let args = |f: Option<&std::path::PathBuf>| match f {
-            Some(f) => crate::args_with_file(crate::NVDIMM_ARGS, f),
-            None => Vec::new(),
-        };
-        let target = Target {
-            profile: crate::profile::find(profile).expect("a known profile"),
-            mem: mem.into(),
-            cmdline: cmdline.into(),
-            linux_args: args(files.as_ref().map(|f| &f.0)),
-            tessera_args: args(files.as_ref().map(|f| &f.1)),
-        };
         let t0 = std::time::Instant::now();
-        match run(kernel, &target, &tag, timeout, true) {
+        let result = profile::find(profile).and_then(|p| {
+            let m = Machine::new(p, kernel, &tag).shape(shape).timeout(timeout);
+            let (tessera, linux) = pair(m, &tag);
+            for m in [&tessera, &linux] {
+                m.prepare_nvdimm()?;
+            }
+            run(&tessera, &linux, true)
+        });
+        match result {
             Ok((c, _, _)) => {
                 for s in &c.sections {
                     let bad: Vec<&Row> = s

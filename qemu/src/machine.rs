@@ -1,5 +1,7 @@
-//! Booting one image in QEMU: the serial console captured to a log file
-//! under `target/` and echoed, a hard timeout, and the exit status.
+//! One boot of a Tessera kernel in QEMU: its description ([`Machine`],
+//! shared by every command that boots Tessera), the disk image, the serial
+//! console captured to a log file under `target/` and echoed, a hard
+//! timeout, and the exit status.
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -8,10 +10,243 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::profile::{self, Machine, Profile};
+use options::contract::{self, SHELL_PROMPT};
+
+use crate::device::{self, Device};
+use crate::plan::{self, Nvdimm, Shape};
+use crate::profile::{self, Profile};
 use crate::report::Ending;
 
 pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Everything one boot needs: `qemu run`, `test`, `runner`, `bench`,
+/// `screenshot`, `fuzz-seeds`, the persistence checks and linux-diff all
+/// describe their boots with it (Linux's boots use the machine part: the
+/// firmware, `mem`, `cmdline`, the devices and QEMU arguments).
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Firmware and how the disk is attached.
+    pub profile: &'static Profile,
+    /// The kernel ELF put into the disk image.
+    pub kernel: PathBuf,
+    /// Names the boot's files under `target/qemu/`: `<tag>.log`, the
+    /// image, the OVMF variables, the NVDIMM's backing file.
+    pub tag: String,
+    /// QEMU `-m`, verbatim.
+    pub mem: String,
+    /// Options handed over through fw_cfg.
+    pub cmdline: String,
+    /// Options built into the image, as on a real PC.
+    pub image_cmdline: String,
+    /// Appended verbatim; a `-machine`/`-M` here replaces the default `pc`.
+    pub qemu_args: Vec<String>,
+    /// An NVDIMM and its backing file.
+    pub nvdimm: Option<(Nvdimm, PathBuf)>,
+    /// The in-kernel tests' name filter, through fw_cfg.
+    pub test_filter: Option<String>,
+    /// Leave out `isa-debug-exit`, as on a real PC: the kernel must power
+    /// off through ACPI (QEMU then exits 0).
+    pub no_exit_device: bool,
+    /// QEMU is killed after this long (`None`: never).
+    pub timeout: Option<Duration>,
+}
+
+impl Machine {
+    /// `kernel` on `profile` on the [`plan::DEFAULT`] machine, its files
+    /// named by `tag`, without a timeout.
+    pub fn new(profile: &'static Profile, kernel: &Path, tag: &str) -> Self {
+        Machine {
+            profile,
+            kernel: kernel.to_path_buf(),
+            tag: tag.to_string(),
+            mem: String::new(),
+            cmdline: String::new(),
+            image_cmdline: String::new(),
+            qemu_args: Vec::new(),
+            nvdimm: None,
+            test_filter: None,
+            no_exit_device: false,
+            timeout: None,
+        }
+        .shape(&plan::DEFAULT)
+    }
+
+    /// The memory, options, devices and QEMU arguments of `shape`; an
+    /// NVDIMM gets the file [`nvdimm_file`] of this boot's tag.
+    pub fn shape(mut self, shape: &Shape) -> Self {
+        self.mem = shape.mem.into();
+        self.cmdline = shape.cmdline.into();
+        self.qemu_args = shape.qemu_args.split_whitespace().map(String::from).collect();
+        self.nvdimm = shape.nvdimm.map(|n| (n, nvdimm_file(&self.tag)));
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Prepares the NVDIMM's backing file as its format says (see
+    /// [`Nvdimm::format`]) and returns what the host wrote, to compare
+    /// after the boot.
+    pub fn prepare_nvdimm(&self) -> Result<Option<Device>, String> {
+        let Some((nv, file)) = &self.nvdimm else { return Ok(None) };
+        match nv.format {
+            Some(format) => device::create(file, nv.base(), nv.size, format).map(Some),
+            None => {
+                let _ = std::fs::remove_file(file);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The QEMU arguments of the devices and the extra arguments: what a
+    /// Linux boot on the same machine gets too.
+    pub fn device_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        if let Some((nv, file)) = &self.nvdimm {
+            let backend = format!(
+                "memory-backend-file,id=nv0,share=on,mem-path={},size={}",
+                file.display(),
+                size_arg(nv.size)
+            );
+            let addr = nv.addr.map_or(String::new(), |a| format!(",addr={a:#x}"));
+            let dev = format!("nvdimm,id=nvdimm0,memdev=nv0{addr}");
+            a.extend(
+                ["-machine", "pc,nvdimm=on", "-object", &backend, "-device", &dev]
+                    .map(String::from),
+            );
+        }
+        a.extend(self.qemu_args.iter().cloned());
+        a
+    }
+
+    /// QEMU's arguments for booting `image`, except the serial set-up;
+    /// `vars` is the writable OVMF variable store (UEFI only).
+    pub fn args(&self, image: &Path, vars: &Path) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        let extra = self.device_args();
+        if !extra.iter().any(|x| x == "-machine" || x == "-M") {
+            push(&["-machine", "pc"]);
+        }
+        push(&["-m", &self.mem, "-no-reboot"]);
+        if !self.no_exit_device {
+            let exit = format!(
+                "isa-debug-exit,iobase={:#x},iosize={:#04x}",
+                contract::DEBUG_EXIT_IOBASE,
+                contract::DEBUG_EXIT_IOSIZE
+            );
+            push(&["-device", &exit]);
+        }
+        if self.profile.firmware == boot::Firmware::Uefi {
+            let code = format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                profile::escape(profile::OVMF_CODE)
+            );
+            let vars =
+                format!("if=pflash,format=raw,unit=1,file={}", profile::escape(&path_str(vars)));
+            push(&["-drive", &code, "-drive", &vars]);
+        }
+        let img = profile::escape(&path_str(image));
+        if self.profile.usb {
+            let drive = format!("if=none,id=stick,format=raw,snapshot=on,file={img}");
+            push(&["-device", "qemu-xhci", "-drive", &drive]);
+            push(&["-device", "usb-storage,drive=stick,bootindex=0"]);
+        } else {
+            push(&["-drive", &format!("format=raw,snapshot=on,file={img}")]);
+        }
+        let fw_cfg =
+            |name: &str, value: &str| format!("name={name},string={}", profile::escape(value));
+        if !self.cmdline.is_empty() {
+            push(&["-fw_cfg", &fw_cfg(contract::FW_CFG_CMDLINE, &self.cmdline)]);
+        }
+        if let Some(f) = &self.test_filter {
+            push(&["-fw_cfg", &fw_cfg(contract::FW_CFG_TEST_FILTER, f)]);
+        }
+        a.extend(extra);
+        a
+    }
+
+    /// The serial log of this boot.
+    pub fn log_path(&self) -> PathBuf {
+        paths(&self.tag).0
+    }
+
+    /// Builds the disk image: the kernel without its debug sections (see
+    /// [`strip_debug`]), [`Machine::image_cmdline`] built in.
+    fn image(&self) -> Result<PathBuf, String> {
+        let dir = PathBuf::from("target/qemu/images");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let out = dir.join(format!("{}-{}.img", self.tag, self.profile.firmware.name()));
+        let elf = strip_debug(&self.kernel, &dir.join(format!("{}.elf", self.tag)));
+        boot::build_image(&elf, self.profile.firmware, &self.image_cmdline, &out)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+impl Nvdimm {
+    /// Its guest-physical address.
+    pub fn base(&self) -> u64 {
+        self.addr.unwrap_or(device::NVDIMM_BASE)
+    }
+}
+
+/// A size as QEMU's `size=` reads it: `256M`, `64G`.
+fn size_arg(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 30) {
+        format!("{}G", bytes >> 30)
+    } else {
+        format!("{}M", bytes >> 20)
+    }
+}
+
+/// The NVDIMM backing file of the boot `tag`.
+pub fn nvdimm_file(tag: &str) -> PathBuf {
+    PathBuf::from(format!("target/qemu/{tag}-nvdimm.img"))
+}
+
+/// The toolchain's `llvm-objcopy` (rustup's `llvm-tools`, which the
+/// bootloader's build needs anyway), if it is there.
+fn objcopy() -> Option<&'static Path> {
+    static OBJCOPY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OBJCOPY
+        .get_or_init(|| {
+            let out = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
+            let sysroot = String::from_utf8(out.stdout).ok()?;
+            let host = Command::new("rustc").args(["-vV"]).output().ok()?;
+            let host = String::from_utf8(host.stdout).ok()?;
+            let triple = host.lines().find_map(|l| l.strip_prefix("host: "))?.to_string();
+            let p =
+                Path::new(sysroot.trim()).join("lib/rustlib").join(triple).join("bin/llvm-objcopy");
+            p.exists().then_some(p)
+        })
+        .as_deref()
+}
+
+/// A copy of `kernel` without debug sections at `out`: the BIOS and UEFI
+/// loaders read the whole file from the disk image, and a debug build's
+/// 10 MiB of DWARF costs about 7 s per boot under TCG (measured: 9.6 s
+/// against 2.2 s to power off). The code is the same. Without
+/// `llvm-objcopy` the kernel is used as it is.
+fn strip_debug(kernel: &Path, out: &Path) -> PathBuf {
+    let Some(objcopy) = objcopy() else { return kernel.to_path_buf() };
+    let ok = Command::new(objcopy)
+        .arg("--strip-debug")
+        .arg(kernel)
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok { out.to_path_buf() } else { kernel.to_path_buf() }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
 
 /// Fails with a one-line instruction when QEMU or (for UEFI) OVMF is missing.
 pub fn check_host(profile: &Profile) -> Result<(), String> {
@@ -59,18 +294,19 @@ fn ending(status: ExitStatus) -> Ending {
     }
 }
 
-fn prepare(profile: &Profile, m: &mut Machine, tag: &str) -> Result<PathBuf, String> {
-    check_host(profile)?;
-    let (log, vars) = paths(tag);
+/// Checks the host, creates `target/qemu/` and the OVMF variable store;
+/// returns the log path and the variable store.
+fn prepare(m: &Machine) -> Result<(PathBuf, PathBuf), String> {
+    check_host(m.profile)?;
+    let (log, vars) = paths(&m.tag);
     std::fs::create_dir_all(log.parent().expect("has a parent"))
         .map_err(|e| format!("cannot create target/qemu: {e}"))?;
-    if profile.firmware == boot::Firmware::Uefi {
+    if m.profile.firmware == boot::Firmware::Uefi {
         std::fs::copy(profile::OVMF_VARS, &vars).map_err(|e| {
             format!("cannot copy {} to {}: {e}", profile::OVMF_VARS, vars.display())
         })?;
-        m.ovmf_vars = vars;
     }
-    Ok(log)
+    Ok((log, vars))
 }
 
 fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<Ending, String> {
@@ -98,9 +334,6 @@ fn collect_stderr(mut stderr: std::process::ChildStderr) -> std::thread::JoinHan
         s
     })
 }
-
-/// The kernel shell's prompt: the harness types a line after each one.
-pub const PROMPT: &str = "tessera> ";
 
 /// One step of a scripted boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,27 +402,21 @@ fn monitor(socket: &Path, cmd: &str) -> Result<String, String> {
     Ok(crate::report::strip_ansi(&seen))
 }
 
-/// Boots with the serial port piped through the runner: all output goes to
-/// the log file and, when `echo`, to stdout. The `input` steps run in
-/// order, each after the next shell prompt appears; without input, stdin is
-/// closed.
-pub fn boot_captured(
-    profile: &Profile,
-    mut m: Machine,
-    tag: &str,
-    timeout: Duration,
-    echo: bool,
-    input: &[Step],
-) -> Result<Boot, String> {
-    let log_path = prepare(profile, &mut m, tag)?;
+/// Boots `m` with the serial port piped through the runner: all output
+/// goes to the log file and, when `echo`, to stdout. The `input` steps run
+/// in order, each after the next shell prompt appears; without input,
+/// stdin is closed.
+pub fn boot_captured(m: &Machine, echo: bool, input: &[Step]) -> Result<Boot, String> {
+    let (log_path, vars) = prepare(m)?;
+    let image = m.image()?;
+    let mut args = vec!["-display".into(), "none".into(), "-serial".into(), "stdio".into()];
+    args.extend(m.args(&image, &vars));
     let socket = log_path.with_extension("mon");
     if input.iter().any(Step::needs_monitor) {
         let _ = std::fs::remove_file(&socket);
         let arg = format!("unix:{},server=on,wait=off", socket.display());
-        m.extra.extend(["-monitor".to_string(), arg]);
+        args.extend(["-monitor".to_string(), arg]);
     }
-    let mut args = vec!["-display".into(), "none".into(), "-serial".into(), "stdio".into()];
-    args.extend(profile.args(&m));
     let start = Instant::now();
     let stdin = if input.is_empty() { Stdio::null() } else { Stdio::piped() };
     let mut child = Command::new(QEMU)
@@ -242,7 +469,7 @@ pub fn boot_captured(
             };
             // The steps that start a command wait for the next prompt.
             let wait_prompt = |typed: usize| {
-                while seen.lock().expect("log lock").matches(PROMPT).count() <= typed {
+                while seen.lock().expect("log lock").matches(SHELL_PROMPT).count() <= typed {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             };
@@ -253,7 +480,7 @@ pub fn boot_captured(
                         loop {
                             let (done, due) = {
                                 let log = seen.lock().expect("log lock");
-                                let mut answers = log.split(PROMPT).skip(typed);
+                                let mut answers = log.split(SHELL_PROMPT).skip(typed);
                                 let answer = answers.next().unwrap_or("");
                                 let due = answer.matches(pattern.as_str()).count();
                                 (answers.next().is_some(), due)
@@ -299,7 +526,7 @@ pub fn boot_captured(
         });
     }
     let err_reader = collect_stderr(stderr);
-    let ending = wait(&mut child, Some(timeout))?;
+    let ending = wait(&mut child, m.timeout)?;
     let _ = reader.join();
     let log = crate::report::strip_ansi(&shared.lock().expect("log lock"));
     let stderr = err_reader.join().unwrap_or_default();
@@ -309,17 +536,12 @@ pub fn boot_captured(
     Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
 }
 
-/// Boots with the serial port and QEMU's monitor on this terminal
-/// (Ctrl-A X quits, Ctrl-A C switches to the monitor); QEMU itself writes the
-/// serial log file.
-pub fn boot_interactive(
-    profile: &Profile,
-    mut m: Machine,
-    tag: &str,
-    timeout: Option<Duration>,
-    display: bool,
-) -> Result<Boot, String> {
-    let log_path = prepare(profile, &mut m, tag)?;
+/// Boots `m` with the serial port and QEMU's monitor on this terminal
+/// (Ctrl-A X quits, Ctrl-A C switches to the monitor); QEMU itself writes
+/// the serial log file.
+pub fn boot_interactive(m: &Machine, display: bool) -> Result<Boot, String> {
+    let (log_path, vars) = prepare(m)?;
+    let image = m.image()?;
     let chardev =
         format!("stdio,id=con0,mux=on,logfile={}", profile::escape(&log_path.to_string_lossy()));
     let mut args: Vec<String> =
@@ -328,7 +550,7 @@ pub fn boot_interactive(
     if !display {
         args.extend(["-display".into(), "none".into()]);
     }
-    args.extend(profile.args(&m));
+    args.extend(m.args(&image, &vars));
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(&args)
@@ -337,8 +559,70 @@ pub fn boot_interactive(
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
     let err_reader = collect_stderr(stderr);
-    let ending = wait(&mut child, timeout)?;
+    let ending = wait(&mut child, m.timeout)?;
     let stderr = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::find;
+
+    fn machine(profile: &str) -> Machine {
+        Machine::new(find(profile).unwrap(), Path::new("k"), "t")
+    }
+
+    fn args(m: &Machine) -> Vec<String> {
+        m.args(Path::new("/t/k.img"), Path::new("/t/vars.fd"))
+    }
+
+    #[test]
+    fn default_machine_is_pc_unless_overridden() {
+        let a = args(&machine("bios"));
+        assert_eq!(&a[..2], ["-machine", "pc"]);
+        assert!(a.join(" ").contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        let mut m = machine("bios");
+        m.qemu_args = vec!["-machine".into(), "pc,nvdimm=on".into()];
+        let a = args(&m);
+        assert_eq!(a.iter().filter(|x| *x == "-machine").count(), 1);
+        assert_eq!(a.last().unwrap(), "pc,nvdimm=on");
+    }
+
+    #[test]
+    fn usb_profiles_attach_a_stick() {
+        let a = args(&machine("usb-bios")).join(" ");
+        assert!(a.contains("-device qemu-xhci"));
+        assert!(a.contains("-device usb-storage,drive=stick,bootindex=0"));
+        let a = args(&machine("uefi")).join(" ");
+        assert!(a.contains(profile::OVMF_CODE));
+        assert!(!a.contains("usb-storage"));
+    }
+
+    #[test]
+    fn options_travel_through_fw_cfg_escaped() {
+        let mut m = machine("bios");
+        m.cmdline = "memmap=1,2 poweroff".into();
+        let a = args(&m);
+        assert!(a.contains(&"name=opt/tessera/cmdline,string=memmap=1,,2 poweroff".to_string()));
+        assert!(!args(&machine("bios")).iter().any(|x| x.contains("cmdline")));
+    }
+
+    /// The arguments the harness gave its NVDIMMs before they were data.
+    #[test]
+    fn nvdimm_shapes_give_qemu_arguments() {
+        let m = machine("bios").shape(&plan::NVDIMM);
+        assert_eq!(
+            m.device_args().join(" "),
+            "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path=target/qemu/t-nvdimm.img,size=256M -device nvdimm,id=nvdimm0,memdev=nv0"
+        );
+        let m = machine("bios").shape(&plan::BIG_NVDIMM);
+        assert_eq!(
+            m.device_args().join(" "),
+            "-machine pc,nvdimm=on -object memory-backend-file,id=nv0,share=on,mem-path=target/qemu/t-nvdimm.img,size=64G -device nvdimm,id=nvdimm0,memdev=nv0,addr=0x4000000000"
+        );
+        assert_eq!(m.mem, "2G,slots=4,maxmem=512G");
+        assert_eq!(args(&m).iter().filter(|x| *x == "-machine").count(), 1);
+    }
 }

@@ -16,13 +16,16 @@ use std::time::Duration;
 
 use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind};
 
-use crate::device::{self, Device, Format, NVDIMM_BASE};
-use crate::machine::{self, PROMPT, Step};
-use crate::profile::{Machine, Profile};
-use crate::report::{self, Verdict};
-use crate::{NVDIMM_ARGS, image_for, linux};
+use options::contract::SHELL_PROMPT;
 
-const MEM: &str = "2G,slots=2,maxmem=8G";
+use crate::device::{self, Device, Format, NVDIMM_BASE};
+use crate::linux;
+use crate::machine::{self, Machine, Step};
+use crate::plan;
+use crate::profile::{self, Profile};
+use crate::report::{self, Verdict};
+
+/// The NVDIMM's size ([`plan::NVDIMM`]).
 const SIZE: u64 = 256 << 20;
 /// What Linux 6.1 computes for this device (measured, DESIGN.md 4c).
 const DATAOFF: u64 = 6 << 20;
@@ -49,33 +52,41 @@ impl Tally<'_> {
     }
 }
 
-fn qemu_args(file: &Path) -> Vec<String> {
-    crate::args_with_file(NVDIMM_ARGS, file)
+/// The machine of every boot here: [`plan::NVDIMM`] on `p`, its backing
+/// file `file` (prepared once and shared by the boots of one check).
+fn on_file(p: &'static Profile, kernel: &Path, tag: &str, file: &Path) -> Machine {
+    let mut m = Machine::new(p, kernel, tag).shape(&plan::NVDIMM);
+    if let Some((_, f)) = &mut m.nvdimm {
+        *f = file.to_path_buf();
+    }
+    m
+}
+
+/// Debian's Linux on the same file, on BIOS and without options, whatever
+/// the profile: it only has to read and write the device (its kernel and
+/// initramfs come from the kit).
+fn linux_on(tag: &str, file: &Path) -> Result<Machine, String> {
+    let mut m = on_file(profile::find("bios")?, Path::new(""), tag, file).timeout(LINUX_TIMEOUT);
+    m.cmdline.clear();
+    Ok(m)
 }
 
 /// Boots Tessera on the NVDIMM `file`, types `commands` into its shell,
 /// then `poweroff`. Returns the log and each command's answer.
 fn tessera(
     kernel: &Path,
-    p: &Profile,
+    p: &'static Profile,
     tag: &str,
     file: &Path,
     commands: &[&str],
     timeout: Duration,
 ) -> Result<(String, Vec<String>, Verdict), String> {
-    let image = image_for(kernel, p, tag, "")?;
-    let m = Machine {
-        image,
-        mem: MEM.into(),
-        cmdline: "nopmem".into(),
-        extra: qemu_args(file),
-        ..Default::default()
-    };
+    let m = on_file(p, kernel, tag, file).timeout(timeout);
     let mut steps: Vec<Step> = commands.iter().map(|c| Step::Type(c.to_string())).collect();
     steps.push(Step::Type("poweroff".into()));
-    let b = machine::boot_captured(p, m, tag, timeout, false, &steps)?;
+    let b = machine::boot_captured(&m, false, &steps)?;
     let v = report::verdict(b.ending, &b.log, &b.stderr);
-    let answers = b.log.split(PROMPT).skip(1).map(String::from).collect();
+    let answers = b.log.split(SHELL_PROMPT).skip(1).map(String::from).collect();
     // Every boot on the device is also clean: no error line.
     let error = b.log.lines().find(|l| l.contains("] error: ")).unwrap_or_default().to_string();
     let v = match (v, error.is_empty()) {
@@ -138,7 +149,7 @@ fn compare_line(t: &mut Tally, name: &str, file: &Path, dev: &Device, allowed: &
 /// wrote; for devdax, `pmem mode raw` clears the block.
 fn tessera_first(
     kernel: &Path,
-    p: &Profile,
+    p: &'static Profile,
     kind: Kind,
     kit: &Result<linux::Kit, String>,
     timeout: Duration,
@@ -146,7 +157,7 @@ fn tessera_first(
 ) -> Result<(), String> {
     let k = kind.name();
     let base = format!("{}-persist-{k}", p.name);
-    let file = crate::nvdimm_file(&base);
+    let file = machine::nvdimm_file(&base);
     let mut dev = device::create(&file, NVDIMM_BASE, SIZE, Format::Raw)?;
     let text = format!("hello from tessera {k}");
     let write = format!("pmem write region0 0 {text}");
@@ -218,7 +229,7 @@ fn tessera_first(
                     .to_string(),
             };
             let tag = format!("{base}-linux");
-            match linux::boot(kit, MEM, &qemu_args(&file), "", &script, &tag, LINUX_TIMEOUT) {
+            match linux_on(&tag, &file).and_then(|m| linux::boot(kit, &m, &script)) {
                 Ok(out) => {
                     let (rs, re) = data_range(&log, &probed).unwrap_or_default();
                     let got = (
@@ -277,7 +288,7 @@ fn tessera_first(
 /// Linux writes `kind` and data through sysfs; Tessera boots on the file.
 fn linux_first(
     kernel: &Path,
-    p: &Profile,
+    p: &'static Profile,
     kind: Kind,
     kit: &linux::Kit,
     timeout: Duration,
@@ -285,7 +296,7 @@ fn linux_first(
 ) -> Result<(), String> {
     let k = kind.name();
     let base = format!("{}-linux-{k}", p.name);
-    let file = crate::nvdimm_file(&base);
+    let file = machine::nvdimm_file(&base);
     device::create(&file, NVDIMM_BASE, SIZE, Format::Raw)?;
     let text = "hello from linux";
     let (seed, driver, data) = match kind {
@@ -308,15 +319,7 @@ fn linux_first(
          for a in align resource size; do echo \"$a=$(cat $N/$d/$a)\"; done\n\
          {data}"
     );
-    let out = linux::boot(
-        kit,
-        MEM,
-        &qemu_args(&file),
-        "",
-        &script,
-        &format!("{base}-linux"),
-        LINUX_TIMEOUT,
-    );
+    let out = linux_on(&format!("{base}-linux"), &file).and_then(|m| linux::boot(kit, &m, &script));
     let out = match out {
         Ok(o) => o,
         Err(e) => {
@@ -357,7 +360,11 @@ fn linux_first(
 }
 
 /// Every persistence and Linux interop check on profile `p`.
-pub fn run(kernel: &Path, p: &Profile, timeout: Duration) -> Result<(usize, usize), String> {
+pub fn run(
+    kernel: &Path,
+    p: &'static Profile,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
     let prefix = format!("persist::{}", p.name);
     let mut t = Tally { prefix: &prefix, passed: 0, failed: 0 };
     println!("== {} persist: Tessera and Debian's Linux on one NVDIMM file", p.name);

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use options::contract::{self, qemu_exit_status};
+
 /// How QEMU ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -30,10 +32,11 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// QEMU's exit code when the kernel wrote 0x10 to isa-debug-exit.
-pub const EXIT_PASS: i32 = 33;
-/// ... and when it wrote 0x11.
-pub const EXIT_FAIL: i32 = 35;
+/// QEMU's exit code when the kernel wrote its success code to
+/// isa-debug-exit (33).
+pub const EXIT_PASS: i32 = qemu_exit_status(contract::EXIT_SUCCESS);
+/// ... and when it wrote its failure code (35).
+pub const EXIT_FAIL: i32 = qemu_exit_status(contract::EXIT_FAILURE);
 
 /// The first panic message in the log, without its timestamp.
 pub fn panic_message(log: &str) -> Option<&str> {

@@ -3,11 +3,15 @@
 //!
 //! The same parser runs in the kernel (options from fw_cfg or the boot
 //! image) and in the host runner, which refuses a command line the kernel
-//! would not understand before booting anything.
+//! would not understand before booting anything. [`contract`] holds the
+//! other things both sides spell the same way (fw_cfg names, the ramdisk
+//! magic, exit codes, the shell prompt).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 use core::fmt;
+
+pub mod contract;
 
 /// Longest command line accepted (Linux's `COMMAND_LINE_SIZE` on x86).
 pub const COMMAND_LINE_SIZE: usize = 2048;

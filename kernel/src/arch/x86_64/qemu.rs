@@ -10,7 +10,7 @@ use super::cpu::Hypervisor;
 
 /// `isa-debug-exit` I/O base, as the runner configures it
 /// (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
-const DEBUG_EXIT_PORT: u16 = 0xf4;
+const DEBUG_EXIT_PORT: u16 = options::contract::DEBUG_EXIT_IOBASE;
 /// fw_cfg selector (16-bit) and data (8-bit) ports.
 const FW_CFG_SELECTOR: u16 = 0x510;
 const FW_CFG_DATA: u16 = 0x511;
@@ -23,9 +23,9 @@ const FW_CFG_FILE_DIR: u16 = 0x0019;
 #[repr(u32)]
 pub enum ExitCode {
     /// QEMU exits with 33.
-    Success = 0x10,
+    Success = options::contract::EXIT_SUCCESS,
     /// QEMU exits with 35.
-    Failure = 0x11,
+    Failure = options::contract::EXIT_FAILURE,
 }
 
 static UNDER_QEMU: Once<bool> = Once::new();

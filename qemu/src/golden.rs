@@ -1,0 +1,188 @@
+//! The real kernel's checks on every profile: it boots to the end of
+//! initialization and powers off ([`boot_check`]), and its shell answers
+//! the golden script `qemu/golden-shell.txt` ([`shell_check`]): every
+//! command, good and bad, typed over serial or the PS/2 keyboard, each
+//! answer compared with what it must contain, and the console read back
+//! from the framebuffer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use options::contract::{INIT_COMPLETE, SHELL_PROMPT, STEP_PROMPT};
+
+use crate::machine::{self, Machine, Step};
+use crate::profile::Profile;
+use crate::report::{self, Ending, Verdict};
+use crate::screen;
+
+/// The golden shell script (its format is described at its top).
+const SCRIPT: &str = include_str!("../golden-shell.txt");
+
+/// One command of the script and what its answer must contain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// As written after `> `; the test's name.
+    pub text: &'a str,
+    pub want: Vec<&'a str>,
+}
+
+impl Command<'_> {
+    /// How the command is typed, and what follows it.
+    fn steps(&self) -> Vec<Step> {
+        let mut steps = vec![match self.text.strip_prefix("ps2: ") {
+            Some(keys) => Step::Keys(keys.into()),
+            None => Step::Type(self.text.into()),
+        }];
+        if self.text.ends_with("--step") {
+            steps.push(Step::PressWhile(STEP_PROMPT.into()));
+        }
+        steps
+    }
+}
+
+/// Reads a script: `> COMMAND` lines, each followed by the lines its answer
+/// must contain; `#` comments and empty lines are skipped.
+pub fn parse(script: &str) -> Result<Vec<Command<'_>>, String> {
+    let mut commands: Vec<Command> = Vec::new();
+    for (n, line) in script.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(text) = line.strip_prefix("> ") {
+            if text.trim().is_empty() {
+                return Err(format!("line {}: a command is missing after '> '", n + 1));
+            }
+            commands.push(Command { text, want: Vec::new() });
+        } else {
+            let Some(c) = commands.last_mut() else {
+                return Err(format!("line {}: {line:?} comes before any command", n + 1));
+            };
+            c.want.push(line);
+        }
+    }
+    Ok(commands)
+}
+
+/// Boots the real kernel without options and drives its shell with the
+/// golden script, then checks the console on the framebuffer.
+pub fn shell_check(
+    kernel: &Path,
+    p: &'static Profile,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
+    let script = parse(SCRIPT)?;
+    let tag = format!("{}-shell", p.name);
+    let m = Machine::new(p, kernel, &tag).timeout(timeout);
+    println!("== {} shell: typing {} commands", p.name, script.len());
+    let mut input: Vec<Step> = script.iter().flat_map(Command::steps).collect();
+    // After `help` has answered, read the framebuffer back.
+    let ppm = format!("target/qemu/{tag}.ppm");
+    let _ = std::fs::remove_file(&ppm);
+    input.insert(1, Step::Monitor(format!("screendump {ppm}")));
+    let b = machine::boot_captured(&m, false, &input)?;
+    let v = report::verdict(b.ending, &b.log, &b.stderr);
+    // Answer i lies between prompt i+1 and the next one.
+    let answers: Vec<&str> = b.log.split(SHELL_PROMPT).skip(1).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (i, c) in script.iter().enumerate() {
+        let answer = answers.get(i).copied().unwrap_or("");
+        let missing: Vec<&&str> = c.want.iter().filter(|w| !answer.contains(**w)).collect();
+        // The last command powers off: its boot must have passed.
+        let ok = missing.is_empty() && (i + 1 < script.len() || v == Verdict::Pass);
+        println!("test shell::{}::{:?} ... {}", p.name, c.text, if ok { "ok" } else { "FAILED" });
+        if !ok {
+            println!("  missing {missing:?} in answer:\n{answer}");
+            failed += 1;
+        } else {
+            passed += 1;
+        }
+    }
+    // The prompt and help's answer are drawn on the screen in the console font.
+    let screen =
+        std::fs::read(&ppm).map_err(|e| format!("{ppm}: {e}")).and_then(|b| screen::parse_ppm(&b));
+    let drawn = screen.map(|img| {
+        [SHELL_PROMPT.trim_end(), "sections [N|all]"]
+            .iter()
+            .all(|t| screen::find_text(&img, t).is_some())
+    });
+    let ok = drawn == Ok(true);
+    println!("test shell::{}::screen ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    if ok {
+        passed += 1;
+    } else {
+        println!("  framebuffer read-back: {drawn:?} (screendump {ppm})");
+        failed += 1;
+    }
+    println!(
+        "== {} shell: {passed} passed, {failed} failed ({:.1} s) {v}",
+        p.name,
+        b.elapsed.as_secs_f64()
+    );
+    Ok((passed, failed))
+}
+
+/// Boots the real kernel with `poweroff` and checks it got to the end.
+/// USB sticks carry the option inside the image, as on a real PC, and boot
+/// without QEMU's exit device, so the kernel must switch off through ACPI
+/// S5 (QEMU exits 0); the other profiles hand the option over through
+/// fw_cfg and exit through the device.
+pub fn boot_check(
+    kernel: &Path,
+    p: &'static Profile,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
+    const S5: &str = "ACPI: Preparing to enter system sleep state S5";
+    let mut m = Machine::new(p, kernel, &format!("{}-boot", p.name)).timeout(timeout);
+    if p.usb {
+        m.image_cmdline = "poweroff".into();
+        m.no_exit_device = true;
+    } else {
+        m.cmdline = "poweroff".into();
+    }
+    let via = if p.usb { "built into the image, no exit device" } else { "through fw_cfg" };
+    println!("== {} boot: booting the kernel with poweroff {via}", p.name);
+    let b = machine::boot_captured(&m, true, &[])?;
+    let mut v = match (p.usb, b.ending) {
+        (true, Ending::Code(0)) if b.log.contains(S5) => Verdict::Pass,
+        (true, Ending::Code(0)) => Verdict::Fail(format!("QEMU exited 0 without '{S5}'")),
+        (true, e) => Verdict::Fail(format!(
+            "expected an ACPI power-off (QEMU exit 0), got {e:?}: {}",
+            report::verdict(e, &b.log, &b.stderr)
+        )),
+        (false, e) => report::verdict(e, &b.log, &b.stderr),
+    };
+    for want in ["Command line: poweroff", INIT_COMPLETE] {
+        if v == Verdict::Pass && !b.log.contains(want) {
+            v = Verdict::Fail(format!("exited without '{want}' in the log"));
+        }
+    }
+    let ok = v == Verdict::Pass;
+    println!("test boot::{} ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    println!("== {} boot: {v} ({:.1} s)", p.name, b.elapsed.as_secs_f64());
+    Ok(if ok { (1, 0) } else { (0, 1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_golden_script_parses_and_ends_in_poweroff() {
+        let script = parse(SCRIPT).unwrap();
+        assert_eq!(script.len(), 44);
+        assert_eq!(script[0].text, "help");
+        assert_eq!(script[0].want, ["sections [N|all]", "pmem add REGION [--step]", "poweroff"]);
+        assert_eq!(script.last().unwrap().text, "poweroff");
+        assert!(script.iter().all(|c| !c.want.is_empty()), "every answer is checked");
+        // Leading spaces of an expected line count.
+        let iomem = script.iter().find(|c| c.text == "iomem").unwrap();
+        assert_eq!(iomem.want[1], "  72000000-73ffffff : namespace0.0");
+        let step = script.iter().find(|c| c.text.ends_with("--step")).unwrap();
+        assert_eq!(
+            step.steps(),
+            [Step::Keys("pmem add region0 --step".into()), Step::PressWhile(STEP_PROMPT.into())]
+        );
+        assert_eq!(parse("oops\n> help").unwrap_err(), "line 1: \"oops\" comes before any command");
+        assert!(parse("> \n").is_err());
+    }
+}

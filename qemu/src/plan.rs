@@ -1,0 +1,460 @@
+//! The harness as data: the machine profiles, the machines (memory,
+//! options, devices) each kernel test binary boots on, the hostile and
+//! damaged-device runs, and the machines of `qemu bench`, the Linux
+//! conformance suite and `qemu fuzz-seeds`. The code that boots them is
+//! elsewhere ([`crate::test`], [`crate::bench`], [`crate::linuxdiff`],
+//! [`crate::fuzz`]); each turns an entry into one
+//! [`crate::machine::Machine`].
+//!
+//! A Rust table rather than a data file, for three reasons: it names what
+//! it means directly (an NVDIMM's [`Format`], the hostile cases of
+//! [`crate::malformed`], the damaged info blocks of [`Corruption`]) and the
+//! compiler checks every name; it needs no parser and no new dependency;
+//! and `cargo test -p qemu` checks the rest (every binary named here
+//! exists in `kernel/tests/`, boot names are unique).
+//!
+//! Test binaries are found, not listed: `qemu test` boots whatever cargo
+//! built from `kernel/tests/*.rs` (and the kernel library's unit tests,
+//! named `kernel`). A binary without an entry in [`BINARIES`] boots once on
+//! [`DEFAULT`] on every profile that runs test binaries, so adding one
+//! needs no harness edit; an entry is only needed for other machines.
+
+use std::path::Path;
+
+use mm::nd_pfn::Kind;
+
+use crate::device::{Corruption, Format};
+use crate::malformed;
+use crate::profile::Profile;
+use boot::Firmware;
+
+/// Every profile, in the order `make test` runs them.
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        name: "bios",
+        firmware: Firmware::Bios,
+        usb: false,
+        about: "SeaBIOS, IDE disk",
+        test_binaries: true,
+    },
+    Profile {
+        name: "uefi",
+        firmware: Firmware::Uefi,
+        usb: false,
+        about: "OVMF, IDE disk",
+        test_binaries: true,
+    },
+    // A stick boots the real kernel (to the end of initialization, then the
+    // shell), as on a PC; the in-kernel tests gain nothing from another
+    // disk controller.
+    Profile {
+        name: "usb-bios",
+        firmware: Firmware::Bios,
+        usb: true,
+        about: "SeaBIOS, USB stick on xHCI",
+        test_binaries: false,
+    },
+    Profile {
+        name: "usb-uefi",
+        firmware: Firmware::Uefi,
+        usb: true,
+        about: "OVMF, USB stick on xHCI",
+        test_binaries: false,
+    },
+];
+
+/// A QEMU NVDIMM backed by a file (one per boot, under `target/qemu/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nvdimm {
+    pub size: u64,
+    /// Its guest-physical address (`addr=`); `None`: QEMU's device-memory
+    /// base, 4 GiB on the 2 GiB machines that use it.
+    pub addr: Option<u64>,
+    /// How the host prepares the file before the boot: a known pattern,
+    /// plus an info block for [`Format::Pfn`] or a damaged one for
+    /// [`Format::Corrupt`] (and compares it afterwards). `None`: the file is
+    /// removed and QEMU creates it full of zeros.
+    pub format: Option<Format>,
+}
+
+/// A 256 MiB NVDIMM at QEMU's device-memory base.
+pub const NVDIMM_256M: Nvdimm = Nvdimm { size: 256 << 20, addr: None, format: Some(Format::Raw) };
+
+/// The shape of a machine: everything but firmware, disk and kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// QEMU `-m`, verbatim. A machine with an NVDIMM needs slots and maxmem.
+    pub mem: &'static str,
+    /// Kernel options, handed over through fw_cfg.
+    pub cmdline: &'static str,
+    pub nvdimm: Option<Nvdimm>,
+    /// More QEMU arguments, split at whitespace.
+    pub qemu_args: &'static str,
+}
+
+/// The machine of `make run` and of every test binary without an entry:
+/// 2 GiB of RAM, no options (so the kernel emulates 32 MiB of PMEM).
+pub const DEFAULT: Shape = Shape { mem: "2G", cmdline: "", nvdimm: None, qemu_args: "" };
+
+const fn shape(mem: &'static str, cmdline: &'static str) -> Shape {
+    Shape { mem, cmdline, ..DEFAULT }
+}
+
+/// Two legacy persistent ranges in section 7 (RAM on both sides).
+const TWO_PMEM: &str = "memmap=32M!0x3a000000 memmap=32M!0x3c000000";
+/// QEMU's `-m` with room for an NVDIMM.
+const NVDIMM_MEM: &str = "2G,slots=2,maxmem=8G";
+
+/// 2 GiB of RAM and a 256 MiB NVDIMM in `format`, with emulation off.
+pub const fn nvdimm(format: Format, cmdline: &'static str) -> Shape {
+    Shape {
+        mem: NVDIMM_MEM,
+        cmdline,
+        nvdimm: Some(Nvdimm { format: Some(format), ..NVDIMM_256M }),
+        qemu_args: "",
+    }
+}
+
+/// The machine of the persistence checks: a raw 256 MiB NVDIMM (the checks
+/// prepare and share its file across boots themselves).
+pub const NVDIMM: Shape = nvdimm(Format::Raw, "nopmem");
+
+/// A small RAM and a large, sparse NVDIMM far up the address space: 2 GiB
+/// and a 64 GiB NVDIMM at 256 GiB, formatted fsdax first (its memmap would
+/// not fit in System RAM), backed by a sparse file.
+pub const BIG_NVDIMM: Shape = Shape {
+    mem: "2G,slots=4,maxmem=512G",
+    cmdline: "nopmem",
+    nvdimm: Some(Nvdimm {
+        size: 64 << 30,
+        addr: Some(0x40_0000_0000),
+        format: Some(Format::Pfn(Kind::Fsdax)),
+    }),
+    qemu_args: "",
+};
+
+/// One boot of a test binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Names the boot `binary@variant` (empty: just `binary`).
+    pub variant: &'static str,
+    pub shape: Shape,
+    /// Only on this profile (`None`: every profile that runs test binaries).
+    pub only: Option<&'static str>,
+    /// A piece of each line the kernel must print; each is a test.
+    pub expect: &'static [&'static str],
+}
+
+const fn run(variant: &'static str, shape: Shape) -> Boots {
+    Boots::One(Run { variant, shape, only: None, expect: &[] })
+}
+
+/// A test binary's boots: one, or a family generated from a list.
+#[derive(Debug, Clone, Copy)]
+pub enum Boots {
+    One(Run),
+    /// One boot per case of [`malformed::CASES`] (`hostile-NAME`): a
+    /// hostile NFIT through `-acpitable` and/or absurd memory options, each
+    /// reported in its lines.
+    Hostile {
+        only: &'static str,
+    },
+    /// One boot per [`Corruption`] (`nvdimm-NAME`): an NVDIMM whose info
+    /// block the host damaged; the namespace must stay raw and the device
+    /// untouched.
+    DamagedInfoBlocks {
+        only: &'static str,
+    },
+}
+
+/// A kernel test binary (`kernel/tests/NAME.rs`) and where it boots.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    pub name: &'static str,
+    pub boots: &'static [Boots],
+}
+
+/// Test binaries with needs of their own. Every other binary cargo builds
+/// boots once on [`DEFAULT`].
+pub const BINARIES: &[Binary] = &[
+    // Single-test binaries whose one test must end the machine in a panic,
+    // a double fault on a guard page or a page fault: the default machine,
+    // listed so that nobody gives them a second boot by accident.
+    Binary { name: "should_panic", boots: &[run("", DEFAULT)] },
+    Binary { name: "stack_overflow", boots: &[run("", DEFAULT)] },
+    Binary { name: "page_fault", boots: &[run("", DEFAULT)] },
+    // What `make bench` boots (see BENCH); as a test it checks that each
+    // measurement runs, on the default machine.
+    Binary { name: "bench", boots: &[run("", DEFAULT)] },
+    Binary { name: "memmap_2g", boots: &[run("", shape("2G", TWO_PMEM))] },
+    // 1 GiB: RAM ends mid-section (0x3ffe0000); 2 GiB: two persistent
+    // ranges in section 7; 5 GiB: RAM above 4 GiB (ZONE_NORMAL). Then the
+    // hostile firmware and option cases (BIOS only: the tables reach the
+    // kernel the same way under both firmwares).
+    Binary {
+        name: "sparsemem",
+        boots: &[
+            run("1G", shape("1G", "")),
+            run("2G-pmem", shape("2G", TWO_PMEM)),
+            run("5G", shape("5G", "")),
+            Boots::Hostile { only: "bios" },
+        ],
+    },
+    // The default emulated range; two memmap= ranges in one section; a
+    // QEMU NVDIMM (firmware NFIT) with emulation off, raw and formatted
+    // fsdax by the host; mem= alone (the default range comes from the RAM
+    // that remains, and says why it is there); damaged info blocks, each
+    // reported in one line, the namespace raw and the device untouched.
+    Binary {
+        name: "pmem",
+        boots: &[
+            run("default", DEFAULT),
+            run("2G-pmem", shape("2G", TWO_PMEM)),
+            run("nvdimm", nvdimm(Format::Raw, "nopmem")),
+            run("nvdimm-fsdax", nvdimm(Format::Pfn(Kind::Fsdax), "nopmem")),
+            Boots::One(Run {
+                variant: "mem1G",
+                shape: shape("2G", "mem=1G"),
+                only: None,
+                expect: &[
+                    "pmem: no memmap=nn!ss option: emulating [mem 0x000000003a000000-0x000000003bffffff] (32 MiB) as persistent memory, in the highest 128 MiB section of free RAM below mem=0x40000000; nopmem turns this off",
+                ],
+            }),
+            Boots::DamagedInfoBlocks { only: "bios" },
+        ],
+    },
+    // An emulated range in RAM (the bootloader mapped it) and a QEMU NVDIMM
+    // with an altmap (only ever mapped by the driver).
+    Binary {
+        name: "pmem_unmapped",
+        boots: &[run("default", DEFAULT), run("nvdimm", nvdimm(Format::Raw, "nopmem"))],
+    },
+    // 3 GiB below 4 GiB and 1 GiB above, withheld by mem=; section 33 = 64
+    // MiB of persistent memory, then 64 MiB of withheld RAM.
+    Binary {
+        name: "memory_hotplug",
+        boots: &[run("", shape("4G", "memmap=64M!0x108000000 mem=2560M"))],
+    },
+    Binary { name: "scale", boots: &[run("", BIG_NVDIMM)] },
+    // 32 MiB of persistent memory in an early section (RAM below), 32 MiB
+    // above mem= in a section of their own (vmemmap populated).
+    Binary { name: "stress", boots: &[run("", shape("2G", "memmap=64M!0x3e000000 mem=1G"))] },
+    // Boot-time allocation failures: a root (section 0, retried by the next
+    // range), the usage chunk (every section), a 2 MiB memmap block (4 KiB
+    // fallback), a vmemmap page table; hot-add failures on each machine, on
+    // a raw NVDIMM (memmap in RAM) and an fsdax one (memmap on the device,
+    // altmap); one region across 32 MiB of early section 7 and all of
+    // section 8.
+    Binary {
+        name: "faults",
+        boots: &[
+            run("root", shape("2G", "fail_sparse=1")),
+            run("usage", shape("2G", "fail_sparse=2")),
+            run("memmap-block", shape("2G", "fail_sparse=3")),
+            run("page-table", shape("2G", "fail_sparse=4")),
+            run("nvdimm", nvdimm(Format::Raw, "nopmem fail_sparse=40")),
+            run("nvdimm-fsdax", nvdimm(Format::Pfn(Kind::Fsdax), "nopmem fail_sparse=40")),
+            run("early-and-own", shape("2G", "memmap=160M!0x3e000000 fail_sparse=40")),
+        ],
+    },
+];
+
+/// What a binary without an entry in [`BINARIES`] boots on.
+const DEFAULT_BOOTS: &[Boots] = &[run("", DEFAULT)];
+
+/// One boot of a test binary on one profile, families expanded.
+#[derive(Debug, Clone)]
+pub struct TestBoot {
+    /// `binary` or `binary@variant`: the boot's name in the output.
+    pub name: String,
+    pub shape: Shape,
+    /// An ACPI table handed to QEMU with `-acpitable`: file stem and bytes.
+    pub acpi_table: Option<(&'static str, Vec<u8>)>,
+    pub expect: &'static [&'static str],
+}
+
+/// The boots of test binary `binary` on `profile`, in order (none on a
+/// profile that runs no test binaries).
+pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
+    if !profile.test_binaries {
+        return Vec::new();
+    }
+    let boots = BINARIES.iter().find(|b| b.name == binary).map_or(DEFAULT_BOOTS, |b| b.boots);
+    let on = |only: Option<&str>| only.is_none_or(|p| p == profile.name);
+    let boot = |variant: &str, shape, acpi_table, expect| TestBoot {
+        name: if variant.is_empty() { binary.to_string() } else { format!("{binary}@{variant}") },
+        shape,
+        acpi_table,
+        expect,
+    };
+    let mut out = Vec::new();
+    for b in boots {
+        match *b {
+            Boots::One(r) if on(r.only) => out.push(boot(r.variant, r.shape, None, r.expect)),
+            Boots::One(_) => {}
+            Boots::Hostile { only } if on(Some(only)) => {
+                out.extend(malformed::CASES.iter().map(|c| {
+                    let table = c.table().map(|t| (c.name, t));
+                    boot(
+                        &format!("hostile-{}", c.name),
+                        shape(DEFAULT.mem, c.cmdline),
+                        table,
+                        c.expect,
+                    )
+                }))
+            }
+            Boots::DamagedInfoBlocks { only } if on(Some(only)) => {
+                out.extend(Corruption::ALL.iter().map(|&c| {
+                    let shape = nvdimm(Format::Corrupt(c), "nopmem");
+                    boot(&format!("nvdimm-{}", c.name()), shape, None, &[])
+                }))
+            }
+            Boots::Hostile { .. } | Boots::DamagedInfoBlocks { .. } => {}
+        }
+    }
+    out
+}
+
+/// The test binaries of `kernel/tests/*.rs` (their file stems) and the
+/// library's unit tests (`kernel`): what cargo builds, found without
+/// building, for `qemu plan`.
+pub fn binaries_in(kernel_dir: &Path) -> Result<Vec<String>, String> {
+    let dir = kernel_dir.join("tests");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(String::from)
+        })
+        .collect();
+    names.sort();
+    names.insert(0, "kernel".into());
+    Ok(names)
+}
+
+/// `qemu plan`: every boot of `qemu test`'s test binaries, profile by
+/// profile, without booting anything.
+pub fn cmd_plan() -> Result<bool, String> {
+    let binaries = binaries_in(Path::new("kernel"))?;
+    for p in PROFILES {
+        println!("{} ({}):", p.name, p.about);
+        for b in binaries.iter().flat_map(|b| test_boots(b, p)) {
+            let s = &b.shape;
+            let mut what = format!("-m {}", s.mem);
+            if !s.cmdline.is_empty() {
+                what += &format!(" options '{}'", s.cmdline);
+            }
+            if let Some(nv) = s.nvdimm {
+                let format = nv.format.map_or("zeros".into(), |f| format!("{f:?}"));
+                what += &format!(" nvdimm {} MiB {format}", nv.size >> 20);
+            }
+            if let Some((name, _)) = &b.acpi_table {
+                what += &format!(" -acpitable {name}");
+            }
+            println!("  {:40} {what}", b.name);
+        }
+        println!(
+            "  boot::{0}, shell::{0}{1}",
+            p.name,
+            if p.test_binaries { ", persist" } else { "" }
+        );
+    }
+    Ok(true)
+}
+
+/// The machines `qemu bench` boots the `bench` binary on (BIOS), one
+/// column each. `2G-serial` is `2G` without the framebuffer console, to
+/// show its cost; `64G-nvdimm` is [`BIG_NVDIMM`], as in the scale test.
+pub const BENCH: &[(&str, Shape)] = &[
+    ("2G", DEFAULT),
+    ("2G-serial", shape("2G", "console=ttyS0")),
+    ("8G", shape("8G", "")),
+    ("64G-nvdimm", BIG_NVDIMM),
+];
+
+/// The profile `qemu bench` boots on.
+pub const BENCH_PROFILE: &str = "bios";
+
+/// A 256 MiB NVDIMM whose file QEMU creates (zeros), for the conformance
+/// suite: both kernels find the same empty device.
+const FRESH_NVDIMM: Nvdimm = Nvdimm { format: None, ..NVDIMM_256M };
+
+/// The Linux conformance suite's machines (`conformance::NAME`): name,
+/// profile, shape. Tessera and Linux boot each with the same `-m`, QEMU
+/// arguments and options (Tessera adds `nopmem` when no option names
+/// persistent memory, see [`crate::linuxdiff::tessera_cmdline`]).
+pub const CONFORMANCE: &[(&str, &str, Shape)] = &[
+    ("comma-list", "bios", shape("2G", "memmap=64M!0x20000000,16M$0x30000000")),
+    (
+        "exactmap",
+        "bios",
+        shape(
+            "2G",
+            "memmap=exactmap memmap=0x9f000@0 memmap=0x7fee0000@0x100000 memmap=16M#0x30000000 memmap=2M%0x31000000-1+2 memmap=32M!0x3a000000",
+        ),
+    ),
+    ("bare-memmap-nn", "bios", shape("2G", "memmap=1536M")),
+    ("overlapping", "bios", shape("2G", "memmap=4M!64M memmap=2M!65M")),
+    ("across-and-outside-ram", "bios", shape("2G", "memmap=32M!0x7ff00000 memmap=64M!0x200000000")),
+    // The range crosses the limit: one entry each side of it, as in Linux.
+    ("mem-small-first", "bios", shape("2G", "mem=1G memmap=64M!0x3e000000")),
+    ("mem-large-last", "bios", shape("2G", "memmap=32M!0x10000000 mem=8G")),
+    ("two-in-one-section", "bios", shape("2G", TWO_PMEM)),
+    ("above-4g-whole-sections", "bios", shape("6G", "memmap=256M!0x140000000")),
+    ("misaligned", "bios", shape("2G", "memmap=3M!0x20100000")),
+    (
+        "nvdimm",
+        "bios",
+        Shape { mem: NVDIMM_MEM, cmdline: "", nvdimm: Some(FRESH_NVDIMM), qemu_args: "" },
+    ),
+    ("uefi", "uefi", shape("2G", "memmap=32M!0x3a000000")),
+];
+
+/// The machines `qemu fuzz-seeds` reads ACPI tables and memory maps from
+/// (BIOS).
+pub const SEEDS: &[(&str, Shape)] = &[
+    ("qemu-2g", DEFAULT),
+    (
+        "qemu-nvdimm",
+        Shape { mem: NVDIMM_MEM, cmdline: "nopmem", nvdimm: Some(FRESH_NVDIMM), qemu_args: "" },
+    ),
+    ("qemu-5g-memmap", shape("5G", "memmap=32M!0x3a000000 memmap=64M!5G")),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile;
+
+    fn test_files() -> Vec<String> {
+        binaries_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel")).unwrap()
+    }
+
+    /// A typo or a renamed test file would silently fall back to the
+    /// default machine: every entry must name a real binary, once.
+    #[test]
+    fn the_table_names_real_binaries_once_and_boot_names_are_unique() {
+        let files = test_files();
+        for (i, b) in BINARIES.iter().enumerate() {
+            assert!(files.iter().any(|f| f == b.name), "{}: no kernel/tests/{}.rs", b.name, b.name);
+            assert!(BINARIES[..i].iter().all(|o| o.name != b.name), "{} listed twice", b.name);
+        }
+        for p in PROFILES {
+            for f in files.iter().map(String::as_str).chain(["new_binary"]) {
+                let boots = test_boots(f, p);
+                assert_eq!(boots.is_empty(), !p.test_binaries, "{f} on {}", p.name);
+                for (i, b) in boots.iter().enumerate() {
+                    assert!(boots[..i].iter().all(|o| o.name != b.name), "{} twice", b.name);
+                }
+            }
+        }
+        let bios = profile::find("bios").unwrap();
+        let uefi = profile::find("uefi").unwrap();
+        let names = |b: &str, p| test_boots(b, p).into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names("new_binary", uefi), ["new_binary"]);
+        assert_eq!(names("sparsemem", uefi), ["sparsemem@1G", "sparsemem@2G-pmem", "sparsemem@5G"]);
+        assert_eq!(names("sparsemem", bios).len(), 3 + malformed::CASES.len());
+        assert_eq!(names("pmem", bios).len(), 5 + Corruption::ALL.len());
+        assert_eq!(names("pmem", uefi).len(), 5);
+    }
+}

@@ -1,0 +1,225 @@
+//! `qemu test` and `qemu runner`: the host tests and fuzz targets, then on
+//! each profile every kernel test binary cargo built, on each of its
+//! machines ([`crate::plan`]), the real kernel's boot and shell checks
+//! ([`crate::golden`]) and the persistence checks ([`crate::persist`]),
+//! then the Linux conformance suite; one `N passed, N failed` line at the
+//! end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::cli::Flags;
+use crate::machine::{self, Machine};
+use crate::plan::{self, TestBoot};
+use crate::profile::{self, Profile};
+use crate::{cargo, device, fuzz, golden, linuxdiff, persist, report};
+
+/// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
+const FUZZ_TEST_SECONDS: u64 = 10;
+
+/// Boots one kernel test executable, `binary`, on each of its machines on
+/// `profile` and counts its test lines.
+fn run_binary(
+    kernel: &Path,
+    binary: &str,
+    profile: &'static Profile,
+    filter: Option<&str>,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
+    let (mut passed, mut failed) = (0, 0);
+    for run in plan::test_boots(binary, profile) {
+        let (p, f) = boot_one(kernel, &run, profile, filter, timeout)?;
+        passed += p;
+        failed += f;
+    }
+    Ok((passed, failed))
+}
+
+/// A hostile case's ACPI table, written to `target/qemu/acpi/` for
+/// `-acpitable`.
+fn acpi_table_args(name: &str, table: &[u8]) -> Result<Vec<String>, String> {
+    let dir = PathBuf::from("target/qemu/acpi");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.dat"));
+    std::fs::write(&path, table).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(vec!["-acpitable".into(), format!("file={}", path.display())])
+}
+
+/// One boot of a test binary: its test lines, the lines the run expects,
+/// and an NVDIMM's probe line and untouched data.
+fn boot_one(
+    kernel: &Path,
+    run: &TestBoot,
+    profile: &'static Profile,
+    filter: Option<&str>,
+    timeout: Duration,
+) -> Result<(usize, usize), String> {
+    let name = &run.name;
+    let mut m = Machine::new(profile, kernel, &format!("{}-{name}", profile.name))
+        .shape(&run.shape)
+        .timeout(timeout);
+    m.test_filter = filter.map(String::from);
+    if let Some((stem, table)) = &run.acpi_table {
+        m.qemu_args.extend(acpi_table_args(stem, table)?);
+    }
+    // An NVDIMM's file gets a known pattern (and info block) first.
+    let device = m.prepare_nvdimm()?;
+    println!("== {} {name}: booting {} (-m {})", profile.name, kernel.display(), m.mem);
+    let b = machine::boot_captured(&m, true, &[])?;
+    let v = report::verdict(b.ending, &b.log, &b.stderr);
+    let (mut p, mut f) = report::count(&report::test_lines(&b.log), &v);
+    // The one line each hostile case must cause.
+    for want in run.expect {
+        let seen = b.log.lines().any(|l| l.contains(want));
+        println!("test {name}::reports {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+        if seen { p += 1 } else { f += 1 }
+    }
+    if let (Some(dev), Some((nv, path))) = (&device, &m.nvdimm) {
+        let format = nv.format.expect("a prepared device has a format");
+        let want = device::probe_line(format);
+        let seen = b.log.lines().any(|l| l.contains(&want));
+        println!("test {name}::probes {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+        let kept = device::check_line(name, path, dev);
+        for ok in [seen, kept] {
+            if ok { p += 1 } else { f += 1 }
+        }
+    }
+    let not_run = match report::announced(&b.log) {
+        Some(n) if n > p + f => format!(", {} not run", n - p - f),
+        _ => String::new(),
+    };
+    println!(
+        "== {} {name}: {p} passed, {f} failed{not_run} ({:.1} s) {v}; log {}",
+        profile.name,
+        b.elapsed.as_secs_f64(),
+        m.log_path().display()
+    );
+    Ok((p, f))
+}
+
+/// `qemu runner ELF [FILTER]`: cargo's runner for a kernel test executable;
+/// `TESSERA_PROFILE` picks the profile (default bios).
+pub fn cmd_runner(f: Flags) -> Result<bool, String> {
+    let mut free = f.free.iter();
+    let kernel = PathBuf::from(free.next().ok_or("runner: no kernel executable given")?);
+    let filter = free.find(|a| !a.starts_with('-')).cloned();
+    let name = std::env::var("TESSERA_PROFILE").unwrap_or("bios".into());
+    let profile = profile::find(&name)?;
+    let file = kernel.file_name().map_or("kernel".into(), |s| s.to_string_lossy().into_owned());
+    // Cargo names test executables NAME-HASH.
+    let stem = match file.rsplit_once('-') {
+        Some((n, h)) if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) => n.to_string(),
+        _ => file,
+    };
+    let (_, failed) = run_binary(&kernel, &stem, profile, filter.as_deref(), f.timeout()?)?;
+    Ok(failed == 0)
+}
+
+/// Runs `cargo test` for the host crates and counts its tests.
+fn host_tests(filter: Option<&str>) -> (usize, usize) {
+    println!("== host: cargo test");
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--exclude", "kernel"]);
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    let out = match cargo::output(cmd.stdin(Stdio::null())) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("== host: FAILED: {e}");
+            return (0, 1);
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    let (p, mut failed) = report::cargo_test_counts(&text);
+    if !out.status.success() && failed == 0 {
+        failed = 1;
+        println!("== host: FAILED: cargo test exited with {}", out.status);
+    }
+    println!("== host: {p} passed, {failed} failed");
+    (p, failed)
+}
+
+/// `qemu test`: everything, or what `--filter` and `--profiles` pick.
+pub fn cmd_test(f: Flags) -> Result<bool, String> {
+    let timeout = f.timeout()?;
+    let filter = f.filter.as_deref();
+    let profiles: Vec<&'static Profile> = match &f.profiles {
+        Some(names) => names.iter().map(|n| profile::find(n)).collect::<Result<_, _>>()?,
+        None => plan::PROFILES.iter().collect(),
+    };
+    for p in &profiles {
+        machine::check_host(p)?;
+    }
+    let mut summary: Vec<(String, usize, usize)> = Vec::new();
+    if !f.no_host {
+        let (p, fl) = host_tests(filter);
+        summary.push(("host".into(), p, fl));
+        if filter.is_none_or(|flt| "fuzz::".contains(flt) || flt.starts_with("fuzz::")) {
+            let secs = f.fuzz_time.unwrap_or(FUZZ_TEST_SECONDS);
+            let (p, fl) = match fuzz::run(secs, false) {
+                Ok(o) => (o.iter().filter(|o| o.ok).count(), o.iter().filter(|o| !o.ok).count()),
+                Err(e) => {
+                    println!("== fuzz: FAILED: {e}");
+                    (0, 1)
+                }
+            };
+            summary.push(("fuzz".into(), p, fl));
+        }
+    }
+    let built = cargo::build_kernel_tests().and_then(|t| Ok((t, cargo::build_kernel(false)?)));
+    let (tests, kernel) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            println!("== kernel: FAILED: {e}");
+            summary.push(("kernel build".into(), 0, 1));
+            (Vec::new(), PathBuf::new())
+        }
+    };
+    for &p in profiles.iter().filter(|_| !kernel.as_os_str().is_empty()) {
+        let (mut passed, mut failed) = (0, 0);
+        // The test binaries cargo built, each on its machines (none on a
+        // profile without test binaries). A filter naming a binary
+        // (`binary::...`) boots only that one.
+        let named = filter.and_then(|f| f.split_once("::")).map(|(bin, _)| bin);
+        for t in tests.iter().filter(|t| named.is_none_or(|bin| bin == t.name)) {
+            let (a, b) = run_binary(&t.path, &t.name, p, filter, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        // Every profile boots the real kernel to the end of initialization.
+        if filter.is_none_or(|flt| format!("boot::{}", p.name).contains(flt)) {
+            let (a, b) = golden::boot_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        if filter.is_none_or(|flt| format!("shell::{}", p.name).contains(flt)) {
+            let (a, b) = golden::shell_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        if p.test_binaries && filter.is_none_or(|flt| format!("persist::{}", p.name).contains(flt))
+        {
+            let (a, b) = persist::run(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        summary.push((format!("profile {}", p.name), passed, failed));
+    }
+    if !kernel.as_os_str().is_empty()
+        && filter
+            .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt))
+    {
+        let (p, fl) = linuxdiff::suite(&kernel, filter, timeout);
+        summary.push(("conformance (Linux side by side)".into(), p, fl));
+    }
+    println!();
+    for (what, p, fl) in &summary {
+        println!("{what}: {p} passed, {fl} failed");
+    }
+    let (p, fl) = summary.iter().fold((0, 0), |(a, b), (_, p, f)| (a + p, b + f));
+    println!("{p} passed, {fl} failed");
+    Ok(fl == 0)
+}
