@@ -27,6 +27,7 @@ pub mod memory_block;
 pub mod memory_hotplug;
 pub mod nd_pfn;
 pub mod page;
+pub mod pmem;
 pub mod sparse;
 pub mod usermap;
 pub mod zone;
