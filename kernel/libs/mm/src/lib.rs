@@ -9,9 +9,11 @@
 //!   sub-section hot-add and remove behind [`sparse::SparseBackend`]
 //!   ([`sparse`]), the buddy allocator ([`buddy`]), zones and
 //!   `/proc/zoneinfo` ([`zone`]).
-//! - Policy: memory blocks and their online/offline rules
-//!   ([`memory_block`]), the fsdax/devdax info block on persistent media
-//!   ([`nd_pfn`]).
+//! - Policy, each behind a backend trait the kernel implements: memory
+//!   blocks and their add/online/offline/remove state machine
+//!   ([`memory_hotplug`], with the rules in [`memory_block`]), persistent
+//!   memory regions and namespaces ([`pmem`], with the fsdax/devdax info
+//!   block of [`nd_pfn`]).
 //! - Types that say what a number is ([`addr`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod memory_block;
 pub mod memory_hotplug;
 pub mod nd_pfn;
 pub mod page;
+pub mod pmem;
 pub mod sparse;
 pub mod usermap;
 pub mod zone;
