@@ -10,8 +10,9 @@
 //! The lock order, everywhere in the kernel (DESIGN.md §4a):
 //!
 //! ```text
-//! MEM_HOTPLUG → driver state (pmem regions, memory blocks) → SPARSE → ZONES, MEMBLOCK, IOMEM, page tables
-//! HEAP → SPARSE (the heap grows from the page allocator)
+//! MEM_HOTPLUG → PMEM | BLOCKS → SPARSE → ZONES, MEMBLOCK, IOMEM, PAGING (one at a time)
+//!                PMEM → PUBLISHED   (the regions as the last finished operation left them)
+//! HEAP → SPARSE                     (the heap grows from the page allocator)
 //! ```
 //!
 //! and nothing allocates from the heap while it holds `SPARSE` (the heap
