@@ -12,9 +12,10 @@
 //! - Policy: memory blocks and their online/offline rules
 //!   ([`memory_block`]), the fsdax/devdax info block on persistent media
 //!   ([`nd_pfn`]).
-//! - Types that say what a number is ([`addr`]).
+//! - Types that say what a number is: [`page::Pfn`], [`addr::PhysRange`].
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![feature(step_trait)]
 
 extern crate alloc;
 
