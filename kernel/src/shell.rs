@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use mm::e820::{Line, MemRange};
 use mm::nd_pfn::{Kind, PfnMode};
-use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys};
+use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys, phys_pfn};
 use mm::sparse::{
     MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, SectionSummary,
     pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
@@ -353,12 +353,12 @@ fn sections(arg: SectionsArg) {
 
 fn pfn(arg: PfnArg) {
     let pfn: Pfn = match arg {
-        PfnArg::Addr(a) => a >> PAGE_SHIFT,
-        PfnArg::Pfn(p) => p,
+        PfnArg::Addr(a) => phys_pfn(a),
+        PfnArg::Pfn(p) => Pfn::new(p),
     };
     let nr = pfn_to_section_nr(pfn);
     // A pfn of 2^52 or more has no 64-bit physical address.
-    let range = match pfn.checked_mul(1 << PAGE_SHIFT) {
+    let range = match pfn.as_u64().checked_mul(1 << PAGE_SHIFT) {
         Some(start) => alloc::format!("{}", MemRange(start, start.saturating_add(1 << PAGE_SHIFT))),
         None => "beyond 64-bit physical addresses".into(),
     };

@@ -20,7 +20,7 @@ use kernel::println;
 use kernel::testing::quiet;
 use mm::page::phys_pfn;
 use mm::page::{Page, pfn_phys};
-use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, memmap_init_pages};
+use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, memmap_init_pages, section_nr_to_pfn};
 
 kernel::test_binary_entry!();
 
@@ -82,7 +82,7 @@ fn memmap_init_vs_memset() {
     let start = uptime_us();
     for r in 0..ROUNDS {
         // Sections across the 16 MiB and 4 GiB zone limits, like boot.
-        memmap_init_pages(pages, r * PAGES_PER_SECTION, 0);
+        memmap_init_pages(pages, section_nr_to_pfn(r), 0);
     }
     let init = (uptime_us() - start).max(1);
     assert!(pages[0].is_reserved() && pages[PAGES_PER_SECTION as usize - 1].refcount == 1);

@@ -199,7 +199,7 @@ fn a_probed_block_onlines_offlines_and_is_removed_leaving_nothing() {
 
     assert!(migratetypes(4 * G, 128 * M).iter().all(|&m| m == Some(MigrateType::Movable)));
     hp::offline(32).unwrap();
-    assert_eq!(normal(), (0, 0, 0, 0), "pages taken back, span empty");
+    assert_eq!(normal(), (0, 0, Pfn(0), Pfn(0)), "pages taken back, span empty");
     assert_eq!(section_word(32).0 & flags::ONLINE, 0);
     assert_eq!(hp::block(32).unwrap().state, BlockState::Offline);
     // Offlined pageblocks stay isolated.
@@ -384,7 +384,7 @@ fn onlining_probed_blocks_grows_their_zone_and_offlining_shrinks_it() {
     hp::offline(32).unwrap();
     assert_eq!(normal(), span(first + 2 * SEC, SEC, SEC));
     hp::offline(34).unwrap();
-    assert_eq!(normal(), span(0, 0, 0), "empty again, as Linux leaves it");
+    assert_eq!(normal(), span(Pfn(0), 0, 0), "empty again, as Linux leaves it");
     hp::remove(32).unwrap();
     hp::remove(34).unwrap();
     assert_eq!(zone::span(ZoneType::Dma32), dma32);

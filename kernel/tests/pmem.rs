@@ -20,7 +20,7 @@ use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::{STRUCT_PAGE_SIZE, ZoneType, phys_pfn};
+use mm::page::{Pfn, ZoneType, bytes_to_pages, memmap_offset, phys_pfn};
 use mm::sparse::{flags, pfn_to_section_nr};
 
 kernel::test_binary_entry!();
@@ -106,7 +106,7 @@ fn remove_then_add_restores_the_model_exactly() {
         pmem::remove(r.id, &mut quiet).unwrap();
         assert_eq!(sparse::pfn_to_online_page(first), None);
         let map = SPARSE.lock().section(nr).map_or(0, |ms| ms.subsection_map());
-        let bits = mm::sparse::subsection_mask(first, phys_pfn(r.size.min(128 << 20)));
+        let bits = mm::sparse::subsection_mask(first, bytes_to_pages(r.size.min(128 << 20)));
         assert_eq!(map & bits, 0, "section {nr}: bits cleared");
         // An early section keeps its memmap; a device-only one loses it.
         assert_eq!(sparse::pfn_valid(first), early, "section {nr}");
@@ -191,8 +191,8 @@ fn memremap_checks_refuse_bad_ranges() {
 }
 
 /// The physical address of the descriptor of `pfn` (through the vmemmap).
-fn memmap_phys(pfn: u64) -> u64 {
-    let desc = VMEMMAP_START + pfn * STRUCT_PAGE_SIZE;
+fn memmap_phys(pfn: Pfn) -> u64 {
+    let desc = VMEMMAP_START + memmap_offset(pfn);
     paging::mapping(x86_64::VirtAddr::new(desc)).expect("memmap mapped").0.as_u64()
 }
 
@@ -234,7 +234,7 @@ fn an_altmap_region_holds_its_memmap_between_info_block_and_dataoff() {
         // 4 GiB, dataoff 6 MiB): base_pfn 0x100000, reserve 2, free 1534 =
         // align 510 + alloc 1024.
         if (r.start, r.size) == (1 << 32, 256 << 20) {
-            assert_eq!((a.base_pfn, l.sb.dataoff), (0x10_0000, 0x60_0000));
+            assert_eq!((a.base_pfn, l.sb.dataoff), (Pfn(0x10_0000), 0x60_0000));
             assert_eq!((a.free, align, alloc), (1534, 510, 1024));
         }
         // The memmap takes no System RAM: removing and adding the region

@@ -18,7 +18,7 @@ use kernel::drivers::pmem::{self, Region};
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::{STRUCT_PAGE_SIZE, phys_pfn};
+use mm::page::{memmap_offset, phys_pfn};
 use mm::sparse::{
     SECTION_MEMMAP_BYTES, SECTIONS_PER_ROOT, USAGE_SIZE, pfn_to_section_nr, section_nr_to_pfn,
 };
@@ -69,7 +69,7 @@ fn the_nvdimm_memmap_is_in_the_nvdimm_and_re_adding_uses_no_ram() {
     let (ms, me) = r.layout.and_then(|l| l.memmap_area()).expect("an fsdax info block");
     assert_eq!((ms, me), (NVDIMM + 8192, NVDIMM + G + (2 << 20)), "Linux's layout");
     for nr in [pfn_to_section_nr(phys_pfn(NVDIMM)), pfn_to_section_nr(phys_pfn(r.end() - 1))] {
-        let virt = VMEMMAP_START + section_nr_to_pfn(nr) * STRUCT_PAGE_SIZE;
+        let virt = VMEMMAP_START + memmap_offset(section_nr_to_pfn(nr));
         let (phys, _) = paging::mapping(x86_64::VirtAddr::new(virt)).expect("memmap mapped");
         let phys = phys.as_u64();
         assert!((ms..me).contains(&phys), "section {nr}: memmap at {phys:#x}");

@@ -56,7 +56,7 @@ fn maps_of(ranges: impl Iterator<Item = (u64, u64)>) -> BTreeMap<u64, u64> {
         while block < r.end() {
             let pfn = block >> 12;
             let bit = (pfn % PAGES_PER_SECTION) / PAGES_PER_SUBSECTION;
-            *maps.entry(pfn_to_section_nr(pfn)).or_insert(0u64) |= 1 << bit;
+            *maps.entry(pfn_to_section_nr(Pfn::new(pfn))).or_insert(0u64) |= 1 << bit;
             block += 2 << 20;
         }
     }
@@ -80,7 +80,8 @@ fn sections_touched_by_ram_are_present_early_online_with_their_bits() {
                 assert_eq!(ms.flags(), all | taint, "section {nr}");
                 assert_eq!(ms.subsection_map(), map | dev, "section {nr}");
                 let pfn = section_nr_to_pfn(nr) + 777;
-                assert_eq!(ms.mem_map_addr() + pfn * 64, s.pfn_to_page(pfn), "section {nr}");
+                let desc = ms.mem_map_addr() + pfn.as_u64() * 64;
+                assert_eq!(desc, s.pfn_to_page(pfn), "section {nr}");
             }
             (None, ms) => assert!(ms.is_none_or(|ms| ms.raw() == 0), "section {nr} not RAM"),
             (Some(_), None) => panic!("section {nr} has RAM but no root"),
@@ -104,19 +105,20 @@ fn pfn_valid_and_online_pages_follow_the_bits() {
     let top = (*want.keys().last().unwrap() + 4) * PAGES_PER_SECTION;
     let mut rng = Rng::new(0x1234_5678_9abc_def1);
     for _ in 0..20_000 {
-        let pfn = rng.below(top);
+        let pfn = Pfn::new(rng.below(top));
         let nr = pfn_to_section_nr(pfn);
-        let bit = (pfn % PAGES_PER_SECTION) / PAGES_PER_SUBSECTION;
+        let bit = (pfn.as_u64() % PAGES_PER_SECTION) / PAGES_PER_SUBSECTION;
         let present = want.contains_key(&nr);
         let set = want.get(&nr).is_some_and(|m| m & (1 << bit) != 0);
         assert_eq!(sparse::pfn_valid(pfn), present, "pfn {pfn:#x}");
         assert_eq!(sparse::pfn_to_online_page(pfn).is_some(), set, "pfn {pfn:#x}");
         if set {
-            assert_eq!(sparse::pfn_to_online_page(pfn), Some(VMEMMAP_START + pfn * 64));
+            let desc = VMEMMAP_START + pfn.as_u64() * 64;
+            assert_eq!(sparse::pfn_to_online_page(pfn), Some(desc));
         }
     }
-    assert!(!sparse::pfn_valid(u64::MAX));
-    assert!(!sparse::pfn_valid(1 << 34));
+    assert!(!sparse::pfn_valid(Pfn::new(u64::MAX)));
+    assert!(!sparse::pfn_valid(Pfn::new(1 << 34)));
 }
 
 #[test_case]
@@ -158,7 +160,7 @@ fn descriptors_carry_zone_node_and_reservation() {
     for nr in expected_maps().keys() {
         let (start, end) = (section_nr_to_pfn(*nr), section_nr_to_pfn(nr + 1));
         // A sample, and the pages on each side of the zone boundaries.
-        let edges = [0xfff, 0x1000, 0xf_ffff, 0x10_0000].into_iter();
+        let edges = [0xfff, 0x1000, 0xf_ffff, 0x10_0000].map(Pfn::new).into_iter();
         for pfn in (start..end).step_by(61).chain(edges.filter(|p| (start..end).contains(p))) {
             let p = s.page(pfn).expect("early sections have every descriptor");
             let pa = pfn_phys(pfn);
@@ -186,7 +188,8 @@ fn descriptors_carry_zone_node_and_reservation() {
     assert_eq!(zones_seen[ZoneType::Normal as usize] > 0, above_4g, "{zones_seen:?}");
     let maps = expected_maps();
     let device = regions.iter().any(|r| {
-        r.state == pmem::State::Added && maps.contains_key(&pfn_to_section_nr(r.start >> 12))
+        r.state == pmem::State::Added
+            && maps.contains_key(&pfn_to_section_nr(Pfn::new(r.start >> 12)))
     });
     assert_eq!(zones_seen[ZoneType::Device as usize] > 0, device, "{zones_seen:?}");
 }
@@ -217,7 +220,7 @@ fn every_order_allocates_usable_aligned_memory_and_frees_back() {
     let mut got = Vec::new();
     for order in 0..=MAX_ORDER {
         let pfn = page_alloc::alloc_pages(order).expect("memory for every order");
-        assert_eq!(pfn % (1 << order), 0, "order {order}");
+        assert_eq!(pfn.as_u64() % (1 << order), 0, "order {order}");
         let p = sparse::page(pfn).unwrap();
         assert_eq!((p.refcount, p.is_reserved(), p.is_buddy()), (1, false, false));
         let last = pfn + (1 << order) - 1;
@@ -246,15 +249,15 @@ fn every_order_allocates_usable_aligned_memory_and_frees_back() {
 #[test_case]
 fn zone_limits_are_respected_and_bad_frees_refused() {
     let pfn = page_alloc::alloc_pages_zone(0, ZoneType::Dma).expect("DMA memory");
-    assert!(pfn < (16 << 20) >> 12, "{pfn:#x}");
+    assert!(pfn < Pfn::new((16 << 20) >> 12), "{pfn:#x}");
     page_alloc::free_pages(pfn, 0).unwrap();
     assert!(page_alloc::free_pages(pfn, 0).is_err(), "double free");
     let pfn32 = page_alloc::alloc_pages_zone(3, ZoneType::Dma32).unwrap();
-    assert!(pfn32 < (4u64 << 30) >> 12);
+    assert!(pfn32 < Pfn::new((4u64 << 30) >> 12));
     assert!(page_alloc::free_pages(pfn32 + 1, 0).is_err(), "not the head");
     assert!(page_alloc::free_pages(pfn32, 2).is_err(), "wrong order");
     page_alloc::free_pages(pfn32, 3).unwrap();
-    assert!(page_alloc::free_pages(0, 0).is_err(), "page 0 is reserved");
+    assert!(page_alloc::free_pages(Pfn::new(0), 0).is_err(), "page 0 is reserved");
     let s = SPARSE.lock();
     s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
 }
@@ -274,9 +277,9 @@ fn boundaries_of_every_ram_range_and_sub_section() {
             }
         }
     }
-    for pfn in probes.into_iter().filter(|&p| p != u64::MAX) {
+    for pfn in probes.into_iter().filter(|&p| p != u64::MAX).map(Pfn::new) {
         let nr = pfn_to_section_nr(pfn);
-        let bit = (pfn % PAGES_PER_SECTION) / sub;
+        let bit = (pfn.as_u64() % PAGES_PER_SECTION) / sub;
         let set = want.get(&nr).is_some_and(|m| m & (1 << bit) != 0);
         assert_eq!(sparse::pfn_valid(pfn), want.contains_key(&nr), "pfn_valid({pfn:#x})");
         assert_eq!(sparse::pfn_to_online_page(pfn).is_some(), set, "online({pfn:#x})");
@@ -285,7 +288,7 @@ fn boundaries_of_every_ram_range_and_sub_section() {
     // that sub-section is online memmap too, as on Linux, but reserved.
     let last = memory().last().unwrap().end();
     if !last.is_multiple_of(2 << 20) {
-        let pfn = last >> 12;
+        let pfn = Pfn::new(last >> 12);
         assert!(sparse::pfn_to_online_page(pfn).is_some(), "{pfn:#x}");
         assert!(sparse::page(pfn).unwrap().is_reserved());
     }

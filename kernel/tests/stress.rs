@@ -27,7 +27,7 @@ use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{KernelBackend, SPARSE};
 use kernel::println;
 use kernel::testing::{model_snapshot, quiet};
-use mm::page::{MemMap, PAGE_SIZE, Pfn, STRUCT_PAGE_SIZE, phys_pfn};
+use mm::page::{MemMap, PAGE_SIZE, Pfn, STRUCT_PAGE_SIZE, memmap_offset, phys_pfn};
 use mm::sparse::{
     PAGES_PER_SUBSECTION, Sparse, USAGE_SIZE, pfn_to_section_nr, subsection_map_index,
 };
@@ -65,7 +65,7 @@ struct Sub {
 
 /// Where each 4 KiB page of `pfn`'s sub-section memmap is mapped.
 fn memmap_mapping(pfn: Pfn) -> [Option<(u64, MapSize)>; SUB_MEMMAP_PAGES as usize] {
-    let virt = VMEMMAP_START + pfn * STRUCT_PAGE_SIZE;
+    let virt = VMEMMAP_START + memmap_offset(pfn);
     core::array::from_fn(|k| {
         let at = x86_64::VirtAddr::new(virt + k as u64 * PAGE_SIZE);
         paging::mapping(at).map(|(p, size)| (p.as_u64(), size))

@@ -36,7 +36,7 @@ fn memory() -> Vec<(Pfn, Pfn)> {
 
 /// The numbers of one zone in `zoneinfo`'s text: pages free, spanned,
 /// present, managed and start_pfn (`None` when not printed).
-fn parse(text: &str, name: &str) -> ([u64; 4], Option<u64>) {
+fn parse(text: &str, name: &str) -> ([u64; 4], Option<Pfn>) {
     let head = alloc::format!("Node 0, zone {name:>8}");
     let mut lines = text.lines().skip_while(|l| *l != head).skip(1);
     let mut field = |label: &str| {
@@ -55,7 +55,7 @@ fn parse(text: &str, name: &str) -> ([u64; 4], Option<u64>) {
         .skip_while(|l| *l != head)
         .nth(5)
         .and_then(|l| l.strip_prefix("  start_pfn:           "))
-        .map(|v| v.parse().unwrap());
+        .map(|v| Pfn::new(v.parse().unwrap()));
     (nums, start)
 }
 
@@ -64,7 +64,7 @@ fn boot_zones_are_memblock_laid_out_as_linux_does() {
     let mem = memory();
     let (node_start, node_end) = (mem[0].0, mem.last().unwrap().1);
     let present = |s: Pfn, e: Pfn| -> u64 {
-        mem.iter().map(|&(a, b)| b.min(e).saturating_sub(a.max(s))).sum()
+        mem.iter().map(|&(a, b)| b.min(e).saturating_pages_since(a.max(s))).sum()
     };
     let (zones, _, _) = zone::snapshot();
     let dma = (node_start, MAX_DMA_PFN.min(node_end));
@@ -77,7 +77,7 @@ fn boot_zones_are_memblock_laid_out_as_linux_does() {
     assert!(zones.zone(ZoneType::Normal).is_empty(), "no RAM above 4 GiB");
     assert_eq!(zones.zones[mm::zone::ZONE_MOVABLE], ZoneSpan::default());
     // On SeaBIOS's map, what Linux 6.1 shows with memmap=32M!0x72000000.
-    if mem == [(1, 0x9f), (0x100, 0x72000), (0x74000, 0x7ffe0)] {
+    if mem == [(1, 0x9f), (0x100, 0x72000), (0x74000, 0x7ffe0)].map(|(s, e)| (Pfn(s), Pfn(e))) {
         assert_eq!((zones.zones[0].spanned_pages, zones.zones[0].present_pages), (4095, 3998));
         assert_eq!((zones.zones[1].spanned_pages, zones.zones[1].present_pages), (520160, 511968));
     }

@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mm::buddy::BuddyAllocator;
-use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
+use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, memmap_offset, pfn_phys, phys_pfn};
 use mm::sparse::{
     Altmap, MemSectionUsage, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse,
     SparseBackend, SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
@@ -137,7 +137,7 @@ impl Vmemmap {
 }
 
 fn desc_ptr(pfn: Pfn) -> *mut Page {
-    (VMEMMAP_START + pfn * PAGE_DESC) as *mut Page
+    (VMEMMAP_START + memmap_offset(pfn)) as *mut Page
 }
 
 impl MemMap for Vmemmap {
@@ -496,7 +496,7 @@ impl SparseBackend for KernelBackend {
     ) -> bool {
         let nr = pfn_to_section_nr(pfn);
         let mask = subsection_mask(pfn, nr_pages);
-        let virt = VMEMMAP_START + pfn * PAGE_DESC;
+        let virt = VMEMMAP_START + memmap_offset(pfn);
         let bytes = nr_pages * PAGE_DESC;
         // The bookkeeping first, so that a failure here leaves nothing to undo.
         if !self.vmemmap.has_leaf(nr) && !self.add_leaf(nr) {
@@ -571,7 +571,7 @@ impl SparseBackend for KernelBackend {
         if mask == 0 {
             *s = SectionMap::default();
         }
-        let virt = VMEMMAP_START + pfn * PAGE_DESC;
+        let virt = VMEMMAP_START + memmap_offset(pfn);
         match huge {
             Some((phys, source)) if mask == 0 => {
                 let base = virt & !(SECTION_MEMMAP - 1);
@@ -728,7 +728,7 @@ pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
     let start = uptime_us();
     let mut valid = 0u64;
     for _ in 0..calls {
-        valid += u64::from(s.pfn_valid(core::hint::black_box(next())));
+        valid += u64::from(s.pfn_valid(core::hint::black_box(Pfn::new(next()))));
     }
     PfnValidCost { calls, valid, baseline_us, with_lookup_us: uptime_us() - start }
 }

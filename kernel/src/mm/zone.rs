@@ -21,7 +21,7 @@ use crate::mm::memblock::MEMBLOCK;
 use crate::mm::sparse::SPARSE;
 
 static ZONES: Mutex<NodeZones> = Mutex::new(NodeZones { zones: [EMPTY; NR_ZONES] });
-const EMPTY: ZoneSpan = ZoneSpan { zone_start_pfn: 0, spanned_pages: 0, present_pages: 0 };
+const EMPTY: ZoneSpan = ZoneSpan { zone_start_pfn: Pfn::ZERO, spanned_pages: 0, present_pages: 0 };
 
 /// memblock.memory as pfn ranges (`for_each_mem_pfn_range`).
 fn memory_pfns() -> Vec<(Pfn, Pfn)> {

@@ -82,7 +82,7 @@ mod tests {
         assert!(r.covers(&PhysRange::new(0x1000, 0x3000)) && !r.covers(&PhysRange::new(0, 0x2000)));
         assert_eq!(PhysRange::from_size(0x1000, 0x2000), Some(r));
         assert_eq!(PhysRange::from_size(u64::MAX, 2), None);
-        assert_eq!(PhysRange::new(0x1800, 0x3800).pfns(), (2, 3), "whole pages only");
+        assert_eq!(PhysRange::new(0x1800, 0x3800).pfns(), (Pfn(2), Pfn(3)), "whole pages only");
         assert!(PhysRange::new(5, 5).is_empty() && PhysRange::new(6, 5).size() == 0);
         assert_eq!(format!("{r}"), "[mem 0x0000000000001000-0x0000000000002fff]");
     }

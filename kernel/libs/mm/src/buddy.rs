@@ -118,8 +118,8 @@ impl Zone {
             zone_type,
             free_area: [FreeArea::EMPTY; NR_ORDERS],
             managed_pages: 0,
-            start_pfn: 0,
-            end_pfn: 0,
+            start_pfn: Pfn::ZERO,
+            end_pfn: Pfn::ZERO,
         }
     }
 
@@ -150,7 +150,7 @@ impl Zone {
 
     /// `spanned_pages`: size of the span, holes included.
     pub const fn spanned_pages(&self) -> u64 {
-        self.end_pfn - self.start_pfn
+        self.end_pfn.as_u64() - self.start_pfn.as_u64()
     }
 
     /// Free pages over all orders.
@@ -233,7 +233,7 @@ impl BuddyAllocator {
                 pfn += 1;
                 continue;
             };
-            let max = pfn.trailing_zeros().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
+            let max = pfn.align_order().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
             let take = |page: &mut Page| {
                 page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
                 (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
@@ -311,7 +311,7 @@ impl BuddyAllocator {
         if order > MAX_ORDER {
             return Err(BuddyError::BadOrder { order });
         }
-        if pfn & ((1 << order) - 1) != 0 {
+        if !pfn.is_multiple_of(1 << order) {
             return Err(BuddyError::Misaligned { pfn, order });
         }
         let page = mm.page_mut(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
@@ -363,7 +363,7 @@ impl BuddyAllocator {
             }
             self.zones[z].managed_pages -= b - a;
             self.shrink_zone_span(mm, z);
-            (pfn, taken) = (block_end, taken + b - a);
+            (pfn, taken) = (block_end, taken + (b - a));
         }
         Ok(taken)
     }
@@ -376,11 +376,11 @@ impl BuddyAllocator {
         let zone = &mut self.zones[z];
         let ty = zone.zone_type;
         if zone.managed_pages == 0 {
-            (zone.start_pfn, zone.end_pfn) = (0, 0);
+            (zone.start_pfn, zone.end_pfn) = (Pfn::ZERO, Pfn::ZERO);
             return;
         }
         // Whether the zone manages `p`; `None`: no descriptor.
-        const SUB: Pfn = 512;
+        const SUB: u64 = 512;
         let managed = |p: Pfn| mm.page(p).map(|page| !page.is_reserved() && page.zone() == ty);
         while zone.start_pfn < zone.end_pfn {
             match managed(zone.start_pfn) {
@@ -393,7 +393,7 @@ impl BuddyAllocator {
             match managed(zone.end_pfn - 1) {
                 Some(true) => break,
                 Some(false) => zone.end_pfn -= 1,
-                None => zone.end_pfn = (zone.end_pfn - 1) & !(SUB - 1),
+                None => zone.end_pfn = (zone.end_pfn - 1).align_down(SUB),
             }
         }
     }
@@ -402,7 +402,7 @@ impl BuddyAllocator {
     /// aligned blocks that fit.
     fn add_aligned<M: MemMap>(&mut self, mm: &mut M, z: usize, mut a: Pfn, b: Pfn) -> Res {
         while a < b {
-            let order = a.trailing_zeros().min(MAX_ORDER).min((b - a).ilog2());
+            let order = a.align_order().min(MAX_ORDER).min((b - a).ilog2());
             self.add(mm, z, a, order)?;
             a += 1 << order;
         }
@@ -413,7 +413,7 @@ impl BuddyAllocator {
     fn free_one<M: MemMap>(&mut self, mm: &mut M, z: usize, pfn: Pfn, order: u32) -> Res {
         let (mut pfn, mut order, zone) = (pfn, order, self.zones[z].zone_type);
         while order < MAX_ORDER {
-            let buddy = pfn ^ (1 << order);
+            let buddy = buddy_pfn(pfn, order);
             let free = mm
                 .page(buddy)
                 .is_some_and(|b| b.is_buddy() && b.private == u64::from(order) && b.zone() == zone);
@@ -421,7 +421,7 @@ impl BuddyAllocator {
                 break;
             }
             self.del(mm, z, buddy, order)?;
-            (pfn, order) = (pfn & buddy, order + 1);
+            (pfn, order) = (pfn.align_down(2 << order), order + 1);
         }
         self.add(mm, z, pfn, order)
     }
@@ -473,7 +473,7 @@ impl BuddyAllocator {
                     let page = mm.page(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
                     ensure(page.is_buddy() && page.private == order as u64, pfn, "bad buddy")?;
                     ensure(page.prev == prev, pfn, "prev link mismatch")?;
-                    ensure(pfn & ((1 << order) - 1) == 0, pfn, "misaligned free block")?;
+                    ensure(pfn.is_multiple_of(1 << order), pfn, "misaligned free block")?;
                     let end = pfn + (1 << order);
                     ensure(zone.start_pfn <= pfn && end <= zone.end_pfn, pfn, "outside zone")?;
                     for p in pfn..end {
@@ -492,11 +492,17 @@ impl BuddyAllocator {
     }
 }
 
+/// `__find_buddy_pfn`: the block of 2^`order` pages that `pfn`'s block of
+/// that order merges with (`pfn ^ (1 << order)`).
+const fn buddy_pfn(pfn: Pfn, order: u32) -> Pfn {
+    Pfn::new(pfn.as_u64() ^ (1 << order))
+}
+
 /// The free block containing `pfn`, as (head, order): its head is the
 /// only page of a free block with [`pg::BUDDY`].
 fn free_block_of<M: MemMap>(mm: &M, pfn: Pfn) -> Option<(Pfn, u32)> {
     (0..=MAX_ORDER).find_map(|order| {
-        let head = pfn & !((1 << order) - 1);
+        let head = pfn.align_down(1 << order);
         let page = mm.page(head)?;
         let free = page.is_buddy() && page.private == u64::from(order);
         (free && pfn < head + (1 << order)).then_some((head, order))
@@ -523,10 +529,10 @@ mod tests {
 
     impl MemMap for Map {
         fn page(&self, pfn: Pfn) -> Option<&Page> {
-            self.0.iter().find_map(|(s, v)| v.get(pfn.checked_sub(*s)? as usize))
+            self.0.iter().find_map(|(s, v)| v.get(pfn.checked_pages_since(*s)? as usize))
         }
         fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
-            self.0.iter_mut().find_map(|(s, v)| v.get_mut(pfn.checked_sub(*s)? as usize))
+            self.0.iter_mut().find_map(|(s, v)| v.get_mut(pfn.checked_pages_since(*s)? as usize))
         }
     }
 
@@ -538,66 +544,79 @@ mod tests {
 
     #[test]
     fn free_range_builds_largest_aligned_blocks() {
-        let (mut mm, mut b) = (Map::new(&[(0, 8192)]), BuddyAllocator::new());
-        assert_eq!(b.free_range(&mut mm, 0, 8192), 8192);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0), Pfn(8192))]), BuddyAllocator::new());
+        assert_eq!(b.free_range(&mut mm, Pfn(0), Pfn(8192)), 8192);
         assert_eq!(b.free_counts(Dma), counts(&[(10, 4)]));
         assert_eq!(b.free_counts(Dma32), counts(&[(10, 4)]));
         assert_eq!((b.managed(Dma), b.nr_free(Dma32), b.nr_free(Normal)), (4096, 4096, 0));
         b.check(&mm).unwrap();
 
-        let (mut mm, mut b) = (Map::new(&[(0, 4096)]), BuddyAllocator::new());
-        assert_eq!(b.free_range(&mut mm, 5, 2050), 2045);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0), Pfn(4096))]), BuddyAllocator::new());
+        assert_eq!(b.free_range(&mut mm, Pfn(5), Pfn(2050)), 2045);
         let odd: Vec<_> = (3..10).map(|o| (o, 1)).chain([(0, 1), (1, 2), (10, 1)]).collect();
         assert_eq!(b.free_counts(Dma), counts(&odd));
-        assert_eq!(b.free_range(&mut mm, 0, 2050), 5, "managed pages are not taken twice");
+        assert_eq!(
+            b.free_range(&mut mm, Pfn(0), Pfn(2050)),
+            5,
+            "managed pages are not taken twice"
+        );
         assert_eq!(b.free_counts(Dma), counts(&[(1, 1), (10, 2)]));
-        assert_eq!(b.free_range(&mut mm, 8192, 9000), 0, "no memmap");
+        assert_eq!(b.free_range(&mut mm, Pfn(8192), Pfn(9000)), 0, "no memmap");
         let z = b.zone(Dma).unwrap();
-        assert_eq!((z.zone_start_pfn(), z.spanned_pages(), z.managed_pages()), (0, 2050, 2050));
+        assert_eq!(
+            (z.zone_start_pfn(), z.spanned_pages(), z.managed_pages()),
+            (Pfn(0), 2050, 2050)
+        );
         b.check(&mm).unwrap();
     }
 
     #[test]
     fn take_free_range_refuses_pages_in_use_and_splits_straddling_blocks() {
         // DMA32 pages 0x1000..0x3000, all free.
-        let (mut mm, mut b) = (Map::new(&[(0x1000, 0x3000)]), BuddyAllocator::new());
-        assert_eq!(b.free_range(&mut mm, 0x1000, 0x3000), 0x2000);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0x1000), Pfn(0x3000))]), BuddyAllocator::new());
+        assert_eq!(b.free_range(&mut mm, Pfn(0x1000), Pfn(0x3000)), 0x2000);
         let p = b.alloc_pages(&mut mm, 0, Dma32).unwrap();
         let (mm0, b0) = (mm.clone(), b.clone());
         // The allocated page is inside: refused, nothing changes.
-        let e = b.take_free_range(&mut mm, 0x1000, 0x3000).unwrap_err();
+        let e = b.take_free_range(&mut mm, Pfn(0x1000), Pfn(0x3000)).unwrap_err();
         assert_eq!(e, BuddyError::Busy { pfn: p });
         assert_eq!((&mm, &b), (&mm0, &b0));
         // A hole (no descriptor) is refused the same way.
-        assert_eq!(b.take_free_range(&mut mm, 0xe00, 0x1200), Err(BuddyError::Busy { pfn: 0xe00 }));
+        assert_eq!(
+            b.take_free_range(&mut mm, Pfn(0xe00), Pfn(0x1200)),
+            Err(BuddyError::Busy { pfn: Pfn(0xe00) })
+        );
         assert_eq!((&mm, &b), (&mm0, &b0));
         b.free_pages(&mut mm, p, 0).unwrap();
         // 0x1a00..0x2200: splits two order-10 blocks; the rest stays free.
         let before = b.nr_free(Dma32);
-        assert_eq!(b.take_free_range(&mut mm, 0x1a00, 0x2200), Ok(0x800));
+        assert_eq!(b.take_free_range(&mut mm, Pfn(0x1a00), Pfn(0x2200)), Ok(0x800));
         assert_eq!(b.nr_free(Dma32), before - 0x800);
         assert_eq!(b.managed(Dma32), 0x2000 - 0x800);
         b.check(&mm).unwrap();
-        assert!((0x1a00..0x2200).all(|p| mm.page(p).unwrap().is_reserved()));
-        assert!(b.alloc_pages(&mut mm, 10, Dma32).is_ok_and(|p| !(0x1600..0x2200).contains(&p)));
+        assert!((Pfn(0x1a00)..Pfn(0x2200)).all(|p| mm.page(p).unwrap().is_reserved()));
+        assert!(
+            b.alloc_pages(&mut mm, 10, Dma32)
+                .is_ok_and(|p| !(Pfn(0x1600)..Pfn(0x2200)).contains(&p))
+        );
         // Taken at the zone's start: the span shrinks; given back: it grows.
-        assert_eq!(b.take_free_range(&mut mm, 0x1000, 0x1a00), Ok(0xa00));
+        assert_eq!(b.take_free_range(&mut mm, Pfn(0x1000), Pfn(0x1a00)), Ok(0xa00));
         let z = b.zone(Dma32).unwrap();
-        assert_eq!((z.zone_start_pfn(), z.zone_end_pfn()), (0x2200, 0x3000));
-        assert_eq!(b.free_range(&mut mm, 0x1000, 0x2200), 0x1200);
+        assert_eq!((z.zone_start_pfn(), z.zone_end_pfn()), (Pfn(0x2200), Pfn(0x3000)));
+        assert_eq!(b.free_range(&mut mm, Pfn(0x1000), Pfn(0x2200)), 0x1200);
         let z = b.zone(Dma32).unwrap();
         assert_eq!(
             (z.zone_start_pfn(), z.zone_end_pfn(), z.managed_pages()),
-            (0x1000, 0x3000, 0x2000)
+            (Pfn(0x1000), Pfn(0x3000), 0x2000)
         );
         b.check(&mm).unwrap();
     }
 
     #[test]
     fn alloc_is_aligned_and_falls_back_to_lower_zones() {
-        let mut mm = Map::new(&[(2048, 6144), (0xffc00, 0x100800)]);
+        let mut mm = Map::new(&[(Pfn(2048), Pfn(6144)), (Pfn(0xffc00), Pfn(0x100800))]);
         let mut b = BuddyAllocator::new();
-        b.free_range(&mut mm, 0, 0x100800);
+        b.free_range(&mut mm, Pfn(0), Pfn(0x100800));
         let initial = [Dma, Dma32, Normal].map(|z| b.free_counts(z));
         let mut got = Vec::new();
         for order in 0..=MAX_ORDER {
@@ -631,8 +650,8 @@ mod tests {
 
     #[test]
     fn split_then_free_restores_free_lists() {
-        let (mut mm, mut b) = (Map::new(&[(0, 4096)]), BuddyAllocator::new());
-        b.free_range(&mut mm, 0, 4096);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0), Pfn(4096))]), BuddyAllocator::new());
+        b.free_range(&mut mm, Pfn(0), Pfn(4096));
         let initial = b.free_counts(Dma);
         let orders = [0, 3, 1, 0, 5, 2, 10, 0, 7, 9, 4, 1, 6, 8, 0];
         let got: Vec<_> =
@@ -648,9 +667,9 @@ mod tests {
     #[test]
     fn no_merge_across_zones_holes_or_used_buddies() {
         // A zone boundary at 4088 (pages moved to DMA32).
-        let (mut mm, mut b) = (Map::new(&[(4080, 4104)]), BuddyAllocator::new());
-        (4088..4096).for_each(|p| mm.page_mut(p).unwrap().set_zone(Dma32));
-        assert_eq!(b.free_range(&mut mm, 4080, 4104), 24);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(4080), Pfn(4104))]), BuddyAllocator::new());
+        (Pfn(4088)..Pfn(4096)).for_each(|p| mm.page_mut(p).unwrap().set_zone(Dma32));
+        assert_eq!(b.free_range(&mut mm, Pfn(4080), Pfn(4104)), 24);
         let want = [counts(&[(3, 1)]), counts(&[(3, 2)])];
         assert_eq!([Dma, Dma32].map(|z| b.free_counts(z)), want);
         let pages: Vec<_> = (0..16).map(|_| b.alloc_pages(&mut mm, 0, Dma32).unwrap()).collect();
@@ -659,30 +678,30 @@ mod tests {
         b.check(&mm).unwrap();
 
         // A hole: pfns 0..8 have no descriptors.
-        for (chunk, expect) in [((8, 16), (3, 1)), ((0, 16), (4, 1))] {
+        for (chunk, expect) in [((Pfn(8), Pfn(16)), (3, 1)), ((Pfn(0), Pfn(16)), (4, 1))] {
             let (mut mm, mut b) = (Map::new(&[chunk]), BuddyAllocator::new());
-            b.free_range(&mut mm, 0, 16);
+            b.free_range(&mut mm, Pfn(0), Pfn(16));
             assert_eq!(b.free_counts(Dma), counts(&[expect]));
         }
 
         // An allocated buddy.
-        let (mut mm, mut b) = (Map::new(&[(0, 16)]), BuddyAllocator::new());
-        b.free_range(&mut mm, 0, 16);
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0), Pfn(16))]), BuddyAllocator::new());
+        b.free_range(&mut mm, Pfn(0), Pfn(16));
         let mut pages: Vec<_> = (0..16).map(|_| b.alloc_pages(&mut mm, 0, Dma).unwrap()).collect();
-        pages.sort_unstable_by_key(|&p| (p * 7) % 16);
-        pages.iter().filter(|&&p| p != 5).for_each(|&p| b.free_pages(&mut mm, p, 0).unwrap());
+        pages.sort_unstable_by_key(|&p| (p.as_u64() * 7) % 16);
+        pages.iter().filter(|&&p| p != Pfn(5)).for_each(|&p| b.free_pages(&mut mm, p, 0).unwrap());
         assert_eq!(b.free_counts(Dma), counts(&[(0, 1), (1, 1), (2, 1), (3, 1)]));
         b.check(&mm).unwrap();
-        b.free_pages(&mut mm, 5, 0).unwrap();
+        b.free_pages(&mut mm, Pfn(5), 0).unwrap();
         assert_eq!(b.free_counts(Dma), counts(&[(4, 1)]));
     }
 
     #[test]
     fn bad_frees_are_refused_and_change_nothing() {
-        let (mut mm, mut b) = (Map::new(&[(0, 64)]), BuddyAllocator::new());
-        b.free_range(&mut mm, 0, 60);
-        mm.page_mut(62).unwrap().set_zone(ZoneType::Device);
-        assert_eq!(b.free_range(&mut mm, 62, 63), 0, "ZONE_DEVICE is never taken");
+        let (mut mm, mut b) = (Map::new(&[(Pfn(0), Pfn(64))]), BuddyAllocator::new());
+        b.free_range(&mut mm, Pfn(0), Pfn(60));
+        mm.page_mut(Pfn(62)).unwrap().set_zone(ZoneType::Device);
+        assert_eq!(b.free_range(&mut mm, Pfn(62), Pfn(63)), 0, "ZONE_DEVICE is never taken");
         let p = b.alloc_pages(&mut mm, 2, Dma).unwrap();
         let free_head = b.zone(Dma).unwrap().free_area(3).unwrap().head();
         let snapshot = (b.clone(), mm.clone());
@@ -692,9 +711,9 @@ mod tests {
             (p + 1, 0, NotAllocated { pfn: p + 1 }),
             (p, 1, WrongOrder { pfn: p, order: 1, allocated: 2 }),
             (p, 11, BadOrder { order: 11 }),
-            (60, 0, Reserved { pfn: 60 }),
-            (62, 0, DeviceZone { pfn: 62 }),
-            (100, 0, NoMemmap { pfn: 100 }),
+            (Pfn(60), 0, Reserved { pfn: Pfn(60) }),
+            (Pfn(62), 0, DeviceZone { pfn: Pfn(62) }),
+            (Pfn(100), 0, NoMemmap { pfn: Pfn(100) }),
             (free_head, 3, NotAllocated { pfn: free_head }),
         ] {
             assert_eq!(b.free_pages(&mut mm, pfn, order), Err(err));
@@ -715,11 +734,11 @@ mod tests {
 
     #[test]
     fn random_ops_match_model() {
-        let mut mm = Map::new(&[(3584, 6144), (0xfff00, 0x1003e8)]);
+        let mut mm = Map::new(&[(Pfn(3584), Pfn(6144)), (Pfn(0xfff00), Pfn(0x1003e8))]);
         let mut b = BuddyAllocator::new();
-        let managed = b.free_range(&mut mm, 3584, 5000)
-            + b.free_range(&mut mm, 5003, 6144)
-            + b.free_range(&mut mm, 0xfff00, 0x1003e8);
+        let managed = b.free_range(&mut mm, Pfn(3584), Pfn(5000))
+            + b.free_range(&mut mm, Pfn(5003), Pfn(6144))
+            + b.free_range(&mut mm, Pfn(0xfff00), Pfn(0x1003e8));
         let zones = [Dma, Dma32, Normal];
         let initial = zones.map(|z| b.free_counts(z));
         let (mut rng, mut model, mut used) = (Rng::new(0x9e37_79b9_7f4a_7c15), BTreeMap::new(), 0);

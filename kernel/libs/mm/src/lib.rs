@@ -14,9 +14,10 @@
 //!   ([`memory_hotplug`], with the rules in [`memory_block`]), persistent
 //!   memory regions and namespaces ([`pmem`], with the fsdax/devdax info
 //!   block of [`nd_pfn`]).
-//! - Types that say what a number is ([`addr`]).
+//! - Types that say what a number is: [`page::Pfn`], [`addr::PhysRange`].
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![feature(step_trait)]
 
 extern crate alloc;
 

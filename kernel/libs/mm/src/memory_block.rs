@@ -373,18 +373,20 @@ impl ZoneSpans {
         let mut spans = Self::of(zones);
         for (i, t) in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal].into_iter().enumerate() {
             if !zones.zone(t).populated() {
-                spans.kernel[i] = (0, 0);
+                spans.kernel[i] = (Pfn::ZERO, Pfn::ZERO);
             }
         }
         if !zones.zones[ZONE_MOVABLE].populated() {
-            spans.movable = (0, 0);
+            spans.movable = (Pfn::ZERO, Pfn::ZERO);
         }
         spans
     }
 
     fn span(&self, zone: OnlineZone) -> (Pfn, Pfn) {
         match zone {
-            OnlineZone::Kernel(z) => self.kernel.get(z as usize).copied().unwrap_or((0, 0)),
+            OnlineZone::Kernel(z) => {
+                self.kernel.get(z as usize).copied().unwrap_or((Pfn::ZERO, Pfn::ZERO))
+            }
             OnlineZone::Movable => self.movable,
         }
     }
@@ -393,6 +395,7 @@ impl ZoneSpans {
 /// `zone_intersects`: an empty zone intersects nothing.
 pub const fn zone_intersects(span: (Pfn, Pfn), start_pfn: Pfn, nr_pages: u64) -> bool {
     let (start, end) = span;
+    let (start, end, start_pfn) = (start.as_u64(), end.as_u64(), start_pfn.as_u64());
     start < end && start_pfn < end && start_pfn + nr_pages > start
 }
 
@@ -615,14 +618,19 @@ mod tests {
 
     /// Pfn of a byte address.
     const fn pfn(addr: u64) -> Pfn {
-        addr >> 12
+        crate::page::phys_pfn(addr)
     }
 
-    const BLOCK: u64 = pfn(128 * M);
+    /// Pages per memory block.
+    const BLOCK: u64 = crate::page::bytes_to_pages(128 * M);
 
     /// Node 0 after booting 4 GiB with `mem=` at `limit` (below 4 GiB).
     fn spans(limit: u64) -> ZoneSpans {
-        ZoneSpans { kernel: [(1, pfn(16 * M)), (pfn(16 * M), pfn(limit)), (0, 0)], movable: (0, 0) }
+        let empty = (Pfn::ZERO, Pfn::ZERO);
+        ZoneSpans {
+            kernel: [(Pfn(1), pfn(16 * M)), (pfn(16 * M), pfn(limit)), empty],
+            movable: empty,
+        }
     }
 
     #[test]
@@ -710,13 +718,13 @@ mod tests {
 
     #[test]
     fn zone_intersects_as_linux() {
-        assert!(!zone_intersects((0, 0), 0, 10), "an empty zone");
-        assert!(!zone_intersects((5, 5), 0, 10), "an empty zone");
-        assert!(zone_intersects((10, 20), 19, 1));
-        assert!(!zone_intersects((10, 20), 20, 5));
-        assert!(!zone_intersects((10, 20), 5, 5));
-        assert!(zone_intersects((10, 20), 5, 6));
-        assert!(zone_intersects((10, 20), 0, 100), "covering");
+        assert!(!zone_intersects((Pfn(0), Pfn(0)), Pfn(0), 10), "an empty zone");
+        assert!(!zone_intersects((Pfn(5), Pfn(5)), Pfn(0), 10), "an empty zone");
+        assert!(zone_intersects((Pfn(10), Pfn(20)), Pfn(19), 1));
+        assert!(!zone_intersects((Pfn(10), Pfn(20)), Pfn(20), 5));
+        assert!(!zone_intersects((Pfn(10), Pfn(20)), Pfn(5), 5));
+        assert!(zone_intersects((Pfn(10), Pfn(20)), Pfn(5), 6));
+        assert!(zone_intersects((Pfn(10), Pfn(20)), Pfn(0), 100), "covering");
     }
 
     #[test]
@@ -736,7 +744,7 @@ mod tests {
         let z = zone_for_pfn_range(OnlineType::Online, &s, pfn(G), BLOCK);
         assert_eq!(z, OnlineZone::Kernel(ZoneType::Dma32));
         // Straddling DMA's end: DMA comes first.
-        assert_eq!(default_kernel_zone_for_pfn(&s, 0, BLOCK), ZoneType::Dma);
+        assert_eq!(default_kernel_zone_for_pfn(&s, Pfn(0), BLOCK), ZoneType::Dma);
         // online_kernel and online_movable.
         let z = zone_for_pfn_range(OnlineType::OnlineKernel, &s, pfn(G), BLOCK);
         assert_eq!(z, OnlineZone::Kernel(ZoneType::Dma32));
@@ -759,8 +767,8 @@ mod tests {
         let s = spans(3 * G);
         let show = |state, zone, addr| valid_zones(state, zone, &s, pfn(addr), BLOCK).to_string();
         // Boot blocks: memory0 spans DMA and DMA32.
-        assert_eq!(early_zone_for_block(&s, 0, BLOCK), None);
-        assert_eq!(early_zone_for_block(&s, BLOCK, BLOCK), Some(ZoneType::Dma32));
+        assert_eq!(early_zone_for_block(&s, Pfn(0), BLOCK), None);
+        assert_eq!(early_zone_for_block(&s, pfn(128 * M), BLOCK), Some(ZoneType::Dma32));
         assert_eq!(show(BlockState::Online, None, 0), "none");
         assert_eq!(show(BlockState::Online, Some(ZoneType::Dma32), 128 * M), "DMA32");
         // Offline: the default zone, then the others.

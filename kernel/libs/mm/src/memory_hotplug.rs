@@ -36,7 +36,7 @@ use crate::memory_block::{
     self, AddError, BlockState, OnlineType, OnlineZone, PhysIndex, ProbeError, StillOnline,
     ValidZones, ZoneSpans,
 };
-use crate::page::{Pfn, ZoneType, phys_pfn};
+use crate::page::{Pfn, ZoneType, bytes_to_pages, phys_pfn};
 use crate::sparse::{
     MigrateType, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, SparseError, pfn_to_section_nr,
     section_nr_to_pfn,
@@ -342,8 +342,11 @@ impl MemoryBlocks {
             for id in start / size..end.div_ceil(size) {
                 if list.last().is_none_or(|b| b.id < id) {
                     let start = id * size;
-                    let zone =
-                        memory_block::early_zone_for_block(&spans, phys_pfn(start), phys_pfn(size));
+                    let zone = memory_block::early_zone_for_block(
+                        &spans,
+                        phys_pfn(start),
+                        bytes_to_pages(size),
+                    );
                     let state = BlockState::Online;
                     list.push(MemoryBlock { id, start, size, state, boot: true, zone });
                 }
@@ -399,7 +402,7 @@ impl MemoryBlocks {
         if let Some(id) = ids.clone().find(|&id| self.block(id).is_some()) {
             return Err(HotplugError::Exist { id });
         }
-        let (pfn, nr) = (phys_pfn(start), phys_pfn(size));
+        let (pfn, nr) = (phys_pfn(start), bytes_to_pages(size));
         b.add_pages(pfn, nr, ZoneType::for_pfn(pfn)).map_err(HotplugError::Sparse)?;
         if let Err(addr) = b.init_memory_mapping(start, size) {
             b.kernel_physical_mapping_remove(start, size);

@@ -15,7 +15,7 @@
 
 use core::fmt;
 
-use crate::page::{PAGE_SHIFT, PAGE_SIZE};
+use crate::page::{PAGE_SHIFT, PAGE_SIZE, phys_pfn};
 use crate::sparse::{Altmap, PAGES_PER_SECTION, PAGES_PER_SUBSECTION};
 
 /// Where the info block lives in the namespace (`SZ_4K`).
@@ -382,8 +382,8 @@ impl Layout {
     pub fn altmap(&self) -> Option<Altmap> {
         self.memmap_area()?;
         let (s, _) = self.range();
-        let pfn = s >> PAGE_SHIFT;
-        let base_pfn = pfn - pfn % PAGES_PER_SUBSECTION;
+        let pfn = phys_pfn(s);
+        let base_pfn = pfn.align_down(PAGES_PER_SUBSECTION);
         Some(Altmap {
             base_pfn,
             reserve: (INFO_RESERVE >> PAGE_SHIFT) + (pfn - base_pfn),
@@ -585,6 +585,7 @@ pub fn validate(block: &[u8; INFO_SIZE], start: u64, size: u64) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::page::Pfn;
 
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 20;
@@ -606,7 +607,7 @@ mod tests {
         assert_eq!(l.data().1 - l.data().0, 262_144_000);
         assert_eq!(l.memmap_area(), Some((4 * G + 8192, 4 * G + 6 * M)));
         let a = l.altmap().unwrap();
-        assert_eq!((a.base_pfn, a.reserve, a.free), (0x100000, 2, 1534));
+        assert_eq!((a.base_pfn, a.reserve, a.free), (Pfn(0x100000), 2, 1534));
     }
 
     #[test]

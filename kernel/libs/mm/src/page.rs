@@ -13,16 +13,197 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
 /// A page frame number: physical address >> [`PAGE_SHIFT`].
-pub type Pfn = u64;
+///
+/// Its own type so that a pfn is not passed where an address, a size or a
+/// page count is meant. The arithmetic is what a pfn means: a pfn plus or
+/// minus a page count is a pfn, and the distance between two pfns is a page
+/// count (`u64`). Whatever turns a pfn into something else (an address, a
+/// section number, a descriptor offset) is a named function or an explicit
+/// [`Pfn::as_u64`] where the meaning changes. Printed as its number, so
+/// `{pfn:#x}` reads as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Pfn(pub u64);
+
+impl Pfn {
+    /// Pfn 0.
+    pub const ZERO: Pfn = Pfn(0);
+
+    /// The pfn numbered `pfn`.
+    pub const fn new(pfn: u64) -> Self {
+        Self(pfn)
+    }
+
+    /// The number, for arithmetic that leaves pfns (bit fields, indices).
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Whether the pfn is a multiple of `pages` (aligned to them).
+    pub const fn is_multiple_of(self, pages: u64) -> bool {
+        self.0.is_multiple_of(pages)
+    }
+
+    /// The first pfn at or above this one that is a multiple of `pages`.
+    pub const fn next_multiple_of(self, pages: u64) -> Self {
+        Self(self.0.next_multiple_of(pages))
+    }
+
+    /// `ALIGN_DOWN(pfn, pages)`; `pages` is a power of two.
+    pub const fn align_down(self, pages: u64) -> Self {
+        debug_assert!(pages.is_power_of_two());
+        Self(self.0 & !(pages - 1))
+    }
+
+    /// `ALIGN(pfn, pages)`; `pages` is a power of two.
+    pub const fn align_up(self, pages: u64) -> Self {
+        debug_assert!(pages.is_power_of_two());
+        Self((self.0 + pages - 1) & !(pages - 1))
+    }
+
+    /// The largest order the pfn is aligned to: it is a multiple of
+    /// 2^order pages (its trailing zero bits; 64 for pfn 0).
+    pub const fn align_order(self) -> u32 {
+        self.0.trailing_zeros()
+    }
+
+    /// The pfn's offset in its aligned block of `pages` (a power of two),
+    /// in pages.
+    pub const fn offset_in(self, pages: u64) -> u64 {
+        debug_assert!(pages.is_power_of_two());
+        self.0 & (pages - 1)
+    }
+
+    /// `pages` further, `None` past 2^64.
+    pub const fn checked_add(self, pages: u64) -> Option<Self> {
+        match self.0.checked_add(pages) {
+            Some(p) => Some(Self(p)),
+            None => None,
+        }
+    }
+
+    /// `pages` further, at most the last pfn 2^64 - 1.
+    pub const fn saturating_add(self, pages: u64) -> Self {
+        Self(self.0.saturating_add(pages))
+    }
+
+    /// `pages` back, `None` below pfn 0.
+    pub const fn checked_sub(self, pages: u64) -> Option<Self> {
+        match self.0.checked_sub(pages) {
+            Some(p) => Some(Self(p)),
+            None => None,
+        }
+    }
+
+    /// Pages from `earlier` to this pfn (`self - earlier`), `None` if
+    /// `earlier` is above it.
+    pub const fn checked_pages_since(self, earlier: Pfn) -> Option<u64> {
+        self.0.checked_sub(earlier.0)
+    }
+
+    /// Pages from `earlier` to this pfn (`self - earlier`), 0 if `earlier`
+    /// is above it.
+    pub const fn saturating_pages_since(self, earlier: Pfn) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl core::ops::Add<u64> for Pfn {
+    type Output = Pfn;
+    fn add(self, pages: u64) -> Pfn {
+        Pfn(self.0 + pages)
+    }
+}
+
+impl core::ops::Sub<u64> for Pfn {
+    type Output = Pfn;
+    fn sub(self, pages: u64) -> Pfn {
+        Pfn(self.0 - pages)
+    }
+}
+
+/// The distance between two pfns: a page count.
+impl core::ops::Sub for Pfn {
+    type Output = u64;
+    fn sub(self, earlier: Pfn) -> u64 {
+        self.0 - earlier.0
+    }
+}
+
+impl core::ops::AddAssign<u64> for Pfn {
+    fn add_assign(&mut self, pages: u64) {
+        self.0 += pages;
+    }
+}
+
+impl core::ops::SubAssign<u64> for Pfn {
+    fn sub_assign(&mut self, pages: u64) {
+        self.0 -= pages;
+    }
+}
+
+/// Ranges of pfns iterate: `(start..end).step_by(PAGES_PER_SECTION)`.
+impl core::iter::Step for Pfn {
+    fn steps_between(start: &Self, end: &Self) -> (usize, Option<usize>) {
+        u64::steps_between(&start.0, &end.0)
+    }
+
+    fn forward_checked(start: Self, count: usize) -> Option<Self> {
+        u64::forward_checked(start.0, count).map(Pfn)
+    }
+
+    fn forward_overflowing(start: Self, count: usize) -> (Self, bool) {
+        let (pfn, overflow) = u64::forward_overflowing(start.0, count);
+        (Pfn(pfn), overflow)
+    }
+
+    fn backward_checked(start: Self, count: usize) -> Option<Self> {
+        u64::backward_checked(start.0, count).map(Pfn)
+    }
+
+    fn backward_overflowing(start: Self, count: usize) -> (Self, bool) {
+        let (pfn, overflow) = u64::backward_overflowing(start.0, count);
+        (Pfn(pfn), overflow)
+    }
+}
+
+impl fmt::Display for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::LowerHex for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl fmt::UpperHex for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::UpperHex::fmt(&self.0, f)
+    }
+}
 
 /// `PFN_PHYS`.
 pub const fn pfn_phys(pfn: Pfn) -> u64 {
-    pfn << PAGE_SHIFT
+    pfn.0 << PAGE_SHIFT
 }
 
 /// `PHYS_PFN`.
 pub const fn phys_pfn(addr: u64) -> Pfn {
-    addr >> PAGE_SHIFT
+    Pfn(addr >> PAGE_SHIFT)
+}
+
+/// Whole pages in `bytes` (`bytes >> PAGE_SHIFT`): a page count, where
+/// Linux writes `PHYS_PFN(size)` or `size >> PAGE_SHIFT`.
+pub const fn bytes_to_pages(bytes: u64) -> u64 {
+    bytes >> PAGE_SHIFT
+}
+
+/// Bytes in `pages` pages (`pages << PAGE_SHIFT`).
+pub const fn pages_to_bytes(pages: u64) -> u64 {
+    pages << PAGE_SHIFT
 }
 
 /// The zones of x86_64 Linux that Tessera uses.
@@ -44,16 +225,16 @@ pub enum ZoneType {
 pub const MAX_NR_ZONES: usize = 3;
 
 /// First pfn above ZONE_DMA.
-pub const MAX_DMA_PFN: Pfn = (16 << 20) >> PAGE_SHIFT;
+pub const MAX_DMA_PFN: Pfn = phys_pfn(16 << 20);
 /// First pfn above ZONE_DMA32.
-pub const MAX_DMA32_PFN: Pfn = (4 << 30) >> PAGE_SHIFT;
+pub const MAX_DMA32_PFN: Pfn = phys_pfn(4 << 30);
 
 impl ZoneType {
     /// The zone System RAM at `pfn` belongs to.
     pub const fn for_pfn(pfn: Pfn) -> Self {
-        if pfn < MAX_DMA_PFN {
+        if pfn.0 < MAX_DMA_PFN.0 {
             Self::Dma
-        } else if pfn < MAX_DMA32_PFN {
+        } else if pfn.0 < MAX_DMA32_PFN.0 {
             Self::Dma32
         } else {
             Self::Normal
@@ -107,7 +288,7 @@ const NODES_SHIFT: u32 = 52;
 const NODES_MASK: u64 = (1 << 10) - 1;
 
 /// Marks an empty free-list link.
-pub const NO_PFN: Pfn = u64::MAX;
+pub const NO_PFN: Pfn = Pfn(u64::MAX);
 
 /// A page descriptor. 64 bytes, as Linux's `struct page` on x86_64, so a
 /// section's memmap is 2 MiB and a sub-section's 32 KiB.
@@ -136,6 +317,12 @@ pub struct Page {
 /// stride: a section's memmap is `PAGES_PER_SECTION * STRUCT_PAGE_SIZE`.
 pub const STRUCT_PAGE_SIZE: u64 = core::mem::size_of::<Page>() as u64;
 const _: () = assert!(STRUCT_PAGE_SIZE == 64);
+
+/// Where `pfn`'s descriptor lies in a memmap indexed from pfn 0 (the
+/// vmemmap): `pfn * sizeof(struct page)` bytes from pfn 0's.
+pub const fn memmap_offset(pfn: Pfn) -> u64 {
+    pfn.0 * STRUCT_PAGE_SIZE
+}
 const _: () = assert!(core::mem::align_of::<Page>() == 64);
 
 impl Page {
@@ -144,8 +331,8 @@ impl Page {
         flags: 0,
         refcount: 0,
         mapcount: 0,
-        next: 0,
-        prev: 0,
+        next: Pfn::ZERO,
+        prev: Pfn::ZERO,
         private: 0,
         pgmap: 0,
         reserved: [0; 2],
@@ -245,10 +432,10 @@ mod tests {
 
     #[test]
     fn zones_split_at_16m_and_4g() {
-        assert_eq!(ZoneType::for_pfn(0), ZoneType::Dma);
-        assert_eq!(ZoneType::for_pfn(0xfff), ZoneType::Dma);
-        assert_eq!(ZoneType::for_pfn(0x1000), ZoneType::Dma32);
-        assert_eq!(ZoneType::for_pfn(0xf_ffff), ZoneType::Dma32);
-        assert_eq!(ZoneType::for_pfn(0x10_0000), ZoneType::Normal);
+        assert_eq!(ZoneType::for_pfn(Pfn(0)), ZoneType::Dma);
+        assert_eq!(ZoneType::for_pfn(Pfn(0xfff)), ZoneType::Dma);
+        assert_eq!(ZoneType::for_pfn(Pfn(0x1000)), ZoneType::Dma32);
+        assert_eq!(ZoneType::for_pfn(Pfn(0xf_ffff)), ZoneType::Dma32);
+        assert_eq!(ZoneType::for_pfn(Pfn(0x10_0000)), ZoneType::Normal);
     }
 }

@@ -33,7 +33,9 @@ use core::fmt;
 use crate::e820::MemRange;
 use crate::memory_block::{self, MemremapError};
 use crate::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
-use crate::page::{PAGE_SHIFT, Page, Pfn, ZoneType, pfn_phys, phys_pfn};
+use crate::page::{
+    PAGE_SHIFT, Pfn, STRUCT_PAGE_SIZE, ZoneType, bytes_to_pages, pages_to_bytes, pfn_phys, phys_pfn,
+};
 use crate::sparse::{
     Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionLine, SectionSummary,
     Sparse, SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
@@ -702,7 +704,7 @@ impl Pmem {
                 None => [(s, e), (e, e)],
             };
             pieces.iter().filter(|(ps, pe)| ps < pe).any(|&(ps, pe)| {
-                let (pfn, nr) = (phys_pfn(ps), phys_pfn(pe - ps));
+                let (pfn, nr) = (phys_pfn(ps), bytes_to_pages(pe - ps));
                 b.borrow_mut().sparse(|sp| sp.active_subsections(pfn, nr).0)
             })
         };
@@ -717,7 +719,7 @@ impl Pmem {
         if r.has_altmap() {
             return Ok(());
         }
-        let memmap = phys_pfn(r.size) * core::mem::size_of::<Page>() as u64;
+        let memmap = bytes_to_pages(r.size) * STRUCT_PAGE_SIZE;
         let ram: u64 = b.system_ram().iter().map(|&(s, e)| e - s).sum();
         if memmap > ram / 16 {
             return Err(PmemError::MemmapInRam { id: r.id, memmap, ram });
@@ -794,7 +796,7 @@ fn check_backed(b: &impl PmemBackend, r: &Region) -> Result<(), PmemError> {
 /// is removed (otherwise `__remove_pages` would stop half way).
 fn check_active(b: &mut impl PmemBackend, r: &Region) -> Result<(), PmemError> {
     let (start, end) = r.mapped();
-    let (pfn, nr_pages) = (phys_pfn(start), phys_pfn(end - start));
+    let (pfn, nr_pages) = (phys_pfn(start), bytes_to_pages(end - start));
     if b.sparse(|s| s.active_subsections(pfn, nr_pages).1) {
         Ok(())
     } else {
@@ -839,7 +841,7 @@ fn memremap_pages(
 ) -> Result<(), PmemError> {
     let (start, end) = r.mapped();
     let size = end - start;
-    let (first, nr_pages) = (phys_pfn(start), phys_pfn(size));
+    let (first, nr_pages) = (phys_pfn(start), bytes_to_pages(size));
     let pgmap = r.pgmap();
     let t0 = b.ktime_get_us();
     if let Some(mut altmap) = r.altmap() {
@@ -905,7 +907,7 @@ fn undo(b: &mut impl PmemBackend, r: &Region, nr_pages: u64) {
         return;
     }
     let first = phys_pfn(r.mapped().0);
-    b.kernel_physical_mapping_remove(pfn_phys(first), pfn_phys(nr_pages));
+    b.kernel_physical_mapping_remove(pfn_phys(first), pages_to_bytes(nr_pages));
     let mut altmap = r.altmap_as_added();
     let removed = b.sparse(|s| {
         release_pages(s, first, nr_pages);
@@ -924,7 +926,7 @@ fn memunmap_pages(
     step: &mut dyn FnMut(u64, &str),
 ) -> Result<(), PmemError> {
     let (start, end) = r.mapped();
-    let (first, nr_pages) = (phys_pfn(start), phys_pfn(end - start));
+    let (first, nr_pages) = (phys_pfn(start), bytes_to_pages(end - start));
     let mut altmap = r.altmap_as_added();
     let stride = if altmap.is_some() { PAGES_PER_SECTION } else { PAGES_PER_SUBSECTION };
     for pfn in (0..nr_pages / stride).rev().map(|i| first + i * stride) {
@@ -936,7 +938,7 @@ fn memunmap_pages(
                 Ok(section_line(s, nr))
             })
             .map_err(PmemError::Sparse)?;
-        b.kernel_physical_mapping_remove(pfn_phys(pfn), pfn_phys(stride));
+        b.kernel_physical_mapping_remove(pfn_phys(pfn), pages_to_bytes(stride));
         step(nr, &alloc::format!("{line}"));
     }
     // Linux leaves ZONE_DEVICE's span as it was (a no-op, kept for the picture).

@@ -20,7 +20,7 @@
 
 use core::fmt;
 
-use crate::page::{MemMap, PAGE_SHIFT, Page, Pfn, ZoneType};
+use crate::page::{MemMap, PAGE_SHIFT, Page, Pfn, STRUCT_PAGE_SIZE, ZoneType, memmap_offset};
 
 /// log2 of the section size (128 MiB).
 pub const SECTION_SIZE_BITS: u32 = 27;
@@ -60,7 +60,7 @@ const PAGEBLOCK_WORDS: usize =
 /// Bytes of memmap per section (2 MiB).
 pub const SECTION_MEMMAP_BYTES: u64 = PAGES_PER_SECTION * core::mem::size_of::<Page>() as u64;
 /// The highest pfn + 1 the model accepts.
-pub const MAX_PFN: Pfn = NR_MEM_SECTIONS << PFN_SECTION_SHIFT;
+pub const MAX_PFN: Pfn = section_nr_to_pfn(NR_MEM_SECTIONS);
 
 const _: () = assert!(SECTIONS_PER_ROOT == 256);
 const _: () = assert!(NR_SECTION_ROOTS == 2048);
@@ -70,17 +70,17 @@ const _: () = assert!(SECTION_MEMMAP_BYTES == 2 << 20);
 
 /// `pfn_to_section_nr`.
 pub const fn pfn_to_section_nr(pfn: Pfn) -> u64 {
-    pfn >> PFN_SECTION_SHIFT
+    pfn.as_u64() >> PFN_SECTION_SHIFT
 }
 
 /// `section_nr_to_pfn`.
 pub const fn section_nr_to_pfn(nr: u64) -> Pfn {
-    nr << PFN_SECTION_SHIFT
+    Pfn::new(nr << PFN_SECTION_SHIFT)
 }
 
 /// `SECTION_ALIGN_UP`.
 pub const fn section_align_up(pfn: Pfn) -> Pfn {
-    (pfn + PAGES_PER_SECTION - 1) & !(PAGES_PER_SECTION - 1)
+    pfn.align_up(PAGES_PER_SECTION)
 }
 
 /// `[pfn, pfn + nr_pages)` cut at section boundaries, as `(start, pages)`
@@ -100,7 +100,7 @@ pub fn section_chunks(pfn: Pfn, nr_pages: u64) -> impl Iterator<Item = (Pfn, u64
 /// `check_pfn_span`: a non-empty range aligned to `align` pages (EINVAL)
 /// that ends within MAX_PHYSMEM_BITS (ERANGE). Returns its end.
 fn check_pfn_span(pfn: Pfn, nr_pages: u64, align: u64) -> Result<Pfn, SparseError> {
-    if nr_pages == 0 || (pfn | nr_pages) & (align - 1) != 0 {
+    if nr_pages == 0 || !pfn.is_multiple_of(align) || !nr_pages.is_multiple_of(align) {
         return Err(SparseError::Inval { pfn, nr_pages });
     }
     let end = pfn.checked_add(nr_pages).filter(|&e| e <= MAX_PFN);
@@ -109,7 +109,13 @@ fn check_pfn_span(pfn: Pfn, nr_pages: u64, align: u64) -> Result<Pfn, SparseErro
 
 /// `subsection_map_index`: the sub-section of `pfn` inside its section.
 pub const fn subsection_map_index(pfn: Pfn) -> u32 {
-    ((pfn & (PAGES_PER_SECTION - 1)) >> PFN_SUBSECTION_SHIFT) as u32
+    (pfn.offset_in(PAGES_PER_SECTION) >> PFN_SUBSECTION_SHIFT) as u32
+}
+
+/// The pageblock of `pfn` inside its section (`pfn_to_bitidx` in units of
+/// pageblocks).
+const fn pageblock_index(pfn: Pfn) -> u64 {
+    pfn.offset_in(PAGES_PER_SECTION) / PAGEBLOCK_NR_PAGES
 }
 
 /// `subsection_mask_set`: the bits of the sub-sections that
@@ -119,7 +125,7 @@ pub const fn subsection_mask(pfn: Pfn, nr_pages: u64) -> u64 {
         return 0;
     }
     let first = subsection_map_index(pfn);
-    let last = subsection_map_index(pfn + nr_pages - 1);
+    let last = subsection_map_index(Pfn::new(pfn.as_u64() + nr_pages - 1));
     let upto = if last == 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
     upto & !((1u64 << first) - 1)
 }
@@ -582,12 +588,12 @@ impl<B: SparseBackend> Sparse<B> {
 
     /// `pfn_to_page` (vmemmap: plain arithmetic).
     pub fn pfn_to_page(&self, pfn: Pfn) -> u64 {
-        self.vmemmap_base + pfn * core::mem::size_of::<Page>() as u64
+        self.vmemmap_base + memmap_offset(pfn)
     }
 
     /// `page_to_pfn`.
     pub fn page_to_pfn(&self, page: u64) -> Pfn {
-        (page - self.vmemmap_base) / core::mem::size_of::<Page>() as u64
+        Pfn::new((page - self.vmemmap_base) / STRUCT_PAGE_SIZE)
     }
 
     /// `sparse_init_one_section`: the memmap encoded relative to the
@@ -596,7 +602,7 @@ impl<B: SparseBackend> Sparse<B> {
     fn sparse_init_one_section(&mut self, nr: u64, extra: u64) {
         let start = section_nr_to_pfn(nr);
         let mem_map = self.pfn_to_page(start);
-        let coded = mem_map - start * core::mem::size_of::<Page>() as u64;
+        let coded = mem_map - memmap_offset(start);
         if let Some(ms) = self.section_mut(nr) {
             ms.section_mem_map &= !flags::MAP_MASK;
             ms.section_mem_map |= (coded & flags::MAP_MASK) | flags::HAS_MEM_MAP | extra;
@@ -624,7 +630,7 @@ impl<B: SparseBackend> Sparse<B> {
             if end > end_clamped {
                 self.stats.beyond_max_pages += end - start.max(MAX_PFN);
             }
-            let mut pfn = start & !(PAGES_PER_SECTION - 1);
+            let mut pfn = start.align_down(PAGES_PER_SECTION);
             while pfn < end_clamped {
                 let nr = pfn_to_section_nr(pfn);
                 match self.sparse_index_init(nr) {
@@ -695,7 +701,7 @@ impl<B: SparseBackend> Sparse<B> {
     /// `subsection_map_init`: sets the bits of every 2 MiB block `[start,
     /// end)` touches, and marks those pageblocks movable.
     fn subsection_map_init(&mut self, start: Pfn, end: Pfn) {
-        for (pfn, cur) in section_chunks(start, end.saturating_sub(start)) {
+        for (pfn, cur) in section_chunks(start, end.saturating_pages_since(start)) {
             let mask = subsection_mask(pfn, cur);
             let ms = self.section_mut(pfn_to_section_nr(pfn));
             if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
@@ -907,8 +913,7 @@ impl<B: SparseBackend> Sparse<B> {
         for (at, cur) in section_chunks(pfn, nr_pages) {
             let ms = self.section_mut(pfn_to_section_nr(at));
             if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
-                let first = (at & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES;
-                let last = ((at + cur - 1) & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES;
+                let (first, last) = (pageblock_index(at), pageblock_index(at + cur - 1));
                 for i in first..=last {
                     usage.set_migratetype(i, mt);
                 }
@@ -919,7 +924,7 @@ impl<B: SparseBackend> Sparse<B> {
     /// `get_pageblock_migratetype` of `pfn` (`None` without a usage).
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> Option<MigrateType> {
         let usage = self.pfn_to_section(pfn)?.usage()?;
-        Some(usage.migratetype((pfn & (PAGES_PER_SECTION - 1)) / PAGEBLOCK_NR_PAGES))
+        Some(usage.migratetype(pageblock_index(pfn)))
     }
 
     /// Initializes the descriptors of `[pfn, pfn + nr_pages)` for `zone`

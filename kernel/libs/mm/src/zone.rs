@@ -60,7 +60,7 @@ pub struct ZoneSpan {
 impl ZoneSpan {
     /// `zone_end_pfn`.
     pub const fn zone_end_pfn(&self) -> Pfn {
-        self.zone_start_pfn + self.spanned_pages
+        Pfn::new(self.zone_start_pfn.as_u64() + self.spanned_pages)
     }
 
     /// `zone_is_empty`: spans nothing.
@@ -99,11 +99,11 @@ impl ZoneSpan {
                 (end_pfn..zone_end).step_by(PAGES_PER_SUBSECTION as usize).find(|&p| online(p));
             match first {
                 // Linux's 0 means "none found": pfn 0 is never online RAM here.
-                Some(pfn) if pfn != 0 => {
+                Some(pfn) if pfn != Pfn::ZERO => {
                     self.spanned_pages = zone_end - pfn;
                     self.zone_start_pfn = pfn;
                 }
-                _ => (self.zone_start_pfn, self.spanned_pages) = (0, 0),
+                _ => (self.zone_start_pfn, self.spanned_pages) = (Pfn::ZERO, 0),
             }
         } else if zone_end == end_pfn {
             let start = self.zone_start_pfn;
@@ -113,8 +113,8 @@ impl ZoneSpan {
                 .flatten()
                 .find(|&p| online(p));
             match last {
-                Some(pfn) if pfn != 0 => self.spanned_pages = pfn - start + 1,
-                _ => (self.zone_start_pfn, self.spanned_pages) = (0, 0),
+                Some(pfn) if pfn != Pfn::ZERO => self.spanned_pages = pfn - start + 1,
+                _ => (self.zone_start_pfn, self.spanned_pages) = (Pfn::ZERO, 0),
             }
         }
     }
@@ -135,8 +135,9 @@ impl ZoneRanges {
     /// For memory starting at `start_pfn` (`memblock_start_of_DRAM`) with
     /// RAM up to `max_pfn` (the end of the last RAM range).
     pub fn new(start_pfn: Pfn, max_pfn: Pfn) -> Self {
-        let max_zone_pfn = [MAX_DMA_PFN.min(max_pfn), MAX_DMA32_PFN.min(max_pfn), max_pfn, 0, 0];
-        let (mut lowest, mut highest) = ([0; NR_ZONES], [0; NR_ZONES]);
+        let max_zone_pfn =
+            [MAX_DMA_PFN.min(max_pfn), MAX_DMA32_PFN.min(max_pfn), max_pfn, Pfn::ZERO, Pfn::ZERO];
+        let (mut lowest, mut highest) = ([Pfn::ZERO; NR_ZONES], [Pfn::ZERO; NR_ZONES]);
         let mut start = start_pfn;
         for zone in (0..NR_ZONES).filter(|&z| z != ZONE_MOVABLE) {
             let end = max_zone_pfn[zone].max(start);
@@ -155,7 +156,7 @@ pub struct NodeZones {
 
 /// Pages of `memory` (sorted, disjoint pfn ranges) inside `[start, end)`.
 fn present_in(memory: &[(Pfn, Pfn)], start: Pfn, end: Pfn) -> u64 {
-    memory.iter().map(|&(s, e)| e.min(end).saturating_sub(s.max(start))).sum()
+    memory.iter().map(|&(s, e)| e.min(end).saturating_pages_since(s.max(start))).sum()
 }
 
 impl NodeZones {
@@ -259,7 +260,7 @@ pub fn unavailable_ranges(memory: &[(Pfn, Pfn)], zones: &NodeZones) -> Vec<(usiz
         n
     };
     let mut out = Vec::new();
-    let (mut hole_pfn, mut zone_id, mut end_pfn) = (0, 0, 0);
+    let (mut hole_pfn, mut zone_id, mut end_pfn) = (Pfn::ZERO, 0, Pfn::ZERO);
     for &(start, end) in memory {
         end_pfn = end;
         for (j, zone) in zones.zones.iter().enumerate().filter(|(_, z)| z.populated()) {
@@ -367,11 +368,16 @@ mod tests {
     use super::*;
 
     const fn pfn(addr: u64) -> Pfn {
-        addr >> 12
+        Pfn(addr >> 12)
+    }
+
+    /// Pfn ranges from their numbers.
+    fn ranges<const N: usize>(r: [(u64, u64); N]) -> [(Pfn, Pfn); N] {
+        r.map(|(s, e)| (Pfn(s), Pfn(e)))
     }
 
     /// QEMU pc, `-m 2G`: memblock.memory as Linux 6.1 and Tessera have it.
-    const RAM_2G: [(Pfn, Pfn); 2] = [(1, 0x9f), (0x100, 0x7ffe0)];
+    const RAM_2G: [(Pfn, Pfn); 2] = [(Pfn(1), Pfn(0x9f)), (Pfn(0x100), Pfn(0x7ffe0))];
 
     #[test]
     fn boot_lines_match_linux_2g() {
@@ -398,7 +404,7 @@ mod tests {
         // RAM above 4 GiB: Normal is populated, DMA32 spans up to 4 GiB and
         // the hole after the RAM below 4 GiB is counted for Normal (its
         // section 23 has a memmap; sections 24..31 have none).
-        let ram = [(1, 0x9f), (0x100, 0xbffe0), (0x100000, 0x180000)];
+        let ram = ranges([(1, 0x9f), (0x100, 0xbffe0), (0x100000, 0x180000)]);
         let lines = boot_lines(&ram);
         assert_eq!(lines[2], "  DMA32    [mem 0x0000000001000000-0x00000000ffffffff]");
         assert_eq!(lines[3], "  Normal   [mem 0x0000000100000000-0x000000017fffffff]");
@@ -417,9 +423,17 @@ mod tests {
         assert_eq!(
             z.zones[..3],
             [
-                ZoneSpan { zone_start_pfn: 1, spanned_pages: 4095, present_pages: 3998 },
-                ZoneSpan { zone_start_pfn: 4096, spanned_pages: 1044480, present_pages: 782304 },
-                ZoneSpan { zone_start_pfn: 1048576, spanned_pages: 524288, present_pages: 524288 },
+                ZoneSpan { zone_start_pfn: Pfn(1), spanned_pages: 4095, present_pages: 3998 },
+                ZoneSpan {
+                    zone_start_pfn: Pfn(4096),
+                    spanned_pages: 1044480,
+                    present_pages: 782304
+                },
+                ZoneSpan {
+                    zone_start_pfn: Pfn(1048576),
+                    spanned_pages: 524288,
+                    present_pages: 524288
+                },
             ]
         );
         assert!(z.zones[3].is_empty() && z.zones[4].is_empty());
@@ -428,32 +442,32 @@ mod tests {
     #[test]
     fn section_aligned_end_and_memmap_holes() {
         // mem=1G: RAM ends on a section boundary, no trailing hole.
-        let ram = [(1, 0x9f), (0x100, pfn(1 << 30))];
+        let ram = [(Pfn(1), Pfn(0x9f)), (Pfn(0x100), pfn(1 << 30))];
         assert_eq!(unavailable_ranges(&ram, &NodeZones::boot(&ram)), [(0, 1), (0, 97)]);
         // memmap=32M!0x72000000: the persistent range is a hole in DMA32.
-        let ram = [(1, 0x9f), (0x100, 0x72000), (0x74000, 0x7ffe0)];
+        let ram = ranges([(1, 0x9f), (0x100, 0x72000), (0x74000, 0x7ffe0)]);
         let z = NodeZones::boot(&ram);
         assert_eq!(unavailable_ranges(&ram, &z), [(0, 1), (0, 97), (1, 8192), (1, 32)]);
         assert_eq!(
             z.zones[1],
-            ZoneSpan { zone_start_pfn: 4096, spanned_pages: 520160, present_pages: 511968 }
+            ZoneSpan { zone_start_pfn: Pfn(4096), spanned_pages: 520160, present_pages: 511968 }
         );
         // QEMU with an NVDIMM: RAM ends at 0x7ffdf000.
-        let ram = [(1, 0x9f), (0x100, 0x7ffdf)];
+        let ram = ranges([(1, 0x9f), (0x100, 0x7ffdf)]);
         assert_eq!(unavailable_ranges(&ram, &NodeZones::boot(&ram))[2], (1, 33));
     }
 
     #[test]
     fn many_holes_count_as_linux_under_uefi() {
         // OVMF, -m 2G: Linux 6.1's "Early memory node ranges" and counts.
-        let ram = [
+        let ram = ranges([
             (1, 0xa0),
             (0x100, 0x806),
             (0x808, 0x810),
             (0x900, 0x7eaa0),
             (0x7eba2, 0x7f4ec),
             (0x7f7fe, 0x7fef4),
-        ];
+        ]);
         let z = NodeZones::boot(&ram);
         let want = [(0, 1), (0, 96), (0, 2), (0, 240), (1, 258), (1, 786), (1, 268)];
         assert_eq!(unavailable_ranges(&ram, &z), want);
@@ -469,7 +483,7 @@ mod tests {
     #[test]
     fn small_machines_leave_zones_empty() {
         // RAM below 16 MiB only: DMA32 and Normal are empty.
-        let ram = [(1, 0x9f), (0x100, 0xe00)];
+        let ram = ranges([(1, 0x9f), (0x100, 0xe00)]);
         let lines = boot_lines(&ram);
         assert_eq!(lines[1], "  DMA      [mem 0x0000000000001000-0x0000000000dfffff]");
         assert_eq!(lines[2], "  DMA32    empty");
@@ -486,14 +500,14 @@ mod tests {
     #[test]
     fn resize_grows_and_shrink_follows_linux() {
         let mut z = ZoneSpan::default();
-        z.resize_zone_range(0x72000, 512);
-        assert_eq!((z.zone_start_pfn, z.spanned_pages), (0x72000, 512));
-        z.resize_zone_range(0x73e00, 512);
-        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (0x72000, 0x74000));
-        z.resize_zone_range(0x70000, 512);
-        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (0x70000, 0x74000));
-        z.resize_zone_range(0x71000, 512); // inside: no change
-        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (0x70000, 0x74000));
+        z.resize_zone_range(Pfn(0x72000), 512);
+        assert_eq!((z.zone_start_pfn, z.spanned_pages), (Pfn(0x72000), 512));
+        z.resize_zone_range(Pfn(0x73e00), 512);
+        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (Pfn(0x72000), Pfn(0x74000)));
+        z.resize_zone_range(Pfn(0x70000), 512);
+        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (Pfn(0x70000), Pfn(0x74000)));
+        z.resize_zone_range(Pfn(0x71000), 512); // inside: no change
+        assert_eq!((z.zone_start_pfn, z.zone_end_pfn()), (Pfn(0x70000), Pfn(0x74000)));
 
         // Online sub-sections of the zone: [0x70000, 0x70200) and
         // [0x72000, 0x74000).
@@ -503,36 +517,42 @@ mod tests {
         };
         let mut a = z;
         // The first piece leaves: the span starts at the next online one.
-        a.shrink_zone_span(0x70000, 0x70200, online(&[(0x72000, 0x74000)]));
-        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (0x72000, 0x74000));
+        a.shrink_zone_span(Pfn(0x70000), Pfn(0x70200), online(&[(Pfn(0x72000), Pfn(0x74000))]));
+        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (Pfn(0x72000), Pfn(0x74000)));
         // The last sub-section leaves: the end comes down by one.
-        a.shrink_zone_span(0x73e00, 0x74000, online(&[(0x72000, 0x73e00)]));
-        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (0x72000, 0x73e00));
+        a.shrink_zone_span(Pfn(0x73e00), Pfn(0x74000), online(&[(Pfn(0x72000), Pfn(0x73e00))]));
+        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (Pfn(0x72000), Pfn(0x73e00)));
         // A piece in the middle: no change.
-        a.shrink_zone_span(0x72200, 0x72400, online(&[(0x72000, 0x72200), (0x72400, 0x73e00)]));
-        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (0x72000, 0x73e00));
+        a.shrink_zone_span(
+            Pfn(0x72200),
+            Pfn(0x72400),
+            online(&[(Pfn(0x72000), Pfn(0x72200)), (Pfn(0x72400), Pfn(0x73e00))]),
+        );
+        assert_eq!((a.zone_start_pfn, a.zone_end_pfn()), (Pfn(0x72000), Pfn(0x73e00)));
         // Everything gone: empty, at 0.
-        a.shrink_zone_span(0x72000, 0x73e00, online(&[]));
-        assert_eq!((a.zone_start_pfn, a.spanned_pages), (0, 0));
+        a.shrink_zone_span(Pfn(0x72000), Pfn(0x73e00), online(&[]));
+        assert_eq!((a.zone_start_pfn, a.spanned_pages), (Pfn(0), 0));
         // The end goes, nothing below is online: empty.
         let mut b = z;
-        b.shrink_zone_span(0x72000, 0x74000, online(&[]));
-        assert_eq!((b.zone_start_pfn, b.spanned_pages), (0, 0));
+        b.shrink_zone_span(Pfn(0x72000), Pfn(0x74000), online(&[]));
+        assert_eq!((b.zone_start_pfn, b.spanned_pages), (Pfn(0), 0));
         // Grows again from empty.
-        b.resize_zone_range(0x80000, 0x8000);
-        assert_eq!((b.zone_start_pfn, b.spanned_pages), (0x80000, 0x8000));
+        b.resize_zone_range(Pfn(0x80000), 0x8000);
+        assert_eq!((b.zone_start_pfn, b.spanned_pages), (Pfn(0x80000), 0x8000));
     }
 
     #[test]
     fn shrink_end_steps_by_subsection_from_the_range_start() {
         // Linux's find_biggest_section_pfn looks at start_pfn - 1, then
         // 512 pages lower each time: the new end is the first hit + 1.
-        let mut z = ZoneSpan { zone_start_pfn: 0x1000, spanned_pages: 0x7f000, present_pages: 0 };
-        z.shrink_zone_span(0x78000, 0x80000, |p| p < 0x70100);
-        assert_eq!(z.zone_end_pfn(), 0x70000);
-        let mut z = ZoneSpan { zone_start_pfn: 0x1000, spanned_pages: 0x7f000, present_pages: 0 };
-        z.shrink_zone_span(0x78000, 0x80000, |p| p < 0x77fff);
-        assert_eq!(z.zone_end_pfn(), 0x77e00, "only pfns 0x77fff - k * 512 are looked at");
+        let mut z =
+            ZoneSpan { zone_start_pfn: Pfn(0x1000), spanned_pages: 0x7f000, present_pages: 0 };
+        z.shrink_zone_span(Pfn(0x78000), Pfn(0x80000), |p| p < Pfn(0x70100));
+        assert_eq!(z.zone_end_pfn(), Pfn(0x70000));
+        let mut z =
+            ZoneSpan { zone_start_pfn: Pfn(0x1000), spanned_pages: 0x7f000, present_pages: 0 };
+        z.shrink_zone_span(Pfn(0x78000), Pfn(0x80000), |p| p < Pfn(0x77fff));
+        assert_eq!(z.zone_end_pfn(), Pfn(0x77e00), "only pfns 0x77fff - k * 512 are looked at");
     }
 
     #[test]
@@ -571,7 +591,7 @@ Node 0, zone   Device
         assert_eq!(text, want);
         // A spanning but unpopulated zone (ZONE_DEVICE) has no start_pfn line.
         let mut z = zones;
-        z.zone_mut(ZoneType::Device).resize_zone_range(0x72000, 8192);
+        z.zone_mut(ZoneType::Device).resize_zone_range(Pfn(0x72000), 8192);
         let text = zoneinfo(&z, [0; NR_ZONES], [0; NR_ZONES]);
         assert!(text.ends_with("zone   Device\n  pages free     0\n        spanned  8192\n        present  0\n        managed  0\n"));
     }

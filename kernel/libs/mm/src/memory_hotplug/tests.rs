@@ -473,13 +473,13 @@ fn errors_print_as_before() {
             "EINVAL: memory0 spans zones DMA and DMA32",
         ),
         (
-            HotplugError::Sparse(SparseError::Exist { pfn: 0x100000, nr_pages: 0x8000 }),
+            HotplugError::Sparse(SparseError::Exist { pfn: Pfn(0x100000), nr_pages: 0x8000 }),
             "EEXIST",
             "EEXIST: pfn 0x100000 + 0x8000 overlaps active sub-sections",
         ),
         (HotplugError::Map { addr: 0x1000 }, "ENOMEM", "ENOMEM: cannot map 0x1000 in the kernel"),
         (
-            HotplugError::Buddy(BuddyError::Corrupt { pfn: 5, what: "bad buddy" }),
+            HotplugError::Buddy(BuddyError::Corrupt { pfn: Pfn(5), what: "bad buddy" }),
             "EFAULT",
             "EFAULT: buddy: corrupt at pfn 0x5: bad buddy",
         ),
@@ -522,7 +522,7 @@ struct Model {
 
 /// Pages of block `id`.
 const fn pfns(id: u64) -> (Pfn, Pfn) {
-    (id * SEC, (id + 1) * SEC)
+    (Pfn::new(id * SEC), Pfn::new((id + 1) * SEC))
 }
 
 impl Model {
@@ -582,14 +582,14 @@ impl Model {
         if zone == ZoneType::Dma32 {
             if e == self.dma32_end {
                 let ends = self.online_in(zone).map(|i| pfns(i).1);
-                self.dma32_end = ends.max().unwrap_or(SEC);
+                self.dma32_end = ends.max().unwrap_or(Pfn(SEC));
             }
         } else if s == self.normal.0 {
             let above = self.online_in(zone).map(|i| pfns(i).0).filter(|&a| a >= e).min();
-            self.normal = above.map_or((0, 0), |a| (a, self.normal.1));
+            self.normal = above.map_or((Pfn(0), Pfn(0)), |a| (a, self.normal.1));
         } else if e == self.normal.1 {
             let below = self.online_in(zone).map(|i| pfns(i).1).filter(|&z| z <= s).max();
-            self.normal = below.map_or((0, 0), |z| (self.normal.0, z));
+            self.normal = below.map_or((Pfn(0), Pfn(0)), |z| (self.normal.0, z));
         }
     }
 
@@ -602,8 +602,8 @@ impl Model {
             assert_eq!((b.start, b.size), (b.id * BLOCK, BLOCK), "step {step}");
         }
         let dma32 = ZoneSpan {
-            zone_start_pfn: 4096,
-            spanned_pages: self.dma32_end - 4096,
+            zone_start_pfn: Pfn(4096),
+            spanned_pages: self.dma32_end - Pfn(4096),
             present_pages: self.present(ZoneType::Dma32),
         };
         let normal = ZoneSpan {
@@ -645,7 +645,7 @@ impl Model {
                 _ => None,
             };
             if want.is_some() {
-                for pfn in (start / 4096..end / 4096).step_by(PAGEBLOCK_NR_PAGES as usize) {
+                for pfn in (phys_pfn(start)..phys_pfn(end)).step_by(PAGEBLOCK_NR_PAGES as usize) {
                     let mt = f.sparse.pageblock_migratetype(pfn);
                     assert_eq!(mt, want, "step {step}: memory{nr} pageblock at {pfn:#x}");
                 }
@@ -670,8 +670,8 @@ fn random_hotplug_matches_a_naive_model() {
         blocks: (0..6)
             .map(|id| (id, (BlockState::Online, blocks.block(id).unwrap().zone, true)))
             .collect(),
-        dma32_end: 6 * SEC,
-        normal: (0, 0),
+        dma32_end: Pfn(6 * SEC),
+        normal: (Pfn(0), Pfn(0)),
         held: BTreeMap::new(),
         isolated: BTreeSet::new(),
         boot0: (dma, f.zones.zone(ZoneType::Dma32).present_pages - 5 * SEC),

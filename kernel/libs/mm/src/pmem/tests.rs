@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::nd_pfn::Invalid;
-use crate::page::MemMap;
+use crate::page::{MemMap, Page};
 use crate::sparse::tests::{TestBackend, booted};
 use rng::Rng;
 
@@ -789,7 +789,7 @@ fn forged(m: &Model, id: usize, kind: Kind) -> Option<Layout> {
 fn add_steps(r: &Region) -> u64 {
     let (s, e) = Model::range(r);
     let per = if Model::on_device(r) { PAGES_PER_SECTION } else { PAGES_PER_SUBSECTION };
-    phys_pfn(e - s) / per
+    bytes_to_pages(e - s) / per
 }
 
 #[test]

@@ -34,13 +34,13 @@ impl TestBackend {
 impl MemMap for TestBackend {
     fn page(&self, pfn: Pfn) -> Option<&Page> {
         let (mask, pages) = self.memmap.get(&pfn_to_section_nr(pfn))?;
-        let i = (pfn % PAGES_PER_SECTION) as usize;
+        let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
         (mask & (1 << subsection_map_index(pfn)) != 0).then(|| &pages[i])
     }
 
     fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
         let (mask, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
-        let i = (pfn % PAGES_PER_SECTION) as usize;
+        let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
         (*mask & (1 << subsection_map_index(pfn)) != 0).then(|| &mut pages[i])
     }
 }
@@ -125,13 +125,13 @@ impl SparseBackend for TestBackend {
     fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]> {
         let (m, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
         let mask = subsection_mask(pfn, nr_pages);
-        let i = (pfn % PAGES_PER_SECTION) as usize;
+        let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
         (*m & mask == mask).then(|| &mut pages[i..i + nr_pages as usize])
     }
 }
 
 fn pfn(addr: u64) -> Pfn {
-    addr >> PAGE_SHIFT
+    crate::page::phys_pfn(addr)
 }
 
 /// RAM of QEMU `-m 2G` with `memmap=32M!0x3a000000 memmap=32M!0x3c000000`.
@@ -164,12 +164,12 @@ fn snapshot(s: &Sparse<TestBackend>) -> Vec<(u64, u64, u64, u64)> {
 
 #[test]
 fn masks_cover_touched_sub_sections() {
-    assert_eq!(subsection_mask(0, 1), 1);
-    assert_eq!(subsection_mask(0, PAGES_PER_SECTION), u64::MAX);
-    assert_eq!(subsection_mask(SUB - 1, 2), 0b11);
-    assert_eq!(subsection_mask(PAGES_PER_SECTION - 1, 1), 1 << 63);
-    assert_eq!(subsection_mask(16 * SUB, 16 * SUB), 0xffff_0000);
-    assert_eq!(subsection_mask(5, 0), 0);
+    assert_eq!(subsection_mask(Pfn(0), 1), 1);
+    assert_eq!(subsection_mask(Pfn(0), PAGES_PER_SECTION), u64::MAX);
+    assert_eq!(subsection_mask(Pfn(SUB - 1), 2), 0b11);
+    assert_eq!(subsection_mask(Pfn(PAGES_PER_SECTION - 1), 1), 1 << 63);
+    assert_eq!(subsection_mask(Pfn(16 * SUB), 16 * SUB), 0xffff_0000);
+    assert_eq!(subsection_mask(Pfn(5), 0), 0);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn boot_marks_touched_sections_early_with_their_sub_sections() {
         assert_eq!(s.backend.populated(nr), u64::MAX, "whole memmap of early section {nr}");
         // The encoded memmap decodes to each pfn's own descriptor.
         let p = section_nr_to_pfn(nr) + 12345;
-        assert_eq!(ms.mem_map_addr() + p * 64, s.pfn_to_page(p));
+        assert_eq!(ms.mem_map_addr() + memmap_offset(p), s.pfn_to_page(p));
     }
     assert_eq!(
         SectionLine(7, s.section(7).unwrap()).to_string(),
@@ -221,14 +221,17 @@ fn pfn_valid_and_online_page_follow_linux() {
     assert!(s.pfn_valid(pfn(0x0)));
     // ...but only RAM sub-sections have online pages.
     assert_eq!(s.pfn_to_online_page(pfn(0x3a00_0000)), None);
-    assert_eq!(s.pfn_to_online_page(pfn(0x3800_0000)), Some(VMEMMAP + pfn(0x3800_0000) * 64));
+    assert_eq!(
+        s.pfn_to_online_page(pfn(0x3800_0000)),
+        Some(VMEMMAP + memmap_offset(pfn(0x3800_0000)))
+    );
     // Absent sections, beyond MAX_PHYSMEM_BITS, and the root bound.
     assert!(!s.pfn_valid(pfn(0x8000_0000)));
     assert!(!s.pfn_valid(MAX_PFN));
-    assert!(!s.pfn_valid(u64::MAX));
+    assert!(!s.pfn_valid(Pfn(u64::MAX)));
     assert!(s.section(NR_MEM_SECTIONS).is_none());
-    assert_eq!(s.pfn_to_online_page(u64::MAX), None);
-    assert_eq!(s.page_to_pfn(s.pfn_to_page(0x12345)), 0x12345);
+    assert_eq!(s.pfn_to_online_page(Pfn(u64::MAX)), None);
+    assert_eq!(s.page_to_pfn(s.pfn_to_page(Pfn(0x12345))), Pfn(0x12345));
     assert_eq!(pfn_to_section_nr(section_nr_to_pfn(77)), 77);
 }
 
@@ -297,7 +300,7 @@ fn hot_add_into_a_new_section_populates_exactly_the_range() {
     assert_eq!(ms.flags(), flags::PRESENT | flags::HAS_MEM_MAP);
     assert_eq!(ms.subsection_map(), 0b111 << 10);
     // Realigned to the section start: base + pfn is pfn's descriptor.
-    assert_eq!(ms.mem_map_addr() + base * 64, s.pfn_to_page(base));
+    assert_eq!(ms.mem_map_addr() + memmap_offset(base), s.pfn_to_page(base));
     assert_eq!(s.backend.populated(32), 0b111 << 10);
     assert!(s.pfn_valid(base) && s.pfn_valid(base + 3 * SUB - 1));
     assert!(!s.pfn_valid(base - 1) && !s.pfn_valid(base + 3 * SUB));
@@ -575,9 +578,12 @@ proptest::proptest! {
 fn failed_boot_allocations_leave_sections_out_and_the_rest_whole() {
     // RAM in sections 0..4 and in section 300 (a second root), which has
     // two ranges: the second retries the root.
-    let s300 = 300 * PAGES_PER_SECTION;
-    let ram =
-        [(0, 4 * PAGES_PER_SECTION), (s300, s300 + SUB), (s300 + SUB, s300 + PAGES_PER_SECTION)];
+    let s300 = section_nr_to_pfn(300);
+    let ram = [
+        (Pfn(0), section_nr_to_pfn(4)),
+        (s300, s300 + SUB),
+        (s300 + SUB, s300 + PAGES_PER_SECTION),
+    ];
     let check_whole = |s: &Sparse<TestBackend>, lost: &[u64]| {
         for nr in [0, 1, 2, 3, 300] {
             let ms = s.section_or_empty(nr);
