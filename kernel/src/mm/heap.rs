@@ -77,9 +77,6 @@ impl Arenas {
         }
         let need = (layout.size() + layout.align()).div_ceil(4096).next_power_of_two();
         let order = need.ilog2().max(GROW_ORDER);
-        if crate::mm::sparse::heap_may_grow().is_err() {
-            return false;
-        }
         let Some(addr) = crate::mm::page_alloc::alloc_for_heap(order) else { return false };
         let n = self.len;
         // SAFETY: the page allocator handed these 2^order pages, mapped at
@@ -98,7 +95,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         // the kernel allocates nothing under SPARSE once the page allocator
         // runs (a grow there would fail); counted, and tests hold the
         // kernel's operations to zero.
-        if let Err("heap allocation under the SPARSE lock") = crate::mm::sparse::heap_may_grow() {
+        if crate::mm::sparse::heap_use_under_sparse() {
             UNDER_SPARSE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
         x86_64::instructions::interrupts::without_interrupts(|| {

@@ -7,7 +7,7 @@
 //! allocates from the kernel heap while holding it once the page allocator
 //! runs (usage maps come from pages, the vmemmap's bookkeeping is a radix
 //! of pages), so the heap can always grow from the page allocator, also in
-//! the middle of a hot-add: see [`heap_may_grow`] and the lock order in
+//! the middle of a hot-add: see [`heap_use_under_sparse`] and the lock order in
 //! DESIGN.md §4a.
 
 use core::ptr::NonNull;
@@ -287,6 +287,11 @@ impl KernelBackend {
         if injected(if order == 0 { "a page" } else { "a 2 MiB block" }) {
             return None;
         }
+        self.take_block(order)
+    }
+
+    /// [`Self::alloc_block`] without counting it for fault injection.
+    fn take_block(&mut self, order: u32) -> Option<(u64, Source)> {
         if self.late {
             let pfn = self.buddy.alloc_pages(&mut self.vmemmap, order, ZoneType::Normal).ok()?;
             Some((pfn_phys(pfn), Source::Buddy))
@@ -317,6 +322,12 @@ impl KernelBackend {
     /// A zeroed page through the physical-memory map.
     fn alloc_zeroed_page(&mut self) -> Option<NonNull<u8>> {
         let (phys, _) = self.alloc_block(0)?;
+        self.zero_page(phys)
+    }
+
+    /// Zeroes the page at `phys`, just allocated for the caller, and
+    /// returns its address in the physical-memory map.
+    fn zero_page(&self, phys: u64) -> Option<NonNull<u8>> {
         let ptr = (self.phys_offset + phys) as *mut u8;
         // SAFETY: the page was just allocated for this caller alone and the
         // bootloader maps all RAM at `phys_offset`.
@@ -327,23 +338,14 @@ impl KernelBackend {
     /// A zeroed page for the backend's own bookkeeping (vmemmap leaves,
     /// usage maps): not one of the memory model's counted allocations
     /// (`fail_sparse` does not reach it), and never from the heap.
-    fn alloc_bookkeeping_page(&mut self) -> Option<(NonNull<u8>, u64, Source)> {
-        let (phys, source) = if self.late {
-            let pfn = self.buddy.alloc_pages(&mut self.vmemmap, 0, ZoneType::Normal).ok()?;
-            (pfn_phys(pfn), Source::Buddy)
-        } else {
-            (MEMBLOCK.lock().alloc_range(PAGE_SIZE, PAGE_SIZE, 0, u64::MAX).ok()?, Source::Memblock)
-        };
-        let ptr = (self.phys_offset + phys) as *mut u8;
-        // SAFETY: the page was just allocated for this caller alone and the
-        // bootloader maps all RAM at `phys_offset`.
-        unsafe { ptr.write_bytes(0, PAGE_SIZE as usize) };
-        Some((NonNull::new(ptr)?, phys, source))
+    fn alloc_bookkeeping_page(&mut self) -> Option<NonNull<u8>> {
+        let (phys, _) = self.take_block(0)?;
+        self.zero_page(phys)
     }
 
     /// Cuts a new page into usage-map slots; false when there is no page.
     fn grow_usage_pool(&mut self) -> bool {
-        let Some((page, _, _)) = self.alloc_bookkeeping_page() else { return false };
+        let Some(page) = self.alloc_bookkeeping_page() else { return false };
         for i in 0..USAGES_PER_PAGE {
             // SAFETY: slot `i` lies inside the page just allocated for the
             // pool, which owns it for good; slots are MemSectionUsage-sized
@@ -360,7 +362,7 @@ impl KernelBackend {
     /// Gives section `nr` a leaf in the vmemmap's radix; false when no page.
     fn add_leaf(&mut self, nr: u64) -> bool {
         let Some((i, _)) = Vmemmap::index(nr) else { return false };
-        let Some((page, _, _)) = self.alloc_bookkeeping_page() else { return false };
+        let Some(page) = self.alloc_bookkeeping_page() else { return false };
         self.vmemmap.leaves[i] = Some(Leaf { maps: page.cast() });
         true
     }
@@ -615,19 +617,12 @@ pub fn init_us() -> u64 {
 /// `page_alloc::init`).
 static ALLOCATOR_RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Whether the heap may grow from the page allocator now: it runs, and
-/// [`SPARSE`] is free. Once the allocator runs nothing allocates from the
-/// heap under SPARSE, so this is false only before then, or when that rule
-/// is broken (which the heap reports; one CPU: a held SPARSE is held by the
-/// allocating context itself).
-pub fn heap_may_grow() -> Result<(), &'static str> {
-    if !ALLOCATOR_RUNNING.load(Ordering::Acquire) {
-        return Err("the page allocator does not run yet");
-    }
-    if SPARSE.is_locked() {
-        return Err("heap allocation under the SPARSE lock");
-    }
-    Ok(())
+/// Whether a heap allocation now would break the lock order: the page
+/// allocator runs (so the heap grows from it, under [`SPARSE`]) and SPARSE
+/// is held. On one CPU a held SPARSE is held by the allocating context
+/// itself; with several CPUs this must ask about this CPU.
+pub fn heap_use_under_sparse() -> bool {
+    ALLOCATOR_RUNNING.load(Ordering::Acquire) && SPARSE.is_locked()
 }
 
 /// The section table, the vmemmap and the page allocator.
