@@ -24,6 +24,14 @@ pub mod layout {
     pub const DYNAMIC_END: u64 = 0xffff_c000_0000_0000;
     /// Base of the virtually mapped memory map, as on Linux x86_64.
     pub const VMEMMAP_START: u64 = 0xffff_ea00_0000_0000;
+    /// Fixed mappings of device registers: the local APIC's page first.
+    pub const FIXMAP_START: u64 = 0xffff_c700_0000_0000;
+    /// The application processors' stacks: one [`CPU_SLOT`] per CPU
+    /// number, each a guard page, the kernel stack, a guard page and the
+    /// double-fault stack.
+    pub const CPU_STACKS_START: u64 = 0xffff_c800_0000_0000;
+    /// Address space per CPU in [`CPU_STACKS_START`].
+    pub const CPU_SLOT: u64 = 1 << 20;
 }
 
 /// How the bootloader must set up the machine for Tessera.

@@ -44,10 +44,28 @@ fn framebuffer_phys() -> Option<(u64, u64)> {
     Some((phys.as_u64(), len as u64))
 }
 
+/// The boot CPU's stack `[start, end)`: the bootloader's kernel stack of
+/// [`boot::KERNEL_STACK_SIZE`] bytes, whose top is the page boundary
+/// above the stack pointer at entry.
+fn boot_stack() -> (u64, u64) {
+    let rsp: u64;
+    // SAFETY: reads RSP; no memory access.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    let top = (rsp + 0xfff) & !0xfff;
+    (top - boot::KERNEL_STACK_SIZE, top)
+}
+
+/// The CPUs the firmware lists.
+fn firmware_cpus() -> alloc::vec::Vec<crate::smp::CpuEntry> {
+    (0..4).map(|i| crate::smp::CpuEntry { apic_id: i, acpi_id: i }).collect()
+}
+
 /// Brings the kernel up: serial, clock, heap, options, console, descriptor
 /// tables. Everything later builds on this.
 pub fn init(boot_info: &'static mut BootInfo) {
     serial::init();
+    // Per-CPU data first: everything after may ask which CPU it runs on.
+    crate::smp::init_boot_cpu(boot_stack());
     let tsc_khz = time::init();
     heap::init();
     console::init(7);
@@ -92,6 +110,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     let maps = crate::mm::firmware::init(&boot_info.memory_regions, line);
     let fb = framebuffer_phys();
     crate::mm::memblock::init(&maps.e820, &maps.bios, &boot_info.memory_regions, fb);
+    crate::smp::reserve_trampoline(&boot_info.memory_regions);
     crate::mm::iomem::init(&maps.e820);
     let phys_offset = m.physical_memory_offset;
     let rsdp = boot_info.rsdp_addr.into_option();
@@ -104,6 +123,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::sparse::end_boot_injection();
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
+    crate::smp::init(&firmware_cpus(), true);
     drivers::memory::init();
     for r in drivers::pmem::regions() {
         // The namespace's info block decides its mode and where its memmap

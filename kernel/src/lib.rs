@@ -24,6 +24,7 @@ pub mod init;
 pub mod mm;
 pub mod panic;
 pub mod shell;
+pub mod smp;
 pub mod testing;
 
 pub use boot::BOOTLOADER_CONFIG;

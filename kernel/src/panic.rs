@@ -4,13 +4,31 @@
 
 use core::panic::PanicInfo;
 
-use crate::arch::{cpu, qemu, serial, time};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::{cpu, ipi, percpu, qemu, serial, time};
 use crate::console::{Timestamp, framebuffer};
 use crate::{println, testing};
+
+/// The CPU that panicked first (`u32::MAX`: none).
+static PANICKING: AtomicU32 = AtomicU32::new(u32::MAX);
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     x86_64::instructions::interrupts::disable();
+    // Only the first CPU to panic reports; the others stop here (they are
+    // about to be stopped anyway).
+    let me = percpu::current();
+    if PANICKING.compare_exchange(u32::MAX, me, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if percpu::installed() {
+            percpu::this().set_doing(percpu::Doing::Panicked);
+        }
+        cpu::halt_loop_irqs_off();
+    }
+    let stopped = ipi::stop_others();
+    if percpu::installed() {
+        percpu::this().set_doing(percpu::Doing::Panicked);
+    }
     // SAFETY: interrupts are off and this path never returns, so whatever
     // context held the console locks will never run again.
     unsafe {
@@ -22,6 +40,10 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     }
     testing::report_panic_in_test();
     let ts = Timestamp(time::uptime_us());
+    if percpu::num_online() > 1 || me != 0 || stopped > 0 {
+        let apic = if percpu::installed() { percpu::this().apic_id } else { 0 };
+        println!("{ts}smp: CPU {me} (APIC {apic:#x}) panicked; stopped {stopped} other CPUs");
+    }
     match info.location() {
         Some(loc) => println!("{ts}panic: {} (at {loc})", info.message()),
         None => println!("{ts}panic: {}", info.message()),

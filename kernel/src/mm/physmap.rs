@@ -51,14 +51,9 @@ pub fn map(start: u64, size: u64) -> Result<(), u64> {
 /// 4 KiB mapping found inside is taken out page by page.
 pub fn unmap(start: u64, size: u64) {
     let Some(off) = offset() else { return };
-    let mut at = start;
-    while at < start + size {
-        // SAFETY: the caller owns the range and is taking it out of use:
-        // it is offline or being removed, and the kernel keeps no reference
-        // into it (memmaps live in the vmemmap, a separate mapping).
-        at += match unsafe { paging::unmap(VirtAddr::new(off + at)) } {
-            Some((_, MapSize::Size4K)) => MapSize::Size4K.bytes(),
-            _ => SUBSECTION - at % SUBSECTION,
-        };
-    }
+    // SAFETY: the caller owns the range and is taking it out of use: it is
+    // offline or being removed, and the kernel keeps no reference into it
+    // (memmaps live in the vmemmap, a separate mapping). One TLB shootdown
+    // covers the whole range.
+    unsafe { paging::unmap_range(VirtAddr::new(off + start), VirtAddr::new(off + start + size)) };
 }

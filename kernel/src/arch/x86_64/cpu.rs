@@ -17,6 +17,15 @@ pub fn halt_loop() -> ! {
     }
 }
 
+/// Halts forever with interrupts off (NMIs aside): a CPU that has
+/// nothing left to do, such as a second CPU panicking.
+pub fn halt_loop_irqs_off() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
 /// Writes the cache lines of `[virt, virt + len)` back to memory
 /// (`clflush` each line, then `sfence`), so that stores to persistent
 /// memory reach the device before the caller goes on, as Linux's

@@ -66,6 +66,30 @@ struct Selectors {
     tss: SegmentSelector,
 }
 
+/// Gives an application processor a GDT and a TSS of its own (a TSS
+/// cannot be shared: loading it marks its descriptor busy), with its own
+/// double-fault stack ending at `df_stack_top`, and loads them.
+pub fn init_ap(df_stack_top: u64) {
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = VirtAddr::new(df_stack_top);
+    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss));
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt));
+    gdt.load();
+    // SAFETY: the selectors come from the GDT just loaded, which (like the
+    // TSS) is leaked: it lives as long as the kernel.
+    unsafe {
+        CS::set_reg(code);
+        SS::set_reg(data);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        load_tss(tss_sel);
+    }
+}
+
 /// Loads the GDT and the TSS and reloads the segment registers.
 pub fn init() {
     let tss = TSS.call_once(|| {

@@ -241,7 +241,6 @@ macro_rules! exception_table {
         $mac! {
             divide_error: divide_error, 0, "divide error";
             debug: debug, 1, "debug";
-            non_maskable_interrupt: nmi, 2, "non-maskable interrupt";
             breakpoint: breakpoint, 3, "breakpoint";
             overflow: overflow, 4, "overflow";
             bound_range_exceeded: bound_range, 5, "bound range exceeded";
@@ -280,9 +279,48 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     fault(18, "machine check", &frame, None, None)
 }
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let cr2 = Cr2::read_raw();
+    if let Some(fixup) = super::extable::fixup(frame.instruction_pointer.as_u64()) {
+        // SAFETY: the faulting instruction is one of `extable`'s probes,
+        // whose fixup address continues the same function with the same
+        // stack; only RIP changes.
+        unsafe {
+            frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new(fixup));
+        }
+        super::extable::record_fault(cr2);
+        return;
+    }
     fault(14, "page fault", &frame, Some(code.bits()), Some(cr2))
+}
+
+/// An NMI: another CPU's stop request (its panic), or a real one.
+extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
+    if super::ipi::stop_requested() {
+        super::ipi::stop_self();
+    }
+    fault(2, "non-maskable interrupt", &frame, None, None)
+}
+
+extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
+    super::ipi::handle_call_function();
+    super::apic::eoi();
+}
+
+extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
+    APIC_ERRORS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    super::apic::eoi();
+}
+
+/// Spurious interrupts take no EOI (SDM 11.9); the legacy PIC's lines are
+/// masked, but one latched before the mask still arrives once.
+extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
+
+static APIC_ERRORS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// APIC error interrupts since boot.
+pub fn apic_errors() -> u64 {
+    APIC_ERRORS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
@@ -299,7 +337,14 @@ pub fn init() {
         exception_table!(install);
         exception_table_with_code!(install);
         idt.page_fault.set_handler_fn(page_fault);
+        idt.non_maskable_interrupt.set_handler_fn(nmi);
         idt.machine_check.set_handler_fn(machine_check);
+        for v in 0x20..0x30 {
+            idt[v].set_handler_fn(spurious);
+        }
+        idt[super::ipi::CALL_FUNCTION_VECTOR].set_handler_fn(call_function);
+        idt[super::apic::ERROR_VECTOR].set_handler_fn(apic_error);
+        idt[super::apic::SPURIOUS_VECTOR].set_handler_fn(spurious);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the IST slot that gdt::init
         // filled with a dedicated, otherwise unused static stack.
         unsafe {
@@ -308,4 +353,10 @@ pub fn init() {
         idt
     });
     idt.load();
+}
+
+/// Loads the IDT [`init`] built on this CPU (an application processor
+/// shares the boot CPU's).
+pub fn load() {
+    IDT.get().expect("idt::init ran on the boot CPU").load();
 }

@@ -102,6 +102,38 @@ pub unsafe fn map(
         | PageTableFlags::WRITABLE
         | PageTableFlags::NO_EXECUTE
         | PageTableFlags::GLOBAL;
+    // SAFETY: forwarded from this function's contract.
+    unsafe { map_with(virt, phys, size, flags, frames) }
+}
+
+/// Maps one 4 KiB page of device registers at `virt` (uncached: PCD and
+/// PWT, so the access reaches the device whatever the MTRRs say).
+///
+/// # Safety
+///
+/// As for [`map`]; `phys` is a device's register page.
+pub unsafe fn map_uncached(
+    virt: VirtAddr,
+    phys: PhysAddr,
+    frames: &mut dyn FnMut() -> Option<PhysFrame>,
+) -> Result<(), MapError> {
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_EXECUTE
+        | PageTableFlags::GLOBAL
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH;
+    // SAFETY: forwarded from this function's contract.
+    unsafe { map_with(virt, phys, MapSize::Size4K, flags, frames) }
+}
+
+unsafe fn map_with(
+    virt: VirtAddr,
+    phys: PhysAddr,
+    size: MapSize,
+    flags: PageTableFlags,
+    frames: &mut dyn FnMut() -> Option<PhysFrame>,
+) -> Result<(), MapError> {
     with_mapper(|pt| {
         let mut frames = Frames(frames);
         match size {
@@ -149,7 +181,7 @@ fn map_error<S: x86_64::structures::paging::PageSize>(
 pub unsafe fn free_empty_table(virt: VirtAddr) -> Option<PhysFrame> {
     use x86_64::structures::paging::PageTableFlags as F;
     let phys_offset = phys_offset();
-    with_mapper(|pt| {
+    let freed = with_mapper(|pt| {
         let v = virt;
         let table_at = |entry: &x86_64::structures::paging::page_table::PageTableEntry| {
             let f = entry.flags();
@@ -172,7 +204,12 @@ pub unsafe fn free_empty_table(virt: VirtAddr) -> Option<PhysFrame> {
         // Drops the paging-structure caches' copy of the entry as well.
         x86_64::instructions::tlb::flush(v);
         Some(frame)
-    })
+    });
+    if freed.is_some() {
+        let base = virt.as_u64() & !(MapSize::Size2M.bytes() - 1);
+        super::ipi::shootdown(base, base + MapSize::Size2M.bytes());
+    }
+    freed
 }
 
 /// Unmaps the page at `virt`, returning the physical address and size it
@@ -182,21 +219,86 @@ pub unsafe fn free_empty_table(virt: VirtAddr) -> Option<PhysFrame> {
 ///
 /// No Rust reference may point into the page any more.
 pub unsafe fn unmap(virt: VirtAddr) -> Option<(PhysAddr, MapSize)> {
-    with_mapper(|pt| {
-        let v = virt;
-        match pt.translate(v) {
-            TranslateResult::Mapped { frame: MappedFrame::Size4KiB(_), .. } => {
-                let (frame, flush) = pt.unmap(Page::<Size4KiB>::containing_address(v)).ok()?;
-                flush.flush();
-                Some((frame.start_address(), MapSize::Size4K))
-            }
-            TranslateResult::Mapped { frame: MappedFrame::Size2MiB(_), .. } => {
-                let (frame, flush) = pt.unmap(Page::<Size2MiB>::containing_address(v)).ok()?;
-                flush.flush();
-                Some((frame.start_address(), MapSize::Size2M))
-            }
-            _ => None,
+    let r = with_mapper(|pt| unmap_one(pt, virt));
+    if let Some((_, size)) = r {
+        let base = virt.as_u64() & !(size.bytes() - 1);
+        super::ipi::shootdown(base, base + size.bytes());
+    }
+    r
+}
+
+/// Unmaps one page in `pt` and flushes it from this CPU's TLB only.
+fn unmap_one(pt: &mut OffsetPageTable<'_>, v: VirtAddr) -> Option<(PhysAddr, MapSize)> {
+    match pt.translate(v) {
+        TranslateResult::Mapped { frame: MappedFrame::Size4KiB(_), .. } => {
+            let (frame, flush) = pt.unmap(Page::<Size4KiB>::containing_address(v)).ok()?;
+            flush.flush();
+            Some((frame.start_address(), MapSize::Size4K))
         }
+        TranslateResult::Mapped { frame: MappedFrame::Size2MiB(_), .. } => {
+            let (frame, flush) = pt.unmap(Page::<Size2MiB>::containing_address(v)).ok()?;
+            flush.flush();
+            Some((frame.start_address(), MapSize::Size2M))
+        }
+        _ => None,
+    }
+}
+
+/// Unmaps every page mapped in `[start, end)` (both 4 KiB aligned) and
+/// then flushes the range from every CPU's TLB once, as Linux's
+/// `flush_tlb_kernel_range` after an unmap of a range; returns the bytes
+/// unmapped. Page-table frames are kept.
+///
+/// # Safety
+///
+/// As for [`unmap`], for the whole range.
+pub unsafe fn unmap_range(start: VirtAddr, end: VirtAddr) -> u64 {
+    let mut bytes = 0;
+    let mut at = start.as_u64();
+    while at < end.as_u64() {
+        let step = with_mapper(|pt| match unmap_one(pt, VirtAddr::new(at)) {
+            Some((_, size)) => {
+                bytes += size.bytes();
+                size.bytes() - at % size.bytes()
+            }
+            None => 4096,
+        });
+        // An unmapped 4 KiB slot inside a 2 MiB-mapped range cannot exist,
+        // but a hole may span a whole table: skip to the next 2 MiB then.
+        at += if step == 4096 && at % MapSize::Size2M.bytes() == 0 && !has_table(at) {
+            MapSize::Size2M.bytes()
+        } else {
+            step
+        };
+    }
+    if bytes > 0 {
+        super::ipi::shootdown(start.as_u64(), end.as_u64());
+    }
+    bytes
+}
+
+/// Whether a level-1 table maps the 2 MiB at `at` (so 4 KiB pages may
+/// be there).
+fn has_table(at: u64) -> bool {
+    with_mapper(|pt| {
+        use x86_64::structures::paging::PageTableFlags as F;
+        let v = VirtAddr::new(at);
+        let phys_offset = phys_offset();
+        let l4 = &pt.level_4_table()[v.p4_index()];
+        if !l4.flags().contains(F::PRESENT) {
+            return false;
+        }
+        // SAFETY: a present level-4 entry points to a level-3 table,
+        // reachable through the physical-memory map; PAGING is held.
+        let l3 = unsafe { &*(phys_offset + l4.addr().as_u64()).as_ptr::<PageTable>() };
+        let e3 = &l3[v.p3_index()];
+        if !e3.flags().contains(F::PRESENT) || e3.flags().contains(F::HUGE_PAGE) {
+            return false;
+        }
+        // SAFETY: as above, one level down.
+        let l2 = unsafe { &*(phys_offset + e3.addr().as_u64()).as_ptr::<PageTable>() };
+        let e2 = &l2[v.p2_index()];
+        e2.flags().contains(F::PRESENT) && !e2.flags().contains(F::HUGE_PAGE)
     })
 }
 

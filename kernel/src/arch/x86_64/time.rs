@@ -58,3 +58,13 @@ pub fn uptime_us() -> u64 {
     }
     rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed)) / per_us
 }
+
+/// Waits `us` microseconds (busy, on the TSC; at least the calibration's
+/// precision). Before calibration it waits nothing.
+pub fn delay_us(us: u64) {
+    let per_us = TSC_PER_US.load(Ordering::Relaxed);
+    let end = rdtsc().saturating_add(us.saturating_mul(per_us));
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
