@@ -25,6 +25,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         }
         cpu::halt_loop_irqs_off();
     }
+    let others = percpu::num_online().saturating_sub(1);
     let stopped = ipi::stop_others();
     if percpu::installed() {
         percpu::this().set_doing(percpu::Doing::Panicked);
@@ -35,15 +36,15 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         serial::force_unlock();
         framebuffer::force_unlock();
     }
+    let ts = Timestamp(time::uptime_us());
+    if others > 0 || me != 0 {
+        let apic = if percpu::installed() { percpu::this().apic_id } else { 0 };
+        println!("{ts}smp: CPU {me} (APIC {apic:#x}) panicked; stopped {stopped} of {others} other CPUs");
+    }
     if testing::panic_expected() {
-        testing::expected_panic_happened();
+        testing::expected_panic_happened(me, others, stopped);
     }
     testing::report_panic_in_test();
-    let ts = Timestamp(time::uptime_us());
-    if percpu::num_online() > 1 || me != 0 || stopped > 0 {
-        let apic = if percpu::installed() { percpu::this().apic_id } else { 0 };
-        println!("{ts}smp: CPU {me} (APIC {apic:#x}) panicked; stopped {stopped} other CPUs");
-    }
     match info.location() {
         Some(loc) => println!("{ts}panic: {} (at {loc})", info.message()),
         None => println!("{ts}panic: {}", info.message()),

@@ -7,7 +7,7 @@
 //! The harness may hand a name filter over fw_cfg (`opt/tessera/test_filter`):
 //! only tests whose path contains it run.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
 use crate::arch::{cpu, qemu};
@@ -16,6 +16,8 @@ use crate::println;
 /// The test now running, for the panic handler.
 static CURRENT: Mutex<Option<&'static str>> = Mutex::new(None);
 static PANIC_EXPECTED: AtomicBool = AtomicBool::new(false);
+/// The CPU the expected panic must happen on (`u32::MAX`: any).
+static PANIC_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// A test case: anything callable without arguments.
 pub trait Testable {
@@ -80,6 +82,13 @@ pub fn fail() -> ! {
 /// Runs `f`, which must panic: the binary passes when it does, fails when
 /// `f` returns. Use in a binary of its own (`harness = false`).
 pub fn should_panic(name: &'static str, f: impl FnOnce()) -> ! {
+    should_panic_on(name, u32::MAX, f)
+}
+
+/// Like [`should_panic`], but the panic must happen on CPU `cpu` and stop
+/// every other online CPU.
+pub fn should_panic_on(name: &'static str, cpu: u32, f: impl FnOnce()) -> ! {
+    PANIC_CPU.store(cpu, Ordering::SeqCst);
     if !selected(name) {
         println!("running 0 tests");
         finish();
@@ -98,12 +107,21 @@ pub(crate) fn panic_expected() -> bool {
     PANIC_EXPECTED.load(Ordering::SeqCst)
 }
 
-/// Called by the panic handler when [`should_panic`] armed it.
-pub(crate) fn expected_panic_happened() -> ! {
+/// Called by the panic handler when [`should_panic`] armed it, with the
+/// CPU that panicked and how many of its `others` online CPUs it stopped.
+pub(crate) fn expected_panic_happened(cpu: u32, others: u32, stopped: u32) -> ! {
     // SAFETY: only the panic handler calls this; the interrupted holder
     // never runs again.
     unsafe { CURRENT.force_unlock() };
     let name = CURRENT.lock().unwrap_or("?");
+    let want = PANIC_CPU.load(Ordering::SeqCst);
+    if want != u32::MAX && (cpu != want || stopped != others) {
+        println!("test {name} ... FAILED");
+        println!(
+            "note: the panic happened on CPU {cpu} (expected {want}) and stopped {stopped} of {others} other CPUs"
+        );
+        fail()
+    }
     println!("test {name} ... ok");
     finish()
 }
