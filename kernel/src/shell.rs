@@ -25,6 +25,50 @@ use crate::{print, println};
 
 const PROMPT: &str = options::contract::SHELL_PROMPT;
 
+/// `cpus`: one line per CPU the kernel knows, then the totals.
+fn cpus() {
+    use crate::arch::{apic, ipi, percpu};
+    let online = percpu::online_mask();
+    println!(
+        "CPU  APIC ID  ACPI ID  state    doing          start-up  IPIs     TLB flushes  stack"
+    );
+    for c in percpu::all() {
+        let state = if online & c.mask() != 0 { "online" } else { "offline" };
+        let boot = match c.boot_us.load(core::sync::atomic::Ordering::Relaxed) {
+            0 => String::from("boot CPU"),
+            us => alloc::format!("{}.{} ms", us / 1000, us % 1000 / 100),
+        };
+        println!(
+            "{:>3}  {:#7x}  {:#7x}  {:<7}  {:<13}  {:>8}  {:<7}  {:<11}  [{:#x}-{:#x}]",
+            c.cpu,
+            c.apic_id,
+            c.acpi_id,
+            state,
+            c.doing().name(),
+            boot,
+            c.ipis.load(core::sync::atomic::Ordering::Relaxed),
+            c.tlb_flushes.load(core::sync::atomic::Ordering::Relaxed),
+            c.stack.0,
+            c.stack.1 - 1,
+        );
+    }
+    let mode = match apic::mode() {
+        apic::Mode::X2Apic => "x2APIC",
+        apic::Mode::XApic => "xAPIC",
+    };
+    println!(
+        "{} of {} CPUs online ({mode}); {} TLB shootdowns sent",
+        percpu::num_online(),
+        percpu::all().count(),
+        ipi::shootdowns()
+    );
+    if let Some(r) = crate::smp::report() {
+        for (n, e) in &r.failed {
+            println!("CPU {n} did not start: {e:?}");
+        }
+    }
+}
+
 /// The next byte from serial or the keyboard, if any.
 fn try_read() -> Option<u8> {
     serial::try_read().or_else(keyboard::try_read)
@@ -91,6 +135,7 @@ fn run_command(cmd: Command) {
                 println!("{l}");
             }
         }
+        Command::Cpus => cpus(),
         Command::Acpi => acpi(),
         Command::Nfit => nfit(),
         Command::AcpiDump(sig) => acpidump(sig.as_deref()),

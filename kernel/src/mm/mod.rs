@@ -6,6 +6,7 @@
 pub mod firmware;
 pub mod heap;
 pub mod iomem;
+pub mod lock;
 pub mod memblock;
 pub mod memory_hotplug;
 pub mod page_alloc;

@@ -81,10 +81,14 @@ pub fn init() {
 }
 
 /// A block of 2^`order` pages for the heap, as a virtual address in the
-/// physical-memory map. `None` before the page allocator runs and when it
-/// is busy: the heap may be called from inside it, and must not wait.
+/// physical-memory map. `None` before the page allocator runs and when
+/// this CPU is inside it (the heap was called from there and must not
+/// wait for itself); another CPU inside it is waited for.
 pub fn alloc_for_heap(order: u32) -> Option<u64> {
-    let mut s = SPARSE.try_lock()?;
+    if SPARSE.held_by_this_cpu() {
+        return None;
+    }
+    let mut s = SPARSE.lock();
     let b = &mut s.backend;
     if !b.late() {
         return None;

@@ -19,13 +19,13 @@ use mm::sparse::{
     Altmap, MemSectionUsage, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse,
     SparseBackend, SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
 };
-use spin::Mutex;
 
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::paging::{self, MapSize};
 use crate::boot::layout::VMEMMAP_START;
+use crate::mm::lock::CpuMutex;
 use crate::mm::memblock::MEMBLOCK;
 
 use mm::page::STRUCT_PAGE_SIZE as PAGE_DESC;
@@ -619,15 +619,14 @@ static ALLOCATOR_RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Whether a heap allocation now would break the lock order: the page
 /// allocator runs (so the heap grows from it, under [`SPARSE`]) and SPARSE
-/// is held. On one CPU a held SPARSE is held by the allocating context
-/// itself; with several CPUs this must ask about this CPU.
+/// is held by this CPU (another CPU holding it only makes the heap wait).
 pub fn heap_use_under_sparse() -> bool {
-    ALLOCATOR_RUNNING.load(Ordering::Acquire) && SPARSE.is_locked()
+    ALLOCATOR_RUNNING.load(Ordering::Acquire) && SPARSE.held_by_this_cpu()
 }
 
 /// The section table, the vmemmap and the page allocator.
-pub static SPARSE: Mutex<Sparse<KernelBackend>> =
-    Mutex::new(Sparse::new(KernelBackend::new(), VMEMMAP_START));
+pub static SPARSE: CpuMutex<Sparse<KernelBackend>> =
+    CpuMutex::new(Sparse::new(KernelBackend::new(), VMEMMAP_START));
 
 /// Builds the section table for memblock's memory: every section touched
 /// by RAM present and early with a whole memmap, then prints the sections

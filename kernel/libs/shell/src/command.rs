@@ -27,6 +27,8 @@ pub enum Command {
     Iomem,
     /// `zoneinfo`: the zones' spans and page counts.
     Zoneinfo,
+    /// `cpus`: every CPU, its APIC ID, state and what it is doing.
+    Cpus,
     /// `acpi`: ACPI tables.
     Acpi,
     /// `nfit`: the NVDIMM firmware interface table.
@@ -262,6 +264,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     ),
     info("iomem", "iomem", "the physical address map, as in /proc/iomem"),
     info("zoneinfo", "zoneinfo", "each zone's span and pages, as in /proc/zoneinfo"),
+    info("cpus", "cpus", "every CPU: APIC ID, state, what it is doing, start-up time, IPIs"),
     info("acpi", "acpi", "ACPI tables found at boot"),
     info(
         "acpidump",
@@ -424,6 +427,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
         (_, [_, ..]) => return Err(NoArguments { command }),
         ("mem", []) => Command::Mem,
         ("iomem", []) => Command::Iomem,
+        ("cpus", []) => Command::Cpus,
         ("zoneinfo", []) => Command::Zoneinfo,
         ("acpi", []) => Command::Acpi,
         ("nfit", []) => Command::Nfit,
@@ -559,6 +563,7 @@ mod tests {
             ("pfn #239616", Pfn(PfnArg::Pfn(239_616))),
             ("iomem", Iomem),
             ("zoneinfo", Zoneinfo),
+            ("cpus", Cpus),
             ("acpi", Acpi),
             ("nfit", Nfit),
             ("pmem", Pmem),
