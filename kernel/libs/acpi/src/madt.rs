@@ -624,7 +624,8 @@ pub struct Cpu {
 ///   `disabled_cpus` does.
 /// - The boot CPU (`boot_apic_id`, read from its own APIC) is always in the
 ///   list, first; if no usable entry names it, it is added with Linux's
-///   `smpboot: weird, boot CPU (#N) not listed by the BIOS` line.
+///   `smpboot: Boot CPU (id N) not listed by BIOS` line (measured on Linux
+///   6.1 left without a MADT).
 ///
 /// Finally one summary line as Linux's `prefill_possible_map` prints it:
 /// `smpboot: Allowing N CPUs, M hotplug CPUs`.
@@ -664,9 +665,7 @@ pub fn possible_cpus(
     let boot = match p.boot {
         Some(cpu) => cpu,
         None => {
-            report(format_args!(
-                "smpboot: weird, boot CPU (#{boot_apic_id}) not listed by the BIOS"
-            ));
+            report(format_args!("smpboot: Boot CPU (id {boot_apic_id}) not listed by BIOS"));
             if p.others.len() >= max {
                 p.others.truncate(max - 1);
             }
@@ -1066,7 +1065,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "smpboot: weird, boot CPU (#7) not listed by the BIOS",
+                "smpboot: Boot CPU (id 7) not listed by BIOS",
                 "smpboot: Allowing 3 CPUs, 0 hotplug CPUs"
             ]
         );
