@@ -3,9 +3,16 @@
 //! firmware NFIT describes. Every NFIT, firmware or emulated, goes through
 //! the same parser and validation; several combine in table order (first
 //! one wins on a duplicate SPA index or an overlap).
+//!
+//! The MADT is found through the same walk: the one `acpi_apic_instance=N`
+//! names when the firmware gives several (Linux's `check_multiple_madt`),
+//! its entries listed with Linux 6.1's lines (local APIC, x2APIC and I/O
+//! APIC lines at debug level, as Linux prints them with `pr_debug`), and
+//! kept for SMP start-up: [`madt`], [`possible_cpus`].
 
 use alloc::vec::Vec;
 
+use acpi::madt::{self, Madt};
 use acpi::nfit::{self, Nfit, SpaRange};
 use acpi::sdt::{self, PhysMem, SdtHeader, TableEntry, Tables};
 use mm::e820::{E820Type, Entry};
@@ -28,6 +35,9 @@ pub struct Acpi {
     pub emulated: Option<u64>,
     /// SPA indexes above this one are the emulated NFIT's.
     pub firmware_max_index: u16,
+    /// The MADT used, with its physical address: `None` without one (or
+    /// when `acpi_apic_instance=N` names none, or it is unreadable).
+    pub madt: Option<(u64, Madt)>,
 }
 
 static ACPI: Once<Acpi> = Once::new();
@@ -96,7 +106,14 @@ pub struct PmemRange {
 /// persistent ranges of `e820` (types 12 and 7) that no firmware NFIT
 /// describes (none with `nopmem`), and returns the accepted persistent
 /// ranges with where they came from.
-pub fn init(rsdp: Option<u64>, phys_offset: u64, e820: &[Entry], nopmem: bool) -> Vec<PmemRange> {
+/// `apic_instance` is `acpi_apic_instance=N` (see [`find_madt`]).
+pub fn init(
+    rsdp: Option<u64>,
+    phys_offset: u64,
+    e820: &[Entry],
+    nopmem: bool,
+    apic_instance: Option<u32>,
+) -> Vec<PmemRange> {
     let mem = KernelPhys(phys_offset);
     let mut problems = 0;
     let mut tables = match rsdp.map(|a| sdt::walk(&mem, a)) {
@@ -124,6 +141,7 @@ pub fn init(rsdp: Option<u64>, phys_offset: u64, e820: &[Entry], nopmem: bool) -
             problems += 1;
         }
     }
+    let madt = find_madt(tables.as_ref(), apic_instance, &mut problems);
     let firmware: Vec<Vec<u8>> = tables
         .as_ref()
         .map(|t| t.find_all(NFIT).map(|e| e.bytes.clone()).collect())
@@ -198,8 +216,92 @@ pub fn init(rsdp: Option<u64>, phys_offset: u64, e820: &[Entry], nopmem: bool) -
             PmemRange { start: s.base, size: s.length, spa: s.index, described: origin }
         })
         .collect();
-    ACPI.call_once(|| Acpi { tables, nfit, problems, emulated, firmware_max_index });
+    ACPI.call_once(|| Acpi { tables, nfit, problems, emulated, firmware_max_index, madt });
     ranges
+}
+
+/// Chooses the MADT as Linux does (`acpi_apic_instance=N`, 0 when not
+/// given: 0 and 1 the first, 2 the second; ignored with a single MADT;
+/// with several, Linux's `BIOS bug` warning, and an instance beyond them
+/// means none), parses it and prints its entries and problems.
+fn find_madt(
+    tables: Option<&Tables>,
+    instance: Option<u32>,
+    problems: &mut usize,
+) -> Option<(u64, Madt)> {
+    if let Some(n) = instance {
+        log::info!("ACPI: Shall use APIC/MADT table {n}");
+    }
+    let all: Vec<&TableEntry> =
+        tables.map(|t| t.find_all(madt::SIGNATURE).collect()).unwrap_or_default();
+    let chosen = madt::select_instance(all.len(), instance.unwrap_or(0), &mut |line| {
+        log::warn!("ACPI: {line}")
+    });
+    let parsed = chosen.map(|i| (all[i].addr, madt::parse(&all[i].bytes)));
+    let (addr, m) = match parsed {
+        Some((addr, Ok((m, errors)))) => {
+            for e in &m.entries {
+                if e.linux_debug() {
+                    log::debug!("ACPI: {e}");
+                } else {
+                    log::info!("ACPI: {e}");
+                }
+                if let Some(bits) = e.reserved_flags() {
+                    log::info!("ACPI: INT_SRC_OVR unexpected reserved flags: 0x{bits:x}");
+                }
+            }
+            for e in &errors {
+                log::warn!("ACPI: {e}");
+            }
+            *problems += errors.len();
+            (addr, m)
+        }
+        Some((_, Err(e))) => {
+            log::warn!("ACPI: {e}");
+            *problems += 1;
+            log::info!("APIC: ACPI MADT or MP tables are not detected");
+            return None;
+        }
+        None => {
+            // Linux's line (apic_intr_mode_select) when neither a MADT nor
+            // an MP table is used: Tessera never reads MP tables.
+            log::info!("APIC: ACPI MADT or MP tables are not detected");
+            return None;
+        }
+    };
+    let lapic = m
+        .entries
+        .iter()
+        .any(|e| matches!(e, madt::Entry::LocalApic { .. } | madt::Entry::LocalX2Apic { .. }));
+    if lapic && m.io_apics().next().is_some() {
+        log::info!("ACPI: Using ACPI (MADT) for SMP configuration information");
+    } else if lapic {
+        log::info!("ACPI: Using ACPI for processor (LAPIC) configuration information");
+    }
+    Some((addr, m))
+}
+
+/// The MADT in use, after [`init`].
+pub fn madt() -> Option<&'static Madt> {
+    get()?.madt.as_ref().map(|(_, m)| m)
+}
+
+/// The possible CPUs (boot CPU first) by [`acpi::madt::possible_cpus`]'s
+/// rules, its lines printed; only the boot CPU, silently, without a MADT
+/// (its absence was said at boot). The caller
+/// reads `boot_apic_id` from the boot CPU's own APIC and says whether
+/// x2APIC mode is on; at most `max_cpus` are returned.
+pub fn possible_cpus(boot_apic_id: u32, x2apic: bool, max_cpus: usize) -> Vec<madt::Cpu> {
+    let mut report = |line: core::fmt::Arguments<'_>| log::info!("{line}");
+    match madt() {
+        Some(m) => madt::possible_cpus(m, boot_apic_id, x2apic, max_cpus, &mut report),
+        None => alloc::vec![madt::Cpu {
+            apic_id: boot_apic_id,
+            acpi_id: 0,
+            enabled: true,
+            online_capable: false,
+        }],
+    }
 }
 
 /// Places a synthesized table in memory reserved from memblock, where

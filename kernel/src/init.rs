@@ -114,7 +114,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::iomem::init(&maps.e820);
     let phys_offset = m.physical_memory_offset;
     let rsdp = boot_info.rsdp_addr.into_option();
-    let pmem = crate::acpi::init(rsdp, phys_offset, &maps.e820, opts.nopmem);
+    let pmem =
+        crate::acpi::init(rsdp, phys_offset, &maps.e820, opts.nopmem, opts.acpi_apic_instance);
     drivers::pmem::register(&pmem);
     if let Some(n) = opts.fail_sparse {
         crate::mm::sparse::fail_nth_allocation(n);

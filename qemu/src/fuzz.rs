@@ -15,7 +15,7 @@ use crate::{cargo, plan, profile, report};
 pub const FUZZ_DIR: &str = "kernel/fuzz";
 
 /// The fuzz targets (`kernel/fuzz/fuzz_targets/*.rs`).
-pub const TARGETS: &[&str] = &["nfit", "sdt", "e820", "cmdline"];
+pub const TARGETS: &[&str] = &["nfit", "sdt", "e820", "cmdline", "madt"];
 
 /// One target's run: executions and whether it found nothing.
 pub struct Outcome {
@@ -154,6 +154,14 @@ pub fn sdt_image(tables: &[(String, u64, Vec<u8>)]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The `madt` target's input for a table: a first byte with the policy's
+/// knobs (0x20: boot APIC ID 0, at most 4 CPUs, no x2APIC), then the table.
+pub fn madt_seed(table: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x20];
+    out.extend_from_slice(table);
+    out
+}
+
 /// `qemu fuzz-seeds`: [`seeds`] from the kernel `make run` boots.
 pub fn cmd_seeds(timeout: Duration) -> Result<bool, String> {
     seeds(&cargo::build_kernel(false)?, timeout)?;
@@ -188,6 +196,9 @@ pub fn seeds(kernel: &Path, timeout: Duration) -> Result<(), String> {
         for (sig, addr, bytes) in tables.iter().filter(|t| t.0 == "NFIT") {
             write("nfit", format!("seed-{name}-{sig}-{addr:x}"), bytes)?;
         }
+        for (_, addr, bytes) in tables.iter().filter(|t| t.0 == "APIC") {
+            write("madt", format!("seed-{name}-APIC-{addr:x}"), &madt_seed(bytes))?;
+        }
         match sdt_image(&tables) {
             Some(img) => write("sdt", format!("seed-{name}"), &img)?,
             None => println!("{name}: tables too spread out for an sdt seed"),
@@ -202,6 +213,11 @@ pub fn seeds(kernel: &Path, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn madt_seed_is_knobs_then_table() {
+        assert_eq!(madt_seed(b"APIC"), b"\x20APIC");
+    }
 
     #[test]
     fn reads_libfuzzer_totals() {

@@ -1,5 +1,6 @@
 //! ACPI tables from byte slices: the RSDP/RSDT/XSDT walk with checksums,
-//! Linux's table list, and the NFIT (parser, validation, synthesis).
+//! Linux's table list, the NFIT (parser, validation, synthesis) and the
+//! MADT (parser, the possible CPUs).
 //!
 //! Everything here parses copies of firmware memory handed in as `&[u8]`
 //! (or read through [`sdt::PhysMem`]); nothing dereferences a pointer.
@@ -13,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod madt;
 pub mod nfit;
 pub mod sdt;
 pub mod sleep;

@@ -47,6 +47,10 @@ pub enum Opt {
     /// `console=ttyS0` / `console=tty0`: log to this console. As on Linux,
     /// the first `console=` replaces the default (both) and later ones add.
     Console(Console),
+    /// `acpi_apic_instance=N`: which MADT to use when the firmware gives
+    /// several (Linux's option: 0 and 1 mean the first, 2 the second; with
+    /// a single MADT it is ignored).
+    AcpiApicInstance(u32),
 }
 
 impl Opt {
@@ -272,7 +276,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -336,6 +340,15 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
                 _ => Err(OptionError::BadValue { word, expected: "an allocation number >= 1" }),
             }
         }
+        // Linux reads it with `kstrtoint(.., 0)`: C syntax. A negative
+        // instance names no table at all; refused here instead.
+        "acpi_apic_instance" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match c_number(v).map(u32::try_from) {
+                Some(Ok(n)) => Ok(Opt::AcpiApicInstance(n)),
+                _ => Err(OptionError::BadValue { word, expected: "a table number 0, 1, 2, ..." }),
+            }
+        }
         "loglevel" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match v.parse::<u8>() {
@@ -393,6 +406,8 @@ pub struct Options {
     pub console: Consoles,
     /// `fail_sparse=N`: the allocation of boot-time sparse init to fail.
     pub fail_sparse: Option<u64>,
+    /// `acpi_apic_instance=N`: the last one given.
+    pub acpi_apic_instance: Option<u32>,
 }
 
 impl Default for Options {
@@ -407,6 +422,7 @@ impl Default for Options {
             zoneinfo: false,
             console: Consoles { serial: true, framebuffer: true, chosen: false },
             fail_sparse: None,
+            acpi_apic_instance: None,
         }
     }
 }
@@ -425,6 +441,7 @@ impl Options {
             Opt::IoMem => self.iomem = true,
             Opt::ZoneInfo => self.zoneinfo = true,
             Opt::FailSparse(n) => self.fail_sparse = Some(n),
+            Opt::AcpiApicInstance(n) => self.acpi_apic_instance = Some(n),
             Opt::Console(c) => {
                 if !self.console.chosen {
                     self.console = Consoles { serial: false, framebuffer: false, chosen: true };
@@ -528,6 +545,26 @@ mod tests {
         assert_eq!(o.fail_sparse, Some(3));
         assert_eq!(errors("fail_sparse=0 fail_sparse").len(), 2);
         assert!(errors("console=lp0")[0].contains("ttyS0 or tty0"), "{:?}", errors("console=lp0"));
+    }
+
+    #[test]
+    fn acpi_apic_instance() {
+        let o = |line| Options::from_line(line, |e| panic!("{e}")).acpi_apic_instance;
+        assert_eq!(o(""), None);
+        assert_eq!(o("acpi_apic_instance=2"), Some(2));
+        assert_eq!(o("acpi_apic_instance=0x2 acpi_apic_instance=0"), Some(0));
+        for bad in ["acpi_apic_instance=-1", "acpi_apic_instance=two", "acpi_apic_instance="] {
+            assert_eq!(
+                errors(bad),
+                [format!("option '{bad}': expected a table number 0, 1, 2, ...")],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            errors("acpi_apic_instance"),
+            ["option 'acpi_apic_instance' needs a value (acpi_apic_instance=...)"]
+        );
+        assert!(KNOWN.contains("acpi_apic_instance=N"));
     }
 
     #[test]
