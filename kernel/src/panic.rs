@@ -39,7 +39,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     let ts = Timestamp(time::uptime_us());
     if others > 0 || me != 0 {
         let apic = if percpu::installed() { percpu::this().apic_id } else { 0 };
-        println!("{ts}smp: CPU {me} (APIC {apic:#x}) panicked; stopped {stopped} of {others} other CPUs");
+        println!(
+            "{ts}smp: CPU {me} (APIC {apic:#x}) panicked; stopped {stopped} of {others} other CPUs"
+        );
     }
     if testing::panic_expected() {
         testing::expected_panic_happened(me, others, stopped);

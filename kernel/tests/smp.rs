@@ -82,7 +82,11 @@ fn each_cpu_runs_on_its_own_stack() {
         .expect("every CPU answers");
     for c in &cpus {
         let r = c.last_rsp.load(Ordering::Relaxed);
-        assert!((c.stack.0..c.stack.1).contains(&r), "CPU {} ran at {r:#x}, not on its stack", c.cpu);
+        assert!(
+            (c.stack.0..c.stack.1).contains(&r),
+            "CPU {} ran at {r:#x}, not on its stack",
+            c.cpu
+        );
     }
 }
 
@@ -202,8 +206,9 @@ fn without_the_shootdown_the_other_cpus_still_read_the_unmapped_page() {
 #[test_case]
 fn removing_persistent_memory_shoots_down_on_every_cpu() {
     let r = pmem::regions().into_iter().next().expect("the default machine emulates PMEM");
-    let flushes =
-        || online().iter().skip(1).map(|c| c.tlb_flushes.load(Ordering::Relaxed)).collect::<Vec<_>>();
+    let flushes = || {
+        online().iter().skip(1).map(|c| c.tlb_flushes.load(Ordering::Relaxed)).collect::<Vec<_>>()
+    };
     let (before, sent) = (flushes(), ipi::shootdowns());
     pmem::remove(r.id, &mut quiet).expect("removes");
     pmem::add(r.id, &mut quiet).expect("adds again");
@@ -214,7 +219,11 @@ fn removing_persistent_memory_shoots_down_on_every_cpu() {
             assert!(a > b, "CPU {} flushed nothing during the remove", i + 1);
         }
     }
-    println!("smp: a remove and re-add of {} sent {} shootdowns", r.name(), ipi::shootdowns() - sent);
+    println!(
+        "smp: a remove and re-add of {} sent {} shootdowns",
+        r.name(),
+        ipi::shootdowns() - sent
+    );
 }
 
 /// The cost of a shootdown to 1 and to 3 other CPUs, in the same boot.

@@ -17,6 +17,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         let cpu1 = percpu::cpu(1).filter(|c| percpu::online_mask() & c.mask() != 0);
         let cpu1 = cpu1.expect("this test needs a second CPU online");
         // The call never returns: CPU 1 panics and stops this CPU.
-        let _ = ipi::call_function(cpu1.mask(), &|| panic!("on purpose, on CPU {}", percpu::current()));
+        let _ =
+            ipi::call_function(cpu1.mask(), &|| panic!("on purpose, on CPU {}", percpu::current()));
     })
 }
