@@ -55,11 +55,6 @@ fn boot_stack() -> (u64, u64) {
     (top - boot::KERNEL_STACK_SIZE, top)
 }
 
-/// The CPUs the firmware lists.
-fn firmware_cpus() -> alloc::vec::Vec<crate::smp::CpuEntry> {
-    (0..4).map(|i| crate::smp::CpuEntry { apic_id: i, acpi_id: i }).collect()
-}
-
 /// Brings the kernel up: serial, clock, heap, options, console, descriptor
 /// tables. Everything later builds on this.
 pub fn init(boot_info: &'static mut BootInfo) {
@@ -124,7 +119,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::sparse::end_boot_injection();
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
-    crate::smp::init(&firmware_cpus(), true);
+    crate::smp::init(!opts.nox2apic, opts.nosmp);
     drivers::memory::init();
     for r in drivers::pmem::regions() {
         // The namespace's info block decides its mode and where its memmap

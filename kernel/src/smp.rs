@@ -35,13 +35,6 @@ use crate::mm::memblock::MEMBLOCK;
 /// a CPU that answers at all does so in milliseconds).
 pub const AP_TIMEOUT_US: u64 = 1_000_000;
 
-/// A CPU the firmware lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuEntry {
-    pub apic_id: u32,
-    pub acpi_id: u32,
-}
-
 static TRAMPOLINE: Once<u64> = Once::new();
 
 /// Picks and reserves the trampoline's pages: the highest four pages of
@@ -139,15 +132,16 @@ pub fn report() -> Option<&'static Report> {
     REPORT.get()
 }
 
-/// Sets the boot CPU's APIC up and starts every other CPU in `cpus` (the
-/// boot CPU's entry, matched by APIC ID, is skipped), one after the other.
-/// `x2apic`: whether x2APIC mode may be used.
-pub fn init(cpus: &[CpuEntry], x2apic: bool) -> &'static Report {
-    REPORT.call_once(|| bring_up(cpus, x2apic))
+/// Sets the boot CPU's APIC up and starts every other CPU the MADT lists
+/// (by [`crate::acpi::possible_cpus`]'s rules), one after the other.
+/// `x2apic`: whether x2APIC mode may be used (`nox2apic` says no).
+/// `nosmp`: the APIC is set up, no other CPU starts.
+pub fn init(x2apic: bool, nosmp: bool) -> &'static Report {
+    REPORT.call_once(|| bring_up(x2apic, nosmp))
 }
 
-fn bring_up(cpus: &[CpuEntry], x2apic: bool) -> Report {
-    let mut report = Report { listed: cpus.len(), ..Report::default() };
+fn bring_up(x2apic: bool, nosmp: bool) -> Report {
+    let mut report = Report::default();
     if !apic::present() {
         log::warn!("APIC: no local APIC (CPUID): running on the boot CPU only");
         return report;
@@ -185,8 +179,17 @@ fn bring_up(cpus: &[CpuEntry], x2apic: bool) -> Report {
     // Interrupts on: this CPU answers call-function requests and
     // shootdowns from the others from now on.
     x86_64::instructions::interrupts::enable();
-    let aps: Vec<CpuEntry> = cpus.iter().copied().filter(|c| c.apic_id != id).collect();
-    if aps.is_empty() {
+    let cpus = crate::acpi::possible_cpus(id, mode == apic::Mode::X2Apic, MAX_CPUS);
+    // Only enabled CPUs start; online-capable ones would be hot-added.
+    let cpus: Vec<_> = cpus.into_iter().filter(|c| c.enabled).collect();
+    report.listed = cpus.len();
+    let aps: Vec<_> = cpus.iter().copied().filter(|c| c.apic_id != id).collect();
+    if nosmp && !aps.is_empty() {
+        log::info!("smp: nosmp: {} other CPUs left offline", aps.len());
+        report.listed = 1;
+    }
+    if aps.is_empty() || nosmp {
+        log::info!("smp: Bringing up secondary CPUs ...");
         log::info!("smp: Brought up 1 node, 1 CPU");
         return report;
     }

@@ -51,6 +51,11 @@ pub enum Opt {
     /// several (Linux's option: 0 and 1 mean the first, 2 the second; with
     /// a single MADT it is ignored).
     AcpiApicInstance(u32),
+    /// `nox2apic`: keep the local APIC in xAPIC mode even when the CPU
+    /// offers x2APIC (Linux's option).
+    NoX2Apic,
+    /// `nosmp`: start no other CPU (Linux's option).
+    NoSmp,
 }
 
 impl Opt {
@@ -276,7 +281,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -315,6 +320,8 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "nopmem" => flag(Opt::NoPmem),
         "iomem" => flag(Opt::IoMem),
         "zoneinfo" => flag(Opt::ZoneInfo),
+        "nox2apic" => flag(Opt::NoX2Apic),
+        "nosmp" => flag(Opt::NoSmp),
         "memmap" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             parse_memmap(v).map(Opt::Memmap).ok_or(OptionError::BadMemmap { piece: v })
@@ -408,6 +415,10 @@ pub struct Options {
     pub fail_sparse: Option<u64>,
     /// `acpi_apic_instance=N`: the last one given.
     pub acpi_apic_instance: Option<u32>,
+    /// `nox2apic`: xAPIC mode only.
+    pub nox2apic: bool,
+    /// `nosmp`: the boot CPU only.
+    pub nosmp: bool,
 }
 
 impl Default for Options {
@@ -423,6 +434,8 @@ impl Default for Options {
             console: Consoles { serial: true, framebuffer: true, chosen: false },
             fail_sparse: None,
             acpi_apic_instance: None,
+            nox2apic: false,
+            nosmp: false,
         }
     }
 }
@@ -442,6 +455,8 @@ impl Options {
             Opt::ZoneInfo => self.zoneinfo = true,
             Opt::FailSparse(n) => self.fail_sparse = Some(n),
             Opt::AcpiApicInstance(n) => self.acpi_apic_instance = Some(n),
+            Opt::NoX2Apic => self.nox2apic = true,
+            Opt::NoSmp => self.nosmp = true,
             Opt::Console(c) => {
                 if !self.console.chosen {
                     self.console = Consoles { serial: false, framebuffer: false, chosen: true };
@@ -565,6 +580,12 @@ mod tests {
             ["option 'acpi_apic_instance' needs a value (acpi_apic_instance=...)"]
         );
         assert!(KNOWN.contains("acpi_apic_instance=N"));
+        let o = |line| Options::from_line(line, |e| panic!("{e}"));
+        assert!(o("nox2apic").nox2apic && !o("").nox2apic);
+        assert!(o("nosmp").nosmp && !o("nox2apic").nosmp);
+        let mut errors = Vec::new();
+        Options::from_line("nosmp=1", |e| errors.push(format!("{e}")));
+        assert_eq!(errors.len(), 1, "a flag takes no value: {errors:?}");
     }
 
     #[test]
