@@ -82,9 +82,12 @@ fn map_pages(virt: u64, pages: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// An address range `[start, end)`.
+type Range = (u64, u64);
+
 /// The stacks of CPU `n`: kernel stack and double-fault stack, each above
 /// an unmapped guard page.
-fn stacks(n: u32) -> Result<((u64, u64), (u64, u64)), &'static str> {
+fn stacks(n: u32) -> Result<(Range, Range), &'static str> {
     let slot = CPU_STACKS_START + n as u64 * CPU_SLOT;
     let stack = (slot + PAGE_SIZE, slot + PAGE_SIZE + KERNEL_STACK_SIZE);
     let df = (stack.1 + PAGE_SIZE, stack.1 + PAGE_SIZE + DOUBLE_FAULT_STACK_SIZE as u64);
@@ -103,7 +106,9 @@ pub fn init_boot_cpu(stack: (u64, u64)) {
     // SAFETY: runs once, on the boot CPU, before any other CPU runs and
     // before anything reads BSP; afterwards BSP is only reached through
     // the shared reference `register` returns.
-    let bsp = unsafe { &mut *(&raw mut BSP) };
+    let bsp = &raw mut BSP;
+    // SAFETY: as above.
+    let bsp = unsafe { &mut *bsp };
     *bsp = PerCpu::new(0, apic::initial_id(), 0, stack);
     let (df_lo, df_hi) = crate::arch::gdt::double_fault_stack();
     bsp.df_stack = (df_lo, df_hi);

@@ -265,7 +265,7 @@ pub unsafe fn unmap_range(start: VirtAddr, end: VirtAddr) -> u64 {
         });
         // An unmapped 4 KiB slot inside a 2 MiB-mapped range cannot exist,
         // but a hole may span a whole table: skip to the next 2 MiB then.
-        at += if step == 4096 && at % MapSize::Size2M.bytes() == 0 && !has_table(at) {
+        at += if step == 4096 && at.is_multiple_of(MapSize::Size2M.bytes()) && !has_table(at) {
             MapSize::Size2M.bytes()
         } else {
             step
