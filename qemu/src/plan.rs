@@ -29,20 +29,50 @@ use crate::profile::Profile;
 use boot::Firmware;
 
 /// Every profile, in the order `make test` runs them.
+///
+/// `bios` and `uefi` run everything on one CPU. `bios-smp` and `uefi-smp`
+/// boot every test binary again on 4 CPUs (parallel vCPU threads; these
+/// hosts have 2 cores, so the vCPUs time-share): every plain boot of
+/// [`BINARIES`], but not the families ([`Boots::Hostile`],
+/// [`Boots::DamagedInfoBlocks`], which stay on `bios`); and the real kernel's
+/// boot and shell checks, not the persistence checks (the NVDIMM file does
+/// not care how many CPUs wrote it, and they boot Linux four times).
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "bios",
         firmware: Firmware::Bios,
         usb: false,
+        cpus: 1,
         about: "SeaBIOS, IDE disk",
         test_binaries: true,
+        persist: true,
     },
     Profile {
         name: "uefi",
         firmware: Firmware::Uefi,
         usb: false,
+        cpus: 1,
         about: "OVMF, IDE disk",
         test_binaries: true,
+        persist: true,
+    },
+    Profile {
+        name: "bios-smp",
+        firmware: Firmware::Bios,
+        usb: false,
+        cpus: SMP_CPUS,
+        about: "SeaBIOS, IDE disk",
+        test_binaries: true,
+        persist: false,
+    },
+    Profile {
+        name: "uefi-smp",
+        firmware: Firmware::Uefi,
+        usb: false,
+        cpus: SMP_CPUS,
+        about: "OVMF, IDE disk",
+        test_binaries: true,
+        persist: false,
     },
     // A stick boots the real kernel (to the end of initialization, then the
     // shell), as on a PC; the in-kernel tests gain nothing from another
@@ -51,17 +81,24 @@ pub const PROFILES: &[Profile] = &[
         name: "usb-bios",
         firmware: Firmware::Bios,
         usb: true,
+        cpus: 1,
         about: "SeaBIOS, USB stick on xHCI",
         test_binaries: false,
+        persist: false,
     },
     Profile {
         name: "usb-uefi",
         firmware: Firmware::Uefi,
         usb: true,
+        cpus: 1,
         about: "OVMF, USB stick on xHCI",
         test_binaries: false,
+        persist: false,
     },
 ];
+
+/// The CPU count of the smp profiles.
+pub const SMP_CPUS: u32 = 4;
 
 /// A QEMU NVDIMM backed by a file (one per boot, under `target/qemu/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +374,7 @@ pub fn binaries_in(kernel_dir: &Path) -> Result<Vec<String>, String> {
 pub fn cmd_plan() -> Result<bool, String> {
     let binaries = binaries_in(Path::new("kernel"))?;
     for p in PROFILES {
-        println!("{} ({}):", p.name, p.about);
+        println!("{} ({}, {}):", p.name, p.about, Profile::cpus_text(p.cpus));
         for b in binaries.iter().flat_map(|b| test_boots(b, p)) {
             let s = &b.shape;
             let mut what = format!("-m {}", s.mem);
@@ -353,11 +390,7 @@ pub fn cmd_plan() -> Result<bool, String> {
             }
             println!("  {:40} {what}", b.name);
         }
-        println!(
-            "  boot::{0}, shell::{0}{1}",
-            p.name,
-            if p.test_binaries { ", persist" } else { "" }
-        );
+        println!("  boot::{0}, shell::{0}{1}", p.name, if p.persist { ", persist" } else { "" });
     }
     Ok(true)
 }
@@ -456,5 +489,32 @@ mod tests {
         assert_eq!(names("sparsemem", bios).len(), 3 + malformed::CASES.len());
         assert_eq!(names("pmem", bios).len(), 5 + Corruption::ALL.len());
         assert_eq!(names("pmem", uefi).len(), 5);
+    }
+
+    /// The smp profiles boot every test binary (and a new one) on several
+    /// CPUs, with every plain boot it has on one CPU; the families stay
+    /// where they are named.
+    #[test]
+    fn every_binary_boots_on_the_smp_profiles() {
+        let names = |b: &str, p| test_boots(b, p).into_iter().map(|t| t.name).collect::<Vec<_>>();
+        let smp: Vec<&Profile> = PROFILES.iter().filter(|p| p.cpus > 1).collect();
+        let smp_names: Vec<&str> = smp.iter().map(|p| p.name).collect();
+        assert_eq!(smp_names, ["bios-smp", "uefi-smp"]);
+        for p in PROFILES.iter().filter(|p| ["bios", "uefi"].contains(&p.name)) {
+            assert_eq!(p.cpus, 1, "{}", p.name);
+        }
+        let uefi = profile::find("uefi").unwrap();
+        for p in &smp {
+            assert!(p.test_binaries && !p.persist, "{}", p.name);
+            assert_eq!(p.cpus, SMP_CPUS);
+            for f in test_files().iter().map(String::as_str).chain(["new_binary"]) {
+                let boots = names(f, p);
+                assert!(!boots.is_empty(), "{f} does not boot on {}", p.name);
+                assert_eq!(boots, names(f, uefi), "{f} on {}", p.name);
+            }
+        }
+        let bios_smp = smp[0];
+        assert_eq!(names("sparsemem", bios_smp).len(), 3);
+        assert_eq!(names("pmem", bios_smp).len(), 5);
     }
 }
