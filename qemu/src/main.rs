@@ -31,6 +31,7 @@ mod golden;
 mod linux;
 mod linuxdiff;
 mod machine;
+mod madt_cases;
 mod malformed;
 mod persist;
 mod plan;

@@ -24,6 +24,7 @@ use std::path::Path;
 use mm::nd_pfn::Kind;
 
 use crate::device::{Corruption, Format};
+use crate::madt_cases::MADT_CASES;
 use crate::malformed;
 use crate::profile::Profile;
 use boot::Firmware;
@@ -34,7 +35,8 @@ use boot::Firmware;
 /// boot every test binary again on 4 CPUs (parallel vCPU threads; these
 /// hosts have 2 cores, so the vCPUs time-share): every plain boot of
 /// [`BINARIES`], but not the families ([`Boots::Hostile`],
-/// [`Boots::DamagedInfoBlocks`], which stay on `bios`); and the real kernel's
+/// [`Boots::DamagedInfoBlocks`], which stay on `bios`) unless a family
+/// names an smp profile ([`Boots::HostileMadt`]); and the real kernel's
 /// boot and shell checks, not the persistence checks (the NVDIMM file does
 /// not care how many CPUs wrote it, and they boot Linux four times).
 pub const PROFILES: &[Profile] = &[
@@ -202,6 +204,12 @@ pub enum Boots {
     DamagedInfoBlocks {
         only: &'static str,
     },
+    /// One boot per case of [`MADT_CASES`] (`hostile-madt-NAME`): a hostile
+    /// MADT through `-acpitable` and the case's options, each reported in
+    /// its lines.
+    HostileMadt {
+        only: &'static str,
+    },
 }
 
 /// A kernel test binary (`kernel/tests/NAME.rs`) and where it boots.
@@ -294,6 +302,10 @@ pub const BINARIES: &[Binary] = &[
             run("early-and-own", shape("2G", "memmap=160M!0x3e000000 fail_sparse=40")),
         ],
     },
+    // Several CPUs: the default machine on every profile (one CPU on bios
+    // and uefi, four on the smp profiles), then the hostile MADTs on
+    // bios-smp.
+    Binary { name: "smp", boots: &[run("", DEFAULT), Boots::HostileMadt { only: "bios-smp" }] },
 ];
 
 /// What a binary without an entry in [`BINARIES`] boots on.
@@ -306,7 +318,7 @@ pub struct TestBoot {
     pub name: String,
     pub shape: Shape,
     /// An ACPI table handed to QEMU with `-acpitable`: file stem and bytes.
-    pub acpi_table: Option<(&'static str, Vec<u8>)>,
+    pub acpi_table: Option<(String, Vec<u8>)>,
     pub expect: &'static [&'static str],
 }
 
@@ -331,7 +343,7 @@ pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
             Boots::One(_) => {}
             Boots::Hostile { only } if on(Some(only)) => {
                 out.extend(malformed::CASES.iter().map(|c| {
-                    let table = c.table().map(|t| (c.name, t));
+                    let table = c.table().map(|t| (c.name.to_string(), t));
                     boot(
                         &format!("hostile-{}", c.name),
                         shape(DEFAULT.mem, c.cmdline),
@@ -346,7 +358,19 @@ pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
                     boot(&format!("nvdimm-{}", c.name()), shape, None, &[])
                 }))
             }
+            Boots::HostileMadt { only } if on(Some(only)) => {
+                out.extend(MADT_CASES.iter().map(|c| {
+                    let table = Some((format!("madt-{}", c.name), (c.table)()));
+                    boot(
+                        &format!("hostile-madt-{}", c.name),
+                        shape(DEFAULT.mem, c.cmdline),
+                        table,
+                        c.expect,
+                    )
+                }))
+            }
             Boots::Hostile { .. } | Boots::DamagedInfoBlocks { .. } => {}
+            Boots::HostileMadt { .. } => {}
         }
     }
     out
@@ -510,11 +534,20 @@ mod tests {
             for f in test_files().iter().map(String::as_str).chain(["new_binary"]) {
                 let boots = names(f, p);
                 assert!(!boots.is_empty(), "{f} does not boot on {}", p.name);
-                assert_eq!(boots, names(f, uefi), "{f} on {}", p.name);
+                if f != "smp" {
+                    assert_eq!(boots, names(f, uefi), "{f} on {}", p.name);
+                }
             }
         }
-        let bios_smp = smp[0];
+        let (bios_smp, uefi_smp) = (smp[0], smp[1]);
+        assert_eq!(names("smp", bios_smp).len(), 1 + MADT_CASES.len());
+        assert_eq!(names("smp", uefi_smp), ["smp"]);
+        assert_eq!(names("smp", profile::find("bios").unwrap()), ["smp"]);
         assert_eq!(names("sparsemem", bios_smp).len(), 3);
         assert_eq!(names("pmem", bios_smp).len(), 5);
+        for (c, b) in MADT_CASES.iter().zip(&test_boots("smp", bios_smp)[1..]) {
+            assert_eq!(b.name, format!("smp@hostile-madt-{}", c.name));
+            assert!(b.acpi_table.is_some());
+        }
     }
 }
