@@ -29,6 +29,10 @@ pub struct Profile {
     /// Whether `qemu test` boots the kernel test binaries here; every
     /// profile boots the real kernel (the boot check and the shell script).
     pub test_binaries: bool,
+    /// Of a test binary's plain boots ([`crate::plan::Boots::One`]) only
+    /// the first that applies here; families naming this profile still
+    /// expand in full.
+    pub first_boot_only: bool,
     /// Whether `qemu test` runs the persistence checks here (Tessera and
     /// Linux on one NVDIMM file).
     pub persist: bool,
