@@ -35,10 +35,11 @@ use boot::Firmware;
 /// boot every test binary again on 4 CPUs (parallel vCPU threads; these
 /// hosts have 2 cores, so the vCPUs time-share), but only its first plain
 /// boot ([`Profile::first_boot_only`]): all 30 plain boots of each took
-/// 2.6 min (BIOS) and 5 min (UEFI) here, 7.7 min on top of a cold `make
-/// test` of 16.5 min, too close to its 25-minute limit with AP start-up
-/// and the hostile MADTs still to come; the first boots alone save 13
-/// boots per profile. Families ([`Boots::Hostile`],
+/// 2.6 min (BIOS) and 5 min (UEFI) here while another build ran, 7.7 min
+/// on top of a cold `make test` of 16.5 min, too close to its 25-minute
+/// limit with AP start-up and the hostile MADTs still to come; the 17
+/// first boots took 1.1 and 3.4 min (boot and shell checks included) on
+/// a quiet host. Families ([`Boots::Hostile`],
 /// [`Boots::DamagedInfoBlocks`]) stay on `bios`, unless a family names an
 /// smp profile ([`Boots::HostileMadt`]). The real kernel's boot and shell
 /// checks run here too, the persistence checks do not (the NVDIMM file
