@@ -4,6 +4,8 @@
 FIRMWARE ?= bios
 USB      ?=
 MEM      ?= 2G
+# CPUs of make run and make screenshot (QEMU -smp, parallel vCPU threads).
+SMP      ?= 2
 QEMU_ARGS ?=
 CMDLINE  ?=
 TIMEOUT  ?=
@@ -56,7 +58,7 @@ harness: toolchain
 	@qemu/cargo-progress build -p qemu
 
 run: setup harness
-	@$(HARNESS) run $(RUN_FLAGS)
+	@$(HARNESS) run $(RUN_FLAGS) --smp '$(SMP)'
 
 test: setup harness
 	@$(HARNESS) test $(TEST_FLAGS)
@@ -68,7 +70,7 @@ linux-diff: setup harness
 
 # The console after boot, as target/screenshot.png.
 screenshot: setup harness
-	@$(HARNESS) screenshot --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) --mem '$(MEM)' --cmdline '$(CMDLINE)'
+	@$(HARNESS) screenshot --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) --mem '$(MEM)' --smp '$(SMP)' --cmdline '$(CMDLINE)'
 
 # Measurements in QEMU (bios; 2G and 8G machines), one table.
 bench: setup harness

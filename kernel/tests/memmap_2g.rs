@@ -27,11 +27,17 @@ fn the_options_reached_the_kernel() {
 fn firmware_map_is_normalized() {
     let bios = &maps().expect("built at boot").bios;
     // Exactly the table Linux 6.1 prints on this machine (QEMU pc, -m 2G,
-    // SeaBIOS or OVMF), from the bootloader's unsorted, unmerged regions.
+    // SeaBIOS or OVMF; OVMF's depends on the CPU count), from the
+    // bootloader's unsorted, unmerged regions.
     let lines: alloc::vec::Vec<_> =
         bios.iter().map(|e| mm::e820::Line("BIOS-e820", e).to_string()).collect();
     let uefi = maps().unwrap().firmware == kernel::mm::firmware::Firmware::Uefi;
-    let want: &[&str] = if uefi { &OVMF_2G } else { &SEABIOS_2G };
+    let want: &[&str] = match (uefi, madt_cpus()) {
+        (false, _) => &SEABIOS_2G,
+        (true, 1) => &OVMF_2G,
+        (true, 4) => &OVMF_2G_4_CPUS,
+        (true, n) => panic!("no OVMF table for {n} CPUs"),
+    };
     assert_eq!(lines, want);
     // Sorted, disjoint, merged: normalizing again changes nothing.
     assert_eq!(&normalize(bios), bios);
@@ -68,6 +74,40 @@ const OVMF_2G: [&str; 15] = [
     "BIOS-e820: [mem 0x000000007ff78000-0x000000007fffffff] ACPI NVS",
     "BIOS-e820: [mem 0x00000000ffc00000-0x00000000ffffffff] reserved",
 ];
+
+/// Linux 6.1's lines on the same machine with `-smp 4`: OVMF reserves
+/// 88 KiB more below its runtime data and 96 KiB more at the top of RAM.
+const OVMF_2G_4_CPUS: [&str; 15] = [
+    "BIOS-e820: [mem 0x0000000000000000-0x000000000009ffff] usable",
+    "BIOS-e820: [mem 0x0000000000100000-0x0000000000805fff] usable",
+    "BIOS-e820: [mem 0x0000000000806000-0x0000000000807fff] ACPI NVS",
+    "BIOS-e820: [mem 0x0000000000808000-0x000000000080ffff] usable",
+    "BIOS-e820: [mem 0x0000000000810000-0x00000000008fffff] ACPI NVS",
+    "BIOS-e820: [mem 0x0000000000900000-0x000000007ea89fff] usable",
+    "BIOS-e820: [mem 0x000000007ea8a000-0x000000007eb8bfff] reserved",
+    "BIOS-e820: [mem 0x000000007eb8c000-0x000000007f4ebfff] usable",
+    "BIOS-e820: [mem 0x000000007f4ec000-0x000000007f76bfff] reserved",
+    "BIOS-e820: [mem 0x000000007f76c000-0x000000007f77dfff] ACPI data",
+    "BIOS-e820: [mem 0x000000007f77e000-0x000000007f7fdfff] ACPI NVS",
+    "BIOS-e820: [mem 0x000000007f7fe000-0x000000007fedbfff] usable",
+    "BIOS-e820: [mem 0x000000007fedc000-0x000000007ff5ffff] reserved",
+    "BIOS-e820: [mem 0x000000007ff60000-0x000000007fffffff] ACPI NVS",
+    "BIOS-e820: [mem 0x00000000ffc00000-0x00000000ffffffff] reserved",
+];
+
+/// The enabled processor entries of the firmware's first MADT (QEMU's
+/// own): the machine's CPU count, which changes OVMF's map.
+fn madt_cpus() -> usize {
+    let t = kernel::acpi::get().and_then(|a| a.tables.as_ref()).expect("ACPI tables");
+    let (m, _) = acpi::madt::parse(&t.find(*b"APIC").expect("a MADT").bytes).expect("parses");
+    m.entries
+        .iter()
+        .filter(|e| match e {
+            acpi::madt::Entry::LocalApic { flags, .. } => flags & acpi::madt::ENABLED != 0,
+            _ => false,
+        })
+        .count()
+}
 
 #[test_case]
 fn both_ranges_keep_their_own_entries_with_ram_around() {

@@ -18,6 +18,8 @@ pub struct Flags {
     pub firmware: Option<String>,
     pub usb: bool,
     pub mem: Option<String>,
+    /// `--smp N`: the boot's CPU count instead of the profile's.
+    pub cpus: Option<u32>,
     pub cmdline: String,
     pub qemu_args: Vec<String>,
     pub timeout: Option<u64>,
@@ -41,6 +43,10 @@ pub fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> 
             "--firmware" => f.firmware = Some(value()?),
             "--usb" => f.usb = true,
             "--mem" => f.mem = Some(value()?).filter(|m| !m.is_empty()),
+            "--smp" => {
+                let v = value()?;
+                f.cpus = if v.is_empty() { None } else { Some(profile::parse_cpus(&v)?) };
+            }
             "--cmdline" => f.cmdline = value()?.trim().to_string(),
             "--qemu-args" => f.qemu_args = value()?.split_whitespace().map(String::from).collect(),
             "--timeout" => {
@@ -90,6 +96,11 @@ impl Flags {
         }
     }
 
+    /// `--smp`, else the profile's CPU count.
+    pub fn cpus(&self, profile: &Profile) -> u32 {
+        self.cpus.unwrap_or(profile.cpus)
+    }
+
     /// `--mem`, else the default machine's.
     pub fn mem(&self) -> String {
         self.mem.clone().unwrap_or(crate::plan::DEFAULT.mem.into())
@@ -122,6 +133,12 @@ mod tests {
         let f = flags("--profile bios --firmware uefi").unwrap();
         assert!(f.profile().is_err());
         assert_eq!(flags("").unwrap().profile().unwrap().name, "bios");
+        let f = flags("--smp 4").unwrap();
+        assert_eq!(f.cpus(f.profile().unwrap()), 4);
+        let f = flags("--profile uefi-smp").unwrap();
+        assert_eq!(f.cpus(f.profile().unwrap()), 4);
+        assert_eq!(flags("").unwrap().cpus(f.profile().unwrap()), 4);
+        assert!(flags("--smp 0").unwrap_err().starts_with("SMP='0': give a number of CPUs"));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Machine {
     pub tag: String,
     /// QEMU `-m`, verbatim.
     pub mem: String,
+    /// QEMU `-smp`: the profile's count unless the boot says otherwise
+    /// (`qemu run --smp N`).
+    pub cpus: u32,
     /// Options handed over through fw_cfg.
     pub cmdline: String,
     /// Options built into the image, as on a real PC.
@@ -60,6 +63,7 @@ impl Machine {
             kernel: kernel.to_path_buf(),
             tag: tag.to_string(),
             mem: String::new(),
+            cpus: profile.cpus,
             cmdline: String::new(),
             image_cmdline: String::new(),
             qemu_args: Vec::new(),
@@ -131,6 +135,12 @@ impl Machine {
             push(&["-machine", "pc"]);
         }
         push(&["-m", &self.mem, "-no-reboot"]);
+        // One CPU: QEMU's default accelerator (TCG here) and CPU count, as
+        // before profiles had CPUs. More: one host thread per vCPU, so that
+        // they really run in parallel.
+        if self.cpus > 1 {
+            push(&["-accel", "tcg,thread=multi", "-smp", &self.cpus.to_string()]);
+        }
         if !self.no_exit_device {
             let exit = format!(
                 "isa-debug-exit,iobase={:#x},iosize={:#04x}",
@@ -588,6 +598,17 @@ mod tests {
         let a = args(&m);
         assert_eq!(a.iter().filter(|x| *x == "-machine").count(), 1);
         assert_eq!(a.last().unwrap(), "pc,nvdimm=on");
+    }
+
+    #[test]
+    fn several_cpus_run_on_parallel_threads() {
+        let a = args(&machine("bios"));
+        assert!(!a.iter().any(|x| x == "-smp" || x == "-accel"), "{a:?}");
+        let a = args(&machine("uefi-smp")).join(" ");
+        assert!(a.contains("-accel tcg,thread=multi -smp 4"), "{a}");
+        let mut m = machine("bios");
+        m.cpus = 2;
+        assert!(args(&m).join(" ").contains("-accel tcg,thread=multi -smp 2"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The Tessera QEMU runner and test harness.
 //!
 //! ```text
-//! qemu run [--profile P | --firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
+//! qemu run [--profile P | --firmware bios|uefi [--usb]] [--mem M] [--smp N] [--cmdline S]
 //!          [--qemu-args S] [--timeout SECS] [--kernel ELF] [--release]
 //! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
-//! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--cmdline S]
+//! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--smp N] [--cmdline S]
 //! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in kernel/fuzz/corpus)
 //! qemu fuzz-seeds              (corpus seeds from what the kernel reads in QEMU)
 //! qemu profiles
@@ -31,8 +31,6 @@ mod golden;
 mod linux;
 mod linuxdiff;
 mod machine;
-// Hostile MADTs for the SMP boots (issue 16); the plan wires them in.
-#[cfg_attr(not(test), allow(dead_code))]
 mod madt_cases;
 mod malformed;
 mod persist;
@@ -63,7 +61,7 @@ fn main() -> ExitCode {
         "plan" => plan::cmd_plan(),
         "profiles" => {
             for p in plan::PROFILES {
-                println!("{:10} {}", p.name, p.about);
+                println!("{:10} {}, {}", p.name, p.about, profile::Profile::cpus_text(p.cpus));
             }
             Ok(true)
         }

@@ -24,25 +24,66 @@ use std::path::Path;
 use mm::nd_pfn::Kind;
 
 use crate::device::{Corruption, Format};
+use crate::madt_cases::MADT_CASES;
 use crate::malformed;
 use crate::profile::Profile;
 use boot::Firmware;
 
 /// Every profile, in the order `make test` runs them.
+///
+/// `bios` and `uefi` run everything on one CPU. `bios-smp` and `uefi-smp`
+/// boot every test binary again on 4 CPUs (parallel vCPU threads; these
+/// hosts have 2 cores, so the vCPUs time-share), but only its first plain
+/// boot ([`Profile::first_boot_only`]): all 30 plain boots of each took
+/// 2.6 min (BIOS) and 5 min (UEFI) here while another build ran, 7.7 min
+/// on top of a cold `make test` of 16.5 min, too close to its 25-minute
+/// limit with AP start-up and the hostile MADTs still to come; the 17
+/// first boots took 1.1 and 3.4 min (boot and shell checks included) on
+/// a quiet host. Families ([`Boots::Hostile`],
+/// [`Boots::DamagedInfoBlocks`]) stay on `bios`, unless a family names an
+/// smp profile ([`Boots::HostileMadt`]). The real kernel's boot and shell
+/// checks run here too, the persistence checks do not (the NVDIMM file
+/// does not care how many CPUs wrote it, and they boot Linux four times).
 pub const PROFILES: &[Profile] = &[
     Profile {
         name: "bios",
         firmware: Firmware::Bios,
         usb: false,
+        cpus: 1,
         about: "SeaBIOS, IDE disk",
         test_binaries: true,
+        first_boot_only: false,
+        persist: true,
     },
     Profile {
         name: "uefi",
         firmware: Firmware::Uefi,
         usb: false,
+        cpus: 1,
         about: "OVMF, IDE disk",
         test_binaries: true,
+        first_boot_only: false,
+        persist: true,
+    },
+    Profile {
+        name: "bios-smp",
+        firmware: Firmware::Bios,
+        usb: false,
+        cpus: SMP_CPUS,
+        about: "SeaBIOS, IDE disk",
+        test_binaries: true,
+        first_boot_only: true,
+        persist: false,
+    },
+    Profile {
+        name: "uefi-smp",
+        firmware: Firmware::Uefi,
+        usb: false,
+        cpus: SMP_CPUS,
+        about: "OVMF, IDE disk",
+        test_binaries: true,
+        first_boot_only: true,
+        persist: false,
     },
     // A stick boots the real kernel (to the end of initialization, then the
     // shell), as on a PC; the in-kernel tests gain nothing from another
@@ -51,17 +92,26 @@ pub const PROFILES: &[Profile] = &[
         name: "usb-bios",
         firmware: Firmware::Bios,
         usb: true,
+        cpus: 1,
         about: "SeaBIOS, USB stick on xHCI",
         test_binaries: false,
+        first_boot_only: false,
+        persist: false,
     },
     Profile {
         name: "usb-uefi",
         firmware: Firmware::Uefi,
         usb: true,
+        cpus: 1,
         about: "OVMF, USB stick on xHCI",
         test_binaries: false,
+        first_boot_only: false,
+        persist: false,
     },
 ];
+
+/// The CPU count of the smp profiles.
+pub const SMP_CPUS: u32 = 4;
 
 /// A QEMU NVDIMM backed by a file (one per boot, under `target/qemu/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +189,7 @@ pub struct Run {
     /// Names the boot `binary@variant` (empty: just `binary`).
     pub variant: &'static str,
     pub shape: Shape,
-    /// Only on this profile (`None`: every profile that runs test binaries).
+    /// Only on this profile, or on every multi-CPU one ([`MULTI_CPU`]) (`None`: every profile that runs test binaries).
     pub only: Option<&'static str>,
     /// A piece of each line the kernel must print; each is a test.
     pub expect: &'static [&'static str],
@@ -163,6 +213,12 @@ pub enum Boots {
     /// block the host damaged; the namespace must stay raw and the device
     /// untouched.
     DamagedInfoBlocks {
+        only: &'static str,
+    },
+    /// One boot per case of [`MADT_CASES`] (`hostile-madt-NAME`): a hostile
+    /// MADT through `-acpitable` and the case's options, each reported in
+    /// its lines.
+    HostileMadt {
         only: &'static str,
     },
 }
@@ -257,7 +313,30 @@ pub const BINARIES: &[Binary] = &[
             run("early-and-own", shape("2G", "memmap=160M!0x3e000000 fail_sparse=40")),
         ],
     },
+    // Several CPUs: the default machine on every profile (one CPU on bios
+    // and uefi, four on the smp profiles), then the hostile MADTs on
+    // bios-smp.
+    Binary { name: "smp", boots: &[run("", DEFAULT), Boots::HostileMadt { only: "bios-smp" }] },
+    // A panic on CPU 1 and a stack overflow on CPU 1 need a CPU 1: the
+    // multi-CPU profiles only.
+    Binary {
+        name: "smp_panic",
+        boots: &[Boots::One(Run {
+            variant: "",
+            shape: DEFAULT,
+            only: Some(MULTI_CPU),
+            expect: &["smp: CPU 1 (APIC 0x1) panicked; stopped 3 of 3 other CPUs"],
+        })],
+    },
+    Binary {
+        name: "smp_stack_overflow",
+        boots: &[Boots::One(Run { variant: "", shape: DEFAULT, only: Some(MULTI_CPU), expect: &[] })],
+    },
 ];
+
+/// As [`Run::only`]: every profile with more than one CPU.
+pub const MULTI_CPU: &str = "multi-cpu";
+
 
 /// What a binary without an entry in [`BINARIES`] boots on.
 const DEFAULT_BOOTS: &[Boots] = &[run("", DEFAULT)];
@@ -269,7 +348,7 @@ pub struct TestBoot {
     pub name: String,
     pub shape: Shape,
     /// An ACPI table handed to QEMU with `-acpitable`: file stem and bytes.
-    pub acpi_table: Option<(&'static str, Vec<u8>)>,
+    pub acpi_table: Option<(String, Vec<u8>)>,
     pub expect: &'static [&'static str],
 }
 
@@ -280,7 +359,9 @@ pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
         return Vec::new();
     }
     let boots = BINARIES.iter().find(|b| b.name == binary).map_or(DEFAULT_BOOTS, |b| b.boots);
-    let on = |only: Option<&str>| only.is_none_or(|p| p == profile.name);
+    let on = |only: Option<&str>| {
+        only.is_none_or(|p| p == profile.name || (p == MULTI_CPU && profile.cpus > 1))
+    };
     let boot = |variant: &str, shape, acpi_table, expect| TestBoot {
         name: if variant.is_empty() { binary.to_string() } else { format!("{binary}@{variant}") },
         shape,
@@ -288,13 +369,17 @@ pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
         expect,
     };
     let mut out = Vec::new();
+    let mut plain = 0;
     for b in boots {
         match *b {
-            Boots::One(r) if on(r.only) => out.push(boot(r.variant, r.shape, None, r.expect)),
+            Boots::One(r) if on(r.only) && !(profile.first_boot_only && plain > 0) => {
+                plain += 1;
+                out.push(boot(r.variant, r.shape, None, r.expect))
+            }
             Boots::One(_) => {}
             Boots::Hostile { only } if on(Some(only)) => {
                 out.extend(malformed::CASES.iter().map(|c| {
-                    let table = c.table().map(|t| (c.name, t));
+                    let table = c.table().map(|t| (c.name.to_string(), t));
                     boot(
                         &format!("hostile-{}", c.name),
                         shape(DEFAULT.mem, c.cmdline),
@@ -309,7 +394,19 @@ pub fn test_boots(binary: &str, profile: &Profile) -> Vec<TestBoot> {
                     boot(&format!("nvdimm-{}", c.name()), shape, None, &[])
                 }))
             }
+            Boots::HostileMadt { only } if on(Some(only)) => {
+                out.extend(MADT_CASES.iter().map(|c| {
+                    let table = Some((format!("madt-{}", c.name), (c.table)()));
+                    boot(
+                        &format!("hostile-madt-{}", c.name),
+                        shape(DEFAULT.mem, c.cmdline),
+                        table,
+                        c.expect,
+                    )
+                }))
+            }
             Boots::Hostile { .. } | Boots::DamagedInfoBlocks { .. } => {}
+            Boots::HostileMadt { .. } => {}
         }
     }
     out
@@ -337,7 +434,8 @@ pub fn binaries_in(kernel_dir: &Path) -> Result<Vec<String>, String> {
 pub fn cmd_plan() -> Result<bool, String> {
     let binaries = binaries_in(Path::new("kernel"))?;
     for p in PROFILES {
-        println!("{} ({}):", p.name, p.about);
+        let first = if p.first_boot_only { ", each binary's first boot" } else { "" };
+        println!("{} ({}, {}{first}):", p.name, p.about, Profile::cpus_text(p.cpus));
         for b in binaries.iter().flat_map(|b| test_boots(b, p)) {
             let s = &b.shape;
             let mut what = format!("-m {}", s.mem);
@@ -353,11 +451,7 @@ pub fn cmd_plan() -> Result<bool, String> {
             }
             println!("  {:40} {what}", b.name);
         }
-        println!(
-            "  boot::{0}, shell::{0}{1}",
-            p.name,
-            if p.test_binaries { ", persist" } else { "" }
-        );
+        println!("  boot::{0}, shell::{0}{1}", p.name, if p.persist { ", persist" } else { "" });
     }
     Ok(true)
 }
@@ -424,6 +518,9 @@ pub const SEEDS: &[(&str, Shape)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Binaries that boot only where there is more than one CPU.
+    const MULTI_CPU_ONLY: &[&str] = &["smp_panic", "smp_stack_overflow"];
     use crate::profile;
 
     fn test_files() -> Vec<String> {
@@ -442,7 +539,8 @@ mod tests {
         for p in PROFILES {
             for f in files.iter().map(String::as_str).chain(["new_binary"]) {
                 let boots = test_boots(f, p);
-                assert_eq!(boots.is_empty(), !p.test_binaries, "{f} on {}", p.name);
+                let runs = p.test_binaries && (p.cpus > 1 || !MULTI_CPU_ONLY.contains(&f));
+                assert_eq!(boots.is_empty(), !runs, "{f} on {}", p.name);
                 for (i, b) in boots.iter().enumerate() {
                     assert!(boots[..i].iter().all(|o| o.name != b.name), "{} twice", b.name);
                 }
@@ -456,5 +554,41 @@ mod tests {
         assert_eq!(names("sparsemem", bios).len(), 3 + malformed::CASES.len());
         assert_eq!(names("pmem", bios).len(), 5 + Corruption::ALL.len());
         assert_eq!(names("pmem", uefi).len(), 5);
+    }
+
+    /// The smp profiles boot every test binary (and a new one) on several
+    /// CPUs, with the first plain boot it has on one CPU; the families stay
+    /// where they are named.
+    #[test]
+    fn every_binary_boots_on_the_smp_profiles() {
+        let names = |b: &str, p| test_boots(b, p).into_iter().map(|t| t.name).collect::<Vec<_>>();
+        let smp: Vec<&Profile> = PROFILES.iter().filter(|p| p.cpus > 1).collect();
+        let smp_names: Vec<&str> = smp.iter().map(|p| p.name).collect();
+        assert_eq!(smp_names, ["bios-smp", "uefi-smp"]);
+        for p in PROFILES.iter().filter(|p| ["bios", "uefi"].contains(&p.name)) {
+            assert_eq!(p.cpus, 1, "{}", p.name);
+        }
+        let uefi = profile::find("uefi").unwrap();
+        for p in &smp {
+            assert!(p.test_binaries && p.first_boot_only && !p.persist, "{}", p.name);
+            assert_eq!(p.cpus, SMP_CPUS);
+            for f in test_files().iter().map(String::as_str).chain(["new_binary"]) {
+                let boots = names(f, p);
+                assert!(!boots.is_empty(), "{f} does not boot on {}", p.name);
+                if f != "smp" && !MULTI_CPU_ONLY.contains(&f) {
+                    assert_eq!(boots, names(f, uefi)[..1], "{f} on {}", p.name);
+                }
+            }
+        }
+        let (bios_smp, uefi_smp) = (smp[0], smp[1]);
+        assert_eq!(names("smp", bios_smp).len(), 1 + MADT_CASES.len());
+        assert_eq!(names("smp", uefi_smp), ["smp"]);
+        assert_eq!(names("smp", profile::find("bios").unwrap()), ["smp"]);
+        assert_eq!(names("sparsemem", bios_smp), ["sparsemem@1G"]);
+        assert_eq!(names("pmem", uefi_smp), ["pmem@default"]);
+        for (c, b) in MADT_CASES.iter().zip(&test_boots("smp", bios_smp)[1..]) {
+            assert_eq!(b.name, format!("smp@hostile-madt-{}", c.name));
+            assert!(b.acpi_table.is_some());
+        }
     }
 }

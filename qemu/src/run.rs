@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::cargo;
 use crate::cli::{self, Flags};
 use crate::machine::{self, Machine, Step};
+use crate::profile::Profile;
 use crate::report::{self, Ending, Verdict};
 
 /// `qemu run`: boots the kernel on the machine the flags describe, serial
@@ -20,11 +21,17 @@ pub fn cmd_run(f: Flags) -> Result<bool, String> {
     };
     let mut m = Machine::new(profile, &kernel, &format!("run-{}", profile.name));
     m.mem = f.mem();
+    m.cpus = f.cpus(profile);
     m.cmdline = f.cmdline.clone();
     m.qemu_args = f.qemu_args.clone();
     m.timeout = f.timeout.map(std::time::Duration::from_secs);
     let display = std::env::var_os("DISPLAY").is_some();
-    eprintln!("qemu: booting profile {} ({}); Ctrl-A X quits", profile.name, profile.about);
+    eprintln!(
+        "qemu: booting profile {} ({}, {}); Ctrl-A X quits",
+        profile.name,
+        profile.about,
+        Profile::cpus_text(m.cpus)
+    );
     let b = machine::boot_interactive(&m, display)?;
     if b.ending != Ending::Code(1) {
         // Warnings; a start error is part of the verdict below.
@@ -62,6 +69,7 @@ pub fn cmd_screenshot(f: Flags) -> Result<bool, String> {
     let mut m = Machine::new(profile, &kernel, &format!("screenshot-{}", profile.name))
         .timeout(f.timeout()?);
     m.mem = f.mem();
+    m.cpus = f.cpus(profile);
     m.cmdline = f.cmdline.clone();
     let out = "target/screenshot.png";
     let _ = std::fs::remove_file(out);
@@ -69,7 +77,11 @@ pub fn cmd_screenshot(f: Flags) -> Result<bool, String> {
     let b = machine::boot_captured(&m, false, &steps)?;
     let ok = Path::new(out).exists();
     match report::verdict(b.ending, &b.log, &b.stderr) {
-        Verdict::Pass if ok => println!("{out}: the console after boot ({})", profile.name),
+        Verdict::Pass if ok => println!(
+            "{out}: the console after boot ({}, {})",
+            profile.name,
+            Profile::cpus_text(m.cpus)
+        ),
         v => println!("screenshot: FAILED: {v}; {out} {}", if ok { "written" } else { "missing" }),
     }
     Ok(ok)

@@ -200,8 +200,7 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
             passed += a;
             failed += b;
         }
-        if p.test_binaries && filter.is_none_or(|flt| format!("persist::{}", p.name).contains(flt))
-        {
+        if p.persist && filter.is_none_or(|flt| format!("persist::{}", p.name).contains(flt)) {
             let (a, b) = persist::run(&kernel, p, timeout)?;
             passed += a;
             failed += b;
