@@ -330,13 +330,17 @@ pub const BINARIES: &[Binary] = &[
     },
     Binary {
         name: "smp_stack_overflow",
-        boots: &[Boots::One(Run { variant: "", shape: DEFAULT, only: Some(MULTI_CPU), expect: &[] })],
+        boots: &[Boots::One(Run {
+            variant: "",
+            shape: DEFAULT,
+            only: Some(MULTI_CPU),
+            expect: &[],
+        })],
     },
 ];
 
 /// As [`Run::only`]: every profile with more than one CPU.
 pub const MULTI_CPU: &str = "multi-cpu";
-
 
 /// What a binary without an entry in [`BINARIES`] boots on.
 const DEFAULT_BOOTS: &[Boots] = &[run("", DEFAULT)];
