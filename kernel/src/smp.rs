@@ -13,7 +13,6 @@
 //! interrupts) is in `arch`; this module decides and allocates.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -152,6 +151,15 @@ fn bring_up(x2apic: bool, nosmp: bool) -> Report {
         return report;
     }
     let phys = apic::base_phys();
+    if let Some(m) = crate::acpi::madt()
+        && m.local_apic_address() != phys
+    {
+        // The MSR is what the CPU decodes; the MADT only describes it.
+        log::warn!(
+            "APIC: the MADT says the APIC is at {:#x}, IA32_APIC_BASE {phys:#x}: using the MSR's",
+            m.local_apic_address()
+        );
+    }
     let mut tables = || {
         let f = crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
         Some(PhysFrame::containing_address(PhysAddr::new(f)))
@@ -208,7 +216,11 @@ fn bring_up(x2apic: bool, nosmp: bool) -> Report {
     let tramp = unsafe { Trampoline::install(tphys, offset) };
     log::info!("smp: Bringing up secondary CPUs ...");
     log::info!("x86: Booting SMP configuration:");
-    let mut line = String::from(".... node  #0, CPUs:    ");
+    // Linux pads for the widest CPU number: `.... node  #0, CPUs:      #1`
+    // with fewer than 10 CPUs (measured), then ` #2`, ` #3`.
+    let digits = |n: usize| n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let width = digits(cpus.len().saturating_sub(1).max(1));
+    let mut line = alloc::format!(".... node  #0, CPUs:{:1$}", "", 4 + width);
     for c in aps {
         let n = percpu::next_number();
         if n as usize >= MAX_CPUS {
@@ -231,7 +243,8 @@ fn bring_up(x2apic: bool, nosmp: bool) -> Report {
         let Some(pc) = percpu::register(Box::leak(pc)) else { break };
         match tramp.start(pc, AP_TIMEOUT_US) {
             Ok(us) => {
-                let _ = write!(line, " #{n}");
+                let pad = width.saturating_sub(digits(n as usize)).max(1);
+                let _ = write!(line, "{:pad$}#{n}", "");
                 report.started.push((n, us));
             }
             Err(e) => {

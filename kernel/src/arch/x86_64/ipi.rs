@@ -5,7 +5,9 @@
 //!
 //! Rules, as Linux's `smp_call_function_many`: the closure runs in
 //! interrupt context on the other CPUs, so it must not wait for a lock
-//! the interrupted code may hold (it only flushes, counts or reads), and
+//! the interrupted code may hold (it only flushes, counts or reads), must
+//! not allocate (the interrupted code may hold the heap) and must not send
+//! a request itself (nor unmap kernel memory, which sends a shootdown), and
 //! an initiator must have interrupts enabled while it waits (two
 //! initiators are serialized by one lock, spun on with interrupts
 //! enabled, so each can still answer the other's request).
