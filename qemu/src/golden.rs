@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn the_golden_script_parses_and_ends_in_poweroff() {
         let script = parse(SCRIPT).unwrap();
-        assert_eq!(script.len(), 44);
+        assert_eq!(script.len(), 45);
         assert_eq!(script[0].text, "help");
         assert_eq!(script[0].want, ["sections [N|all]", "pmem add REGION [--step]", "poweroff"]);
         assert_eq!(script.last().unwrap().text, "poweroff");
