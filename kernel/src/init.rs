@@ -119,7 +119,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::sparse::end_boot_injection();
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
-    crate::smp::init(!opts.nox2apic, opts.nosmp);
+    crate::smp::init(!opts.nox2apic, opts.nosmp, opts.cpu_init_udelay);
     drivers::memory::init();
     for r in drivers::pmem::regions() {
         // The namespace's info block decides its mode and where its memmap

@@ -139,12 +139,13 @@ pub fn report() -> Option<&'static Report> {
 /// Sets the boot CPU's APIC up and starts every other CPU the MADT lists
 /// (by [`crate::acpi::possible_cpus`]'s rules), one after the other.
 /// `x2apic`: whether x2APIC mode may be used (`nox2apic` says no).
-/// `nosmp`: the APIC is set up, no other CPU starts.
-pub fn init(x2apic: bool, nosmp: bool) -> &'static Report {
-    REPORT.call_once(|| bring_up(x2apic, nosmp))
+/// `nosmp`: the APIC is set up, no other CPU starts. `init_udelay`:
+/// `cpu_init_udelay=N`.
+pub fn init(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> &'static Report {
+    REPORT.call_once(|| bring_up(x2apic, nosmp, init_udelay))
 }
 
-fn bring_up(x2apic: bool, nosmp: bool) -> Report {
+fn bring_up(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> Report {
     let mut report = Report::default();
     if !apic::present() {
         log::warn!("APIC: no local APIC (CPUID): running on the boot CPU only");
@@ -214,6 +215,8 @@ fn bring_up(x2apic: bool, nosmp: bool) -> Report {
     // SAFETY: `reserve_trampoline` reserved these pages for good; they are
     // RAM mapped by the bootloader's physical-memory map.
     let tramp = unsafe { Trampoline::install(tphys, offset) };
+    let udelay = crate::arch::smpboot::set_init_udelay(init_udelay);
+    log::debug!("smpboot: INIT held {udelay} us before the start-up IPIs");
     log::info!("smp: Bringing up secondary CPUs ...");
     log::info!("x86: Booting SMP configuration:");
     // Linux pads for the widest CPU number: `.... node  #0, CPUs:      #1`

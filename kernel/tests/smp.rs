@@ -78,7 +78,13 @@ fn every_listed_cpu_that_exists_is_online_with_its_own_apic_id() {
         assert_eq!(online, machine.contains(&c.apic_id), "CPU {i} (APIC {:#x})", c.apic_id);
         if i > 0 && online {
             assert_eq!(c.doing(), Doing::Idle, "CPU {i} waits for work");
-            assert!(c.boot_us.load(Ordering::Relaxed) > 0, "CPU {i}'s start-up time is recorded");
+            let us = c.boot_us.load(Ordering::Relaxed);
+            assert!(us > 0, "CPU {i}'s start-up time is recorded");
+            let udelay = kernel::arch::smpboot::init_udelay();
+            assert!(
+                us >= udelay,
+                "CPU {i} started in {us} us, before INIT's {udelay} us were over"
+            );
         }
         if !online {
             missing += 1;
@@ -88,9 +94,10 @@ fn every_listed_cpu_that_exists_is_online_with_its_own_apic_id() {
     assert_eq!(report.failed.len(), missing, "every CPU left out was reported");
     let cpus = online();
     println!(
-        "smp: {} CPUs online of {} listed, APIC IDs {:?}, start-up times {:?} us",
+        "smp: {} CPUs online of {} listed, INIT delay {} us, APIC IDs {:?}, start-up times {:?} us",
         cpus.len(),
         report.listed,
+        kernel::arch::smpboot::init_udelay(),
         cpus.iter().map(|c| c.apic_id).collect::<Vec<_>>(),
         report.started.iter().map(|s| s.1).collect::<Vec<_>>()
     );
@@ -273,12 +280,23 @@ fn shootdown_cost_to_one_and_to_three_cpus() {
             continue;
         }
         let mask = cpus.iter().filter(|c| c.mask() != me).take(n).fold(0, |m, c| m | c.mask());
-        let t0 = time::uptime_us();
-        for _ in 0..ROUNDS {
-            ipi::call_function(mask, &flush).expect("answers");
-        }
-        let us = (time::uptime_us() - t0) as f64 / ROUNDS as f64;
-        line += &alloc::format!(" to {n} other CPU{}: {us:.1} us;", if n == 1 { "" } else { "s" });
+        let mut times: Vec<u64> = (0..ROUNDS)
+            .map(|_| {
+                let t0 = time::uptime_us();
+                ipi::call_function(mask, &flush).expect("answers");
+                time::uptime_us() - t0
+            })
+            .collect();
+        times.sort_unstable();
+        let mean = times.iter().sum::<u64>() as f64 / ROUNDS as f64;
+        let median = times[times.len() / 2];
+        line += &alloc::format!(
+            " to {n} other CPU{}: median {median} us, mean {mean:.1} us;",
+            if n == 1 { "" } else { "s" }
+        );
     }
-    println!("{line} (mean of {ROUNDS}, {} CPUs online)", cpus.len());
+    if cpus.len() == 1 {
+        line += ": no other CPU online;";
+    }
+    println!("{line} ({ROUNDS} rounds each, {} CPUs online)", cpus.len());
 }

@@ -56,6 +56,9 @@ pub enum Opt {
     NoX2Apic,
     /// `nosmp`: start no other CPU (Linux's option).
     NoSmp,
+    /// `cpu_init_udelay=N`: hold INIT N µs before the start-up IPIs
+    /// (Linux's option; the default depends on the processor).
+    CpuInitUdelay(u64),
 }
 
 impl Opt {
@@ -281,7 +284,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp, cpu_init_udelay=N";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -322,6 +325,13 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "zoneinfo" => flag(Opt::ZoneInfo),
         "nox2apic" => flag(Opt::NoX2Apic),
         "nosmp" => flag(Opt::NoSmp),
+        "cpu_init_udelay" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match c_number(v) {
+                Some(n) if n <= 1_000_000 => Ok(Opt::CpuInitUdelay(n)),
+                _ => Err(OptionError::BadValue { word, expected: "microseconds 0..1000000" }),
+            }
+        }
         "memmap" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             parse_memmap(v).map(Opt::Memmap).ok_or(OptionError::BadMemmap { piece: v })
@@ -419,6 +429,8 @@ pub struct Options {
     pub nox2apic: bool,
     /// `nosmp`: the boot CPU only.
     pub nosmp: bool,
+    /// `cpu_init_udelay=N`, µs.
+    pub cpu_init_udelay: Option<u64>,
 }
 
 impl Default for Options {
@@ -436,6 +448,7 @@ impl Default for Options {
             acpi_apic_instance: None,
             nox2apic: false,
             nosmp: false,
+            cpu_init_udelay: None,
         }
     }
 }
@@ -457,6 +470,7 @@ impl Options {
             Opt::AcpiApicInstance(n) => self.acpi_apic_instance = Some(n),
             Opt::NoX2Apic => self.nox2apic = true,
             Opt::NoSmp => self.nosmp = true,
+            Opt::CpuInitUdelay(n) => self.cpu_init_udelay = Some(n),
             Opt::Console(c) => {
                 if !self.console.chosen {
                     self.console = Consoles { serial: false, framebuffer: false, chosen: true };
@@ -586,6 +600,14 @@ mod tests {
         let mut errors = Vec::new();
         Options::from_line("nosmp=1", |e| errors.push(format!("{e}")));
         assert_eq!(errors.len(), 1, "a flag takes no value: {errors:?}");
+        assert_eq!(o("cpu_init_udelay=10000").cpu_init_udelay, Some(10_000));
+        assert_eq!(o("cpu_init_udelay=0").cpu_init_udelay, Some(0));
+        assert_eq!(o("").cpu_init_udelay, None);
+        for bad in ["cpu_init_udelay=", "cpu_init_udelay=-1", "cpu_init_udelay=2000000"] {
+            let mut errors = Vec::new();
+            Options::from_line(bad, |e| errors.push(format!("{e}")));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        }
     }
 
     #[test]

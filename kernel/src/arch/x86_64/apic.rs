@@ -259,11 +259,21 @@ pub fn send_nmi(dest: Dest) {
     send(dest, DM_NMI | ICR_ASSERT);
 }
 
-/// INIT, asserted then de-asserted (the level-triggered pair the MP
-/// specification asks for; newer CPUs ignore the de-assert).
-pub fn send_init(apic_id: u32) {
+/// INIT asserted (level-triggered, as the MP specification asks).
+pub fn send_init_assert(apic_id: u32) {
     send(Dest::One(apic_id), DM_INIT | ICR_LEVEL | ICR_ASSERT);
+}
+
+/// INIT de-asserted (newer CPUs ignore it).
+pub fn send_init_deassert(apic_id: u32) {
     send(Dest::One(apic_id), DM_INIT | ICR_LEVEL);
+}
+
+/// INIT, asserted then de-asserted at once: puts a CPU back into
+/// wait-for-SIPI.
+pub fn send_init(apic_id: u32) {
+    send_init_assert(apic_id);
+    send_init_deassert(apic_id);
 }
 
 /// A start-up IPI: the CPU starts in real mode at `page << 12`.

@@ -1,6 +1,8 @@
 //! Starting an application processor (AP): a real-mode trampoline in four
-//! pages below 1 MiB, INIT-SIPI-SIPI with the MP specification's delays,
-//! and the AP's first Rust function.
+//! pages below 1 MiB, INIT-SIPI-SIPI with the MP specification's delays
+//! (the 10 ms INIT delay dropped on processors that do not need it, as
+//! Linux drops it; `cpu_init_udelay=N` sets it), and the AP's first Rust
+//! function.
 //!
 //! The trampoline page (physical `T`, the SIPI vector is `T >> 12`) holds
 //! a header the boot CPU fills before each start, then the code:
@@ -228,11 +230,18 @@ impl Trampoline {
         pc.set_doing(Doing::Booting);
         let t0 = time::uptime_us();
         let page = (self.phys >> 12) as u8;
-        apic::send_init(pc.apic_id);
-        time::delay_us(10_000);
+        // Linux's `wakeup_secondary_cpu_via_init`: INIT held for
+        // `init_udelay`, then two SIPIs, each followed by 300 + 200 µs
+        // (10 + 10 µs when the INIT delay is 0).
+        let init_udelay = INIT_UDELAY.load(Ordering::Relaxed);
+        let (before, after) = if init_udelay == 0 { (10, 10) } else { (300, 200) };
+        apic::send_init_assert(pc.apic_id);
+        time::delay_us(init_udelay);
+        apic::send_init_deassert(pc.apic_id);
         for _ in 0..2 {
             apic::send_startup(pc.apic_id, page);
-            time::delay_us(200);
+            time::delay_us(before);
+            time::delay_us(after);
             if arrived(pc) {
                 break;
             }
@@ -256,6 +265,38 @@ impl Trampoline {
             }
         }
     }
+}
+
+/// The MP specification's INIT delay, µs.
+pub const UDELAY_10MS_DEFAULT: u64 = 10_000;
+
+/// How long INIT is held before the SIPIs, µs (see [`set_init_udelay`]).
+static INIT_UDELAY: AtomicU64 = AtomicU64::new(UDELAY_10MS_DEFAULT);
+
+/// Sets the INIT delay as Linux's `smp_quirk_init_udelay` does:
+/// `cpu_init_udelay=N` when given; otherwise none on processors that do
+/// not need it (Intel family 6, AMD family 0xf and later, Hygon 0x18 and
+/// later), the MP specification's 10 ms on others. Returns the delay.
+pub fn set_init_udelay(option: Option<u64>) -> u64 {
+    let delay = option.unwrap_or_else(|| {
+        let cpuid = raw_cpuid::CpuId::new();
+        let vendor = cpuid.get_vendor_info();
+        let family = cpuid.get_feature_info().map_or(0, |f| f.family_id());
+        let modern = match vendor.as_ref().map(|v| v.as_str()) {
+            Some("GenuineIntel") => family == 6,
+            Some("AuthenticAMD") => family >= 0xf,
+            Some("HygonGenuine") => family >= 0x18,
+            _ => false,
+        };
+        if modern { 0 } else { UDELAY_10MS_DEFAULT }
+    });
+    INIT_UDELAY.store(delay, Ordering::Relaxed);
+    delay
+}
+
+/// The INIT delay in use, µs.
+pub fn init_udelay() -> u64 {
+    INIT_UDELAY.load(Ordering::Relaxed)
 }
 
 fn arrived(pc: &PerCpu) -> bool {
