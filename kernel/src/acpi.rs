@@ -8,7 +8,7 @@
 //! names when the firmware gives several (Linux's `check_multiple_madt`),
 //! its entries listed with Linux 6.1's lines (local APIC, x2APIC and I/O
 //! APIC lines at debug level, as Linux prints them with `pr_debug`), and
-//! kept for SMP start-up: [`madt`], [`possible_cpus`].
+//! kept for SMP start-up: [`madt()`], [`possible_cpus`].
 
 use alloc::vec::Vec;
 
@@ -106,7 +106,7 @@ pub struct PmemRange {
 /// persistent ranges of `e820` (types 12 and 7) that no firmware NFIT
 /// describes (none with `nopmem`), and returns the accepted persistent
 /// ranges with where they came from.
-/// `apic_instance` is `acpi_apic_instance=N` (see [`find_madt`]).
+/// `apic_instance` is `acpi_apic_instance=N` (see `find_madt`).
 pub fn init(
     rsdp: Option<u64>,
     phys_offset: u64,

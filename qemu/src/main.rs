@@ -17,7 +17,7 @@
 //!
 //! What boots where is data, in [`plan`]; one boot is described by
 //! [`machine::Machine`]. Each command lives in its own module: [`run`]
-//! (`run`, `screenshot`), [`test`] (`test`, `runner`), [`bench`],
+//! (`run`, `screenshot`), [`test`](mod@test) (`test`, `runner`), [`bench`](mod@bench),
 //! [`fuzz`] (`fuzz`, `fuzz-seeds`), [`linuxdiff`] (`linux`, `linux-diff`);
 //! [`cli`] reads the flags.
 #![forbid(unsafe_code)]
