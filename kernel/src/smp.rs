@@ -17,9 +17,8 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
-use mm::page::{PAGE_SIZE, pfn_phys};
+use mm::page::PAGE_SIZE;
 use spin::Once;
-use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::gdt::DOUBLE_FAULT_STACK_SIZE;
@@ -29,6 +28,7 @@ use crate::arch::{apic, paging};
 use crate::boot::KERNEL_STACK_SIZE;
 use crate::boot::layout::{CPU_SLOT, CPU_STACKS_START, FIXMAP_START};
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::page_alloc::alloc_frame;
 
 /// How long an AP may take from INIT to the kernel, µs (Linux waits 10 s;
 /// a CPU that answers at all does so in milliseconds).
@@ -65,18 +65,12 @@ pub fn reserve_trampoline(regions: &[MemoryRegion]) -> Option<u64> {
 /// Maps `pages` fresh pages at `virt` from the page allocator.
 fn map_pages(virt: u64, pages: u64) -> Result<(), &'static str> {
     for i in 0..pages {
-        let page = crate::mm::page_alloc::alloc_pages(0).map_err(|_| "out of memory")?;
-        let mut tables = || {
-            let f = crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
-            Some(PhysFrame::containing_address(PhysAddr::new(f)))
-        };
+        let page = alloc_frame().ok_or("out of memory")?;
         let v = VirtAddr::new(virt + i * PAGE_SIZE);
         // SAFETY: `v` is in the CPU-stack area, which only this module
         // maps, at a slot no CPU uses yet; the frame was just allocated.
-        unsafe {
-            paging::map(v, PhysAddr::new(pfn_phys(page)), paging::MapSize::Size4K, &mut tables)
-        }
-        .map_err(|_| "cannot map")?;
+        unsafe { paging::map(v, page.start_address(), paging::MapSize::Size4K, &mut alloc_frame) }
+            .map_err(|_| "cannot map")?;
     }
     Ok(())
 }
@@ -109,8 +103,7 @@ pub fn init_boot_cpu(stack: (u64, u64)) {
     // SAFETY: as above.
     let bsp = unsafe { &mut *bsp };
     *bsp = PerCpu::new(0, apic::initial_id(), 0, stack);
-    let (df_lo, df_hi) = crate::arch::gdt::double_fault_stack();
-    bsp.df_stack = (df_lo, df_hi);
+    bsp.df_stack = crate::arch::gdt::double_fault_stack();
     if let Some(pc) = percpu::register(bsp) {
         percpu::install(pc);
         pc.set_doing(Doing::Running);
@@ -161,14 +154,10 @@ fn bring_up(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> Report {
             m.local_apic_address()
         );
     }
-    let mut tables = || {
-        let f = crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
-        Some(PhysFrame::containing_address(PhysAddr::new(f)))
-    };
     // SAFETY: FIXMAP_START is reserved for the APIC's page (boot::layout)
     // and nothing else maps there; `phys` is the APIC's register page.
     let mapped = unsafe {
-        paging::map_uncached(VirtAddr::new(FIXMAP_START), PhysAddr::new(phys), &mut tables)
+        paging::map_uncached(VirtAddr::new(FIXMAP_START), PhysAddr::new(phys), &mut alloc_frame)
     };
     if mapped.is_err() && !(x2apic && apic::x2apic_available()) {
         log::warn!("APIC: cannot map the APIC page: running on the boot CPU only");
@@ -184,7 +173,7 @@ fn bring_up(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> Report {
     if id != bsp.apic_id {
         log::warn!("APIC: boot CPU's APIC ID {id:#x} differs from CPUID's {:#x}", bsp.apic_id);
     }
-    let hz = apic::calibrate_timer(10, crate::arch::time::delay_us);
+    let hz = apic::calibrate_timer(10);
     log::info!(
         "APIC: timer runs at {}.{:03} MHz (calibrated against the TSC)",
         hz / 1_000_000,

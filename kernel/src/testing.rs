@@ -79,6 +79,29 @@ pub fn fail() -> ! {
     cpu::halt_loop()
 }
 
+/// Starts a binary of one test (`harness = false`) named `name`: when the
+/// harness's filter leaves it out, the binary ends at once, passing;
+/// otherwise the one test is announced.
+pub fn single_test(name: &str) {
+    if !selected(name) {
+        println!("running 0 tests");
+        finish();
+    }
+    println!("running 1 test");
+}
+
+/// Ends a binary of one test: `ok` when every check holds, otherwise
+/// FAILED with a note naming the first that does not, and `detail`.
+pub fn conclude(name: &str, checks: &[(bool, &str)], detail: core::fmt::Arguments<'_>) -> ! {
+    if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+        println!("test {name} ... FAILED");
+        println!("note: {what} does not hold: {detail}");
+        fail()
+    }
+    println!("test {name} ... ok");
+    finish()
+}
+
 /// Runs `f`, which must panic: the binary passes when it does, fails when
 /// `f` returns. Use in a binary of its own (`harness = false`).
 pub fn should_panic(name: &'static str, f: impl FnOnce()) -> ! {
@@ -89,11 +112,7 @@ pub fn should_panic(name: &'static str, f: impl FnOnce()) -> ! {
 /// every other online CPU.
 pub fn should_panic_on(name: &'static str, cpu: u32, f: impl FnOnce()) -> ! {
     PANIC_CPU.store(cpu, Ordering::SeqCst);
-    if !selected(name) {
-        println!("running 0 tests");
-        finish();
-    }
-    println!("running 1 test");
+    single_test(name);
     *CURRENT.lock() = Some(name);
     PANIC_EXPECTED.store(true, Ordering::SeqCst);
     f();

@@ -49,11 +49,7 @@ fn fail(why: &str) -> ! {
 
 fn main(boot_info: &'static mut BootInfo) -> ! {
     init::init(boot_info);
-    if !testing::selected(NAME) {
-        println!("running 0 tests");
-        testing::finish();
-    }
-    println!("running 1 test");
+    testing::single_test(NAME);
     let off = offset();
     let Some(r) = pmem::regions().into_iter().next() else { fail("no PMEM region") };
     if r.state != State::Added {

@@ -20,11 +20,10 @@ use kernel::arch::percpu::{self, Doing, MAX_CPUS};
 use kernel::arch::{extable, ipi, paging, time};
 use kernel::boot::layout::FIXMAP_START;
 use kernel::drivers::pmem;
+use kernel::mm::page_alloc::alloc_frame;
 use kernel::println;
 use kernel::testing::quiet;
-use mm::page::pfn_phys;
-use x86_64::structures::paging::PhysFrame;
-use x86_64::{PhysAddr, VirtAddr};
+use x86_64::VirtAddr;
 
 kernel::test_binary_entry!();
 
@@ -160,20 +159,14 @@ fn call_function_runs_exactly_on_the_cpus_asked() {
 
 /// A page of its own at a test address, holding `magic`.
 fn map_test_page(virt: u64, magic: u64) -> u64 {
-    let frame = kernel::mm::page_alloc::alloc_pages(0).map(pfn_phys).expect("a page");
-    let mut tables = || {
-        let f = kernel::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
-        Some(PhysFrame::containing_address(PhysAddr::new(f)))
-    };
+    let frame = alloc_frame().expect("a page").start_address();
     // SAFETY: `virt` is an otherwise unused fixmap slot; the frame was just
     // allocated.
-    unsafe {
-        paging::map(VirtAddr::new(virt), PhysAddr::new(frame), paging::MapSize::Size4K, &mut tables)
-    }
-    .expect("maps");
+    unsafe { paging::map(VirtAddr::new(virt), frame, paging::MapSize::Size4K, &mut alloc_frame) }
+        .expect("maps");
     // SAFETY: just mapped, ours.
     unsafe { (virt as *mut u64).write_volatile(magic) };
-    frame
+    frame.as_u64()
 }
 
 /// What each other CPU reads at `virt` (through the fault-tolerant probe).

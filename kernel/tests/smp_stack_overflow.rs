@@ -16,11 +16,7 @@ const NAME: &str = "smp_stack_overflow::overflow_on_cpu_1_is_caught_on_its_own_i
 
 fn main(boot_info: &'static mut BootInfo) -> ! {
     init::init(boot_info);
-    if !testing::selected(NAME) {
-        println!("running 0 tests");
-        testing::finish();
-    }
-    println!("running 1 test");
+    testing::single_test(NAME);
     let cpu1 = percpu::cpu(1).filter(|c| percpu::online_mask() & c.mask() != 0);
     let Some(cpu1) = cpu1 else {
         println!("test {NAME} ... FAILED");
@@ -52,13 +48,5 @@ fn on_fault(info: &idt::ExceptionInfo) -> ! {
         (info.handler_rsp > lo && info.handler_rsp <= hi, "handler runs on CPU 1's IST stack"),
         (cr2 >= me.stack.0 - 4096 && cr2 < me.stack.0, "CR2 is in CPU 1's guard page"),
     ];
-    for (ok, what) in checks {
-        if !ok {
-            println!("test {NAME} ... FAILED");
-            println!("note: {what} does not hold: {info} CR2={cr2:#x} on CPU {}", me.cpu);
-            testing::fail();
-        }
-    }
-    println!("test {NAME} ... ok");
-    testing::finish()
+    testing::conclude(NAME, &checks, format_args!("{info} CR2={cr2:#x} on CPU {}", me.cpu))
 }

@@ -23,11 +23,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     let marker = 0u8;
     ENTRY_RSP.store(&marker as *const u8 as u64, Ordering::SeqCst);
     init::init(boot_info);
-    if !testing::selected(NAME) {
-        println!("running 0 tests");
-        testing::finish();
-    }
-    println!("running 1 test");
+    testing::single_test(NAME);
     idt::set_fault_hook(on_fault);
     recurse(0);
     println!("test {NAME} ... FAILED");
@@ -50,13 +46,5 @@ fn on_fault(info: &idt::ExceptionInfo) -> ! {
         (info.handler_rsp > lo && info.handler_rsp <= hi, "handler runs on the IST stack"),
         (cr2 < top && top - cr2 <= KERNEL_STACK_SIZE + 4096, "CR2 is in the guard page"),
     ];
-    for (ok, what) in checks {
-        if !ok {
-            println!("test {NAME} ... FAILED");
-            println!("note: {what} does not hold: {info} CR2={cr2:#x} stack top {top:#x}");
-            testing::fail();
-        }
-    }
-    println!("test {NAME} ... ok");
-    testing::finish()
+    testing::conclude(NAME, &checks, format_args!("{info} CR2={cr2:#x} stack top {top:#x}"))
 }

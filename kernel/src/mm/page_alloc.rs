@@ -98,6 +98,13 @@ pub fn alloc_for_heap(order: u32) -> Option<u64> {
     Some(offset + mm::page::pfn_phys(pfn))
 }
 
+/// One page as a frame for a page table (or any kernel mapping), `None`
+/// when memory is out.
+pub fn alloc_frame() -> Option<x86_64::structures::paging::PhysFrame> {
+    let phys = x86_64::PhysAddr::new(mm::page::pfn_phys(alloc_pages(0).ok()?));
+    Some(x86_64::structures::paging::PhysFrame::containing_address(phys))
+}
+
 /// Allocates 2^`order` pages, Normal first, falling back to DMA32 and DMA.
 pub fn alloc_pages(order: u32) -> Result<Pfn, BuddyError> {
     alloc_pages_zone(order, ZoneType::Normal)

@@ -6,10 +6,8 @@
 //! Both the bootloader and [`map`] map physical memory in 2 MiB pages, the
 //! size of a sub-section, the smallest unit ranges are added in.
 
-use mm::page::pfn_phys;
 use mm::sparse::SUBSECTION_SIZE as SUBSECTION;
 
-use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::paging::{self, MapSize};
@@ -31,10 +29,7 @@ pub fn map(start: u64, size: u64) -> Result<(), u64> {
     while at < start + size {
         let virt = VirtAddr::new(off + at);
         if paging::mapping(virt).is_none() {
-            let mut frames = || {
-                let frame = crate::mm::page_alloc::alloc_pages(0).ok().map(pfn_phys)?;
-                Some(PhysFrame::containing_address(PhysAddr::new(frame)))
-            };
+            let mut frames = crate::mm::page_alloc::alloc_frame;
             // SAFETY: `off + at` is the physical-memory map's address of a
             // range being hot-added, which nothing maps or references yet;
             // the caller owns the range.

@@ -289,11 +289,11 @@ pub fn error_status() -> u32 {
 
 /// Calibrates the APIC timer (divide by 16, one-shot, masked) against
 /// the TSC over `ms` milliseconds; returns the timer's frequency in Hz.
-pub fn calibrate_timer(ms: u64, delay_us: impl Fn(u64)) -> u64 {
+pub fn calibrate_timer(ms: u64) -> u64 {
     write(TIMER_DIVIDE, 0b0011); // divide by 16
     write(LVT_TIMER, LVT_MASKED);
     write(TIMER_INITIAL, u32::MAX);
-    delay_us(ms * 1000);
+    super::time::delay_us(ms * 1000);
     let elapsed = u32::MAX - read(TIMER_CURRENT);
     write(TIMER_INITIAL, 0);
     let per_ms = elapsed as u64 / ms.max(1);

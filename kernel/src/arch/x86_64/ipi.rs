@@ -19,6 +19,7 @@ use x86_64::VirtAddr;
 
 use super::apic::{self, Dest};
 use super::percpu::{self, Doing};
+use super::time;
 
 /// The vector of call-function requests.
 pub const CALL_FUNCTION_VECTOR: u8 = 0xf0;
@@ -43,13 +44,6 @@ static REQUEST: Mutex<(Option<Request>, u64)> = Mutex::new((None, 0));
 static RUNNING: AtomicU64 = AtomicU64::new(0);
 /// CPUs that finished the request.
 static DONE: AtomicU64 = AtomicU64::new(0);
-
-/// Microsecond clock and delay, registered by `init` once the TSC is
-/// calibrated (the TSC clock lives in `time`, which this module may use
-/// directly; the indirection keeps the timeout testable).
-fn now_us() -> u64 {
-    super::time::uptime_us()
-}
 
 /// Runs `f` on every online CPU in `mask` (this one included if its bit
 /// is set: first the others are sent the request, then this CPU runs it)
@@ -86,9 +80,9 @@ pub fn call_function(mask: u64, f: &(dyn Fn() + Sync)) -> Result<(), u64> {
     if others == 0 {
         return Ok(());
     }
-    let start = now_us();
+    let start = time::uptime_us();
     while DONE.load(Ordering::Acquire) & others != others {
-        if now_us().saturating_sub(start) > CALL_TIMEOUT_US {
+        if time::uptime_us().saturating_sub(start) > CALL_TIMEOUT_US {
             break;
         }
         core::hint::spin_loop();
@@ -224,9 +218,11 @@ pub fn stop_others() -> u32 {
     }
     STOP.store(true, Ordering::SeqCst);
     apic::send_nmi(Dest::AllButSelf);
-    let start = now_us();
+    let start = time::uptime_us();
     let want = others.count_ones();
-    while STOPPED.load(Ordering::Acquire) < want && now_us().saturating_sub(start) < 100_000 {
+    while STOPPED.load(Ordering::Acquire) < want
+        && time::uptime_us().saturating_sub(start) < 100_000
+    {
         core::hint::spin_loop();
     }
     STOPPED.load(Ordering::Acquire)

@@ -84,6 +84,12 @@ fn with_mapper<R>(f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
     f(&mut pt)
 }
 
+/// Kernel data: present, writable, not executable, global.
+const KERNEL_DATA: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::NO_EXECUTE)
+    .union(PageTableFlags::GLOBAL);
+
 /// Maps `virt` to `phys` (one page of `size`), writable, not executable,
 /// write-back cached, taking page-table frames from `frames`.
 ///
@@ -98,12 +104,8 @@ pub unsafe fn map(
     size: MapSize,
     frames: &mut dyn FnMut() -> Option<PhysFrame>,
 ) -> Result<(), MapError> {
-    let flags = PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | PageTableFlags::NO_EXECUTE
-        | PageTableFlags::GLOBAL;
     // SAFETY: forwarded from this function's contract.
-    unsafe { map_with(virt, phys, size, flags, frames) }
+    unsafe { map_with(virt, phys, size, KERNEL_DATA, frames) }
 }
 
 /// Maps one 4 KiB page of device registers at `virt` (uncached: PCD and
@@ -117,12 +119,7 @@ pub unsafe fn map_uncached(
     phys: PhysAddr,
     frames: &mut dyn FnMut() -> Option<PhysFrame>,
 ) -> Result<(), MapError> {
-    let flags = PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | PageTableFlags::NO_EXECUTE
-        | PageTableFlags::GLOBAL
-        | PageTableFlags::NO_CACHE
-        | PageTableFlags::WRITE_THROUGH;
+    let flags = KERNEL_DATA | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
     // SAFETY: forwarded from this function's contract.
     unsafe { map_with(virt, phys, MapSize::Size4K, flags, frames) }
 }
