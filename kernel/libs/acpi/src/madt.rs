@@ -516,20 +516,22 @@ fn parse_entry(kind: u8, e: &[u8]) -> Option<Entry> {
 /// `BXPC    `, revision 1), `PCAT_COMPAT` set and the local APIC at
 /// 0xfee00000, from the entries' bytes (which may be deliberately broken).
 pub fn build(entries: &[Vec<u8>]) -> Vec<u8> {
-    let body: Vec<u8> = entries.concat();
-    let mut t = Vec::with_capacity(ENTRIES_OFFSET + body.len());
-    t.extend_from_slice(&SIGNATURE);
-    t.extend_from_slice(&((ENTRIES_OFFSET + body.len()) as u32).to_le_bytes());
-    t.extend_from_slice(&[1, 0]);
-    t.extend_from_slice(b"BOCHS BXPC    ");
-    t.extend_from_slice(&1u32.to_le_bytes());
-    t.extend_from_slice(b"BXPC");
-    t.extend_from_slice(&1u32.to_le_bytes());
-    t.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
-    t.extend_from_slice(&PCAT_COMPAT.to_le_bytes());
-    t.extend_from_slice(&body);
-    t[9] = 0u8.wrapping_sub(crate::sdt::checksum(&t));
-    t
+    let mut body = Vec::with_capacity(ENTRIES_OFFSET - crate::sdt::HEADER_LEN);
+    body.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
+    body.extend_from_slice(&PCAT_COMPAT.to_le_bytes());
+    body.extend(entries.concat());
+    let header = crate::sdt::SdtHeader {
+        signature: SIGNATURE,
+        length: 0,
+        revision: 1,
+        checksum: 0,
+        oem_id: *b"BOCHS ",
+        oem_table_id: *b"BXPC    ",
+        oem_revision: 1,
+        creator_id: *b"BXPC",
+        creator_revision: 1,
+    };
+    header.table(&body)
 }
 
 /// The entries after the processors in QEMU 7.2's own `pc` MADT: one I/O

@@ -37,7 +37,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::sdt::{Fixed, HEADER_LEN, checksum};
+use crate::sdt::{Fixed, HEADER_LEN};
 use crate::{bytes_at, u16_at, u32_at, u64_at};
 
 /// The NFIT signature.
@@ -892,17 +892,7 @@ pub fn build_nfit(
     let first_index = first_index.max(1);
     let room = usize::from(u16::MAX - first_index) + 1;
     let ranges = &ranges[..ranges.len().min(room)];
-    let len = STRUCTURES_OFFSET + SPA_LEN * ranges.len();
-    let mut t = Vec::with_capacity(len);
-    t.extend_from_slice(&SIGNATURE);
-    t.extend_from_slice(&(len as u32).to_le_bytes());
-    t.extend_from_slice(&[1, 0]); // revision, checksum (patched below)
-    t.extend_from_slice(&oem_id);
-    t.extend_from_slice(&oem_table_id);
-    t.extend_from_slice(&oem_revision.to_le_bytes());
-    t.extend_from_slice(&TESSERA_CREATOR_ID);
-    t.extend_from_slice(&1u32.to_le_bytes());
-    t.extend_from_slice(&[0; 4]);
+    let mut body = alloc::vec![0; STRUCTURES_OFFSET - HEADER_LEN];
     for (index, &(base, length)) in (first_index..).zip(ranges) {
         let spa = SpaRange {
             index,
@@ -914,15 +904,26 @@ pub fn build_nfit(
             memory_attributes: ATTR_WB_NV,
             location_cookie: None,
         };
-        t.extend_from_slice(&spa.to_bytes());
+        body.extend_from_slice(&spa.to_bytes());
     }
-    t[9] = 0u8.wrapping_sub(checksum(&t));
-    t
+    let header = crate::sdt::SdtHeader {
+        signature: SIGNATURE,
+        length: 0,
+        revision: 1,
+        checksum: 0,
+        oem_id,
+        oem_table_id,
+        oem_revision,
+        creator_id: TESSERA_CREATOR_ID,
+        creator_revision: 1,
+    };
+    header.table(&body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sdt::checksum;
     use crate::sdt::{SdtHeader, checksum_ok};
     use alloc::string::{String, ToString};
     use alloc::vec;

@@ -269,6 +269,23 @@ impl SdtHeader {
             creator_revision: u32_at(&h, 32).unwrap_or_default(),
         })
     }
+
+    /// A whole table: this header (its `length` and `checksum` ignored:
+    /// both are computed) followed by `body`, checksummed.
+    pub fn table(&self, body: &[u8]) -> Vec<u8> {
+        let mut t = Vec::with_capacity(HEADER_LEN + body.len());
+        t.extend_from_slice(&self.signature);
+        t.extend_from_slice(&((HEADER_LEN + body.len()) as u32).to_le_bytes());
+        t.extend_from_slice(&[self.revision, 0]);
+        t.extend_from_slice(&self.oem_id);
+        t.extend_from_slice(&self.oem_table_id);
+        t.extend_from_slice(&self.oem_revision.to_le_bytes());
+        t.extend_from_slice(&self.creator_id);
+        t.extend_from_slice(&self.creator_revision.to_le_bytes());
+        t.extend_from_slice(body);
+        t[9] = 0u8.wrapping_sub(checksum(&t));
+        t
+    }
 }
 
 /// Reads physical memory for [`walk`].
