@@ -116,8 +116,6 @@ pub fn init_boot_cpu(stack: (u64, u64)) {
 pub struct Report {
     /// CPUs the firmware listed (after the policy's checks).
     pub listed: usize,
-    /// APs that came up, with their start-up time in µs.
-    pub started: Vec<(u32, u64)>,
     /// APs that did not, with the reason.
     pub failed: Vec<(u32, StartError)>,
 }
@@ -234,10 +232,9 @@ fn bring_up(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> Report {
         pc.df_stack = df;
         let Some(pc) = percpu::register(Box::leak(pc)) else { break };
         match tramp.start(pc, AP_TIMEOUT_US) {
-            Ok(us) => {
+            Ok(_) => {
                 let pad = width.saturating_sub(digits(n as usize)).max(1);
                 let _ = write!(line, "{:pad$}#{n}", "");
-                report.started.push((n, us));
             }
             Err(e) => {
                 match e {
@@ -256,8 +253,9 @@ fn bring_up(x2apic: bool, nosmp: bool, init_udelay: Option<u64>) -> Report {
     log::info!("{line}");
     let online = percpu::num_online();
     log::info!("smp: Brought up 1 node, {online} CPU{}", if online == 1 { "" } else { "s" });
-    for (n, us) in &report.started {
-        log::debug!("smpboot: CPU#{n} started in {us} us");
+    for c in percpu::all().filter(|c| c.cpu > 0 && percpu::online_mask() & c.mask() != 0) {
+        let us = c.boot_us.load(core::sync::atomic::Ordering::Relaxed);
+        log::debug!("smpboot: CPU#{} started in {us} us", c.cpu);
     }
     report
 }

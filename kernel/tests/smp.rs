@@ -98,7 +98,7 @@ fn every_listed_cpu_that_exists_is_online_with_its_own_apic_id() {
         report.listed,
         kernel::arch::smpboot::init_udelay(),
         cpus.iter().map(|c| c.apic_id).collect::<Vec<_>>(),
-        report.started.iter().map(|s| s.1).collect::<Vec<_>>()
+        cpus[1..].iter().map(|c| c.boot_us.load(Ordering::Relaxed)).collect::<Vec<_>>()
     );
 }
 
