@@ -6,6 +6,7 @@
 use spin::{Mutex, Once};
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
+use x86_64::structures::paging::page_table::PageTableEntry;
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size2MiB,
     Size4KiB, Translate,
@@ -176,30 +177,19 @@ fn map_error<S: x86_64::structures::paging::PageSize>(
 /// The caller must own the 2 MiB of address space at `virt` (no other
 /// code maps pages into it meanwhile).
 pub unsafe fn free_empty_table(virt: VirtAddr) -> Option<PhysFrame> {
-    use x86_64::structures::paging::PageTableFlags as F;
     let phys_offset = phys_offset();
     let freed = with_mapper(|pt| {
-        let v = virt;
-        let table_at = |entry: &x86_64::structures::paging::page_table::PageTableEntry| {
-            let f = entry.flags();
-            (f.contains(F::PRESENT) && !f.contains(F::HUGE_PAGE))
-                .then(|| (phys_offset + entry.addr().as_u64()).as_mut_ptr::<PageTable>())
-        };
-        let l3 = table_at(&pt.level_4_table()[v.p4_index()])?;
-        // SAFETY: a present, non-huge entry points to a page table, reachable
-        // through the physical-memory map; PAGING is held by `with_mapper`.
-        let l2 = table_at(unsafe { &(&*l3)[v.p3_index()] })?;
-        // SAFETY: as above.
-        let entry = unsafe { &mut (&mut *l2)[v.p2_index()] };
-        let l1 = table_at(entry)?;
-        // SAFETY: as above.
+        let entry = l2_entry_with_table(pt, virt)?;
+        let l1 = (phys_offset + entry.addr().as_u64()).as_ptr::<PageTable>();
+        // SAFETY: the entry points to a level-1 table, reachable through
+        // the physical-memory map; PAGING is held by `with_mapper`.
         if !unsafe { (&*l1).iter().all(|e| e.is_unused()) } {
             return None;
         }
         let frame = PhysFrame::containing_address(entry.addr());
         entry.set_unused();
         // Drops the paging-structure caches' copy of the entry as well.
-        x86_64::instructions::tlb::flush(v);
+        x86_64::instructions::tlb::flush(virt);
         Some(frame)
     });
     if freed.is_some() {
@@ -277,26 +267,31 @@ pub unsafe fn unmap_range(start: VirtAddr, end: VirtAddr) -> u64 {
 /// Whether a level-1 table maps the 2 MiB at `at` (so 4 KiB pages may
 /// be there).
 fn has_table(at: u64) -> bool {
-    with_mapper(|pt| {
-        use x86_64::structures::paging::PageTableFlags as F;
-        let v = VirtAddr::new(at);
-        let phys_offset = phys_offset();
-        let l4 = &pt.level_4_table()[v.p4_index()];
-        if !l4.flags().contains(F::PRESENT) {
-            return false;
-        }
-        // SAFETY: a present level-4 entry points to a level-3 table,
-        // reachable through the physical-memory map; PAGING is held.
-        let l3 = unsafe { &*(phys_offset + l4.addr().as_u64()).as_ptr::<PageTable>() };
-        let e3 = &l3[v.p3_index()];
-        if !e3.flags().contains(F::PRESENT) || e3.flags().contains(F::HUGE_PAGE) {
-            return false;
-        }
-        // SAFETY: as above, one level down.
-        let l2 = unsafe { &*(phys_offset + e3.addr().as_u64()).as_ptr::<PageTable>() };
-        let e2 = &l2[v.p2_index()];
-        e2.flags().contains(F::PRESENT) && !e2.flags().contains(F::HUGE_PAGE)
-    })
+    with_mapper(|pt| l2_entry_with_table(pt, VirtAddr::new(at)).is_some())
+}
+
+/// The level-2 entry for the 2 MiB around `v`, when it points to a
+/// level-1 table (every level above present, none a huge page).
+fn l2_entry_with_table<'a>(
+    pt: &'a mut OffsetPageTable<'_>,
+    v: VirtAddr,
+) -> Option<&'a mut PageTableEntry> {
+    use x86_64::structures::paging::PageTableFlags as F;
+    let phys_offset = phys_offset();
+    let table_at = |entry: &PageTableEntry| {
+        let f = entry.flags();
+        (f.contains(F::PRESENT) && !f.contains(F::HUGE_PAGE))
+            .then(|| (phys_offset + entry.addr().as_u64()).as_mut_ptr::<PageTable>())
+    };
+    let l3 = table_at(&pt.level_4_table()[v.p4_index()])?;
+    // SAFETY: a present, non-huge entry points to a page table, reachable
+    // through the physical-memory map; the caller holds PAGING (through
+    // `with_mapper`, which lent `pt`) for as long as the entry is borrowed.
+    let l2 = table_at(unsafe { &(&*l3)[v.p3_index()] })?;
+    // SAFETY: as above.
+    let entry = unsafe { &mut (&mut *l2)[v.p2_index()] };
+    table_at(entry)?;
+    Some(entry)
 }
 
 /// The leaf entry's flags for `virt`, if mapped (the bootloader and this
