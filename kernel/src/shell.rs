@@ -9,8 +9,8 @@ use mm::e820::{Line, MemRange};
 use mm::nd_pfn::{Kind, PfnMode};
 use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys, phys_pfn};
 use mm::sparse::{
-    MemSection, PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionLine, SectionSummary,
-    pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
+    PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionSummary, pfn_to_section_nr,
+    section_nr_to_pfn, subsection_map_index,
 };
 use shell::command::{self, BlockAction, Command, MapArg, NsMode, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
@@ -338,7 +338,7 @@ fn xxd_line(offset: u64, row: &[u8]) -> String {
 pub fn picture(nr: u64) -> String {
     let mb = MEMBLOCK.lock().clone();
     let regions = pmem::regions();
-    let map = SPARSE.lock().section(nr).map_or(0, MemSection::subsection_map);
+    let map = SPARSE.lock().subsection_map(nr);
     (0..SUBSECTIONS_PER_SECTION)
         .map(|i| {
             let pfn = section_nr_to_pfn(nr) + i * PAGES_PER_SUBSECTION;
@@ -376,13 +376,13 @@ fn sections(arg: SectionsArg) {
         let s = SPARSE.lock();
         match arg {
             SectionsArg::One(nr) => {
-                lines.push((nr, SectionLine(nr, s.section_or_empty(nr)).summary()));
+                lines.push((nr, s.section_line(nr)));
             }
             SectionsArg::All | SectionsArg::NotFull => lines.extend(
                 s.present_sections()
-                    .filter(|(_, ms)| arg == SectionsArg::All || ms.subsection_map() != u64::MAX)
-                    .take(n)
-                    .map(|(nr, ms)| (nr, SectionLine(nr, ms).summary())),
+                    .map(|(nr, _)| (nr, s.section_line(nr)))
+                    .filter(|(_, l)| arg == SectionsArg::All || l.subsection_map != u64::MAX)
+                    .take(n),
             ),
         }
     }
@@ -410,7 +410,7 @@ fn pfn(arg: PfnArg) {
     println!("pfn {pfn:#x} ({range}), section {nr}, sub-section {}", subsection_map_index(pfn));
     let s = SPARSE.lock();
     match s.section(nr) {
-        Some(ms) => println!("{}", SectionLine(nr, ms)),
+        Some(_) => println!("{}", s.section_line(nr)),
         None => println!("section {nr}: no root (absent)"),
     }
     println!("pfn_valid: {}", s.pfn_valid(pfn));

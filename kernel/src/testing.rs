@@ -164,7 +164,7 @@ pub fn quiet(_: u64, _: &str) {}
 /// Tests compare two of them to prove an operation was undone exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSnapshot {
-    pub sections: alloc::vec::Vec<(u64, u64, Option<mm::sparse::MemSectionUsage>)>,
+    pub sections: alloc::vec::Vec<(u64, u64, Option<mm::sparse::UsageSnapshot>)>,
     pub free: alloc::vec::Vec<u64>,
     pub memmap_bytes: u64,
     pub usage_bytes: u64,
@@ -179,7 +179,7 @@ pub fn model_snapshot() -> ModelSnapshot {
     let mut free = alloc::vec::Vec::with_capacity(ZONES.len());
     let s = crate::mm::sparse::SPARSE.lock();
     sections
-        .extend(s.present_sections().take(n).map(|(nr, ms)| (nr, ms.raw(), ms.usage().cloned())));
+        .extend(s.present_sections().take(n).map(|(nr, ms)| (nr, ms.raw(), s.usage_snapshot(nr))));
     free.extend(ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)));
     let st = s.stats();
     ModelSnapshot { sections, free, memmap_bytes: st.memmap_bytes, usage_bytes: st.usage_bytes }

@@ -145,7 +145,7 @@ fn section_7_holds_ram_and_both_persistent_ranges_once_added() {
     // At boot section 7 is RAM around a 64 MiB hole (0xffff00000000ffff);
     // the driver then hot-adds both ranges into ZONE_DEVICE.
     let s = kernel::mm::sparse::SPARSE.lock();
-    let line = mm::sparse::SectionLine(7, s.section(7).expect("present")).to_string();
+    let line = s.section_line(7).to_string();
     assert_eq!(
         line,
         "section 7: flags=present|has_mem_map|online|early|zone_device subsection_map=0xffffffffffffffff"

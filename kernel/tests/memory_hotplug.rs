@@ -53,7 +53,7 @@ fn iomem_ram() -> Vec<alloc::string::String> {
 fn section_word(nr: u64) -> (u64, u64) {
     let s = SPARSE.lock();
     let ms = s.section_or_empty(nr);
-    (ms.flags(), ms.subsection_map())
+    (ms.flags(), s.subsection_map(nr))
 }
 
 fn normal() -> (u64, u64, Pfn, Pfn) {

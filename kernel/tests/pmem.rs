@@ -105,7 +105,7 @@ fn remove_then_add_restores_the_model_exactly() {
         let early = SPARSE.lock().section(nr).is_some_and(|ms| ms.early());
         pmem::remove(r.id, &mut quiet).unwrap();
         assert_eq!(sparse::pfn_to_online_page(first), None);
-        let map = SPARSE.lock().section(nr).map_or(0, |ms| ms.subsection_map());
+        let map = SPARSE.lock().subsection_map(nr);
         let bits = mm::sparse::subsection_mask(first, bytes_to_pages(r.size.min(128 << 20)));
         assert_eq!(map & bits, 0, "section {nr}: bits cleared");
         // An early section keeps its memmap; a device-only one loses it.

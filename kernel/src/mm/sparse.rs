@@ -16,14 +16,16 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use mm::buddy::BuddyAllocator;
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, memmap_offset, pfn_phys, phys_pfn};
 use mm::sparse::{
-    Altmap, MemSectionUsage, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionLine, SectionRoot, Sparse,
-    SparseBackend, SparseStats, pfn_to_section_nr, subsection_map_index, subsection_mask,
+    Altmap, MemSectionUsage, MmRcu, NR_MEM_SECTIONS, PAGES_PER_SECTION, RcuGuard, SectionRoot,
+    SectionTable, Sparse, SparseBackend, SparseStats, USAGE_POISON, pfn_to_section_nr,
+    subsection_map_index, subsection_mask,
 };
 
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::paging::{self, MapSize};
+use crate::arch::percpu;
 use crate::boot::layout::VMEMMAP_START;
 use crate::mm::lock::CpuMutex;
 use crate::mm::memblock::MEMBLOCK;
@@ -181,14 +183,17 @@ pub struct KernelBackend {
     free_usages: Option<NonNull<FreeUsage>>,
 }
 
-/// A free slot of the usage-map pool: it holds the next free slot.
+/// A free slot of the usage-map pool: poisoned words, then the next free
+/// slot in its last word (a reader that still follows a freed usage reads
+/// the poison in its sub-section map).
 #[repr(C)]
 struct FreeUsage {
+    poison: [u64; 4],
     next: Option<NonNull<FreeUsage>>,
 }
 
 const USAGES_PER_PAGE: usize = PAGE_SIZE as usize / core::mem::size_of::<MemSectionUsage>();
-const _: () = assert!(core::mem::size_of::<FreeUsage>() <= core::mem::size_of::<MemSectionUsage>());
+const _: () = assert!(core::mem::size_of::<FreeUsage>() == core::mem::size_of::<MemSectionUsage>());
 const _: () =
     assert!(core::mem::align_of::<MemSectionUsage>() >= core::mem::align_of::<FreeUsage>());
 
@@ -352,7 +357,7 @@ impl KernelBackend {
             // and aligned (the page is); nothing else reaches it yet.
             unsafe {
                 let slot = page.cast::<MemSectionUsage>().add(i).cast::<FreeUsage>();
-                slot.write(FreeUsage { next: self.free_usages });
+                slot.write(FreeUsage { poison: [USAGE_POISON; 4], next: self.free_usages });
                 self.free_usages = Some(slot);
             }
         }
@@ -473,7 +478,8 @@ impl SparseBackend for KernelBackend {
         self.free_usages = unsafe { slot.as_ref().next };
         let usage = slot.cast::<MemSectionUsage>();
         // SAFETY: the slot left the free list, so the model's reference is
-        // its only one; a slot is MemSectionUsage-sized and aligned.
+        // its only one (a freed usage was retired after a grace period: no
+        // reader holds it); a slot is MemSectionUsage-sized and aligned.
         unsafe {
             usage.write(MemSectionUsage::default());
             Some(&mut *usage.as_ptr())
@@ -484,9 +490,13 @@ impl SparseBackend for KernelBackend {
         let slot = NonNull::from(usage).cast::<FreeUsage>();
         // SAFETY: hot-plug usages come only from `alloc_usage`, i.e. from
         // the pool (the model never frees boot usage), and the model gives
-        // its reference up here: the slot is free again.
-        unsafe { slot.write(FreeUsage { next: self.free_usages }) };
+        // its reference up here, after a grace period: the slot is free.
+        unsafe { slot.write(FreeUsage { poison: [USAGE_POISON; 4], next: self.free_usages }) };
         self.free_usages = Some(slot);
+    }
+
+    fn synchronize_rcu(&mut self, rcu: &MmRcu, cpu: usize) -> rcu::GracePeriod {
+        synchronize(rcu, cpu)
     }
 
     fn populate_memmap(
@@ -624,9 +634,61 @@ pub fn heap_use_under_sparse() -> bool {
     ALLOCATOR_RUNNING.load(Ordering::Acquire) && SPARSE.held_by_this_cpu()
 }
 
-/// The section table, the vmemmap and the page allocator.
+/// The section table as lock-free readers see it.
+pub static SECTIONS: SectionTable = SectionTable::new();
+
+fn this_cpu() -> usize {
+    percpu::current() as usize
+}
+
+/// The section table's writer side, the vmemmap and the page allocator.
 pub static SPARSE: CpuMutex<Sparse<KernelBackend>> =
-    CpuMutex::new(Sparse::new(KernelBackend::new(), VMEMMAP_START));
+    CpuMutex::new(Sparse::with_table(&SECTIONS, KernelBackend::new(), VMEMMAP_START, this_cpu));
+
+/// Grace periods that waited longer than this are reported (Linux's RCU
+/// stall warning, much shorter: a reader here never sleeps).
+const STALL_US: u64 = 1_000_000;
+
+/// `synchronize_rcu` for the section table: waits until every CPU has left
+/// the read-side sections it was in. A CPU that stays inside for a second
+/// is reported once, as Linux's stall detector does, and waited for.
+fn synchronize(rcu: &MmRcu, cpu: usize) -> rcu::GracePeriod {
+    let start = crate::arch::time::uptime_us();
+    let mut warned = false;
+    let r = rcu.synchronize(cpu, |waiting| {
+        if !warned && crate::arch::time::uptime_us() - start > STALL_US {
+            warned = true;
+            log::warn!(
+                "rcu: INFO: detected stall on CPU {waiting} (in a read-side section for over 1 s)"
+            );
+        }
+        core::hint::spin_loop();
+        true
+    });
+    match r {
+        Ok(gp) => gp,
+        Err(e) => panic!("rcu: synchronize_rcu from CPU {cpu}: {e:?}"),
+    }
+}
+
+/// Enters a read-side section of the section table on this CPU
+/// (`rcu_read_lock`): usages and memmap reached through [`SECTIONS`] stay
+/// allocated and mapped while it lives. Never wait inside one for anything
+/// a hotplug operation holds.
+pub fn rcu_read_lock() -> RcuGuard<'static> {
+    SECTIONS.read_lock(this_cpu())
+}
+
+/// Grace periods completed.
+pub fn grace_periods() -> u64 {
+    SECTIONS.rcu().completed()
+}
+
+/// Test only (`rcu_nogp`): grace periods end without waiting, so that the
+/// stress test can show a use-after-free being caught.
+pub fn set_no_grace_period(on: bool) {
+    SECTIONS.rcu().set_no_wait(on);
+}
 
 /// Builds the section table for memblock's memory: every section touched
 /// by RAM present and early with a whole memmap, then prints the sections
@@ -667,8 +729,9 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
     for (nr, ms) in s.present_sections() {
         present += 1;
         early += u64::from(ms.early());
-        if sparse_debug || ms.subsection_map() != u64::MAX {
-            log::info!("{}", SectionLine(nr, ms));
+        let line = s.section_line(nr);
+        if sparse_debug || line.subsection_map != u64::MAX {
+            log::info!("{line}");
         }
     }
     log::info!(
@@ -708,8 +771,9 @@ impl PfnValidCost {
 /// numbers without the lookup.
 pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
     use crate::arch::time::uptime_us;
-    let s = SPARSE.lock();
-    let top = s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2;
+    let top =
+        SPARSE.lock().present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION)
+            * 2;
     let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut next = move || rng.below(top);
     let start = uptime_us();
@@ -722,17 +786,29 @@ pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
     let start = uptime_us();
     let mut valid = 0u64;
     for _ in 0..calls {
-        valid += u64::from(s.pfn_valid(core::hint::black_box(Pfn::new(next()))));
+        valid += u64::from(pfn_valid(core::hint::black_box(Pfn::new(next()))));
     }
     PfnValidCost { calls, valid, baseline_us, with_lookup_us: uptime_us() - start }
 }
 
-/// `pfn_valid`.
+/// `pfn_valid`, without a lock: a read-side section of its own.
 pub fn pfn_valid(pfn: Pfn) -> bool {
-    SPARSE.lock().pfn_valid(pfn)
+    SECTIONS.pfn_valid(this_cpu(), pfn)
 }
 
-/// `pfn_to_online_page`: the descriptor's address.
+/// `pfn_to_page` (vmemmap: arithmetic only; no lock).
+pub fn pfn_to_page(pfn: Pfn) -> u64 {
+    VMEMMAP_START + memmap_offset(pfn)
+}
+
+/// `page_to_pfn` (no lock).
+pub fn page_to_pfn(page: u64) -> Pfn {
+    Pfn::new((page - VMEMMAP_START) / PAGE_DESC)
+}
+
+/// `pfn_to_online_page` under the section table's lock: the descriptor's
+/// address (see `memory_hotplug::OnlineMems::pfn_to_online_page` for the
+/// lock-free form whose result cannot outlive the memory).
 pub fn pfn_to_online_page(pfn: Pfn) -> Option<u64> {
     SPARSE.lock().pfn_to_online_page(pfn)
 }

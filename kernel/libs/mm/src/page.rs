@@ -326,6 +326,37 @@ pub const fn memmap_offset(pfn: Pfn) -> u64 {
 const _: () = assert!(core::mem::align_of::<Page>() == 64);
 
 impl Page {
+    /// A descriptor from its eight 64-bit words, in memory order (a copy
+    /// read word by word).
+    pub fn from_words(w: [u64; 8]) -> Self {
+        Self {
+            flags: w[0],
+            refcount: w[1] as u32 as i32,
+            mapcount: (w[1] >> 32) as u32 as i32,
+            next: Pfn(w[2]),
+            prev: Pfn(w[3]),
+            private: w[4],
+            pgmap: w[5],
+            reserved: [w[6], w[7]],
+        }
+    }
+
+    /// The descriptor's eight 64-bit words, in memory order.
+    pub fn to_words(&self) -> [u64; 8] {
+        let [a, b] = [self.refcount as u32 as u64, self.mapcount as u32 as u64];
+        let (next, prev) = (self.next.0, self.prev.0);
+        [
+            self.flags,
+            a | b << 32,
+            next,
+            prev,
+            self.private,
+            self.pgmap,
+            self.reserved[0],
+            self.reserved[1],
+        ]
+    }
+
     /// An uninitialized descriptor (all zero, as fresh memmap memory).
     pub const ZERO: Page = Page {
         flags: 0,
@@ -437,5 +468,34 @@ mod tests {
         assert_eq!(ZoneType::for_pfn(Pfn(0x1000)), ZoneType::Dma32);
         assert_eq!(ZoneType::for_pfn(Pfn(0xf_ffff)), ZoneType::Dma32);
         assert_eq!(ZoneType::for_pfn(Pfn(0x10_0000)), ZoneType::Normal);
+    }
+
+    #[test]
+    fn words_follow_the_descriptor_layout() {
+        use core::mem::offset_of;
+        let offsets = [
+            offset_of!(Page, flags),
+            offset_of!(Page, refcount),
+            offset_of!(Page, next),
+            offset_of!(Page, prev),
+            offset_of!(Page, private),
+            offset_of!(Page, pgmap),
+            offset_of!(Page, reserved),
+        ];
+        assert_eq!(offsets, [0, 8, 16, 24, 32, 40, 48]);
+        assert_eq!(offset_of!(Page, mapcount), 12);
+        let p = Page {
+            flags: 1,
+            refcount: -2,
+            mapcount: -1,
+            next: Pfn(3),
+            prev: Pfn(4),
+            private: 5,
+            pgmap: 6,
+            reserved: [7, 8],
+        };
+        let w = p.to_words();
+        assert_eq!(w[1], 0xffff_ffff_ffff_fffe);
+        assert_eq!(Page::from_words(w), p);
     }
 }

@@ -37,8 +37,8 @@ use crate::page::{
     PAGE_SHIFT, Pfn, STRUCT_PAGE_SIZE, ZoneType, bytes_to_pages, pages_to_bytes, pfn_phys, phys_pfn,
 };
 use crate::sparse::{
-    Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionLine, SectionSummary,
-    Sparse, SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
+    Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionSummary, Sparse,
+    SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
 };
 
 /// A sub-section in bytes: the unit the kernel maps a range in.
@@ -367,7 +367,7 @@ pub trait PmemBackend {
 /// section table's lock, formatted after it (the kernel allocates nothing
 /// on the heap under that lock).
 fn section_line<M: SparseBackend>(s: &Sparse<M>, nr: u64) -> SectionSummary {
-    SectionLine(nr, s.section_or_empty(nr)).summary()
+    s.section_line(nr)
 }
 
 /// Linux's rule in `move_pfn_range_to_zone`: a device range of `nr_pages`

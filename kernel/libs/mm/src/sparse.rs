@@ -19,6 +19,9 @@
 //! test's with vectors. This module holds the rules; it has no `unsafe`.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use rcu::{GracePeriod, RcuPtr, ReadGuard, StaticPtr};
 
 use crate::page::{MemMap, PAGE_SHIFT, Page, Pfn, STRUCT_PAGE_SIZE, ZoneType, memmap_offset};
 
@@ -67,6 +70,18 @@ const _: () = assert!(NR_SECTION_ROOTS == 2048);
 const _: () = assert!(SUBSECTIONS_PER_SECTION == 64);
 const _: () = assert!(PAGEBLOCK_WORDS == 4);
 const _: () = assert!(SECTION_MEMMAP_BYTES == 2 << 20);
+
+/// CPUs the section table's readers may run on (`NR_CPUS`).
+pub const NR_CPUS: usize = 64;
+/// The grace-period scheme of the section table.
+pub type MmRcu = rcu::Rcu<NR_CPUS>;
+/// A read-side section of [`MmRcu`]: usages and memmap reached through the
+/// section table stay valid while it lives.
+pub type RcuGuard<'a> = ReadGuard<'a, NR_CPUS>;
+
+/// What a freed usage map is filled with (Linux's `POISON_FREE` byte), so
+/// that a reader that uses one after it was freed sees it.
+pub const USAGE_POISON: u64 = 0x6b6b_6b6b_6b6b_6b6b;
 
 /// `pfn_to_section_nr`.
 pub const fn pfn_to_section_nr(pfn: Pfn) -> u64 {
@@ -179,138 +194,267 @@ impl MigrateType {
 }
 
 /// `struct mem_section_usage`: which sub-sections are active, and a
-/// migratetype per pageblock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// migratetype per pageblock. Atomic words: lock-free readers load the
+/// sub-section map while the writer (under the section table's lock)
+/// changes it. Orderings: a bit is set with Release after the memmap it
+/// covers is populated, and loaded with Acquire, so a reader that sees the
+/// bit sees the memmap; it is cleared before the memmap goes, which waits
+/// for a grace period.
+#[derive(Debug, Default)]
 #[repr(C)]
 pub struct MemSectionUsage {
+    subsection_map: AtomicU64,
+    pageblock_flags: [AtomicU64; PAGEBLOCK_WORDS],
+}
+
+/// A copy of a [`MemSectionUsage`]'s words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageSnapshot {
     pub subsection_map: u64,
     pub pageblock_flags: [u64; PAGEBLOCK_WORDS],
+}
+
+impl UsageSnapshot {
+    /// The migratetype of pageblock `i` of the section.
+    pub fn migratetype(&self, i: u64) -> MigrateType {
+        let bit = i * NR_PAGEBLOCK_BITS;
+        let w = self.pageblock_flags[(bit / 64) as usize];
+        MigrateType::from_bits((w >> (bit % 64)) & 0xf)
+    }
 }
 
 /// `mem_section_usage_size()`.
 pub const USAGE_SIZE: u64 = core::mem::size_of::<MemSectionUsage>() as u64;
 
 impl MemSectionUsage {
-    /// The migratetype of pageblock `i` of the section.
-    pub fn migratetype(&self, i: u64) -> MigrateType {
-        let bit = i * NR_PAGEBLOCK_BITS;
-        MigrateType::from_bits((self.pageblock_flags[(bit / 64) as usize] >> (bit % 64)) & 0xf)
+    /// The sub-section map (Acquire: the memmap of a set bit is populated).
+    pub fn subsection_map(&self) -> u64 {
+        self.subsection_map.load(Ordering::Acquire)
     }
 
-    /// `set_pageblock_migratetype` for pageblock `i` of the section.
-    pub fn set_migratetype(&mut self, i: u64, mt: MigrateType) {
+    /// Publishes sub-sections whose memmap is ready.
+    fn set_subsections(&self, mask: u64) {
+        self.subsection_map.fetch_or(mask, Ordering::Release);
+    }
+
+    /// Unpublishes sub-sections; returns the map left.
+    fn clear_subsections(&self, mask: u64) -> u64 {
+        self.subsection_map.fetch_and(!mask, Ordering::AcqRel) & !mask
+    }
+
+    /// The migratetype of pageblock `i` of the section.
+    pub fn migratetype(&self, i: u64) -> MigrateType {
+        self.snapshot().migratetype(i)
+    }
+
+    /// `set_pageblock_migratetype` for pageblock `i` of the section (the
+    /// writer holds the section table's lock: no other writer).
+    pub fn set_migratetype(&self, i: u64, mt: MigrateType) {
         let bit = i * NR_PAGEBLOCK_BITS;
-        let w = &mut self.pageblock_flags[(bit / 64) as usize];
-        *w = (*w & !(0xf << (bit % 64))) | ((mt as u64) << (bit % 64));
+        let w = &self.pageblock_flags[(bit / 64) as usize];
+        let v = w.load(Ordering::Relaxed);
+        w.store((v & !(0xf << (bit % 64))) | ((mt as u64) << (bit % 64)), Ordering::Relaxed);
+    }
+
+    /// A copy of every word.
+    pub fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            subsection_map: self.subsection_map(),
+            pageblock_flags: core::array::from_fn(|i| {
+                self.pageblock_flags[i].load(Ordering::Relaxed)
+            }),
+        }
+    }
+
+    /// Fills every word with `value` (zero for a fresh usage, the poison
+    /// for a freed one).
+    pub fn fill(&self, value: u64) {
+        self.subsection_map.store(value, Ordering::Relaxed);
+        for w in &self.pageblock_flags {
+            w.store(value, Ordering::Relaxed);
+        }
     }
 }
 
 /// `struct mem_section`: 16 bytes, the encoded memmap pointer with flags,
-/// and the usage. All-zero is an absent section.
+/// and the usage, both atomic so that `pfn_valid` and friends read them
+/// without the section table's lock (Acquire loads; the writer stores with
+/// Release). All-zero is an absent section.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub struct MemSection {
-    section_mem_map: u64,
-    usage: Option<&'static mut MemSectionUsage>,
+    section_mem_map: AtomicU64,
+    usage: RcuPtr<MemSectionUsage>,
 }
 
 const _: () = assert!(core::mem::size_of::<MemSection>() == 16);
 
 impl MemSection {
     /// An absent section.
-    pub const EMPTY: MemSection = MemSection { section_mem_map: 0, usage: None };
+    pub const EMPTY: MemSection =
+        MemSection { section_mem_map: AtomicU64::new(0), usage: RcuPtr::null() };
 
     /// The raw `section_mem_map` word.
     pub fn raw(&self) -> u64 {
-        self.section_mem_map
+        self.section_mem_map.load(Ordering::Acquire)
+    }
+
+    fn set_raw(&self, word: u64) {
+        self.section_mem_map.store(word, Ordering::Release);
     }
 
     /// The flag bits.
     pub fn flags(&self) -> u64 {
-        self.section_mem_map & !flags::MAP_MASK
+        self.raw() & !flags::MAP_MASK
     }
 
     /// `present_section`.
     pub fn present(&self) -> bool {
-        self.section_mem_map & flags::PRESENT != 0
+        self.raw() & flags::PRESENT != 0
     }
 
     /// `valid_section`: the memmap may be used.
     pub fn valid(&self) -> bool {
-        self.section_mem_map & flags::HAS_MEM_MAP != 0
+        self.raw() & flags::HAS_MEM_MAP != 0
     }
 
     /// `early_section`.
     pub fn early(&self) -> bool {
-        self.section_mem_map & flags::EARLY != 0
+        self.raw() & flags::EARLY != 0
     }
 
     /// `online_section`.
     pub fn online(&self) -> bool {
-        self.section_mem_map & flags::ONLINE != 0
+        self.raw() & flags::ONLINE != 0
     }
 
     /// `online_device_section`.
     pub fn online_device(&self) -> bool {
         let both = flags::ONLINE | flags::TAINT_ZONE_DEVICE;
-        self.section_mem_map & both == both
+        self.raw() & both == both
     }
 
     /// `__section_mem_map_addr`: the decoded memmap base, the address of
     /// pfn 0's descriptor, so that `base + pfn * 64` is pfn's descriptor.
     pub fn mem_map_addr(&self) -> u64 {
-        self.section_mem_map & flags::MAP_MASK
+        self.raw() & flags::MAP_MASK
     }
 
-    /// The usage, when there is one.
-    pub fn usage(&self) -> Option<&MemSectionUsage> {
-        self.usage.as_deref()
+    /// The usage, when there is one (`READ_ONCE(ms->usage)`), valid while
+    /// `guard` lives.
+    /// Only guards of the table's own scheme reach here: the table's and
+    /// [`Sparse`]'s methods take them from it.
+    pub(crate) fn usage<'g>(&self, guard: &'g RcuGuard<'_>) -> Option<&'g MemSectionUsage> {
+        self.usage.load(guard)
     }
 
     /// The sub-section map; a section without usage has none set.
-    pub fn subsection_map(&self) -> u64 {
-        self.usage().map_or(0, |u| u.subsection_map)
+    pub(crate) fn subsection_map(&self, guard: &RcuGuard<'_>) -> u64 {
+        self.usage(guard).map_or(0, MemSectionUsage::subsection_map)
     }
 
     /// `pfn_section_valid`: the pfn's sub-section bit (false without usage).
-    pub fn pfn_section_valid(&self, pfn: Pfn) -> bool {
-        self.subsection_map() & (1 << subsection_map_index(pfn)) != 0
+    pub(crate) fn pfn_section_valid(&self, guard: &RcuGuard<'_>, pfn: Pfn) -> bool {
+        self.subsection_map(guard) & (1 << subsection_map_index(pfn)) != 0
     }
 
-    fn set_flags(&mut self, bits: u64, on: bool) {
+    fn set_flags(&self, bits: u64, on: bool) {
         if on {
-            self.section_mem_map |= bits;
+            self.section_mem_map.fetch_or(bits, Ordering::Release);
         } else {
-            self.section_mem_map &= !bits;
+            self.section_mem_map.fetch_and(!bits, Ordering::Release);
         }
+    }
+}
+
+/// The section table as lock-free readers see it: the roots (set once,
+/// never freed) and the grace-period scheme that keeps the usages and the
+/// memmap they lead to alive while a reader holds a [`RcuGuard`]. The
+/// writer ([`Sparse`]) changes it under its own lock.
+pub struct SectionTable {
+    roots: [StaticPtr<SectionRoot>; NR_SECTION_ROOTS],
+    rcu: MmRcu,
+}
+
+impl Default for SectionTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SectionTable {
+    pub const fn new() -> Self {
+        Self { roots: [const { StaticPtr::null() }; NR_SECTION_ROOTS], rcu: MmRcu::new() }
+    }
+
+    /// The grace-period scheme.
+    pub fn rcu(&self) -> &MmRcu {
+        &self.rcu
+    }
+
+    /// Enters a read-side section on `cpu` (`rcu_read_lock`).
+    pub fn read_lock(&self, cpu: usize) -> RcuGuard<'_> {
+        self.rcu.read_lock(cpu)
+    }
+
+    /// `__nr_to_section`, bounds-checked on the root index; no lock.
+    pub fn section(&self, nr: u64) -> Option<&'static MemSection> {
+        if nr >= NR_MEM_SECTIONS {
+            return None;
+        }
+        let root = self.roots.get(nr as usize / SECTIONS_PER_ROOT)?.get()?;
+        root.get(nr as usize % SECTIONS_PER_ROOT)
+    }
+
+    /// `pfn_valid` inside a read-side section: the pfn has an initialized
+    /// descriptor, which stays mapped while `guard` lives. The section word
+    /// first (HAS_MEM_MAP is cleared before the usage goes), then the usage
+    /// (`NULL` when freed), then its bit.
+    pub fn pfn_valid_in(&self, guard: &RcuGuard<'_>, pfn: Pfn) -> bool {
+        assert!(guard.is_of(&self.rcu), "a read-side section of another table");
+        if pfn >= MAX_PFN {
+            return false;
+        }
+        match self.section(pfn_to_section_nr(pfn)) {
+            Some(ms) if ms.valid() => ms.early() || ms.pfn_section_valid(guard, pfn),
+            _ => false,
+        }
+    }
+
+    /// Section `nr`'s usage inside a read-side section (`None`: no section,
+    /// or no usage: never allocated, or freed).
+    pub fn usage<'g>(&self, guard: &'g RcuGuard<'_>, nr: u64) -> Option<&'g MemSectionUsage> {
+        assert!(guard.is_of(&self.rcu), "a read-side section of another table");
+        self.section(nr)?.usage(guard)
+    }
+
+    /// `pfn_valid` on `cpu`, in a read-side section of its own.
+    pub fn pfn_valid(&self, cpu: usize, pfn: Pfn) -> bool {
+        self.pfn_valid_in(&self.read_lock(cpu), pfn)
+    }
+
+    /// The first half of `pfn_to_online_page`, inside a read-side section:
+    /// whether `pfn` is online memory with a valid descriptor, and whether
+    /// its section is shared with ZONE_DEVICE (then the caller must still
+    /// check the descriptor's zone).
+    pub fn online_pfn(&self, guard: &RcuGuard<'_>, pfn: Pfn) -> Option<bool> {
+        assert!(guard.is_of(&self.rcu), "a read-side section of another table");
+        if pfn >= MAX_PFN {
+            return None;
+        }
+        let ms = self.section(pfn_to_section_nr(pfn))?;
+        if !ms.online() || !ms.valid() || !ms.pfn_section_valid(guard, pfn) {
+            return None;
+        }
+        Some(ms.online_device())
     }
 }
 
 /// What an absent section reads as.
 static EMPTY_SECTION: MemSection = MemSection::EMPTY;
 
-/// The boot line of a section: `section 7: flags=present|... subsection_map=0x...`.
-pub struct SectionLine<'a>(pub u64, pub &'a MemSection);
-
-impl SectionLine<'_> {
-    /// The line's content, copied: printable after the section table's
-    /// lock is dropped (the kernel formats nothing on the heap under it).
-    pub fn summary(&self) -> SectionSummary {
-        SectionSummary {
-            nr: self.0,
-            flags: self.1.flags(),
-            subsection_map: self.1.subsection_map(),
-        }
-    }
-}
-
-impl fmt::Display for SectionLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.summary().fmt(f)
-    }
-}
-
-/// What a [`SectionLine`] prints, by value.
+/// The boot line of a section, by value (`Sparse::section_line`):
+/// `section 7: flags=present|... subsection_map=0x...`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SectionSummary {
     pub nr: u64,
@@ -432,6 +576,9 @@ pub trait SparseBackend: MemMap {
     fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]>;
     /// One zeroed usage, after boot (`kzalloc`).
     fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage>;
+    /// Ends a grace period of `rcu` from `cpu` (`synchronize_rcu`): every
+    /// reader that might still use what was just unpublished has left.
+    fn synchronize_rcu(&mut self, rcu: &MmRcu, cpu: usize) -> GracePeriod;
     /// Frees a usage from [`SparseBackend::alloc_usage`].
     fn free_usage(&mut self, usage: &'static mut MemSectionUsage);
     /// Maps memmap for `[pfn, pfn + nr_pages)` (within one section),
@@ -470,9 +617,13 @@ pub struct SparseStats {
     pub usage_failed: bool,
 }
 
-/// The section table and its backend.
+/// The section table's writer side and its backend: every change to the
+/// table goes through it, under one lock (the kernel's `SPARSE`), while
+/// readers use the [`SectionTable`] directly.
 pub struct Sparse<B> {
-    roots: [Option<&'static mut SectionRoot>; NR_SECTION_ROOTS],
+    table: &'static SectionTable,
+    /// The CPU the caller runs on (the read-side slot to use).
+    cpu: fn() -> usize,
     /// The machine side.
     pub backend: B,
     stats: SparseStats,
@@ -482,20 +633,26 @@ pub struct Sparse<B> {
 }
 
 impl<B: SparseBackend> Sparse<B> {
-    /// An empty table whose memmap lives at `vmemmap_base` (the virtual
-    /// address of pfn 0's descriptor).
-    pub const fn new(backend: B, vmemmap_base: u64) -> Self {
+    /// An empty table of its own (leaked: tables live for ever) on one
+    /// CPU, whose memmap lives at `vmemmap_base` (the virtual address of
+    /// pfn 0's descriptor).
+    pub fn new(backend: B, vmemmap_base: u64) -> Self {
+        let table = alloc::boxed::Box::leak(alloc::boxed::Box::new(SectionTable::new()));
+        Self::with_table(table, backend, vmemmap_base, || 0)
+    }
+
+    /// The writer of `table`; `cpu` tells which CPU a caller runs on.
+    pub const fn with_table(
+        table: &'static SectionTable,
+        backend: B,
+        vmemmap_base: u64,
+        cpu: fn() -> usize,
+    ) -> Self {
         assert!(
             vmemmap_base & !flags::MAP_MASK == 0,
             "the memmap base must leave the flag bits free"
         );
-        Self {
-            roots: [const { None }; NR_SECTION_ROOTS],
-            backend,
-            stats: SEMPTY,
-            vmemmap_base,
-            boot_usages: (0, 0),
-        }
+        Self { table, cpu, backend, stats: SEMPTY, vmemmap_base, boot_usages: (0, 0) }
     }
 
     /// Counters.
@@ -503,21 +660,58 @@ impl<B: SparseBackend> Sparse<B> {
         self.stats
     }
 
-    /// `__nr_to_section`, bounds-checked on the root index.
-    pub fn section(&self, nr: u64) -> Option<&MemSection> {
-        if nr >= NR_MEM_SECTIONS {
-            return None;
-        }
-        let root = self.roots.get(nr as usize / SECTIONS_PER_ROOT)?.as_deref()?;
-        root.get(nr as usize % SECTIONS_PER_ROOT)
+    /// The table lock-free readers use.
+    pub fn table(&self) -> &'static SectionTable {
+        self.table
     }
 
-    fn section_mut(&mut self, nr: u64) -> Option<&mut MemSection> {
-        if nr >= NR_MEM_SECTIONS {
-            return None;
-        }
-        let root = self.roots.get_mut(nr as usize / SECTIONS_PER_ROOT)?.as_deref_mut()?;
-        root.get_mut(nr as usize % SECTIONS_PER_ROOT)
+    /// A read-side section on the caller's CPU.
+    pub fn guard(&self) -> RcuGuard<'static> {
+        self.table.read_lock((self.cpu)())
+    }
+
+    /// `__nr_to_section`, bounds-checked on the root index.
+    pub fn section(&self, nr: u64) -> Option<&MemSection> {
+        self.table.section(nr)
+    }
+
+    /// Section `nr` for the writer: its words are atomic, so a shared
+    /// reference is enough to change them.
+    fn section_mut(&self, nr: u64) -> Option<&'static MemSection> {
+        self.table.section(nr)
+    }
+
+    /// Section `nr`'s sub-section map (0 without a section or usage).
+    pub fn subsection_map(&self, nr: u64) -> u64 {
+        self.section(nr).map_or(0, |ms| ms.subsection_map(&self.guard()))
+    }
+
+    /// A copy of section `nr`'s usage, when it has one.
+    pub fn usage_snapshot(&self, nr: u64) -> Option<UsageSnapshot> {
+        let g = self.guard();
+        self.section(nr)?.usage(&g).map(MemSectionUsage::snapshot)
+    }
+
+    /// Whether section `nr` has a usage now.
+    pub fn has_usage(&self, nr: u64) -> bool {
+        self.section(nr).is_some_and(|ms| ms.usage.is_some())
+    }
+
+    /// `pfn_section_valid`: the pfn's sub-section bit.
+    pub fn pfn_section_valid(&self, pfn: Pfn) -> bool {
+        self.subsection_map(pfn_to_section_nr(pfn)) & (1 << subsection_map_index(pfn)) != 0
+    }
+
+    /// Whether section `nr`'s usage is one of the boot-time chunk.
+    pub fn has_boot_usage(&self, nr: u64) -> bool {
+        let g = self.guard();
+        self.section(nr).and_then(|ms| ms.usage(&g)).is_some_and(|u| self.is_boot_usage(u))
+    }
+
+    /// Section `nr`'s boot line (an absent section's when it has none).
+    pub fn section_line(&self, nr: u64) -> SectionSummary {
+        let ms = self.section_or_empty(nr);
+        SectionSummary { nr, flags: ms.flags(), subsection_map: ms.subsection_map(&self.guard()) }
     }
 
     /// Section `nr`, or an absent section's view when it has no root.
@@ -532,10 +726,11 @@ impl<B: SparseBackend> Sparse<B> {
 
     /// Present sections in ascending order.
     pub fn present_sections(&self) -> impl Iterator<Item = (u64, &MemSection)> {
-        self.roots
+        self.table
+            .roots
             .iter()
             .enumerate()
-            .filter_map(|(r, root)| root.as_deref().map(|s| (r, s)))
+            .filter_map(|(r, root)| root.get().map(|s| (r, s)))
             .flat_map(|(r, root)| {
                 root.iter()
                     .enumerate()
@@ -550,10 +745,10 @@ impl<B: SparseBackend> Sparse<B> {
         if i >= NR_SECTION_ROOTS {
             return Err(SparseError::Range { pfn: section_nr_to_pfn(nr), nr_pages: 0 });
         }
-        if self.roots[i].is_none() {
+        if self.table.roots[i].get().is_none() {
             let root =
                 self.backend.alloc_root().ok_or(SparseError::NoMem { what: "section root" })?;
-            self.roots[i] = Some(root);
+            assert!(self.table.roots[i].set(root), "one writer");
             self.stats.roots += 1;
         }
         Ok(())
@@ -561,26 +756,14 @@ impl<B: SparseBackend> Sparse<B> {
 
     /// `pfn_valid`: the pfn has an initialized descriptor.
     pub fn pfn_valid(&self, pfn: Pfn) -> bool {
-        if pfn >= MAX_PFN {
-            return false;
-        }
-        match self.pfn_to_section(pfn) {
-            Some(ms) if ms.valid() => ms.early() || ms.pfn_section_valid(pfn),
-            _ => false,
-        }
+        self.table.pfn_valid((self.cpu)(), pfn)
     }
 
     /// `pfn_to_online_page`: the descriptor address of an online System
     /// RAM page, never of ZONE_DEVICE memory.
     pub fn pfn_to_online_page(&self, pfn: Pfn) -> Option<u64> {
-        if pfn >= MAX_PFN {
-            return None;
-        }
-        let ms = self.pfn_to_section(pfn)?;
-        if !ms.online() || !ms.valid() || !ms.pfn_section_valid(pfn) {
-            return None;
-        }
-        if ms.online_device() && self.backend.page(pfn)?.zone() == ZoneType::Device {
+        let device = self.table.online_pfn(&self.guard(), pfn)?;
+        if device && self.backend.page(pfn)?.zone() == ZoneType::Device {
             return None;
         }
         Some(self.pfn_to_page(pfn))
@@ -604,8 +787,8 @@ impl<B: SparseBackend> Sparse<B> {
         let mem_map = self.pfn_to_page(start);
         let coded = mem_map - memmap_offset(start);
         if let Some(ms) = self.section_mut(nr) {
-            ms.section_mem_map &= !flags::MAP_MASK;
-            ms.section_mem_map |= (coded & flags::MAP_MASK) | flags::HAS_MEM_MAP | extra;
+            let word = ms.raw() & !flags::MAP_MASK;
+            ms.set_raw(word | (coded & flags::MAP_MASK) | flags::HAS_MEM_MAP | extra);
         }
     }
 
@@ -654,7 +837,7 @@ impl<B: SparseBackend> Sparse<B> {
             // "usemap allocation failed": no section of the node is usable.
             for &nr in &present {
                 if let Some(ms) = self.section_mut(nr) {
-                    ms.section_mem_map = 0;
+                    ms.set_raw(0);
                 }
             }
             self.stats.lost_sections += present.len() as u64;
@@ -676,14 +859,14 @@ impl<B: SparseBackend> Sparse<B> {
                 // sparse_init_nid: "memmap allocation failed"; the section
                 // is left out (its word cleared: not present, no memmap).
                 if let Some(ms) = self.section_mut(nr) {
-                    ms.section_mem_map = 0;
+                    ms.set_raw(0);
                 }
                 self.stats.lost_sections += 1;
                 continue;
             }
             self.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
             if let Some(ms) = self.section_mut(nr) {
-                ms.usage = Some(usage);
+                assert!(ms.usage.publish(usage), "a boot section has no usage yet");
             }
             self.sparse_init_one_section(nr, flags::EARLY | flags::ONLINE);
             // memmap_init: every descriptor of an early section, holes
@@ -703,9 +886,10 @@ impl<B: SparseBackend> Sparse<B> {
     fn subsection_map_init(&mut self, start: Pfn, end: Pfn) {
         for (pfn, cur) in section_chunks(start, end.saturating_pages_since(start)) {
             let mask = subsection_mask(pfn, cur);
+            let g = self.guard();
             let ms = self.section_mut(pfn_to_section_nr(pfn));
-            if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
-                usage.subsection_map |= mask;
+            if let Some(usage) = ms.and_then(|ms| ms.usage(&g)) {
+                usage.set_subsections(mask);
                 for i in (0..64).filter(|i| mask & (1 << i) != 0) {
                     usage.set_migratetype(i, MigrateType::Movable);
                 }
@@ -764,7 +948,8 @@ impl<B: SparseBackend> Sparse<B> {
         Ok(())
     }
 
-    /// `section_activate`.
+    /// `section_activate`. Readers never see a sub-section before its
+    /// memmap: the memmap is populated first, then the bits are published.
     fn section_activate(
         &mut self,
         pfn: Pfn,
@@ -772,44 +957,50 @@ impl<B: SparseBackend> Sparse<B> {
         altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
+        let ms = self.section_mut(nr).expect("root exists");
         let mut new_usage = false;
-        if self.section(nr).is_some_and(|ms| ms.usage.is_none()) {
+        if !ms.usage.is_some() {
             let usage = self.backend.alloc_usage().ok_or(SparseError::NoMem { what: "usage" })?;
-            self.section_mut(nr).expect("root exists").usage = Some(usage);
+            usage.fill(0);
+            assert!(ms.usage.publish(usage), "one writer");
             self.stats.usage_bytes += USAGE_SIZE;
             new_usage = true;
         }
         let mask = subsection_mask(pfn, nr_pages);
-        let ms = self.section_mut(nr).expect("root exists");
-        let map = ms.subsection_map();
+        let map = ms.subsection_map(&self.guard());
         let err = if mask == 0 {
             Some(SparseError::Inval { pfn, nr_pages })
         } else if map & mask != 0 {
             Some(SparseError::Exist { pfn, nr_pages })
+        } else if !ms.early() && !self.backend.populate_memmap(pfn, nr_pages, altmap, false) {
+            Some(SparseError::NoMem { what: "memmap" })
         } else {
             None
         };
         if let Some(e) = err {
             if new_usage {
-                let usage = ms.usage.take().expect("allocated above");
-                self.backend.free_usage(usage);
-                self.stats.usage_bytes -= USAGE_SIZE;
+                self.free_usage_of(nr);
             }
             return Err(e);
         }
-        let usage = ms.usage.as_deref_mut().expect("usage present");
-        usage.subsection_map |= mask;
-        // An early section's memmap is whole: reuse it.
-        if ms.early() {
-            return Ok(());
+        if !ms.early() {
+            self.stats.memmap_bytes += nr_pages * core::mem::size_of::<Page>() as u64;
         }
-        if !self.backend.populate_memmap(pfn, nr_pages, altmap, false) {
-            // Undo: clear the bits (and free a new usage).
-            self.section_deactivate(pfn, nr_pages, None, false).expect("bits were just set");
-            return Err(SparseError::NoMem { what: "memmap" });
-        }
-        self.stats.memmap_bytes += nr_pages * core::mem::size_of::<Page>() as u64;
+        // An early section's memmap is whole: it is reused.
+        let g = self.guard();
+        ms.usage(&g).expect("usage present").set_subsections(mask);
         Ok(())
+    }
+
+    /// Unpublishes section `nr`'s usage and frees it after a grace period
+    /// (`kfree_rcu(ms->usage)`; `WRITE_ONCE(ms->usage, NULL)`).
+    fn free_usage_of(&mut self, nr: u64) {
+        let ms = self.section_mut(nr).expect("root exists");
+        let Some(retired) = ms.usage.unpublish(self.table.rcu()) else { return };
+        let gp = self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
+        let usage = retired.into_mut(gp).ok().expect("a grace period after the unpublish");
+        self.backend.free_usage(usage);
+        self.stats.usage_bytes -= USAGE_SIZE;
     }
 
     /// `__remove_pages`: deactivates `[pfn, pfn + nr_pages)` section by
@@ -827,53 +1018,57 @@ impl<B: SparseBackend> Sparse<B> {
             return Err(SparseError::NotActive { pfn, nr_pages });
         }
         for (at, cur) in section_chunks(pfn, end - pfn) {
-            self.section_deactivate(at, cur, altmap.as_deref_mut(), true)?;
+            self.section_deactivate(at, cur, altmap.as_deref_mut())?;
         }
         Ok(())
     }
 
-    /// `section_deactivate`. `memmap_populated`: false when undoing a
-    /// populate that failed (the backend's populate is all or nothing).
+    /// `section_deactivate`, in Linux's order: the sub-section bits go
+    /// first, then HAS_MEM_MAP when the section empties, then the usage is
+    /// unpublished; the memmap and the usage are freed only after a grace
+    /// period, when no reader can still be using them.
     fn section_deactivate(
         &mut self,
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
-        memmap_populated: bool,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
         let mask = subsection_mask(pfn, nr_pages);
-        let boot_usage = self
-            .pfn_to_section(pfn)
-            .and_then(MemSection::usage)
-            .is_some_and(|u| self.is_boot_usage(u));
+        let boot_usage = self.has_boot_usage(nr);
         let ms = self.section_mut(nr).ok_or(SparseError::NotActive { pfn, nr_pages })?;
         let early = ms.early();
-        let Some(usage) = ms.usage.as_deref_mut() else {
-            return Err(SparseError::NotActive { pfn, nr_pages });
+        let left = {
+            let g = self.guard();
+            let Some(usage) = ms.usage(&g) else {
+                return Err(SparseError::NotActive { pfn, nr_pages });
+            };
+            if mask == 0 || usage.subsection_map() & mask != mask {
+                return Err(SparseError::NotActive { pfn, nr_pages });
+            }
+            usage.clear_subsections(mask)
         };
-        if mask == 0 || usage.subsection_map & mask != mask {
-            return Err(SparseError::NotActive { pfn, nr_pages });
-        }
-        usage.subsection_map &= !mask;
-        let empty = usage.subsection_map == 0;
+        let empty = left == 0;
         if empty {
-            // Readers must stop using memmap and usage before the usage
-            // goes: clear HAS_MEM_MAP first.
+            // Readers must stop using memmap and usage before they go.
             ms.set_flags(flags::HAS_MEM_MAP, false);
-            // A boot-time usage is never freed; it is reused when the
-            // section is added again.
-            if !boot_usage {
-                let usage = ms.usage.take().expect("checked above");
+        }
+        // A boot-time usage is never freed; it is reused when the section
+        // is added again.
+        let retired =
+            if empty && !boot_usage { ms.usage.unpublish(self.table.rcu()) } else { None };
+        let frees_memmap = !early || empty;
+        if retired.is_some() || frees_memmap {
+            let gp = self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
+            if let Some(retired) = retired {
+                let usage = retired.into_mut(gp).ok().expect("a grace period after the unpublish");
                 self.backend.free_usage(usage);
                 self.stats.usage_bytes -= USAGE_SIZE;
             }
         }
         if !early {
-            if memmap_populated {
-                self.backend.depopulate_memmap(pfn, nr_pages, altmap);
-                self.stats.memmap_bytes -= nr_pages * core::mem::size_of::<Page>() as u64;
-            }
+            self.backend.depopulate_memmap(pfn, nr_pages, altmap);
+            self.stats.memmap_bytes -= nr_pages * core::mem::size_of::<Page>() as u64;
         } else if empty {
             // The whole boot memmap goes at once, never a part of it.
             let start = section_nr_to_pfn(nr);
@@ -882,7 +1077,7 @@ impl<B: SparseBackend> Sparse<B> {
         }
         if empty {
             // A fully deactivated section's word goes back to 0.
-            self.section_mut(nr).expect("exists").section_mem_map = 0;
+            ms.set_raw(0);
         }
         Ok(())
     }
@@ -892,7 +1087,7 @@ impl<B: SparseBackend> Sparse<B> {
     pub fn active_subsections(&self, pfn: Pfn, nr_pages: u64) -> (bool, bool) {
         section_chunks(pfn, nr_pages).fold((false, true), |(any, all), (at, cur)| {
             let mask = subsection_mask(at, cur);
-            let map = self.pfn_to_section(at).map_or(0, MemSection::subsection_map);
+            let map = self.subsection_map(pfn_to_section_nr(at));
             (any || map & mask != 0, all && map & mask == mask)
         })
     }
@@ -911,8 +1106,9 @@ impl<B: SparseBackend> Sparse<B> {
     /// nr_pages)` touches, in sections that have a usage.
     pub fn set_pageblock_migratetype(&mut self, pfn: Pfn, nr_pages: u64, mt: MigrateType) {
         for (at, cur) in section_chunks(pfn, nr_pages) {
+            let g = self.guard();
             let ms = self.section_mut(pfn_to_section_nr(at));
-            if let Some(usage) = ms.and_then(|ms| ms.usage.as_deref_mut()) {
+            if let Some(usage) = ms.and_then(|ms| ms.usage(&g)) {
                 let (first, last) = (pageblock_index(at), pageblock_index(at + cur - 1));
                 for i in first..=last {
                     usage.set_migratetype(i, mt);
@@ -923,7 +1119,8 @@ impl<B: SparseBackend> Sparse<B> {
 
     /// `get_pageblock_migratetype` of `pfn` (`None` without a usage).
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> Option<MigrateType> {
-        let usage = self.pfn_to_section(pfn)?.usage()?;
+        let g = self.guard();
+        let usage = self.pfn_to_section(pfn)?.usage(&g)?;
         Some(usage.migratetype(pageblock_index(pfn)))
     }
 

@@ -59,6 +59,12 @@ pub enum Opt {
     /// `cpu_init_udelay=N`: hold INIT N µs before the start-up IPIs
     /// (Linux's option; the default depends on the processor).
     CpuInitUdelay(u64),
+    /// `hotplug_stress=N`: after boot, N hotplug operations on one CPU
+    /// while every other CPU reads the memory model (N >= 1).
+    HotplugStress(u64),
+    /// `hotplug_stress_nogp`: test only: the stress's grace periods end
+    /// without waiting for readers, to show that a use after free is seen.
+    HotplugStressNoGp,
 }
 
 impl Opt {
@@ -284,7 +290,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp, cpu_init_udelay=N";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp, cpu_init_udelay=N, hotplug_stress=N, hotplug_stress_nogp";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -325,6 +331,14 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
         "zoneinfo" => flag(Opt::ZoneInfo),
         "nox2apic" => flag(Opt::NoX2Apic),
         "nosmp" => flag(Opt::NoSmp),
+        "hotplug_stress_nogp" => flag(Opt::HotplugStressNoGp),
+        "hotplug_stress" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            match c_number(v) {
+                Some(n) if (1..=100_000_000).contains(&n) => Ok(Opt::HotplugStress(n)),
+                _ => Err(OptionError::BadValue { word, expected: "operations 1..100000000" }),
+            }
+        }
         "cpu_init_udelay" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match c_number(v) {
@@ -431,6 +445,10 @@ pub struct Options {
     pub nosmp: bool,
     /// `cpu_init_udelay=N`, µs.
     pub cpu_init_udelay: Option<u64>,
+    /// `hotplug_stress=N`.
+    pub hotplug_stress: Option<u64>,
+    /// `hotplug_stress_nogp` (test only).
+    pub hotplug_stress_nogp: bool,
 }
 
 impl Default for Options {
@@ -449,6 +467,8 @@ impl Default for Options {
             nox2apic: false,
             nosmp: false,
             cpu_init_udelay: None,
+            hotplug_stress: None,
+            hotplug_stress_nogp: false,
         }
     }
 }
@@ -470,6 +490,8 @@ impl Options {
             Opt::AcpiApicInstance(n) => self.acpi_apic_instance = Some(n),
             Opt::NoX2Apic => self.nox2apic = true,
             Opt::NoSmp => self.nosmp = true,
+            Opt::HotplugStress(n) => self.hotplug_stress = Some(n),
+            Opt::HotplugStressNoGp => self.hotplug_stress_nogp = true,
             Opt::CpuInitUdelay(n) => self.cpu_init_udelay = Some(n),
             Opt::Console(c) => {
                 if !self.console.chosen {

@@ -110,14 +110,22 @@ impl<const N: usize> Rcu<N> {
     /// When `cpu >= N`, or sections nest 65535 deep.
     pub fn read_lock(&self, cpu: usize) -> ReadGuard<'_, N> {
         let slot = &self.slots[cpu].0;
-        let v = slot.load(Ordering::Relaxed);
-        let new = if v & NEST_MASK == 0 {
-            self.epoch.load(Ordering::SeqCst) << NEST_BITS | 1
-        } else {
-            assert!(v & NEST_MASK != NEST_MASK, "read-side sections nested too deep");
-            v + 1
-        };
-        slot.store(new, Ordering::Relaxed);
+        // Compare-and-swap rather than a plain store, so that the slot
+        // stays right even if two threads share it (host tests); on one
+        // CPU only nested interrupts could interleave, and they restore it.
+        let mut v = slot.load(Ordering::Relaxed);
+        loop {
+            let new = if v & NEST_MASK == 0 {
+                self.epoch.load(Ordering::SeqCst) << NEST_BITS | 1
+            } else {
+                assert!(v & NEST_MASK != NEST_MASK, "read-side sections nested too deep");
+                v + 1
+            };
+            match slot.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
         fence(Ordering::SeqCst);
         ReadGuard { rcu: self, cpu, _not_send: PhantomData }
     }
@@ -189,14 +197,19 @@ impl<const N: usize> ReadGuard<'_, N> {
     pub fn cpu(&self) -> usize {
         self.cpu
     }
+
+    /// Whether this is a section of `rcu` (a guard of another scheme
+    /// protects nothing here).
+    pub fn is_of(&self, rcu: &Rcu<N>) -> bool {
+        core::ptr::eq(self.rcu, rcu)
+    }
 }
 
 impl<const N: usize> Drop for ReadGuard<'_, N> {
     fn drop(&mut self) {
-        let slot = &self.rcu.slots[self.cpu].0;
-        let v = slot.load(Ordering::Relaxed);
-        // The section's reads happen before the slot says it is over.
-        slot.store(if v & NEST_MASK == 1 { 0 } else { v - 1 }, Ordering::Release);
+        // The section's reads happen before the slot says it is over; the
+        // epoch bits may stay behind once the count is 0.
+        self.rcu.slots[self.cpu].0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -238,7 +251,9 @@ impl<T: 'static> RcuPtr<T> {
         !self.ptr.load(Ordering::Acquire).is_null()
     }
 
-    /// Follows the pointer inside a read-side section (`rcu_dereference`).
+    /// Follows the pointer inside a read-side section (`rcu_dereference`)
+    /// of the scheme whose grace periods free it: the caller checks that
+    /// with [`ReadGuard::is_of`].
     pub fn load<'g, const N: usize>(&self, _guard: &'g ReadGuard<'_, N>) -> Option<&'g T> {
         let p = self.ptr.load(Ordering::Acquire);
         // SAFETY: a non-null pointer here was published by `publish` from a
@@ -288,6 +303,40 @@ impl<T: 'static> Retired<T> {
         // for every read-side section that could have loaded it. No other
         // reference is left.
         Ok(unsafe { p.as_mut() })
+    }
+}
+
+/// A pointer set once to a `&'static T` and never cleared: what a
+/// lock-free reader may follow without a guard (the section table's roots,
+/// which are never freed).
+pub struct StaticPtr<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T: 'static> StaticPtr<T> {
+    pub const fn null() -> Self {
+        Self { ptr: AtomicPtr::new(core::ptr::null_mut()) }
+    }
+
+    /// The value, once set.
+    pub fn get(&self) -> Option<&'static T> {
+        // SAFETY: a non-null pointer was stored by `set` from a
+        // `&'static T` and is never changed again.
+        unsafe { self.ptr.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// Sets it (everything written to `value` before is visible to a
+    /// reader that sees it); false, changing nothing, when already set.
+    pub fn set(&self, value: &'static T) -> bool {
+        let p = core::ptr::from_ref(value).cast_mut();
+        let null = core::ptr::null_mut();
+        self.ptr.compare_exchange(null, p, Ordering::Release, Ordering::Relaxed).is_ok()
+    }
+}
+
+impl<T: 'static> Default for StaticPtr<T> {
+    fn default() -> Self {
+        Self::null()
     }
 }
 

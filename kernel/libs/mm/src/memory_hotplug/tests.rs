@@ -10,7 +10,7 @@ use crate::iomem::IoMem;
 use crate::memblock::RegionList;
 use crate::page::{MemMap, Page};
 use crate::sparse::tests::{TestBackend, booted};
-use crate::sparse::{MemSectionUsage, Sparse, SparseBackend, flags};
+use crate::sparse::{Sparse, SparseBackend, UsageSnapshot, flags};
 use crate::zone::ZoneSpan;
 use rng::Rng;
 
@@ -236,7 +236,7 @@ impl Fake {
 
     fn section(&self, nr: u64) -> (u64, u64) {
         let ms = self.sparse.section_or_empty(nr);
-        (ms.flags(), ms.subsection_map())
+        (ms.flags(), ms.subsection_map(&self.sparse.guard()))
     }
 
     /// Bytes of `[start, end)` in "System RAM" resources.
@@ -251,7 +251,7 @@ impl Fake {
 struct Snapshot {
     blocks: MemoryBlocks,
     zones: NodeZones,
-    sections: Vec<(u64, u64, Option<MemSectionUsage>)>,
+    sections: Vec<(u64, u64, Option<UsageSnapshot>)>,
     buddy: BuddyAllocator,
     memory: RegionList,
     iomem: IoMem,
@@ -262,7 +262,7 @@ fn snapshot(f: &Fake, blocks: &MemoryBlocks) -> Snapshot {
     let sections = (0..40)
         .map(|nr| {
             let ms = f.sparse.section_or_empty(nr);
-            (ms.raw(), ms.subsection_map(), ms.usage().cloned())
+            (ms.raw(), f.sparse.subsection_map(nr), f.sparse.usage_snapshot(nr))
         })
         .collect();
     Snapshot {

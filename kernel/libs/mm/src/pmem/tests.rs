@@ -290,7 +290,7 @@ fn snapshot(p: &Pmem, b: &Fake) -> Snapshot {
         .into_iter()
         .map(|nr| {
             let ms = s.section_or_empty(nr);
-            (nr, ms.raw(), ms.subsection_map(), ms.usage().is_some())
+            (nr, ms.raw(), ms.subsection_map(&s.guard()), ms.usage(&s.guard()).is_some())
         })
         .collect();
     sections.push((u64::MAX, s.stats().memmap_bytes, s.stats().usage_bytes, false));
@@ -561,7 +561,7 @@ fn fsdax_on_whole_sections_puts_the_memmap_on_the_device() {
     // Whole sections of their own: fully deactivated, words back to 0.
     assert_eq!(b.sparse.section_or_empty(8).raw(), 0);
     p.add(&mut b, BIG, &mut quiet).unwrap();
-    assert_eq!(b.sparse.section_or_empty(9).subsection_map(), u64::MAX);
+    assert_eq!(b.sparse.subsection_map(9), u64::MAX);
 }
 
 #[test]
@@ -795,10 +795,8 @@ fn add_steps(r: &Region) -> u64 {
 #[test]
 fn random_operations_match_a_naive_model_and_never_lose_data() {
     let (mut p, mut b) = booted_machine();
-    let boot_maps: BTreeMap<u64, u64> = sections_of_interest()
-        .into_iter()
-        .map(|nr| (nr, b.sparse.section_or_empty(nr).subsection_map()))
-        .collect();
+    let boot_maps: BTreeMap<u64, u64> =
+        sections_of_interest().into_iter().map(|nr| (nr, b.sparse.subsection_map(nr))).collect();
     let mut m = Model {
         regions: p.regions().to_vec(),
         media: Media::default(),
@@ -996,7 +994,7 @@ fn check_invariants(p: &Pmem, b: &Fake, m: &Model, boot_maps: &BTreeMap<u64, u64
         }
     }
     for (nr, want) in want {
-        let map = b.sparse.section_or_empty(nr).subsection_map();
+        let map = b.sparse.subsection_map(nr);
         assert_eq!(map, want, "step {step}: section {nr}: sub-section bits");
     }
     assert_eq!(b.mapped, mapped, "step {step}: the kernel maps exactly the added ranges");

@@ -23,6 +23,7 @@ pub(crate) struct TestBackend {
     pub usages_freed: u64,
     pub usages_allocated: u64,
     pub early_populates: u64,
+    pub grace_periods: u64,
 }
 
 impl TestBackend {
@@ -61,7 +62,7 @@ impl SparseBackend for TestBackend {
         if self.fail_early_usages {
             return None;
         }
-        Some(Box::leak(vec![MemSectionUsage::default(); n].into_boxed_slice()))
+        Some(Box::leak((0..n).map(|_| MemSectionUsage::default()).collect()))
     }
 
     fn alloc_usage(&mut self) -> Option<&'static mut MemSectionUsage> {
@@ -70,6 +71,11 @@ impl SparseBackend for TestBackend {
         }
         self.usages_allocated += 1;
         Some(Box::leak(Box::default()))
+    }
+
+    fn synchronize_rcu(&mut self, rcu: &MmRcu, cpu: usize) -> rcu::GracePeriod {
+        self.grace_periods += 1;
+        rcu.synchronize(cpu, |_| false).expect("no reader is left inside in these tests")
     }
 
     fn free_usage(&mut self, _usage: &'static mut MemSectionUsage) {
@@ -153,7 +159,7 @@ pub(crate) fn booted(ram: &[(Pfn, Pfn)]) -> Box<Sparse<TestBackend>> {
 /// populated memmap, counters.
 fn snapshot(s: &Sparse<TestBackend>) -> Vec<(u64, u64, u64, u64)> {
     let mut v: Vec<_> = (0..64)
-        .filter_map(|nr| s.section(nr).map(|ms| (nr, ms.raw(), ms.subsection_map(), 0)))
+        .filter_map(|nr| s.section(nr).map(|ms| (nr, ms.raw(), ms.subsection_map(&s.guard()), 0)))
         .collect();
     for e in &mut v {
         e.3 = s.backend.populated(e.0);
@@ -181,14 +187,14 @@ fn boot_marks_touched_sections_early_with_their_sub_sections() {
         let want = flags::PRESENT | flags::HAS_MEM_MAP | flags::ONLINE | flags::EARLY;
         assert_eq!(ms.flags(), want, "section {nr}");
         let map = if nr == 7 { 0xffff_0000_0000_ffff } else { u64::MAX };
-        assert_eq!(ms.subsection_map(), map, "section {nr}");
+        assert_eq!(ms.subsection_map(&s.guard()), map, "section {nr}");
         assert_eq!(s.backend.populated(nr), u64::MAX, "whole memmap of early section {nr}");
         // The encoded memmap decodes to each pfn's own descriptor.
         let p = section_nr_to_pfn(nr) + 12345;
         assert_eq!(ms.mem_map_addr() + memmap_offset(p), s.pfn_to_page(p));
     }
     assert_eq!(
-        SectionLine(7, s.section(7).unwrap()).to_string(),
+        s.section_line(7).to_string(),
         "section 7: flags=present|has_mem_map|online|early subsection_map=0xffff00000000ffff"
     );
     let st = s.stats();
@@ -208,7 +214,7 @@ fn boot_descriptors_carry_zone_and_holes_are_reserved() {
         assert!(p.is_reserved() && p.has(crate::page::pg::INITIALIZED), "{a:#x}");
         assert_eq!((p.refcount, p.nid()), (1, 0));
     }
-    let u = s.section(7).unwrap().usage().unwrap();
+    let u = s.usage_snapshot(7).unwrap();
     assert_eq!(u.migratetype(0), MigrateType::Movable);
     assert_eq!(u.migratetype(16), MigrateType::Unmovable); // the PMEM hole
 }
@@ -241,7 +247,7 @@ fn ram_beyond_max_physmem_bits_gets_no_section() {
     let s = booted(&[(pfn(0x10_0000), pfn(0x800_0000)), (top - 2 * SUB, top + 4 * SUB)]);
     let present: Vec<u64> = s.present_sections().map(|(nr, _)| nr).collect();
     assert_eq!(present, [0, NR_MEM_SECTIONS - 1]);
-    assert_eq!(s.section(NR_MEM_SECTIONS - 1).unwrap().subsection_map(), 0b11 << 62);
+    assert_eq!(s.subsection_map(NR_MEM_SECTIONS - 1), 0b11 << 62);
     assert_eq!(s.stats().beyond_max_pages, 4 * SUB);
     assert_eq!(s.stats().roots, 2);
 }
@@ -253,7 +259,7 @@ fn hot_add_into_an_early_hole_reuses_the_boot_memmap() {
     let p = pfn(0x3a00_0000);
     s.add_pages(0, p, 16 * SUB, SUB, None).unwrap();
     let ms = s.section(7).unwrap();
-    assert_eq!(ms.subsection_map(), 0xffff_0000_ffff_ffff);
+    assert_eq!(ms.subsection_map(&s.guard()), 0xffff_0000_ffff_ffff);
     assert!(ms.early());
     assert_eq!(s.stats(), before, "no new usage or memmap");
     assert_eq!(
@@ -261,7 +267,7 @@ fn hot_add_into_an_early_hole_reuses_the_boot_memmap() {
         Err(SparseError::Exist { pfn: p + SUB, nr_pages: SUB })
     );
     s.remove_pages(p, 16 * SUB, None).unwrap();
-    assert_eq!(s.section(7).unwrap().subsection_map(), 0xffff_0000_0000_ffff);
+    assert_eq!(s.subsection_map(7), 0xffff_0000_0000_ffff);
     assert_eq!(s.backend.populated(7), u64::MAX, "an early memmap is never partly freed");
     s.add_pages(0, p, 16 * SUB, SUB, None).unwrap();
 }
@@ -298,7 +304,7 @@ fn hot_add_into_a_new_section_populates_exactly_the_range() {
     s.add_pages(0, base, 3 * SUB, SUB, None).unwrap();
     let ms = s.section(32).unwrap();
     assert_eq!(ms.flags(), flags::PRESENT | flags::HAS_MEM_MAP);
-    assert_eq!(ms.subsection_map(), 0b111 << 10);
+    assert_eq!(ms.subsection_map(&s.guard()), 0b111 << 10);
     // Realigned to the section start: base + pfn is pfn's descriptor.
     assert_eq!(ms.mem_map_addr() + memmap_offset(base), s.pfn_to_page(base));
     assert_eq!(s.backend.populated(32), 0b111 << 10);
@@ -322,7 +328,7 @@ fn device_pages_are_never_online_pages() {
     assert_eq!(s.pfn_to_online_page(p), None);
     assert!(s.pfn_to_online_page(p - 1).is_some(), "RAM next to it stays online");
     assert_eq!(s.page(p).unwrap().pgmap, 7);
-    assert!(SectionLine(7, s.section(7).unwrap()).to_string().contains("early|zone_device "));
+    assert!(s.section_line(7).to_string().contains("early|zone_device "));
 }
 
 #[test]
@@ -332,7 +338,7 @@ fn full_removal_resets_the_word_frees_hot_usage_and_keeps_boot_usage() {
     s.add_pages(0, base, 4 * SUB, SUB, None).unwrap();
     s.remove_pages(base, 4 * SUB, None).unwrap();
     let ms = s.section(32).unwrap();
-    assert_eq!((ms.raw(), ms.usage().is_none()), (0, true));
+    assert_eq!((ms.raw(), ms.usage(&s.guard()).is_none()), (0, true));
     assert_eq!((s.backend.usages_allocated, s.backend.usages_freed), (1, 1));
     assert_eq!(s.backend.populated(32), 0);
     assert!(!s.pfn_valid(base));
@@ -342,7 +348,7 @@ fn full_removal_resets_the_word_frees_hot_usage_and_keeps_boot_usage() {
     s.remove_pages(p8, PAGES_PER_SECTION, None).unwrap();
     let ms = s.section(8).unwrap();
     assert_eq!(ms.raw(), 0);
-    assert!(ms.usage().is_some());
+    assert!(ms.usage(&s.guard()).is_some());
     assert_eq!(s.backend.populated(8), 0);
     assert_eq!(s.backend.usages_freed, 1);
     // Re-added, it is an ordinary section that reuses the boot usage, and
@@ -372,7 +378,7 @@ fn failed_hot_add_leaves_exactly_the_state_before() {
     assert_eq!(snapshot(&s), snap);
     s.backend.fail_usage = false;
     s.add_pages(0, base, nr, SUB, None).unwrap();
-    assert_eq!(s.section(33).unwrap().subsection_map(), u64::MAX);
+    assert_eq!(s.subsection_map(33), u64::MAX);
     s.remove_pages(base, nr, None).unwrap();
     // Roots stay; everything else is back.
     assert_eq!(snapshot(&s)[..snap.len() - 1], snap[..snap.len() - 1]);
@@ -407,7 +413,7 @@ fn altmap_must_start_the_range_and_fit() {
     let mut a = Altmap { base_pfn: base, reserve: 2, free: 512, alloc: 7 };
     s.add_pages(0, base, PAGES_PER_SECTION, SUB, Some(&mut a)).unwrap();
     assert_eq!(a.alloc, 512, "a whole section's memmap (2 MiB) came from the altmap");
-    assert_eq!(s.section(32).unwrap().subsection_map(), u64::MAX);
+    assert_eq!(s.subsection_map(32), u64::MAX);
     s.remove_pages(base, PAGES_PER_SECTION, Some(&mut a)).unwrap();
     assert_eq!(snapshot(&s), snap);
 }
@@ -451,7 +457,11 @@ impl Walk {
         let s = booted(&ram);
         let first = section_nr_to_pfn(WALK_SECTIONS.start);
         let active = (0..WALK_SUBS)
-            .map(|i| s.pfn_to_section(first + i * SUB).unwrap().pfn_section_valid(first + i * SUB))
+            .map(|i| {
+                s.pfn_to_section(first + i * SUB)
+                    .unwrap()
+                    .pfn_section_valid(&s.guard(), first + i * SUB)
+            })
             .collect();
         Walk { s, active, adds: 0, removes: 0, emptied: [0; 4] }
     }
@@ -492,10 +502,10 @@ impl Walk {
         for (nr, probe) in WALK_SECTIONS.zip(st.probes) {
             let k = nr - WALK_SECTIONS.start;
             let ms = s.section(nr).unwrap();
-            self.emptied[k as usize] += u64::from(ms.subsection_map() == 0);
+            self.emptied[k as usize] += u64::from(ms.subsection_map(&s.guard()) == 0);
             let want: u64 =
                 (0..64).filter(|&i| active[(k * 64 + i) as usize]).fold(0, |m, i| m | 1 << i);
-            assert_eq!(ms.subsection_map(), want, "step {step} section {nr}");
+            assert_eq!(ms.subsection_map(&s.guard()), want, "step {step} section {nr}");
             assert_eq!(ms.valid(), want != 0, "step {step} section {nr}");
             assert_eq!(ms.present(), want != 0, "step {step} section {nr}");
             if ms.early() {
@@ -512,15 +522,18 @@ impl Walk {
         // active, and every hot usage allocated and not freed is one of
         // those (none leaked, none freed while in use, no boot usage freed).
         for nr in 6..8 {
-            let u = s.section(nr).unwrap().usage();
-            assert!(u.is_some_and(|u| s.is_boot_usage(u)), "step {step}: section {nr}");
+            assert!(s.has_boot_usage(nr), "step {step}: section {nr}");
         }
         let mut live = 0;
         for nr in 8..10 {
             let ms = s.section(nr).unwrap();
-            assert_eq!(ms.usage().is_some(), ms.subsection_map() != 0, "step {step}: {nr}");
-            assert!(!ms.usage().is_some_and(|u| s.is_boot_usage(u)), "step {step}: {nr}");
-            live += u64::from(ms.usage().is_some());
+            assert_eq!(
+                ms.usage(&s.guard()).is_some(),
+                ms.subsection_map(&s.guard()) != 0,
+                "step {step}: {nr}"
+            );
+            assert!(!s.has_boot_usage(nr), "step {step}: {nr}");
+            live += u64::from(ms.usage(&s.guard()).is_some());
         }
         let hot = s.backend.usages_allocated.checked_sub(s.backend.usages_freed);
         assert_eq!(hot, Some(live), "step {step}: hot usages allocated and not freed");
@@ -588,11 +601,11 @@ fn failed_boot_allocations_leave_sections_out_and_the_rest_whole() {
         for nr in [0, 1, 2, 3, 300] {
             let ms = s.section_or_empty(nr);
             if lost.contains(&nr) {
-                assert_eq!(ms.section_mem_map, 0, "section {nr} left out");
+                assert_eq!(ms.raw(), 0, "section {nr} left out");
                 assert!(!s.pfn_valid(section_nr_to_pfn(nr)));
             } else {
                 assert!(ms.present() && ms.valid() && ms.early(), "section {nr}");
-                assert_eq!(ms.subsection_map(), u64::MAX);
+                assert_eq!(ms.subsection_map(&s.guard()), u64::MAX);
                 assert!(s.pfn_valid(section_nr_to_pfn(nr) + 5));
             }
         }
