@@ -139,6 +139,9 @@ pub fn init(boot_info: &'static mut BootInfo) {
         crate::mm::zone::print();
     }
     boot::set_init_done(time::uptime_us());
+    if let Some(n) = opts.hotplug_stress {
+        crate::stress::run_and_print(n, opts.hotplug_stress_nogp);
+    }
 }
 
 /// Defines the entry point of an in-kernel test binary that uses the

@@ -25,6 +25,7 @@ pub mod mm;
 pub mod panic;
 pub mod shell;
 pub mod smp;
+pub mod stress;
 pub mod testing;
 
 pub use boot::BOOTLOADER_CONFIG;

@@ -224,6 +224,9 @@ fn run_command(cmd: Command) {
             }
         }
         Command::Bench => bench(),
+        Command::Stress { ops } => {
+            crate::stress::run_and_print(ops, false);
+        }
         Command::Reboot => {
             println!("reboot: Restarting system");
             keyboard::reset_cpu();

@@ -331,6 +331,16 @@ pub const BINARIES: &[Binary] = &[
             Boots::HostileMadt { only: "bios-smp" },
         ],
     },
+    // Hotplug on one CPU while the others read: multi-CPU profiles only.
+    Binary {
+        name: "hotplug_stress",
+        boots: &[Boots::One(Run {
+            variant: "",
+            shape: shape("2G", "memmap=64M!0x3e000000 mem=1G"),
+            only: Some(MULTI_CPU),
+            expect: &[],
+        })],
+    },
     // A panic on CPU 1 and a stack overflow on CPU 1 need a CPU 1: the
     // multi-CPU profiles only.
     Binary {
@@ -542,7 +552,7 @@ mod tests {
     use super::*;
 
     /// Binaries that boot only where there is more than one CPU.
-    const MULTI_CPU_ONLY: &[&str] = &["smp_panic", "smp_stack_overflow"];
+    const MULTI_CPU_ONLY: &[&str] = &["smp_panic", "smp_stack_overflow", "hotplug_stress"];
     use crate::profile;
 
     fn test_files() -> Vec<String> {

@@ -23,7 +23,7 @@ fn layer(file: &str) -> Option<(usize, &'static str)> {
         "acpi.rs" => (3, "acpi"),
         f if f.starts_with("drivers/") => (4, "drivers"),
         "smp.rs" => (4, "smp"),
-        "shell.rs" | "testing.rs" => (5, "shell and tests"),
+        "shell.rs" | "testing.rs" | "stress.rs" => (5, "shell and tests"),
         "init.rs" | "panic.rs" => (6, "init"),
         _ => return None,
     };

@@ -348,6 +348,16 @@ impl KernelBackend {
         self.zero_page(phys)
     }
 
+    /// Fills freed memmap memory at `phys` with the poison, so that a reader
+    /// that still used it would read poison rather than plausible values.
+    fn poison(&self, phys: u64, size: u64) {
+        let ptr = (self.phys_offset + phys) as *mut u8;
+        // SAFETY: the memmap memory was just unmapped from the vmemmap
+        // (after a grace period) and is being freed by its only owner; the
+        // bootloader maps all RAM at `phys_offset`.
+        unsafe { ptr.write_bytes(USAGE_POISON as u8, size as usize) };
+    }
+
     /// Cuts a new page into usage-map slots; false when there is no page.
     fn grow_usage_pool(&mut self) -> bool {
         let Some(page) = self.alloc_bookkeeping_page() else { return false };
@@ -418,7 +428,10 @@ impl KernelBackend {
                 Some(a) if (a.base_pfn..a.base_pfn + a.reserve + a.free).contains(&pfn) => {
                     a.alloc = a.alloc.saturating_sub(1);
                 }
-                _ => self.free_block(phys, 0, Source::Buddy),
+                _ => {
+                    self.poison(phys, PAGE_SIZE);
+                    self.free_block(phys, 0, Source::Buddy);
+                }
             }
         }
     }
@@ -592,7 +605,10 @@ impl SparseBackend for KernelBackend {
                 match (source, altmap) {
                     (Source::Altmap, Some(a)) => a.alloc = a.alloc.saturating_sub(512),
                     (Source::Altmap, None) => {}
-                    (source, _) => self.free_block(phys, 9, source),
+                    (source, _) => {
+                        self.poison(phys, SECTION_MEMMAP);
+                        self.free_block(phys, 9, source);
+                    }
                 }
             }
             Some(_) => {}

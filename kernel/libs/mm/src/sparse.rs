@@ -291,8 +291,9 @@ const _: () = assert!(core::mem::size_of::<MemSection>() == 16);
 
 impl MemSection {
     /// An absent section.
-    pub const EMPTY: MemSection =
-        MemSection { section_mem_map: AtomicU64::new(0), usage: RcuPtr::null() };
+    pub const fn empty() -> MemSection {
+        MemSection { section_mem_map: AtomicU64::new(0), usage: RcuPtr::null() }
+    }
 
     /// The raw `section_mem_map` word.
     pub fn raw(&self) -> u64 {
@@ -451,7 +452,7 @@ impl SectionTable {
 }
 
 /// What an absent section reads as.
-static EMPTY_SECTION: MemSection = MemSection::EMPTY;
+static EMPTY_SECTION: MemSection = MemSection::empty();
 
 /// The boot line of a section, by value (`Sparse::section_line`):
 /// `section 7: flags=present|... subsection_map=0x...`.

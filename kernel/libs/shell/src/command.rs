@@ -83,6 +83,8 @@ pub enum Command {
     },
     /// `bench`: the built-in benchmarks.
     Bench,
+    /// `stress N`: N hotplug operations on this CPU while the others read.
+    Stress { ops: u64 },
     /// `reboot`: reset the machine.
     Reboot,
     /// `poweroff`: power the machine off.
@@ -293,6 +295,11 @@ pub const COMMANDS: &[CommandInfo] = &[
          take an offline block out of the memory model",
     ),
     info("bench", "bench", "run the built-in benchmarks"),
+    info(
+        "stress",
+        "stress N",
+        "N hotplug operations here while the other CPUs read the memory model",
+    ),
     info("reboot", "reboot", "reset the machine"),
     info("poweroff", "poweroff", "power the machine off"),
 ];
@@ -405,6 +412,19 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
             Command::MemoryState {
                 action,
                 block: block(command, only_arg(command, "BLOCK", rest)?)?,
+            }
+        }
+        ("stress", rest) => {
+            let arg = only_arg(command, "N", rest)?;
+            match memparse(arg) {
+                Some(ops @ 1..=100_000_000) => Command::Stress { ops },
+                _ => {
+                    return Err(BadArgument {
+                        command,
+                        arg,
+                        expected: "N: operations 1..100000000",
+                    });
+                }
             }
         }
         ("memory", [arg, ..]) => {
@@ -599,6 +619,7 @@ mod tests {
             ("memory offline 32", MemoryState { action: BlockAction::Offline, block: 32 }),
             ("memory remove memory7", MemoryState { action: BlockAction::Remove, block: 7 }),
             ("bench", Bench),
+            ("stress 20000", Stress { ops: 20000 }),
             ("reboot", Reboot),
             ("\tpoweroff\t", Poweroff),
         ];

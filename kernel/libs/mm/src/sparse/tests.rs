@@ -55,7 +55,7 @@ impl SparseBackend for TestBackend {
                 return None;
             }
         }
-        Some(Box::leak(Box::new([const { MemSection::EMPTY }; SECTIONS_PER_ROOT])))
+        Some(Box::leak(Box::new([const { MemSection::empty() }; SECTIONS_PER_ROOT])))
     }
 
     fn alloc_early_usages(&mut self, n: usize) -> Option<&'static mut [MemSectionUsage]> {
