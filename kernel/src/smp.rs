@@ -10,7 +10,11 @@
 //! ```
 //!
 //! The hardware side (APIC, trampoline, per-CPU data, interprocessor
-//! interrupts) is in `arch`; this module decides and allocates.
+//! interrupts) is in `arch`; this module decides and allocates. Jobs on
+//! several CPUs at once ([`parallel()`]) are `arch`'s too, so that `mm`
+//! can use them (deferred struct-page init).
+
+pub use crate::arch::parallel::{Chunks, NotStarted, Worker, parallel, parallel_timeout};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

@@ -11,6 +11,7 @@ pub mod idt;
 pub mod ipi;
 pub mod keyboard;
 pub mod paging;
+pub mod parallel;
 pub mod percpu;
 pub mod qemu;
 pub mod serial;

@@ -33,6 +33,8 @@ pub enum Doing {
     Stopped = 5,
     /// Panicked.
     Panicked = 6,
+    /// Running a share of a parallel job (`parallel`), interrupts on.
+    Working = 7,
 }
 
 impl Doing {
@@ -44,6 +46,7 @@ impl Doing {
             4 => Self::CallFunction,
             5 => Self::Stopped,
             6 => Self::Panicked,
+            7 => Self::Working,
             _ => Self::Offline,
         }
     }
@@ -58,6 +61,7 @@ impl Doing {
             Self::CallFunction => "call-function",
             Self::Stopped => "stopped",
             Self::Panicked => "panicked",
+            Self::Working => "working",
         }
     }
 }

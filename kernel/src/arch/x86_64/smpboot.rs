@@ -341,9 +341,19 @@ extern "sysv64" fn ap_entry(pc: &'static PerCpu) -> ! {
 }
 
 /// Idles with interrupts on: each interrupt (a call-function request, a
-/// shootdown) runs, then the CPU halts again.
+/// shootdown) runs, then the CPU halts again; a parallel job published
+/// for this CPU ([`super::parallel`]) runs in between, interrupts on.
+/// The check runs with interrupts off and `sti; hlt` follows it, so a
+/// kick that arrives after the check still ends the halt.
 pub fn idle() -> ! {
+    use x86_64::instructions::interrupts;
     loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
+        interrupts::disable();
+        if super::parallel::pending_here() {
+            interrupts::enable();
+            super::parallel::run_pending();
+        } else {
+            interrupts::enable_and_hlt();
+        }
     }
 }
