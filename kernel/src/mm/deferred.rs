@@ -26,25 +26,7 @@ use crate::mm::memblock::MEMBLOCK;
 use crate::mm::page_alloc;
 use crate::mm::sparse::SPARSE;
 
-static FIRST_DEFERRED_PFN: AtomicU64 = AtomicU64::new(u64::MAX);
-static MM_START_US: AtomicU64 = AtomicU64::new(0);
-
-/// Sparse init asks where deferral starts for node 0's memory `ram`
-/// (Linux's `defer_init()`); this also marks the start of the memory
-/// model's set-up, for [`report`]'s bring-up time.
-pub fn defer_from(ram: &[(Pfn, Pfn)]) -> Option<Pfn> {
-    MM_START_US.store(time::uptime_us(), Ordering::Relaxed);
-    let first = mm::deferred::first_deferred_pfn(ram);
-    FIRST_DEFERRED_PFN.store(first.map_or(u64::MAX, Pfn::as_u64), Ordering::Relaxed);
-    first
-}
-
-/// The first pfn left to deferred init (`pgdat->first_deferred_pfn`),
-/// `None` when nothing was deferred.
-pub fn first_deferred_pfn() -> Option<Pfn> {
-    let pfn = FIRST_DEFERRED_PFN.load(Ordering::Relaxed);
-    (pfn != u64::MAX).then_some(Pfn::new(pfn))
-}
+pub use crate::mm::defer_init::first_deferred_pfn;
 
 /// What one run of deferred init did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,7 +86,7 @@ pub fn page_alloc_init_late() -> &'static Report {
         }
         Report {
             deferred: d,
-            mm_start_us: MM_START_US.load(Ordering::Relaxed),
+            mm_start_us: crate::mm::defer_init::mm_start_us(),
             mm_done_us: time::uptime_us(),
         }
     })

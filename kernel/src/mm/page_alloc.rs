@@ -24,7 +24,7 @@ pub fn ready_us() -> (u64, u64) {
 }
 
 /// Hands every free memblock range below the deferred sections
-/// ([`crate::mm::deferred`]) to the page allocator; from now on the memory
+/// ([`crate::mm::defer_init`]) to the page allocator; from now on the memory
 /// model allocates from it. Prints `/proc/buddyinfo`-style lines and
 /// Linux's `Memory:` line, whose figures, as Linux's, count only that
 /// memory: the deferred pages follow after SMP bring-up.
@@ -38,7 +38,7 @@ pub fn init() {
     let backend = &mut s.backend;
     backend.set_late();
     let mut freed = 0;
-    let deferred = crate::mm::deferred::first_deferred_pfn();
+    let deferred = crate::mm::defer_init::first_deferred_pfn();
     for r in &free {
         // Whole pages only (PFN_UP, PFN_DOWN): a page partly reserved stays out.
         let (start, end) = (phys_pfn(r.base.next_multiple_of(4096)), phys_pfn(r.end()));
