@@ -120,6 +120,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
     crate::smp::init(!opts.nox2apic, opts.nosmp, opts.cpu_init_udelay);
+    crate::mm::deferred::page_alloc_init_late();
     drivers::memory::init();
     for r in drivers::pmem::regions() {
         // The namespace's info block decides its mode and where its memmap

@@ -10,16 +10,23 @@
 
 extern crate alloc;
 
+use alloc::format;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::arch::percpu;
 use kernel::arch::time::uptime_us;
 use kernel::boot;
 use kernel::drivers::pmem;
+use kernel::mm::deferred;
 use kernel::mm::memblock::MEMBLOCK;
 use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::println;
+use kernel::smp::{self, Worker};
 use kernel::testing::quiet;
 use mm::page::phys_pfn;
-use mm::page::{Page, pfn_phys};
+use mm::page::{Page, Pfn, pfn_phys};
 use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, memmap_init_pages, section_nr_to_pfn};
 
 kernel::test_binary_entry!();
@@ -48,6 +55,100 @@ fn boot_times() {
     let st = SPARSE.lock().stats();
     report("memmap_bytes", st.memmap_bytes, "B");
     report("usage_bytes", st.usage_bytes, "B");
+}
+
+/// Memory bring-up: from the start of the memory model's set-up (sparse
+/// init) until all RAM is in the page allocator, deferred init included
+/// (SMP bring-up, which lies in between, too).
+#[test_case]
+fn memory_bringup() {
+    let r = deferred::report().expect("page_alloc_init_late ran");
+    report("mm_bringup", r.mm_done_us - r.mm_start_us, "us");
+    report("deferred_init", r.deferred.us, "us");
+    report("deferred_init_cpus", u64::from(r.deferred.workers), "CPUs");
+}
+
+/// CPU masks of the first 1, 2 and 4 online CPUs (this one first), as far
+/// as there are that many.
+fn cpu_sets() -> impl Iterator<Item = (u32, u64)> {
+    let online = percpu::online_mask();
+    let me = percpu::this().mask();
+    [1u32, 2, 4].into_iter().filter(move |&n| n <= online.count_ones()).map(move |n| {
+        let mut mask = me;
+        for cpu in 0..64 {
+            if mask.count_ones() == n {
+                break;
+            }
+            mask |= online & (1 << cpu);
+        }
+        (n, mask)
+    })
+}
+
+/// `pfn_valid` (the public function, as any caller uses it) on `n` CPUs
+/// at once: each worker times random pfns alone and with the lookup; the
+/// per-call cost is the workers' mean.
+#[test_case]
+fn pfn_valid_on_several_cpus() {
+    const N: u64 = 100_000;
+    let top = {
+        let s = SPARSE.lock();
+        s.present_sections().last().map_or(1, |(nr, _)| (nr + 1) * PAGES_PER_SECTION) * 2
+    };
+    for (n, mask) in cpu_sets() {
+        let ns = AtomicU64::new(0);
+        let base = AtomicU64::new(0);
+        let job = |w: Worker| {
+            let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15 ^ w.index as u64);
+            let start = uptime_us();
+            let mut sum = 0u64;
+            for _ in 0..N {
+                sum = sum.wrapping_add(core::hint::black_box(rng.below(top)));
+            }
+            let baseline = uptime_us() - start;
+            core::hint::black_box(sum);
+            let start = uptime_us();
+            for _ in 0..N {
+                core::hint::black_box(sparse::pfn_valid(Pfn::new(rng.below(top))));
+            }
+            let with = uptime_us() - start;
+            ns.fetch_add(with.saturating_sub(baseline) * 1000 / N, Ordering::Relaxed);
+            base.fetch_add(baseline * 1000 / N, Ordering::Relaxed);
+        };
+        smp::parallel(mask, &job).unwrap();
+        let n64 = u64::from(n);
+        report(&format!("pfn_valid_cpus{n}"), ns.load(Ordering::Relaxed) / n64, "ns/call");
+        report(&format!("pfn_valid_rng_cpus{n}"), base.load(Ordering::Relaxed) / n64, "ns/call");
+    }
+}
+
+/// Order-0 allocation and free (`alloc_pages`, `free_pages`) on `n` CPUs
+/// at once, 64 pages held at a time per CPU: pages per second, all
+/// workers together, over the slowest worker's time.
+#[test_case]
+fn page_alloc_on_several_cpus() {
+    const ROUNDS: u64 = 300;
+    const BATCH: usize = 64;
+    for (n, mask) in cpu_sets() {
+        let slowest = AtomicU64::new(0);
+        let job = |_: Worker| {
+            let mut held = [Pfn::new(0); BATCH];
+            let start = uptime_us();
+            for _ in 0..ROUNDS {
+                for p in held.iter_mut() {
+                    *p = page_alloc::alloc_pages(0).expect("a page");
+                }
+                for &p in &held {
+                    page_alloc::free_pages(p, 0).expect("free");
+                }
+            }
+            slowest.fetch_max(uptime_us() - start, Ordering::Relaxed);
+        };
+        smp::parallel(mask, &job).unwrap();
+        let pages = u64::from(n) * ROUNDS * BATCH as u64;
+        let us = slowest.load(Ordering::Relaxed).max(1);
+        report(&format!("page_alloc_cpus{n}"), pages * 1_000_000 / us, "pages/s");
+    }
 }
 
 #[test_case]

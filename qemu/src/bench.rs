@@ -24,13 +24,14 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
     let tests = cargo::build_kernel_tests()?;
     let exe = tests.iter().find(|t| t.name == "bench").ok_or("no bench test binary")?;
     let mut columns = Vec::new();
-    for (name, shape) in plan::BENCH {
-        let m = Machine::new(profile, &exe.path, &format!("bench-{name}"))
+    for (name, shape, cpus) in plan::BENCH {
+        let mut m = Machine::new(profile, &exe.path, &format!("bench-{name}"))
             .shape(shape)
             .timeout(timeout);
+        m.cpus = *cpus;
         // The 64 GiB NVDIMM is formatted fsdax first, as in the scale test.
         m.prepare_nvdimm()?;
-        eprintln!("bench: booting {name} (-m {})", m.mem);
+        eprintln!("bench: booting {name} (-m {}, {})", m.mem, profile::Profile::cpus_text(m.cpus));
         let b = machine::boot_captured(&m, false, &[])?;
         let v = report::verdict(b.ending, &b.log, &b.stderr);
         if v != report::Verdict::Pass {

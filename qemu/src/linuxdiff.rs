@@ -402,13 +402,23 @@ pub fn tessera_views(log: &str) -> Views {
     let raw_nfit_pages = get(3).iter().any(|l| {
         l.starts_with("region") && l.contains("(firmware NFIT") && l.ends_with("raw added")
     });
-    // From the first memblock line (the map is read) to `Memory:` (every
-    // free page in the buddy allocator); Tessera has no deferred part.
+    // From the first memblock line (the map is read) to `Memory:` (the
+    // memory below the deferred sections in the buddy allocator), plus
+    // Tessera's deferred struct-page init, printed as Linux prints it.
     let at = |p: &str| boot.lines().find(|l| untimed(l).starts_with(p)).and_then(stamp);
+    let deferred = boot.lines().find_map(|l| {
+        let rest = untimed(l).strip_prefix("node 0 deferred pages initialised in ")?;
+        rest.trim_end_matches("ms").trim().parse::<f64>().ok()
+    });
     let bringup = match (at("memblock: "), at("Memory: ")) {
-        (Some(a), Some(b)) => {
-            Some(((b - a) * 1000.0, "`memblock:` to `Memory:`, nothing deferred".to_string()))
-        }
+        (Some(a), Some(b)) => Some((
+            (b - a) * 1000.0 + deferred.unwrap_or(0.0),
+            format!(
+                "`memblock:` to `Memory:` {:.1} ms + deferred pages {} ms",
+                (b - a) * 1000.0,
+                deferred.map_or("-".into(), |d| d.to_string())
+            ),
+        )),
         _ => None,
     };
     let (firmware, user, boot_lines) = boot_log_views(boot.lines());

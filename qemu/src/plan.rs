@@ -489,13 +489,20 @@ pub fn cmd_plan() -> Result<bool, String> {
 }
 
 /// The machines `qemu bench` boots the `bench` binary on (BIOS), one
-/// column each. `2G-serial` is `2G` without the framebuffer console, to
-/// show its cost; `64G-nvdimm` is [`BIG_NVDIMM`], as in the scale test.
-pub const BENCH: &[(&str, Shape)] = &[
-    ("2G", DEFAULT),
-    ("2G-serial", shape("2G", "console=ttyS0")),
-    ("8G", shape("8G", "")),
-    ("64G-nvdimm", BIG_NVDIMM),
+/// column each, with their CPU count. `2G-serial` is `2G` without the
+/// framebuffer console, to show its cost; `64G-nvdimm` is [`BIG_NVDIMM`],
+/// as in the scale test; `-2cpu` and `-4cpu` are the same machine on more
+/// CPUs (parallel vCPU threads), for memory bring-up and the rows measured
+/// on several CPUs at once.
+pub const BENCH: &[(&str, Shape, u32)] = &[
+    ("2G", DEFAULT, 1),
+    ("2G-2cpu", DEFAULT, 2),
+    ("2G-4cpu", DEFAULT, 4),
+    ("2G-serial", shape("2G", "console=ttyS0"), 1),
+    ("8G", shape("8G", ""), 1),
+    ("8G-2cpu", shape("8G", ""), 2),
+    ("8G-4cpu", shape("8G", ""), 4),
+    ("64G-nvdimm", BIG_NVDIMM, 1),
 ];
 
 /// The profile `qemu bench` boots on.

@@ -3,6 +3,8 @@
 //! `tessera-mm` crate; this module feeds it the bootloader's regions and
 //! prints the results as Linux does.
 
+pub mod defer_init;
+pub mod deferred;
 pub mod firmware;
 pub mod heap;
 pub mod iomem;

@@ -23,9 +23,11 @@ pub fn ready_us() -> (u64, u64) {
     (READY_US.load(Ordering::Relaxed), HANDOFF_US.load(Ordering::Relaxed))
 }
 
-/// Hands every free memblock range to the page allocator; from now on the
-/// memory model allocates from it. Prints `/proc/buddyinfo`-style lines and
-/// Linux's `Memory:` line.
+/// Hands every free memblock range below the deferred sections
+/// ([`crate::mm::defer_init`]) to the page allocator; from now on the memory
+/// model allocates from it. Prints `/proc/buddyinfo`-style lines and
+/// Linux's `Memory:` line, whose figures, as Linux's, count only that
+/// memory: the deferred pages follow after SMP bring-up.
 pub fn init() {
     let start = crate::arch::time::uptime_us();
     let (free, total) = {
@@ -36,9 +38,11 @@ pub fn init() {
     let backend = &mut s.backend;
     backend.set_late();
     let mut freed = 0;
+    let deferred = crate::mm::defer_init::first_deferred_pfn();
     for r in &free {
         // Whole pages only (PFN_UP, PFN_DOWN): a page partly reserved stays out.
         let (start, end) = (phys_pfn(r.base.next_multiple_of(4096)), phys_pfn(r.end()));
+        let end = deferred.map_or(end, |d| end.min(d));
         if start < end {
             freed += backend.buddy.free_range(&mut backend.vmemmap, start, end);
         }
@@ -71,13 +75,29 @@ pub fn init() {
             managed
         );
     }
+    let below = deferred.map_or(alloc::string::String::new(), |d| {
+        alloc::format!(" (free memory below pfn {d:#x}; the rest is deferred)")
+    });
     log::info!(
-        "Memory: {}K/{}K available, handed to the page allocator in {}.{:03} ms",
+        "Memory: {}K/{}K available{below}, handed to the page allocator in {}.{:03} ms",
         freed * 4,
         total / 1024,
         took / 1000,
         took % 1000
     );
+}
+
+/// Deferred init's hand-over: the free blocks a section's own allocator
+/// gathered ([`mm::deferred::deferred_init_section`]) join the page
+/// allocator in front of its lists ([`mm::buddy::BuddyAllocator::splice`]);
+/// called in pfn order. Returns the pages added.
+pub fn splice_boot_pages(local: &mm::buddy::BuddyAllocator) -> u64 {
+    let mut s = SPARSE.lock();
+    let b = &mut s.backend;
+    if let Err(e) = b.buddy.splice(&mut b.vmemmap, local) {
+        panic!("page_alloc: deferred pages: {e}");
+    }
+    ZONES.iter().map(|&z| local.managed(z)).sum()
 }
 
 /// A block of 2^`order` pages for the heap, as a virtual address in the

@@ -720,7 +720,8 @@ pub fn init(phys_offset: u64, sparse_debug: bool) -> SparseStats {
         .collect();
     let mut s = SPARSE.lock();
     s.backend.phys_offset = phys_offset;
-    let stats = match s.init(&ram, 0) {
+    let first_deferred = crate::mm::defer_init::defer_from(&ram);
+    let stats = match s.init_deferred(&ram, 0, first_deferred.unwrap_or(mm::sparse::MAX_PFN)) {
         Ok(st) => st,
         Err(e) => panic!("sparse: boot init failed: {e}"),
     };

@@ -274,6 +274,52 @@ impl BuddyAllocator {
         freed
     }
 
+    /// Takes over `other`'s free blocks and managed pages: each of its free
+    /// lists goes in front of this allocator's list of the same zone and
+    /// order, and each zone's span takes in `other`'s. This is exactly the
+    /// state [`free_range`](Self::free_range) of the same ranges on this
+    /// allocator would leave, when `other` was filled by `free_range` over
+    /// pages whose blocks cannot merge with any block here (pages of whole
+    /// sections this allocator has none of: a section is 2^15 pages, more
+    /// than a block of [`MAX_ORDER`]). Deferred struct-page init builds
+    /// `other`s on several CPUs at once and splices them in pfn order, so
+    /// the result does not depend on how many CPUs there were.
+    pub fn splice<M: MemMap>(&mut self, mm: &mut M, other: &BuddyAllocator) -> Res {
+        for (z, oz) in other.zones.iter().enumerate() {
+            if oz.managed_pages == 0 {
+                continue;
+            }
+            let zone = &mut self.zones[z];
+            if zone.managed_pages == 0 {
+                (zone.start_pfn, zone.end_pfn) = (oz.start_pfn, oz.end_pfn);
+            }
+            zone.start_pfn = zone.start_pfn.min(oz.start_pfn);
+            zone.end_pfn = zone.end_pfn.max(oz.end_pfn);
+            zone.managed_pages += oz.managed_pages;
+            for (order, oa) in oz.free_area.iter().enumerate() {
+                if oa.head == NO_PFN {
+                    continue;
+                }
+                let mut tail = oa.head;
+                loop {
+                    let next = link(mm, tail)?.next;
+                    if next == NO_PFN {
+                        break;
+                    }
+                    tail = next;
+                }
+                let area = &mut self.zones[z].free_area[order];
+                let old = area.head;
+                if old != NO_PFN {
+                    link(mm, old)?.prev = tail;
+                }
+                link(mm, tail)?.next = old;
+                (area.head, area.nr_free) = (oa.head, area.nr_free + oa.nr_free);
+            }
+        }
+        Ok(())
+    }
+
     /// Allocates 2^`order` pages from `highest_zone`, falling back to lower
     /// zones (Normal → DMA32 → DMA) as Linux's zonelist does. Returns the
     /// first pfn. [`ZoneType::Device`] has no memory to give.

@@ -8,7 +8,7 @@
 //! - The model: page descriptors ([`page`]), SPARSEMEM sections with
 //!   sub-section hot-add and remove behind [`sparse::SparseBackend`]
 //!   ([`sparse`]), the buddy allocator ([`buddy`]), zones and
-//!   `/proc/zoneinfo` ([`zone`]).
+//!   `/proc/zoneinfo` ([`zone`]), deferred struct-page init ([`deferred`]).
 //! - Policy, each behind a backend trait the kernel implements: memory
 //!   blocks and their add/online/offline/remove state machine
 //!   ([`memory_hotplug`], with the rules in [`memory_block`]), persistent
@@ -23,6 +23,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod buddy;
+pub mod deferred;
 pub mod e820;
 pub mod iomem;
 pub mod memblock;

@@ -806,6 +806,20 @@ impl<B: SparseBackend> Sparse<B> {
     /// bit; all descriptors of those sections are initialized and reserved
     /// (the page allocator frees the free ones afterwards).
     pub fn init(&mut self, ram: &[(Pfn, Pfn)], nid: u16) -> Result<SparseStats, SparseError> {
+        self.init_deferred(ram, nid, MAX_PFN)
+    }
+
+    /// [`Self::init`], leaving the descriptors of the sections at and above
+    /// `first_deferred_pfn` (section aligned) uninitialised, as Linux's
+    /// `memmap_init` stops at `defer_init()`: their memmap is populated,
+    /// their contents are undefined until deferred init
+    /// ([`crate::deferred`]) writes every one of them.
+    pub fn init_deferred(
+        &mut self,
+        ram: &[(Pfn, Pfn)],
+        nid: u16,
+        first_deferred_pfn: Pfn,
+    ) -> Result<SparseStats, SparseError> {
         // memory_present: a section whose root cannot be allocated is left
         // out (Linux panics here; losing its RAM is the safer choice).
         let mut no_root = alloc::vec::Vec::new();
@@ -872,6 +886,9 @@ impl<B: SparseBackend> Sparse<B> {
             self.sparse_init_one_section(nr, flags::EARLY | flags::ONLINE);
             // memmap_init: every descriptor of an early section, holes
             // included, is initialized and reserved.
+            if pfn >= first_deferred_pfn {
+                continue;
+            }
             if let Some(pages) = self.backend.memmap_mut(pfn, PAGES_PER_SECTION) {
                 memmap_init_pages(pages, pfn, nid);
             }
