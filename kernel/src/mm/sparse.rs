@@ -413,12 +413,15 @@ impl KernelBackend {
     }
 
     /// Unmaps 4 KiB memmap pages `[virt, end)` and frees their frames (to
-    /// `altmap` when they came from it).
+    /// `altmap` when they came from it), then flushes the range from every
+    /// CPU's TLB once.
     fn unmap_base_pages(&mut self, virt: u64, end: u64, mut altmap: Option<&mut Altmap>) {
         for va in (virt..end).step_by(PAGE_SIZE as usize) {
             // SAFETY: the descriptors in this page were made unreachable
-            // (their bits cleared) before this call.
-            let Some((phys, _)) = (unsafe { paging::unmap(VirtAddr::new(va)) }) else {
+            // (their bits cleared) and a grace period has passed since, so
+            // no CPU reads them; the flush below comes before any populate
+            // can map the range again (both under SPARSE).
+            let Some((phys, _)) = (unsafe { paging::unmap_local(VirtAddr::new(va)) }) else {
                 log::error!("sparse: memmap page {va:#x} was not mapped");
                 continue;
             };
@@ -433,6 +436,9 @@ impl KernelBackend {
                     self.free_block(phys, 0, Source::Buddy);
                 }
             }
+        }
+        if virt < end {
+            paging::flush_kernel_range(virt, end);
         }
     }
 }

@@ -214,6 +214,26 @@ pub unsafe fn unmap(virt: VirtAddr) -> Option<(PhysAddr, MapSize)> {
     r
 }
 
+/// Unmaps the page at `virt` and flushes it from this CPU's TLB only,
+/// returning what it mapped: several unmaps then share one
+/// [`flush_kernel_range`], as Linux's `remove_pagetable` frees the pages
+/// of a range and flushes once at the end.
+///
+/// # Safety
+///
+/// No Rust reference may point into the page, no other CPU may use the
+/// mapping any more (it may still hold it in its TLB until the flush), and
+/// the caller must call [`flush_kernel_range`] over `virt` before the
+/// address is mapped again.
+pub unsafe fn unmap_local(virt: VirtAddr) -> Option<(PhysAddr, MapSize)> {
+    with_mapper(|pt| unmap_one(pt, virt))
+}
+
+/// Flushes `[start, end)` from every CPU's TLB (`flush_tlb_kernel_range`).
+pub fn flush_kernel_range(start: u64, end: u64) {
+    super::ipi::shootdown(start, end);
+}
+
 /// Unmaps one page in `pt` and flushes it from this CPU's TLB only.
 fn unmap_one(pt: &mut OffsetPageTable<'_>, v: VirtAddr) -> Option<(PhysAddr, MapSize)> {
     match pt.translate(v) {
