@@ -24,6 +24,21 @@ pub(crate) struct TestBackend {
     pub usages_allocated: u64,
     pub early_populates: u64,
     pub grace_periods: u64,
+    /// The table the model under test publishes to, so that the backend
+    /// can check what readers would see when memory comes and goes.
+    pub table: Option<&'static SectionTable>,
+    /// A grace period ended since the last memmap was populated or freed.
+    grace_pending: bool,
+}
+
+impl TestBackend {
+    /// Bits of `[pfn, pfn + nr_pages)` a lock-free reader would see.
+    fn published(&self, pfn: Pfn, nr_pages: u64) -> u64 {
+        let Some(t) = self.table else { return 0 };
+        let g = t.read_lock(0);
+        let map = t.usage(&g, pfn_to_section_nr(pfn)).map_or(0, MemSectionUsage::subsection_map);
+        map & subsection_mask(pfn, nr_pages)
+    }
 }
 
 impl TestBackend {
@@ -75,10 +90,12 @@ impl SparseBackend for TestBackend {
 
     fn synchronize_rcu(&mut self, rcu: &MmRcu, cpu: usize) -> rcu::GracePeriod {
         self.grace_periods += 1;
+        self.grace_pending = true;
         rcu.synchronize(cpu, |_| false).expect("no reader is left inside in these tests")
     }
 
     fn free_usage(&mut self, _usage: &'static mut MemSectionUsage) {
+        assert!(self.grace_pending, "a usage freed without a grace period after its unpublish");
         self.usages_freed += 1;
     }
 
@@ -103,6 +120,8 @@ impl SparseBackend for TestBackend {
             }
         }
         self.early_populates += u64::from(early);
+        self.grace_pending = false;
+        assert_eq!(self.published(pfn, nr_pages), 0, "readers see {pfn:#x} before its memmap");
         let mask = subsection_mask(pfn, nr_pages);
         let (m, _) = self
             .memmap
@@ -116,6 +135,9 @@ impl SparseBackend for TestBackend {
     fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, _altmap: Option<&mut Altmap>) {
         let nr = pfn_to_section_nr(pfn);
         let mask = subsection_mask(pfn, nr_pages);
+        assert_eq!(self.published(pfn, nr_pages), 0, "readers still see {pfn:#x}");
+        assert!(self.grace_pending, "memmap of {pfn:#x} freed without a grace period");
+        self.grace_pending = false;
         let (m, _) = self.memmap.get_mut(&nr).expect("depopulate of an unpopulated section");
         assert_eq!(
             *m & mask,
@@ -151,6 +173,7 @@ fn ram_2g_two_pmem() -> Vec<(Pfn, Pfn)> {
 
 pub(crate) fn booted(ram: &[(Pfn, Pfn)]) -> Box<Sparse<TestBackend>> {
     let mut s = Box::new(Sparse::new(TestBackend::default(), VMEMMAP));
+    s.backend.table = Some(s.table());
     s.init(ram, 0).expect("boot init");
     s
 }
