@@ -67,6 +67,14 @@ pub struct Report {
     pub changed: Option<String>,
     /// How long the operations took, µs.
     pub us: u64,
+    /// Of that, µs waiting for grace periods.
+    pub grace_us: u64,
+    /// TLB shootdowns the operations sent.
+    pub shootdowns: u64,
+    /// µs the shootdowns waited for the other CPUs.
+    pub shootdown_us: u64,
+    /// µs spent offlining and onlining the RAM block.
+    pub block_us: u64,
 }
 
 impl core::fmt::Display for Report {
@@ -90,12 +98,16 @@ impl Report {
     /// The details line.
     pub fn details(&self) -> String {
         alloc::format!(
-            "stress: {} refused, {} page faults, {} poisoned reads, {} allocations, {} grace periods, {}.{:03} s",
+            "stress: {} refused, {} page faults, {} poisoned reads, {} allocations, {} grace periods ({} ms waiting), {} shootdowns ({} ms waiting), block offline/online {} ms, {}.{:03} s",
             self.refused,
             self.faults,
             self.poisoned,
             self.allocs,
             self.grace_periods,
+            self.grace_us / 1000,
+            self.shootdowns,
+            self.shootdown_us / 1000,
+            self.block_us / 1000,
             self.us / 1_000_000,
             self.us / 1000 % 1000
         )
@@ -121,6 +133,11 @@ impl core::fmt::Display for StressError {
         }
     }
 }
+
+/// How long a reader halts between two read-side sections, µs.
+const READER_SLEEP_US: u64 = 100;
+/// How long a reader halts inside a read-side section, µs.
+const READER_HOLD_US: u64 = 200;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static LOOKUPS: AtomicU64 = AtomicU64::new(0);
@@ -188,9 +205,10 @@ fn reader(seed: u64, subs: &[Pfn], top: u64, guarded: bool) {
         };
         {
             let g = sparse::rcu_read_lock();
-            // 64 neighbours, each looked up and its descriptor read, then
-            // every descriptor read again: all of it must stay valid until
-            // the section ends, however long it lasts.
+            // 64 neighbours, each looked up and its descriptor read; then
+            // a pause inside the section (a slow reader; an interrupt, such
+            // as a shootdown, ends it early); then every descriptor read
+            // again: all of it must stay valid until the section ends.
             let base = pfn.as_u64() & !63;
             let mut valid = 0u64;
             for k in 0..64 {
@@ -200,6 +218,7 @@ fn reader(seed: u64, subs: &[Pfn], top: u64, guarded: bool) {
                     probe_descriptor(Pfn::new(base + k));
                 }
             }
+            crate::arch::apic::sleep_us(READER_HOLD_US);
             for k in (0..64).filter(|k| valid & (1 << k) != 0) {
                 probe_descriptor(Pfn::new(base + k));
             }
@@ -209,6 +228,11 @@ fn reader(seed: u64, subs: &[Pfn], top: u64, guarded: bool) {
                 POISONED.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Time outside any read-side section, halted: the host's cores
+        // go to the CPUs that work (4 CPUs share 2 cores under QEMU
+        // here, and a CPU descheduled inside a section or with an
+        // interrupt pending holds the hotplug CPU up).
+        crate::arch::apic::sleep_us(READER_SLEEP_US);
         if guarded && i.is_multiple_of(16) {
             let online = get_online_mems();
             lookups += 1;
@@ -306,7 +330,10 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
     for c in [&LOOKUPS, &ALLOCS, &FAULTS, &POISONED] {
         c.store(0, Ordering::Relaxed);
     }
-    let gp0 = sparse::grace_periods();
+    let (gp0, gus0, sd0) =
+        (sparse::grace_periods(), sparse::grace_period_us(), crate::arch::ipi::shootdowns());
+    let sdus0 = crate::arch::ipi::shootdown_us();
+    let block_us = AtomicU64::new(0);
     sparse::set_no_grace_period(no_grace);
     let (done, refused, cpus, us) =
         (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
@@ -328,11 +355,13 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
             if op % 64 == 63
                 && let Some(id) = block
             {
+                let t0 = crate::arch::time::uptime_us();
                 let r = if block_offline {
                     memory::online(id).map(|_| ())
                 } else {
                     memory::offline(id).map(|_| ())
                 };
+                block_us.fetch_add(crate::arch::time::uptime_us() - t0, Ordering::Relaxed);
                 match r {
                     Ok(()) => block_offline = !block_offline,
                     Err(_) => {
@@ -379,6 +408,10 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
         faults: FAULTS.load(Ordering::Relaxed),
         poisoned: POISONED.load(Ordering::Relaxed),
         grace_periods: sparse::grace_periods() - gp0,
+        grace_us: sparse::grace_period_us() - gus0,
+        shootdowns: crate::arch::ipi::shootdowns() - sd0,
+        shootdown_us: crate::arch::ipi::shootdown_us() - sdus0,
+        block_us: block_us.load(Ordering::Relaxed),
         changed,
         us: us.load(Ordering::Relaxed),
     })

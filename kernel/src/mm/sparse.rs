@@ -687,10 +687,19 @@ fn synchronize(rcu: &MmRcu, cpu: usize) -> rcu::GracePeriod {
         core::hint::spin_loop();
         true
     });
+    GRACE_US.fetch_add(crate::arch::time::uptime_us() - start, Ordering::Relaxed);
     match r {
         Ok(gp) => gp,
         Err(e) => panic!("rcu: synchronize_rcu from CPU {cpu}: {e:?}"),
     }
+}
+
+/// Microseconds spent waiting in [`synchronize`], all calls.
+static GRACE_US: AtomicU64 = AtomicU64::new(0);
+
+/// Microseconds spent waiting for grace periods so far.
+pub fn grace_period_us() -> u64 {
+    GRACE_US.load(Ordering::Relaxed)
 }
 
 /// Enters a read-side section of the section table on this CPU

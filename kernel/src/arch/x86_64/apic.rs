@@ -54,6 +54,8 @@ const ICR_ALL_BUT_SELF: u32 = 3 << 18;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// The vector of the APIC's error interrupt.
 pub const ERROR_VECTOR: u8 = 0xfe;
+/// The local timer's vector: it only wakes a CPU from [`sleep_us`].
+pub const TIMER_VECTOR: u8 = 0xef;
 
 static X2APIC: AtomicBool = AtomicBool::new(false);
 /// Virtual address of the xAPIC page (0 in x2APIC mode or before init).
@@ -299,6 +301,24 @@ pub fn calibrate_timer(ms: u64) -> u64 {
     let per_ms = elapsed as u64 / ms.max(1);
     TIMER_PER_MS.store(per_ms as u32, Ordering::Relaxed);
     per_ms * 1000 * 16
+}
+
+/// Halts this CPU for about `us` microseconds (or until another
+/// interrupt comes first), leaving its host thread idle under a
+/// hypervisor: a one-shot of the local timer wakes it. Needs interrupts
+/// enabled and a calibrated timer; returns at once otherwise.
+pub fn sleep_us(us: u64) {
+    let ticks = u64::from(timer_per_ms()) * us / 1000;
+    if ticks == 0 || !x86_64::instructions::interrupts::are_enabled() {
+        return;
+    }
+    write(TIMER_DIVIDE, 0b0011);
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL, ticks.min(u64::from(u32::MAX)) as u32);
+    // `sti; hlt` is one step here (interrupts are on already): the
+    // timer's interrupt wakes the halt even if it came at once.
+    x86_64::instructions::hlt();
+    write(TIMER_INITIAL, 0);
 }
 
 /// The calibrated timer's ticks per millisecond (divide by 16).

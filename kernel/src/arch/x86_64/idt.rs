@@ -312,6 +312,12 @@ extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
     super::apic::eoi();
 }
 
+/// The local timer's one-shot from `apic::sleep_us`: nothing to do but
+/// wake the CPU.
+extern "x86-interrupt" fn apic_timer(_frame: InterruptStackFrame) {
+    super::apic::eoi();
+}
+
 /// Spurious interrupts take no EOI (SDM 11.9); the legacy PIC's lines are
 /// masked, but one latched before the mask still arrives once.
 extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
@@ -344,6 +350,7 @@ pub fn init() {
         }
         idt[super::ipi::CALL_FUNCTION_VECTOR].set_handler_fn(call_function);
         idt[super::apic::ERROR_VECTOR].set_handler_fn(apic_error);
+        idt[super::apic::TIMER_VECTOR].set_handler_fn(apic_timer);
         idt[super::apic::SPURIOUS_VECTOR].set_handler_fn(spurious);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the IST slot that gdt::init
         // filled with a dedicated, otherwise unused static stack.

@@ -184,9 +184,19 @@ pub fn shootdown(start: u64, end: u64) {
         percpu::this().tlb_flushes.fetch_add(1, Ordering::Relaxed);
     };
     let others = percpu::online_mask() & !percpu::this().mask();
+    let t0 = super::time::uptime_us();
     if let Err(missing) = call_function(others, &flush) {
         panic!("smp: CPUs {missing:#x} did not answer a TLB shootdown of {start:#x}-{end:#x}");
     }
+    SHOOTDOWN_US.fetch_add(super::time::uptime_us() - t0, Ordering::Relaxed);
+}
+
+/// Microseconds shootdowns waited for the other CPUs, since boot.
+static SHOOTDOWN_US: AtomicU64 = AtomicU64::new(0);
+
+/// Microseconds shootdowns waited for the other CPUs, since boot.
+pub fn shootdown_us() -> u64 {
+    SHOOTDOWN_US.load(Ordering::Relaxed)
 }
 
 /// Test only: unmaps stop telling the other CPUs (`true`), to show that a
