@@ -2,7 +2,7 @@
 //! CPU at once. One CPU (the caller) makes N hotplug operations: hot-add
 //! and hot-remove of the 2 MiB sub-sections of every raw persistent-memory
 //! region (in early sections, whose memmap is reused, and in sections of
-//! their own, whose vmemmap is populated and depopulated), and, every 64th
+//! their own, whose vmemmap is populated and depopulated), and, every 256th
 //! operation, offline or online of a RAM block. Every other CPU meanwhile
 //! loops over lock-free `pfn_valid` (then reads the descriptor it vouches
 //! for, and the usage map, inside the same read-side section); one of them
@@ -137,7 +137,9 @@ impl core::fmt::Display for StressError {
 /// How long a reader halts between two read-side sections, µs.
 const READER_SLEEP_US: u64 = 100;
 /// How long a reader halts inside a read-side section, µs.
-const READER_HOLD_US: u64 = 200;
+const READER_HOLD_US: u64 = 100;
+/// Every this many operations, the RAM block goes offline or online.
+const BLOCK_EVERY: u64 = 256;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static LOOKUPS: AtomicU64 = AtomicU64::new(0);
@@ -352,7 +354,7 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
         let mut active = alloc::vec![false; subs.len()];
         let mut block_offline = false;
         for op in 0..ops {
-            if op % 64 == 63
+            if op % BLOCK_EVERY == BLOCK_EVERY - 1
                 && let Some(id) = block
             {
                 let t0 = crate::arch::time::uptime_us();
