@@ -828,6 +828,13 @@ pub fn pfn_valid(pfn: Pfn) -> bool {
     SECTIONS.pfn_valid(this_cpu(), pfn)
 }
 
+/// Section `nr`, read without a lock: its `present()`, `valid()`,
+/// `early()` and `online()` (`present_section` and friends) load the
+/// section word with Acquire.
+pub fn section(nr: u64) -> Option<&'static mm::sparse::MemSection> {
+    SECTIONS.section(nr)
+}
+
 /// `pfn_to_page` (vmemmap: arithmetic only; no lock).
 pub fn pfn_to_page(pfn: Pfn) -> u64 {
     VMEMMAP_START + memmap_offset(pfn)
