@@ -406,3 +406,32 @@ fn nothing_allocates_under_a_zone_lock_in_a_block_life() {
         "heap allocations under a zone lock"
     );
 }
+
+/// Offlining drains every CPU's per-CPU page lists first, as Linux's
+/// `__offline_pages` does (`drain_all_pages`): free pages of the block
+/// that wait on a list are neither in the zone's free lists nor
+/// allocated, and without the drain the offline would find them busy.
+/// Afterwards no page of the block is handed out, from any list.
+#[test_case]
+fn offline_drains_the_per_cpu_lists_first() {
+    let before = model_snapshot();
+    hp::probe(4 * G).unwrap();
+    hp::online(32).unwrap();
+    // Normal has only the new block: an order-0 page comes from it, through
+    // this CPU's list, which keeps the rest of the batch it took.
+    let p = page_alloc::alloc_pages_zone(0, ZoneType::Normal).unwrap();
+    assert_eq!(pfn_to_section_nr(p), 32);
+    page_alloc::free_pages(p, 0).unwrap();
+    let listed = page_alloc::nr_pcp_pages(ZoneType::Normal);
+    let (batch, _) = page_alloc::pcp_batch_high(ZoneType::Normal);
+    assert_eq!(listed, batch, "a batch of memory32's pages waits on this CPU's list");
+    hp::offline(32).expect("the offline drains the lists, then finds every page free");
+    assert_eq!(page_alloc::nr_pcp_pages(ZoneType::Normal), 0);
+    assert_eq!(normal(), (0, 0, Pfn(0), Pfn(0)), "every page taken back");
+    let q = page_alloc::alloc_pages_zone(0, ZoneType::Normal).unwrap();
+    assert!(pfn_phys(q) < MEM_LIMIT, "{q:#x} comes from boot memory, not the offline block");
+    page_alloc::free_pages(q, 0).unwrap();
+    buddy_consistent();
+    hp::remove(32).unwrap();
+    assert!(model_snapshot() == before, "the model after remove differs from before probe");
+}
