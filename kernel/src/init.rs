@@ -119,6 +119,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     crate::mm::sparse::end_boot_injection();
     crate::mm::zone::init();
     crate::mm::page_alloc::init();
+    crate::mm::sparse::page_allocator_ready();
     crate::smp::init(!opts.nox2apic, opts.nosmp, opts.cpu_init_udelay);
     crate::mm::deferred::page_alloc_init_late();
     drivers::memory::init();

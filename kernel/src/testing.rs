@@ -171,16 +171,22 @@ pub struct ModelSnapshot {
 }
 
 /// Takes a [`ModelSnapshot`] of the kernel's section table and allocator.
+/// Every CPU's per-CPU page lists are drained first
+/// ([`crate::mm::page_alloc::drain_all_pages`], from this CPU under the
+/// lists' locks), so that the free counts do not depend on which pages
+/// wait on a list; a CPU allocating meanwhile refills its list, so take
+/// snapshots while the other CPUs leave the page allocator alone.
 pub fn model_snapshot() -> ModelSnapshot {
-    use crate::mm::page_alloc::ZONES;
-    // Room first, copies under the lock (no heap under SPARSE).
+    use crate::mm::page_alloc::{self, ZONES};
+    page_alloc::drain_all_pages(None);
+    // Room first, copies under the lock (no heap use while it is held).
     let n = crate::mm::sparse::SPARSE.lock().present_sections().count();
     let mut sections = alloc::vec::Vec::with_capacity(n);
     let mut free = alloc::vec::Vec::with_capacity(ZONES.len());
     let s = crate::mm::sparse::SPARSE.lock();
     sections
         .extend(s.present_sections().take(n).map(|(nr, ms)| (nr, ms.raw(), s.usage_snapshot(nr))));
-    free.extend(ZONES.iter().map(|&z| s.backend.buddy.nr_free(z)));
+    free.extend(ZONES.iter().map(|&z| page_alloc::nr_free(z)));
     let st = s.stats();
     ModelSnapshot { sections, free, memmap_bytes: st.memmap_bytes, usage_bytes: st.usage_bytes }
 }

@@ -138,5 +138,5 @@ fn acpi_s5_is_found() {
 /// page allocator took over (the lock order of DESIGN.md §4a).
 #[test_case]
 fn boot_allocates_nothing_under_sparse() {
-    assert_eq!(kernel::mm::heap::allocs_under_sparse(), 0);
+    assert_eq!(kernel::mm::heap::allocs_under_zone_lock(), 0);
 }

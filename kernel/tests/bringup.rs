@@ -16,11 +16,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::arch::{ipi, percpu, time};
 use kernel::mm::deferred;
 use kernel::mm::memblock::MEMBLOCK;
-use kernel::mm::page_alloc::ZONES;
+use kernel::mm::page_alloc::{self, ZONES};
 use kernel::mm::sparse::SPARSE;
 use kernel::println;
 use kernel::smp::{Worker, parallel};
-use mm::buddy::NR_ORDERS;
+use mm::buddy::{NR_ORDERS, Zone};
 use mm::page::{MemMap, Pfn, phys_pfn};
 use mm::sparse::{PAGES_PER_SECTION, SparseBackend, pfn_to_section_nr, section_nr_to_pfn};
 
@@ -104,10 +104,7 @@ fn boot_deferred_init_handed_over_all_free_memory() {
         .iter()
         .map(|m| phys_pfn(m.end()).saturating_pages_since(phys_pfn(m.base.next_multiple_of(4096))))
         .sum();
-    let managed: u64 = {
-        let s = SPARSE.lock();
-        ZONES.iter().map(|&z| s.backend.buddy.managed(z)).sum()
-    };
+    let managed: u64 = ZONES.iter().map(|&z| page_alloc::managed(z)).sum();
     assert_eq!(managed, free);
 }
 
@@ -135,13 +132,12 @@ fn digest(sections: &[u64]) -> u64 {
             }
         }
     }
-    let b = &s.backend.buddy;
     for z in ZONES {
-        let counts: [u64; NR_ORDERS] = b.free_counts(z);
+        let counts: [u64; NR_ORDERS] = page_alloc::free_counts(z);
         for c in counts {
             h = fnv(h, &c.to_le_bytes());
         }
-        if let Some(zone) = b.zone(z) {
+        if let Some(zone) = page_alloc::with_zone(z, Zone::clone) {
             let span = [
                 zone.managed_pages(),
                 zone.zone_start_pfn().as_u64(),
@@ -166,11 +162,9 @@ fn digest(sections: &[u64]) -> u64 {
 
 /// Takes `sections` back from the page allocator (every page free).
 fn take_back(sections: &[u64]) {
-    let mut s = SPARSE.lock();
-    let b = &mut s.backend;
     for &nr in sections {
         let pfn = section_nr_to_pfn(nr);
-        b.buddy.take_free_range(&mut b.vmemmap, pfn, pfn + PAGES_PER_SECTION).unwrap();
+        page_alloc::take_free_range(pfn, pfn + PAGES_PER_SECTION).unwrap();
     }
 }
 
@@ -197,9 +191,7 @@ fn deferred_init_gives_the_same_result_on_one_and_on_all_cpus() {
             break;
         }
         let pfn = section_nr_to_pfn(nr);
-        let mut s = SPARSE.lock();
-        let b = &mut s.backend;
-        if b.buddy.take_free_range(&mut b.vmemmap, pfn, pfn + PAGES_PER_SECTION).is_ok() {
+        if page_alloc::take_free_range(pfn, pfn + PAGES_PER_SECTION).is_ok() {
             sections.push(nr);
         }
     }
@@ -235,9 +227,8 @@ fn deferred_init_gives_the_same_result_on_one_and_on_all_cpus() {
             let pages = s.backend.memmap_mut(pfn, PAGES_PER_SECTION).expect("boot memmap");
             mm::sparse::memmap_init_pages(pages, pfn, 0);
         }
-        let b = &mut s.backend;
         for &(a, e) in &free {
-            b.buddy.free_range(&mut b.vmemmap, a, e);
+            page_alloc::free_range(a, e);
         }
     }
     assert_eq!(digest(&sections), d1, "the same as one CPU freeing in pfn order");

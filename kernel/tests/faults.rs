@@ -82,9 +82,9 @@ fn a_failed_boot_allocation_leaves_out_only_what_it_was_for() {
     assert_eq!(lost.len() as u64, st.lost_sections, "lost {lost:?}");
     // Left-out sections have no memmap (hot-added PMEM may add more).
     assert!(st.memmap_bytes >= whole * (PAGES_PER_SECTION * 64), "memmap of whole sections");
-    assert!(s.backend.buddy.check(&s.backend.vmemmap).is_ok());
+    assert!(kernel::mm::page_alloc::check().is_ok());
     // Every free page of memblock outside the lost sections was handed over.
-    let handed: u64 = ZONES.iter().map(|&z| s.backend.buddy.managed(z)).sum();
+    let handed: u64 = ZONES.iter().map(|&z| kernel::mm::page_alloc::managed(z)).sum();
     let expected: u64 = MEMBLOCK
         .lock()
         .free_ranges()

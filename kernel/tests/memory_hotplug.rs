@@ -57,10 +57,10 @@ fn section_word(nr: u64) -> (u64, u64) {
 }
 
 fn normal() -> (u64, u64, Pfn, Pfn) {
-    let s = SPARSE.lock();
-    let b = &s.backend.buddy;
-    let z = b.zone(ZoneType::Normal).unwrap();
-    (b.managed(ZoneType::Normal), b.nr_free(ZoneType::Normal), z.zone_start_pfn(), z.zone_end_pfn())
+    page_alloc::with_zone(ZoneType::Normal, |z| {
+        (z.managed_pages(), z.nr_free_pages(), z.zone_start_pfn(), z.zone_end_pfn())
+    })
+    .unwrap()
 }
 
 fn mapped(addr: u64) -> bool {
@@ -73,8 +73,7 @@ fn word(addr: u64) -> *mut u64 {
 }
 
 fn buddy_consistent() {
-    let s = SPARSE.lock();
-    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+    page_alloc::check().expect("free lists and per-CPU lists consistent");
 }
 
 #[test_case]
@@ -269,16 +268,17 @@ fn the_last_free_boot_block_is_offlined_removed_and_probed_back() {
     assert_eq!((again.id, again.boot), (id, false));
     assert_eq!(alloc::format!("{}", again.valid_zones()), alloc::format!("{want} Movable"));
     assert!(iomem_ram().len() == ram1.len() + 1, "its own System RAM resource");
-    let managed = SPARSE.lock().backend.buddy.managed(want);
+    let managed = page_alloc::managed(want);
     let on = hp::online(id).unwrap();
     assert_eq!(on.zone, Some(want));
     assert_eq!(sparse::page(phys_pfn(b.start)).unwrap().zone(), want);
     assert!(migratetypes(b.start, b.size).iter().all(|&m| m == Some(MigrateType::Movable)));
     let s = SPARSE.lock();
     assert!(!s.section_or_empty(id).early(), "a re-added section is not early");
-    let now = s.backend.buddy.managed(want);
+    drop(s);
+    let now = page_alloc::managed(want);
     assert!(now >= managed + PAGES_PER_SECTION, "the block's pages are back: {managed} -> {now}");
-    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+    buddy_consistent();
 }
 
 #[test_case]
@@ -291,12 +291,12 @@ fn a_block_above_mem_below_4g_goes_to_normal_as_in_linux() {
     let b = hp::probe(MEM_LIMIT).unwrap();
     assert_eq!(b.id, BOOT_BLOCKS);
     assert_eq!(alloc::format!("{}", b.valid_zones()), "Normal Movable");
-    let dma32_managed = SPARSE.lock().backend.buddy.managed(ZoneType::Dma32);
+    let dma32_managed = page_alloc::managed(ZoneType::Dma32);
     let b = hp::online(b.id).unwrap();
     assert_eq!(b.zone, Some(ZoneType::Normal));
     assert_eq!(alloc::format!("{}", b.valid_zones()), "Normal");
     assert_eq!(sparse::page(phys_pfn(MEM_LIMIT)).unwrap().zone(), ZoneType::Normal);
-    assert_eq!(SPARSE.lock().backend.buddy.managed(ZoneType::Dma32), dma32_managed);
+    assert_eq!(page_alloc::managed(ZoneType::Dma32), dma32_managed);
     // A Normal allocation comes from it, below 4 GiB; DMA32 ones never do.
     let p = page_alloc::alloc_pages_zone(10, ZoneType::Normal).unwrap();
     assert_eq!(sparse::page(p).unwrap().zone(), ZoneType::Normal, "{p:#x}");
@@ -388,18 +388,50 @@ fn onlining_probed_blocks_grows_their_zone_and_offlining_shrinks_it() {
     hp::remove(32).unwrap();
     hp::remove(34).unwrap();
     assert_eq!(zone::span(ZoneType::Dma32), dma32);
-    let s = SPARSE.lock();
-    assert_eq!(s.backend.buddy.managed(ZoneType::Normal), 0);
+    assert_eq!(page_alloc::managed(ZoneType::Normal), 0);
 }
 
-/// A block's whole life allocates nothing from the heap while `SPARSE` is
-/// held, so the heap can grow at any step of it (DESIGN.md §4a).
+/// A block's whole life allocates nothing from the heap while a zone lock
+/// is held, so the heap can grow at any step of it (DESIGN.md §4a).
 #[test_case]
-fn nothing_allocates_under_sparse_in_a_block_life() {
-    let under = kernel::mm::heap::allocs_under_sparse();
+fn nothing_allocates_under_a_zone_lock_in_a_block_life() {
+    let under = kernel::mm::heap::allocs_under_zone_lock();
     hp::probe(4 * G).unwrap();
     hp::online_type(32, OnlineType::OnlineKernel).unwrap();
     hp::offline(32).unwrap();
     hp::remove(32).unwrap();
-    assert_eq!(kernel::mm::heap::allocs_under_sparse(), under, "heap allocations under SPARSE");
+    assert_eq!(
+        kernel::mm::heap::allocs_under_zone_lock(),
+        under,
+        "heap allocations under a zone lock"
+    );
+}
+
+/// Offlining drains every CPU's per-CPU page lists first, as Linux's
+/// `__offline_pages` does (`drain_all_pages`): free pages of the block
+/// that wait on a list are neither in the zone's free lists nor
+/// allocated, and without the drain the offline would find them busy.
+/// Afterwards no page of the block is handed out, from any list.
+#[test_case]
+fn offline_drains_the_per_cpu_lists_first() {
+    let before = model_snapshot();
+    hp::probe(4 * G).unwrap();
+    hp::online(32).unwrap();
+    // Normal has only the new block: an order-0 page comes from it, through
+    // this CPU's list, which keeps the rest of the batch it took.
+    let p = page_alloc::alloc_pages_zone(0, ZoneType::Normal).unwrap();
+    assert_eq!(pfn_to_section_nr(p), 32);
+    page_alloc::free_pages(p, 0).unwrap();
+    let listed = page_alloc::nr_pcp_pages(ZoneType::Normal);
+    let (batch, _) = page_alloc::pcp_batch_high(ZoneType::Normal);
+    assert_eq!(listed, batch, "a batch of memory32's pages waits on this CPU's list");
+    hp::offline(32).expect("the offline drains the lists, then finds every page free");
+    assert_eq!(page_alloc::nr_pcp_pages(ZoneType::Normal), 0);
+    assert_eq!(normal(), (0, 0, Pfn(0), Pfn(0)), "every page taken back");
+    let q = page_alloc::alloc_pages_zone(0, ZoneType::Normal).unwrap();
+    assert!(pfn_phys(q) < MEM_LIMIT, "{q:#x} comes from boot memory, not the offline block");
+    page_alloc::free_pages(q, 0).unwrap();
+    buddy_consistent();
+    hp::remove(32).unwrap();
+    assert!(model_snapshot() == before, "the model after remove differs from before probe");
 }

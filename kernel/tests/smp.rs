@@ -293,3 +293,82 @@ fn shootdown_cost_to_one_and_to_three_cpus() {
     }
     println!("{line} ({ROUNDS} rounds each, {} CPUs online)", cpus.len());
 }
+
+/// Every online CPU allocates and frees at once (order 0 through its
+/// per-CPU lists, some orders 1 to 3 from the zones): no page is handed to
+/// two holders at a time (a shared bitmap of held pfns, and a mark in each
+/// page checked before it is freed), and once every CPU's lists are
+/// drained the free blocks per zone and order are what they were.
+#[test_case]
+fn pages_allocated_on_every_cpu_at_once_are_never_handed_out_twice() {
+    use kernel::mm::page_alloc::{self, ZONES};
+    use mm::page::{Pfn, ZoneType, pfn_phys};
+
+    const OPS: u64 = 3000;
+    const HOLD: usize = 48;
+    let off = kernel::boot::mappings().unwrap().physical_memory_offset;
+    let top = kernel::mm::memblock::MEMBLOCK.lock().memory.regions().last().map_or(0, |r| r.end());
+    let held_bits: Vec<AtomicU64> =
+        (0..(top >> 12).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+    let twice = AtomicU64::new(0);
+    let allocs = AtomicU64::new(0);
+    page_alloc::drain_all_pages(None);
+    let before = ZONES.map(page_alloc::free_counts);
+    let claim = |p: Pfn, order: u32, on: bool| {
+        for q in p.as_u64()..p.as_u64() + (1 << order) {
+            let (w, bit) = ((q / 64) as usize, 1u64 << (q % 64));
+            let old = if on {
+                held_bits[w].fetch_or(bit, Ordering::AcqRel)
+            } else {
+                held_bits[w].fetch_and(!bit, Ordering::AcqRel)
+            };
+            if (old & bit != 0) != !on {
+                twice.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    let job = |w: kernel::smp::Worker| {
+        let mut rng = rng::Rng::new(0x5eed_0000 + u64::from(w.cpu));
+        let mut held: Vec<(Pfn, u32, u64)> = Vec::with_capacity(HOLD);
+        let mark = |p: Pfn| (off + pfn_phys(p)) as *mut u64;
+        for i in 0..OPS {
+            if held.len() < HOLD && (held.is_empty() || rng.below(100) < 55) {
+                let order = if rng.below(8) == 0 { 1 + rng.below(3) as u32 } else { 0 };
+                let Ok(p) = page_alloc::alloc_pages(order) else { continue };
+                claim(p, order, true);
+                let tag = u64::from(w.cpu) << 48 | i;
+                // SAFETY: the page allocator just handed this block to this
+                // worker alone; RAM is mapped at the physical-memory offset.
+                unsafe { mark(p).write_volatile(tag) };
+                held.push((p, order, tag));
+                allocs.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let (p, order, tag) = held.swap_remove(rng.below(held.len() as u64) as usize);
+                // SAFETY: as above: the block is still this worker's.
+                if unsafe { mark(p).read_volatile() } != tag {
+                    twice.fetch_add(1, Ordering::Relaxed);
+                }
+                claim(p, order, false);
+                page_alloc::free_pages(p, order).expect("freeing a block this worker holds");
+            }
+        }
+        for (p, order, _) in held {
+            claim(p, order, false);
+            page_alloc::free_pages(p, order).expect("freeing a block this worker holds");
+        }
+    };
+    let cpus = percpu::online_mask();
+    kernel::smp::parallel(cpus, &job).expect("every online CPU runs the job");
+    assert_eq!(twice.load(Ordering::Relaxed), 0, "pages handed out twice");
+    let on_lists: u64 = ZONES.iter().map(|&z| page_alloc::nr_pcp_pages(z)).sum();
+    page_alloc::check().expect("free lists and per-CPU lists consistent");
+    page_alloc::drain_all_pages(None);
+    assert_eq!(ZONES.iter().map(|&z| page_alloc::nr_pcp_pages(z)).sum::<u64>(), 0);
+    assert_eq!(ZONES.map(page_alloc::free_counts), before, "free blocks after draining");
+    println!(
+        "page_alloc: {} CPUs, {} allocations, {on_lists} pages on per-CPU lists before the drain (batch/high {:?})",
+        cpus.count_ones(),
+        allocs.load(Ordering::Relaxed),
+        page_alloc::pcp_batch_high(ZoneType::Dma32)
+    );
+}

@@ -203,18 +203,19 @@ fn free_pages_are_what_memblock_left() {
         .iter()
         .map(|r| (r.end() / 4096).saturating_sub(r.base.div_ceil(4096)))
         .sum();
-    let managed: u64 = ZONES.iter().map(|&z| SPARSE.lock().backend.buddy.managed(z)).sum();
+    let managed: u64 = ZONES.iter().map(|&z| page_alloc::managed(z)).sum();
     assert_eq!(managed, free_pages);
     for z in ZONES {
         let counted: u64 = page_alloc::free_counts(z).iter().enumerate().map(|(o, n)| n << o).sum();
         assert_eq!(counted, page_alloc::nr_free(z), "zone {z}");
     }
-    let s = SPARSE.lock();
-    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+    page_alloc::check().expect("free lists and per-CPU lists consistent");
 }
 
 #[test_case]
 fn every_order_allocates_usable_aligned_memory_and_frees_back() {
+    // Free counts leave out the per-CPU lists: compare them drained.
+    page_alloc::drain_all_pages(None);
     let before: Vec<_> = ZONES.iter().map(|&z| page_alloc::free_counts(z)).collect();
     let off = boot::mappings().unwrap().physical_memory_offset;
     let mut got = Vec::new();
@@ -242,6 +243,7 @@ fn every_order_allocates_usable_aligned_memory_and_frees_back() {
     for (pfn, order) in got {
         page_alloc::free_pages(pfn, order).unwrap();
     }
+    page_alloc::drain_all_pages(None);
     let after: Vec<_> = ZONES.iter().map(|&z| page_alloc::free_counts(z)).collect();
     assert_eq!(after, before, "freeing everything merges back");
 }
@@ -258,8 +260,7 @@ fn zone_limits_are_respected_and_bad_frees_refused() {
     assert!(page_alloc::free_pages(pfn32, 2).is_err(), "wrong order");
     page_alloc::free_pages(pfn32, 3).unwrap();
     assert!(page_alloc::free_pages(Pfn::new(0), 0).is_err(), "page 0 is reserved");
-    let s = SPARSE.lock();
-    s.backend.buddy.check(&s.backend.vmemmap).expect("free lists consistent");
+    page_alloc::check().expect("free lists and per-CPU lists consistent");
 }
 
 #[test_case]

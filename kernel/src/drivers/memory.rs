@@ -15,8 +15,8 @@
 //! (`mem_hotplug_begin`), then `BLOCKS`, once each, and holds them for
 //! all of it; each backend step takes what it needs under them, one at a
 //! time: `SPARSE` (then `ZONES`, in `zone::remove_pfn_range_from_zone`),
-//! `ZONES`, `MEMBLOCK`, `IOMEM`. Nothing takes `BLOCKS` while holding one
-//! of those.
+//! the page allocator's zone locks, `ZONES`, `MEMBLOCK`, `IOMEM`. Nothing
+//! takes `BLOCKS` while holding one of those.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -37,6 +37,7 @@ use spin::Mutex;
 
 use crate::mm::memblock::MEMBLOCK;
 use crate::mm::memory_hotplug::mem_hotplug_begin;
+use crate::mm::page_alloc;
 use crate::mm::physmap;
 use crate::mm::sparse::SPARSE;
 use crate::mm::zone;
@@ -148,15 +149,14 @@ impl HotplugBackend for Kernel {
     }
 
     fn free_range(&mut self, start: Pfn, end: Pfn) -> u64 {
-        let mut s = SPARSE.lock();
-        let backend = &mut s.backend;
-        backend.buddy.free_range(&mut backend.vmemmap, start, end)
+        page_alloc::free_range(start, end)
     }
 
+    /// Drains every CPU's per-CPU lists of the zone first, as Linux's
+    /// `__offline_pages` does, so that no free page of the range hides
+    /// on one ([`page_alloc::take_free_range`]).
     fn take_free_range(&mut self, start: Pfn, end: Pfn) -> Result<u64, BuddyError> {
-        let mut s = SPARSE.lock();
-        let backend = &mut s.backend;
-        backend.buddy.take_free_range(&mut backend.vmemmap, start, end)
+        page_alloc::take_free_range(start, end)
     }
 
     fn move_pfn_range_to_zone(&mut self, zone: ZoneType, pfn: Pfn, nr: u64) {

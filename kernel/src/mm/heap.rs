@@ -35,13 +35,14 @@ pub struct KernelHeap(Mutex<Arenas>);
 static HEAP: KernelHeap =
     KernelHeap(Mutex::new(Arenas { heaps: [const { Heap::empty() }; MAX_ARENAS], len: 0 }));
 
-static UNDER_SPARSE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static UNDER_ZONE_LOCK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Heap allocations made while `SPARSE` was held, since the page allocator
-/// started. The kernel makes none: a test reads this before and after an
-/// operation (test code itself may allocate while it reads the model).
-pub fn allocs_under_sparse() -> u64 {
-    UNDER_SPARSE.load(core::sync::atomic::Ordering::Relaxed)
+/// Heap allocations made while this CPU held one of the page allocator's
+/// zone locks, since the page allocator started. The kernel makes none (a
+/// grow there would fail rather than wait for itself): a test reads this
+/// before and after an operation.
+pub fn allocs_under_zone_lock() -> u64 {
+    UNDER_ZONE_LOCK.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Gives the static arena to the allocator. Call once, before any allocation.
@@ -68,9 +69,11 @@ impl Arenas {
         self.heaps[..self.len].iter_mut().find_map(|h| h.allocate_first_fit(layout).ok())
     }
 
-    /// Adds a block from the page allocator big enough for `layout`. Fails
-    /// when the page allocator is busy (the allocation came from inside
-    /// it) or not running yet, or when all arenas are used.
+    /// Adds a block from the page allocator big enough for `layout`, which
+    /// takes only zone locks (never `SPARSE` or the hotplug lock, so the
+    /// heap grows also in the middle of a hot-add). Fails when this CPU is
+    /// inside the page allocator (holds a zone lock), when it does not run
+    /// yet, or when all arenas are used.
     fn grow(&mut self, layout: Layout) -> bool {
         if self.len == MAX_ARENAS {
             return false;
@@ -91,12 +94,13 @@ impl Arenas {
 // linked_list_allocator returns blocks that satisfy the requested layout.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // The lock order (DESIGN.md §4a): the heap comes before SPARSE, so
-        // the kernel allocates nothing under SPARSE once the page allocator
-        // runs (a grow there would fail); counted, and tests hold the
-        // kernel's operations to zero.
-        if crate::mm::sparse::heap_use_under_sparse() {
-            UNDER_SPARSE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // The lock order (DESIGN.md §4a): the heap comes before the zone
+        // locks, so nothing allocates from the heap while holding one (a
+        // grow there would fail); counted, and tests hold the kernel's
+        // operations to zero. SPARSE comes before the heap: growth needs
+        // only zone locks.
+        if crate::mm::page_alloc::heap_use_under_zone_lock() {
+            UNDER_ZONE_LOCK.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut a = self.0.lock();

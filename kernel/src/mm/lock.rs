@@ -1,7 +1,9 @@
-//! A spin lock that knows which CPU holds it. The heap asks it whether
-//! an allocation would come from inside the section table's lock on this
-//! CPU (a broken lock order) and must otherwise simply wait for another
-//! CPU to finish, which a plain `is_locked` cannot tell apart.
+//! A spin lock that knows which CPU holds it. The heap asks the page
+//! allocator's zone locks whether an allocation would come from inside one
+//! of them on this CPU (a broken lock order: growing would wait for
+//! itself) or must simply wait for another CPU to finish, which a plain
+//! `is_locked` cannot tell apart. `SPARSE` is one too, so that code can
+//! assert who holds it.
 
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};

@@ -12,12 +12,14 @@
 //! ```text
 //! MEM_HOTPLUG → PMEM | BLOCKS → SPARSE → ZONES, MEMBLOCK, IOMEM, PAGING (one at a time)
 //!                PMEM → PUBLISHED   (the regions as the last finished operation left them)
-//! HEAP → SPARSE                     (the heap grows from the page allocator)
+//! SPARSE → per-CPU page list → zone lock (DMA, DMA32, Normal)   (the model's own pages)
+//! SPARSE → HEAP → zone lock         (the heap grows from the page allocator)
 //! ```
 //!
-//! and nothing allocates from the heap while it holds `SPARSE` (the heap
-//! checks it in debug builds), so the heap can grow in the middle of a
-//! hot-add: growth needs the page allocator, never this lock.
+//! The page allocator takes neither `SPARSE` nor this lock: each zone has
+//! its own (`page_alloc`), and nothing allocates from the heap while it
+//! holds one (the heap counts it), so the heap can grow in the middle of a
+//! hot-add, from under `SPARSE` too.
 //!
 //! Readers of online memory ([`get_online_mems`], Linux's
 //! `get_online_mems`/`put_online_mems`) hold the read side of a per-CPU

@@ -13,5 +13,6 @@ pub mod memblock;
 pub mod memory_hotplug;
 pub mod page_alloc;
 pub mod physmap;
+pub mod sections;
 pub mod sparse;
 pub mod zone;

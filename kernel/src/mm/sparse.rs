@@ -2,33 +2,33 @@
 //! by memblock at boot and by the page allocator afterwards, with the
 //! memmap mapped at [`VMEMMAP_START`].
 //!
-//! One lock, [`SPARSE`], covers the section table, the vmemmap and the page
-//! allocator, so that populating a memmap can allocate pages. Nothing
-//! allocates from the kernel heap while holding it once the page allocator
-//! runs (usage maps come from pages, the vmemmap's bookkeeping is a radix
-//! of pages), so the heap can always grow from the page allocator, also in
-//! the middle of a hot-add: see [`heap_use_under_sparse`] and the lock order in
-//! DESIGN.md §4a.
+//! [`SPARSE`] is the section table's writer lock; it covers the section
+//! words, the usages and the vmemmap. The page allocator is not under it:
+//! each zone has its own lock ([`crate::mm::page_alloc`]), and populating
+//! a memmap takes pages from there while holding `SPARSE` (lock order
+//! `SPARSE` → zone lock, never the other way). Lock-free readers use
+//! [`SECTIONS`] inside [`rcu_read_lock`] (DESIGN.md §4a).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm::buddy::BuddyAllocator;
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, memmap_offset, pfn_phys, phys_pfn};
 use mm::sparse::{
-    Altmap, MemSectionUsage, MmRcu, NR_MEM_SECTIONS, PAGES_PER_SECTION, RcuGuard, SectionRoot,
-    SectionTable, Sparse, SparseBackend, SparseStats, USAGE_POISON, pfn_to_section_nr,
-    subsection_map_index, subsection_mask,
+    Altmap, MemSectionUsage, MmRcu, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionRoot, Sparse,
+    SparseBackend, SparseStats, USAGE_POISON, pfn_to_section_nr, subsection_map_index,
+    subsection_mask,
 };
 
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
 use crate::arch::paging::{self, MapSize};
-use crate::arch::percpu;
 use crate::boot::layout::VMEMMAP_START;
 use crate::mm::lock::CpuMutex;
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::page_alloc;
+use crate::mm::sections::this_cpu;
+pub use crate::mm::sections::{SECTIONS, pfn_to_page, pfn_valid, rcu_read_lock};
 
 use mm::page::STRUCT_PAGE_SIZE as PAGE_DESC;
 const SECTION_MEMMAP: u64 = PAGES_PER_SECTION * PAGE_DESC;
@@ -167,10 +167,9 @@ impl MemMap for Vmemmap {
     }
 }
 
-/// Memory for the model: memblock until the page allocator takes over.
+/// Memory for the model: memblock until the page allocator takes over,
+/// then the page allocator (its zone locks, taken under `SPARSE`).
 pub struct KernelBackend {
-    /// The page allocator (empty until [`crate::mm::page_alloc::init`]).
-    pub buddy: BuddyAllocator,
     /// The mapped descriptors.
     pub vmemmap: Vmemmap,
     phys_offset: u64,
@@ -258,7 +257,6 @@ fn injected(what: &'static str) -> bool {
 impl KernelBackend {
     const fn new() -> Self {
         Self {
-            buddy: BuddyAllocator::new(),
             vmemmap: Vmemmap::new(),
             free_usages: None,
             phys_offset: 0,
@@ -275,15 +273,14 @@ impl KernelBackend {
     /// The usage pool's first page, from the page allocator once it runs
     /// and before any hot-add: an add that is undone finds the page
     /// allocator as it was.
-    pub(super) fn seed_usage_pool(&mut self) {
+    fn seed_usage_pool(&mut self) {
         if self.free_usages.is_none() && !self.grow_usage_pool() {
             log::warn!("sparse: no page for the usage-map pool yet");
         }
     }
 
-    pub(super) fn set_late(&mut self) {
+    fn set_late(&mut self) {
         self.late = true;
-        ALLOCATOR_RUNNING.store(true, Ordering::Release);
     }
 
     /// A zeroed-or-not block of `1 << order` pages from memblock or the
@@ -298,7 +295,7 @@ impl KernelBackend {
     /// [`Self::alloc_block`] without counting it for fault injection.
     fn take_block(&mut self, order: u32) -> Option<(u64, Source)> {
         if self.late {
-            let pfn = self.buddy.alloc_pages(&mut self.vmemmap, order, ZoneType::Normal).ok()?;
+            let pfn = page_alloc::alloc_pages_zone(order, ZoneType::Normal).ok()?;
             Some((pfn_phys(pfn), Source::Buddy))
         } else {
             let size = PAGE_SIZE << order;
@@ -311,13 +308,13 @@ impl KernelBackend {
         let pfn = phys_pfn(phys);
         match source {
             Source::Buddy => {
-                if let Err(e) = self.buddy.free_pages(&mut self.vmemmap, pfn, order) {
+                if let Err(e) = page_alloc::free_pages(pfn, order) {
                     log::error!("sparse: freeing memmap page {pfn:#x}: {e}");
                 }
             }
             Source::Memblock if self.late => {
                 // Boot memory: its descriptors are reserved; hand them over.
-                self.buddy.free_range(&mut self.vmemmap, pfn, pfn + (1 << order));
+                page_alloc::free_range(pfn, pfn + (1 << order));
             }
             Source::Memblock => MEMBLOCK.lock().reserved.remove(phys, PAGE_SIZE << order),
             Source::Altmap => {}
@@ -645,25 +642,16 @@ pub fn init_us() -> u64 {
     INIT_US.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// The page allocator has taken over from memblock (set once, by
-/// `page_alloc::init`).
-static ALLOCATOR_RUNNING: AtomicBool = AtomicBool::new(false);
-
-/// Whether a heap allocation now would break the lock order: the page
-/// allocator runs (so the heap grows from it, under [`SPARSE`]) and SPARSE
-/// is held by this CPU (another CPU holding it only makes the heap wait).
-pub fn heap_use_under_sparse() -> bool {
-    ALLOCATOR_RUNNING.load(Ordering::Acquire) && SPARSE.held_by_this_cpu()
+/// The page allocator has taken over from memblock
+/// ([`crate::mm::page_alloc::init`] ran): from now on the memory model
+/// takes its pages from there, and the usage-map pool gets its first page.
+pub fn page_allocator_ready() {
+    let mut s = SPARSE.lock();
+    s.backend.set_late();
+    s.backend.seed_usage_pool();
 }
 
-/// The section table as lock-free readers see it.
-pub static SECTIONS: SectionTable = SectionTable::new();
-
-fn this_cpu() -> usize {
-    percpu::current() as usize
-}
-
-/// The section table's writer side, the vmemmap and the page allocator.
+/// The section table's writer side and the vmemmap.
 pub static SPARSE: CpuMutex<Sparse<KernelBackend>> =
     CpuMutex::new(Sparse::with_table(&SECTIONS, KernelBackend::new(), VMEMMAP_START, this_cpu));
 
@@ -700,14 +688,6 @@ static GRACE_US: AtomicU64 = AtomicU64::new(0);
 /// Microseconds spent waiting for grace periods so far.
 pub fn grace_period_us() -> u64 {
     GRACE_US.load(Ordering::Relaxed)
-}
-
-/// Enters a read-side section of the section table on this CPU
-/// (`rcu_read_lock`): usages and memmap reached through [`SECTIONS`] stay
-/// allocated and mapped while it lives. Never wait inside one for anything
-/// a hotplug operation holds.
-pub fn rcu_read_lock() -> RcuGuard<'static> {
-    SECTIONS.read_lock(this_cpu())
 }
 
 /// Grace periods completed.
@@ -823,21 +803,11 @@ pub fn pfn_valid_cost(calls: u64) -> PfnValidCost {
     PfnValidCost { calls, valid, baseline_us, with_lookup_us: uptime_us() - start }
 }
 
-/// `pfn_valid`, without a lock: a read-side section of its own.
-pub fn pfn_valid(pfn: Pfn) -> bool {
-    SECTIONS.pfn_valid(this_cpu(), pfn)
-}
-
 /// Section `nr`, read without a lock: its `present()`, `valid()`,
 /// `early()` and `online()` (`present_section` and friends) load the
 /// section word with Acquire.
 pub fn section(nr: u64) -> Option<&'static mm::sparse::MemSection> {
     SECTIONS.section(nr)
-}
-
-/// `pfn_to_page` (vmemmap: arithmetic only; no lock).
-pub fn pfn_to_page(pfn: Pfn) -> u64 {
-    VMEMMAP_START + memmap_offset(pfn)
 }
 
 /// `page_to_pfn` (no lock).

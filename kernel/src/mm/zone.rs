@@ -7,6 +7,7 @@
 //! ([`mm::zone`]).
 //!
 //! Lock order: the memory blocks' lock, then `SPARSE`, then `ZONES`;
+//! the page allocator's zone locks are taken and dropped before `ZONES`;
 //! nothing here is called with `ZONES` held, and nothing here reads the
 //! memory blocks (a zone knows its pages from the memory model alone).
 
@@ -18,6 +19,7 @@ use mm::zone::{NR_ZONES, NodeZones, ZoneSpan, zone_type};
 use spin::Mutex;
 
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::page_alloc;
 use crate::mm::sparse::SPARSE;
 
 static ZONES: Mutex<NodeZones> = Mutex::new(NodeZones { zones: [EMPTY; NR_ZONES] });
@@ -78,13 +80,12 @@ pub fn remove_pfn_range_from_zone(zone: ZoneType, start_pfn: Pfn, nr_pages: u64)
 }
 
 /// Every zone's `/proc/zoneinfo` numbers: span and present pages, and the
-/// page allocator's free and managed pages.
+/// page allocator's free (`NR_FREE_PAGES`: per-CPU lists not included, as
+/// in Linux) and managed pages, each zone's read under its own lock.
 pub fn snapshot() -> (NodeZones, [u64; NR_ZONES], [u64; NR_ZONES]) {
-    let s = SPARSE.lock();
-    let b = &s.backend.buddy;
     let count = |f: &dyn Fn(ZoneType) -> u64| core::array::from_fn(|i| zone_type(i).map_or(0, f));
-    let free = count(&|z| b.nr_free(z));
-    let managed = count(&|z| b.managed(z));
+    let free = count(&|z| page_alloc::nr_free(z));
+    let managed = count(&|z| page_alloc::managed(z));
     (*ZONES.lock(), free, managed)
 }
 

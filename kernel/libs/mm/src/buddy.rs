@@ -5,7 +5,14 @@
 //! (`pfn ^ (1 << order)`) while that is free, of the same order and in the
 //! same zone (`__free_one_page`).
 //!
-//! A page's life: `reserved --free_range--> free (buddy) <--alloc/free_pages--> allocated`.
+//! A page's life: `reserved --free_range--> free (buddy) <--alloc/free_pages--> allocated`;
+//! an order-0 page may also wait on a per-CPU list ([`PerCpuPages`]) between
+//! the two: `free (buddy) --rmqueue_bulk--> per-CPU list --alloc--> allocated
+//! --free--> per-CPU list --free_pcppages_bulk--> free (buddy)`.
+//!
+//! [`Zone`] is one zone's state and operations (the kernel keeps each under
+//! a lock of its own); [`BuddyAllocator`] is the three zones together with
+//! Linux's zonelist fallback.
 //!
 //! The allocator holds only per-zone bookkeeping (list heads, counters, span).
 //! The lists run through the descriptors ([`Page::next`]/[`Page::prev`]),
@@ -20,6 +27,7 @@ use core::fmt;
 use crate::page::{
     MAX_DMA_PFN, MAX_DMA32_PFN, MAX_NR_ZONES, MemMap, NO_PFN, Page, Pfn, ZoneType, pg,
 };
+pub use crate::pcp::PerCpuPages;
 
 /// Largest block order (Linux's `MAX_PAGE_ORDER`): 1024 pages, 4 MiB.
 pub const MAX_ORDER: u32 = 10;
@@ -53,9 +61,12 @@ pub enum BuddyError {
     WrongOrder { pfn: Pfn, order: u32, allocated: u64 },
     /// The free lists or descriptors are inconsistent.
     Corrupt { pfn: Pfn, what: &'static str },
-    /// `pfn` is in use (allocated, reserved or not managed), so the range
-    /// it is in cannot be taken back.
+    /// `pfn` is in use (allocated, reserved, not managed, or on a per-CPU
+    /// list), so the range it is in cannot be taken back.
     Busy { pfn: Pfn },
+    /// `pfn`'s block belongs to another zone than `zone`, whose lock the
+    /// caller holds.
+    WrongZone { pfn: Pfn, zone: ZoneType },
 }
 
 impl fmt::Display for BuddyError {
@@ -77,6 +88,9 @@ impl fmt::Display for BuddyError {
             }
             Self::Corrupt { pfn, what } => write!(f, "buddy: corrupt at pfn {pfn:#x}: {what}"),
             Self::Busy { pfn } => write!(f, "buddy: pfn {pfn:#x} is in use"),
+            Self::WrongZone { pfn, zone } => {
+                write!(f, "buddy: pfn {pfn:#x} is not in zone {zone}")
+            }
         }
     }
 }
@@ -102,7 +116,9 @@ impl FreeArea {
     }
 }
 
-/// A zone's allocator state (`struct zone`).
+/// A zone's allocator state (`struct zone`): its free lists, managed pages
+/// and span. In the kernel each zone has a lock of its own (Linux's
+/// `zone->lock`) and every method here runs under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
     zone_type: ZoneType,
@@ -112,8 +128,130 @@ pub struct Zone {
     end_pfn: Pfn,
 }
 
+type Res<T = ()> = Result<T, BuddyError>;
+
+fn link<M: MemMap>(mm: &mut M, pfn: Pfn) -> Res<&mut Page> {
+    mm.page_mut(pfn).ok_or(BuddyError::Corrupt { pfn, what: "listed page has no descriptor" })
+}
+
+fn ensure(ok: bool, pfn: Pfn, what: &'static str) -> Res {
+    if ok { Ok(()) } else { Err(BuddyError::Corrupt { pfn, what }) }
+}
+
+/// The zone of a page [`free_range`] may take: initialized, reserved (so
+/// not yet managed), not free, not ZONE_DEVICE.
+fn takeable(page: &Page) -> Option<ZoneType> {
+    let ok = page.has(pg::INITIALIZED | pg::RESERVED) && !page.is_buddy();
+    (ok && page.zone() != ZoneType::Device).then_some(page.zone())
+}
+
+/// `free_pages_prepare`'s checks, reading only: `pfn` is the first page
+/// of a block of 2^`order` pages allocated by the page allocator. Returns
+/// its zone. The caller owns the block, so the answer holds until it
+/// frees it.
+pub fn check_free<M: MemMap>(mm: &M, pfn: Pfn, order: u32) -> Res<ZoneType> {
+    if order > MAX_ORDER {
+        return Err(BuddyError::BadOrder { order });
+    }
+    if !pfn.is_multiple_of(1 << order) {
+        return Err(BuddyError::Misaligned { pfn, order });
+    }
+    let page = mm.page(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
+    let zone = page.zone();
+    if zone == ZoneType::Device {
+        Err(BuddyError::DeviceZone { pfn })
+    } else if page.is_reserved() {
+        Err(BuddyError::Reserved { pfn })
+    } else if page.is_buddy() || page.refcount != 1 {
+        Err(BuddyError::NotAllocated { pfn })
+    } else if page.private != u64::from(order) {
+        Err(BuddyError::WrongOrder { pfn, order, allocated: page.private })
+    } else {
+        Ok(zone)
+    }
+}
+
+/// `prep_new_page`: the first page of a block just taken from the free
+/// lists becomes an allocated block of 2^`order` pages.
+fn prep_new_page<M: MemMap>(mm: &mut M, pfn: Pfn, order: u32) -> Res {
+    let page = link(mm, pfn)?;
+    (page.refcount, page.private) = (1, order.into());
+    page.set(pg::HEAD, order > 0);
+    Ok(())
+}
+
+/// Undoes [`prep_new_page`] on a block [`check_free`] accepted.
+fn unprep_page<M: MemMap>(mm: &mut M, pfn: Pfn) -> Res {
+    let page = link(mm, pfn)?;
+    (page.refcount, page.private) = (0, 0);
+    page.set(pg::HEAD, false);
+    Ok(())
+}
+
+/// Hands the pages of `[start_pfn, end_pfn)` to the zones in `zones`
+/// (`memblock_free_all` / `__free_pages_core`) in the largest naturally
+/// aligned blocks that fit, each within one zone, merging with free
+/// neighbours. Pages are taken only if their descriptor exists, is
+/// initialized and reserved, is not ZONE_DEVICE, and its zone is one of
+/// `zones`; others (holes, pages already managed) are skipped. Returns the
+/// number of pages taken.
+pub fn free_range<M: MemMap>(
+    zones: &mut [&mut Zone],
+    mm: &mut M,
+    start_pfn: Pfn,
+    end_pfn: Pfn,
+) -> u64 {
+    let mut types = [None; MAX_NR_ZONES];
+    zones.iter().zip(&mut types).for_each(|(z, t)| *t = Some(z.zone_type));
+    let ours = |p: &Page| takeable(p).filter(|z| types.contains(&Some(*z)));
+    let (mut pfn, mut freed) = (start_pfn, 0);
+    while pfn < end_pfn {
+        let Some(zone) = mm.page(pfn).and_then(ours) else {
+            pfn += 1;
+            continue;
+        };
+        let max = pfn.align_order().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
+        let take = |page: &mut Page| {
+            page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
+            (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
+        };
+        let order = match mm.pages_mut(pfn, 1 << max) {
+            // Fast path: the whole candidate block as one slice.
+            Some(pages) => {
+                let run = pages.iter().position(|p| takeable(p) != Some(zone));
+                let order = max.min(run.unwrap_or(1 << max).ilog2());
+                pages[..1 << order].iter_mut().for_each(take);
+                order
+            }
+            None => {
+                let run = (1..1 << max)
+                    .find(|&i| mm.page(pfn + i).and_then(takeable) != Some(zone))
+                    .unwrap_or(1 << max);
+                let order = max.min(run.ilog2());
+                for p in pfn..pfn + (1 << order) {
+                    if let Some(page) = mm.page_mut(p) {
+                        take(page);
+                    }
+                }
+                order
+            }
+        };
+        let n = 1 << order;
+        let Some(z) = zones.iter_mut().find(|z| z.zone_type == zone) else {
+            unreachable!("`ours` found the zone")
+        };
+        z.grow(pfn, n);
+        if let Err(e) = z.free_one(mm, pfn, order) {
+            panic!("free_range: {e}");
+        }
+        (pfn, freed) = (pfn + n, freed + n);
+    }
+    freed
+}
+
 impl Zone {
-    const fn new(zone_type: ZoneType) -> Self {
+    /// An empty zone of `zone_type`.
+    pub const fn new(zone_type: ZoneType) -> Self {
         Self {
             zone_type,
             free_area: [FreeArea::EMPTY; NR_ORDERS],
@@ -133,7 +271,7 @@ impl Zone {
         self.free_area.get(order as usize)
     }
 
-    /// Pages handed to the allocator (free or allocated).
+    /// Pages handed to the allocator (free, on per-CPU lists, or allocated).
     pub const fn managed_pages(&self) -> u64 {
         self.managed_pages
     }
@@ -153,13 +291,315 @@ impl Zone {
         self.end_pfn.as_u64() - self.start_pfn.as_u64()
     }
 
-    /// Free pages over all orders.
+    /// Free pages over all orders: Linux's `NR_FREE_PAGES`, which counts
+    /// the free lists only (pages on per-CPU lists are not in it).
     pub fn nr_free_pages(&self) -> u64 {
         self.free_area.iter().enumerate().map(|(o, a)| a.nr_free << o).sum()
     }
+
+    /// Free blocks per order, as a `/proc/buddyinfo` line.
+    pub fn free_counts(&self) -> [u64; NR_ORDERS] {
+        self.free_area.map(|a| a.nr_free)
+    }
+
+    /// `n` pages from `pfn` join the managed pages and the span.
+    fn grow(&mut self, pfn: Pfn, n: u64) {
+        if self.managed_pages == 0 {
+            (self.start_pfn, self.end_pfn) = (pfn, pfn + n);
+        }
+        (self.start_pfn, self.end_pfn) = (self.start_pfn.min(pfn), self.end_pfn.max(pfn + n));
+        self.managed_pages += n;
+    }
+
+    /// [`free_range`] for this zone alone.
+    pub fn free_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
+        free_range(&mut [self], mm, start_pfn, end_pfn)
+    }
+
+    /// Takes over `other`'s free blocks and managed pages (`other` is a
+    /// zone of the same type): each of its free lists goes in front of this
+    /// zone's list of the same order, and the span takes in `other`'s. See
+    /// [`BuddyAllocator::splice`] for when this equals [`free_range`].
+    pub fn splice<M: MemMap>(&mut self, mm: &mut M, other: &Zone) -> Res {
+        ensure(other.zone_type == self.zone_type, other.start_pfn, "spliced zone of another type")?;
+        if other.managed_pages == 0 {
+            return Ok(());
+        }
+        if self.managed_pages == 0 {
+            (self.start_pfn, self.end_pfn) = (other.start_pfn, other.end_pfn);
+        }
+        self.start_pfn = self.start_pfn.min(other.start_pfn);
+        self.end_pfn = self.end_pfn.max(other.end_pfn);
+        self.managed_pages += other.managed_pages;
+        for (order, oa) in other.free_area.iter().enumerate() {
+            if oa.head == NO_PFN {
+                continue;
+            }
+            let mut tail = oa.head;
+            loop {
+                let next = link(mm, tail)?.next;
+                if next == NO_PFN {
+                    break;
+                }
+                tail = next;
+            }
+            let area = &mut self.free_area[order];
+            let old = area.head;
+            if old != NO_PFN {
+                link(mm, old)?.prev = tail;
+            }
+            link(mm, tail)?.next = old;
+            (area.head, area.nr_free) = (oa.head, area.nr_free + oa.nr_free);
+        }
+        Ok(())
+    }
+
+    /// `__rmqueue_smallest`: takes a free block of 2^`order` pages off the
+    /// lists, splitting a larger one if needed (`expand`); the block stays
+    /// unprepared (reference count 0). `None`: no block that large.
+    fn rmqueue<M: MemMap>(&mut self, mm: &mut M, order: u32) -> Res<Option<Pfn>> {
+        let area = &self.free_area;
+        let Some(cur) = (order..=MAX_ORDER).find(|&o| area[o as usize].head != NO_PFN) else {
+            return Ok(None);
+        };
+        let pfn = area[cur as usize].head;
+        self.del(mm, pfn, cur)?;
+        for o in (order..cur).rev() {
+            self.add(mm, pfn + (1 << o), o)?;
+        }
+        Ok(Some(pfn))
+    }
+
+    /// Allocates 2^`order` pages from this zone alone; returns the first pfn.
+    pub fn alloc_pages<M: MemMap>(&mut self, mm: &mut M, order: u32) -> Res<Pfn> {
+        if order > MAX_ORDER {
+            return Err(BuddyError::BadOrder { order });
+        }
+        let pfn =
+            self.rmqueue(mm, order)?.ok_or(BuddyError::NoMemory { order, zone: self.zone_type })?;
+        prep_new_page(mm, pfn, order)?;
+        Ok(pfn)
+    }
+
+    /// Frees the block of 2^`order` pages at `pfn` allocated by
+    /// [`alloc_pages`](Self::alloc_pages), merging it with free buddies.
+    /// A block of another zone is refused ([`BuddyError::WrongZone`]).
+    pub fn free_pages<M: MemMap>(&mut self, mm: &mut M, pfn: Pfn, order: u32) -> Res {
+        let zone = check_free(mm, pfn, order)?;
+        if zone != self.zone_type {
+            return Err(BuddyError::WrongZone { pfn, zone: self.zone_type });
+        }
+        unprep_page(mm, pfn)?;
+        self.free_one(mm, pfn, order)
+    }
+
+    /// `rmqueue_bulk`: moves up to `count` order-0 pages from the free
+    /// lists to the tail of `pcp` (a per-CPU list of this zone). They stay
+    /// unprepared and leave [`nr_free_pages`](Self::nr_free_pages), as
+    /// Linux takes them out of `NR_FREE_PAGES`. Returns how many moved.
+    pub fn rmqueue_bulk<M: MemMap>(
+        &mut self,
+        mm: &mut M,
+        count: u64,
+        pcp: &mut PerCpuPages,
+    ) -> Res<u64> {
+        ensure(pcp.zone() == self.zone_type, pcp.head(), "per-CPU list of another zone")?;
+        let mut moved = 0;
+        while moved < count {
+            let Some(pfn) = self.rmqueue(mm, 0)? else { break };
+            pcp.push_tail(mm, pfn)?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// `free_pcppages_bulk`: gives up to `count` pages from the tail of
+    /// `pcp` (the coldest) back to the free lists. Returns how many went.
+    pub fn free_pcppages_bulk<M: MemMap>(
+        &mut self,
+        mm: &mut M,
+        count: u64,
+        pcp: &mut PerCpuPages,
+    ) -> Res<u64> {
+        ensure(pcp.zone() == self.zone_type, pcp.head(), "per-CPU list of another zone")?;
+        let mut freed = 0;
+        while freed < count {
+            let Some(pfn) = pcp.pop_tail(mm)? else { break };
+            self.free_one(mm, pfn, 0)?;
+            freed += 1;
+        }
+        Ok(freed)
+    }
+
+    /// Takes the pages of `[start_pfn, end_pfn)` back from this zone, as
+    /// `offline_pages` does after isolating them: every page must be a
+    /// free page of this zone (in its free lists: a page on a per-CPU list
+    /// is not, so drain those first), otherwise nothing changes and the
+    /// first page in use is named. A free block that straddles an end of
+    /// the range is split and the part outside stays free. The pages leave
+    /// the zone's managed count, end up reserved, and the zone span shrinks
+    /// when they were at its edge (`shrink_zone_span`). Returns the number
+    /// of pages taken.
+    pub fn take_free_range<M: MemMap>(
+        &mut self,
+        mm: &mut M,
+        start_pfn: Pfn,
+        end_pfn: Pfn,
+    ) -> Res<u64> {
+        let zone = self.zone_type;
+        let ours = |mm: &M, pfn: Pfn| {
+            free_block_of(mm, pfn)
+                .filter(|&(head, _)| mm.page(head).is_some_and(|p| p.zone() == zone))
+                .ok_or(BuddyError::Busy { pfn })
+        };
+        let mut pfn = start_pfn;
+        while pfn < end_pfn {
+            let (head, order) = ours(mm, pfn)?;
+            pfn = head + (1 << order);
+        }
+        let (mut pfn, mut taken) = (start_pfn, 0);
+        while pfn < end_pfn {
+            let (head, order) = ours(mm, pfn)?;
+            let block_end = head + (1 << order);
+            self.del(mm, head, order)?;
+            for (a, b) in [(head, start_pfn.max(head)), (end_pfn.min(block_end), block_end)] {
+                self.add_aligned(mm, a, b)?;
+            }
+            let (a, b) = (head.max(start_pfn), block_end.min(end_pfn));
+            for p in a..b {
+                link(mm, p)?.set(pg::RESERVED, true);
+            }
+            self.managed_pages -= b - a;
+            self.shrink_zone_span(mm);
+            (pfn, taken) = (block_end, taken + (b - a));
+        }
+        Ok(taken)
+    }
+
+    /// `shrink_zone_span`: moves each end of the span inwards past pages
+    /// the zone does not manage (reserved, or without a descriptor: those
+    /// are skipped a sub-section of 512 pages at a time, the memmap's
+    /// smallest unit).
+    fn shrink_zone_span<M: MemMap>(&mut self, mm: &M) {
+        let ty = self.zone_type;
+        if self.managed_pages == 0 {
+            (self.start_pfn, self.end_pfn) = (Pfn::ZERO, Pfn::ZERO);
+            return;
+        }
+        // Whether the zone manages `p`; `None`: no descriptor.
+        const SUB: u64 = 512;
+        let managed = |p: Pfn| mm.page(p).map(|page| !page.is_reserved() && page.zone() == ty);
+        while self.start_pfn < self.end_pfn {
+            match managed(self.start_pfn) {
+                Some(true) => break,
+                Some(false) => self.start_pfn += 1,
+                None => self.start_pfn = (self.start_pfn + 1).next_multiple_of(SUB),
+            }
+        }
+        while self.end_pfn > self.start_pfn {
+            match managed(self.end_pfn - 1) {
+                Some(true) => break,
+                Some(false) => self.end_pfn -= 1,
+                None => self.end_pfn = (self.end_pfn - 1).align_down(SUB),
+            }
+        }
+    }
+
+    /// Lists `[a, b)` (all free pages of this zone) as the largest
+    /// naturally aligned blocks that fit.
+    fn add_aligned<M: MemMap>(&mut self, mm: &mut M, mut a: Pfn, b: Pfn) -> Res {
+        while a < b {
+            let order = a.align_order().min(MAX_ORDER).min((b - a).ilog2());
+            self.add(mm, a, order)?;
+            a += 1 << order;
+        }
+        Ok(())
+    }
+
+    /// `__free_one_page`: merges upwards while the buddy is free, then lists.
+    fn free_one<M: MemMap>(&mut self, mm: &mut M, pfn: Pfn, order: u32) -> Res {
+        let (mut pfn, mut order, zone) = (pfn, order, self.zone_type);
+        while order < MAX_ORDER {
+            let buddy = buddy_pfn(pfn, order);
+            let free = mm
+                .page(buddy)
+                .is_some_and(|b| b.is_buddy() && b.private == u64::from(order) && b.zone() == zone);
+            if !free {
+                break;
+            }
+            self.del(mm, buddy, order)?;
+            (pfn, order) = (pfn.align_down(2 << order), order + 1);
+        }
+        self.add(mm, pfn, order)
+    }
+
+    fn add<M: MemMap>(&mut self, mm: &mut M, pfn: Pfn, order: u32) -> Res {
+        let area = &mut self.free_area[order as usize];
+        let page = link(mm, pfn)?;
+        page.set(pg::BUDDY, true);
+        (page.private, page.next, page.prev) = (order.into(), area.head, NO_PFN);
+        if area.head != NO_PFN {
+            link(mm, area.head)?.prev = pfn;
+        }
+        (area.head, area.nr_free) = (pfn, area.nr_free + 1);
+        Ok(())
+    }
+
+    fn del<M: MemMap>(&mut self, mm: &mut M, pfn: Pfn, order: u32) -> Res {
+        let area = &mut self.free_area[order as usize];
+        let page = link(mm, pfn)?;
+        let (next, prev) = (page.next, page.prev);
+        ensure(prev != NO_PFN || area.head == pfn, pfn, "unlinked block is not the list head")?;
+        ensure(area.nr_free > 0, pfn, "free count underflow")?;
+        page.set(pg::BUDDY, false);
+        (page.private, page.next, page.prev) = (0, NO_PFN, NO_PFN);
+        if prev == NO_PFN {
+            area.head = next;
+        } else {
+            link(mm, prev)?.next = next;
+        }
+        if next != NO_PFN {
+            link(mm, next)?.prev = prev;
+        }
+        area.nr_free -= 1;
+        Ok(())
+    }
+
+    /// Walks every free list: each entry is a [`pg::BUDDY`] page of the
+    /// list's order and zone, aligned, inside the zone span, with consistent
+    /// links; all pages of a free block are free and no other block starts
+    /// inside it; list lengths match `nr_free`, and free ≤ managed.
+    pub fn check<M: MemMap>(&self, mm: &M) -> Res {
+        let mut free = 0;
+        for (order, area) in self.free_area.iter().enumerate() {
+            let (mut pfn, mut prev, mut n) = (area.head, NO_PFN, 0u64);
+            while pfn != NO_PFN {
+                n += 1;
+                ensure(n <= area.nr_free, pfn, "list longer than nr_free")?;
+                let page = mm.page(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
+                ensure(page.is_buddy() && page.private == order as u64, pfn, "bad buddy")?;
+                ensure(page.prev == prev, pfn, "prev link mismatch")?;
+                ensure(pfn.is_multiple_of(1 << order), pfn, "misaligned free block")?;
+                let end = pfn + (1 << order);
+                ensure(self.start_pfn <= pfn && end <= self.end_pfn, pfn, "outside zone")?;
+                for p in pfn..end {
+                    let t = mm.page(p).ok_or(BuddyError::NoMemmap { pfn: p })?;
+                    let ok = t.refcount == 0 && !t.is_reserved() && t.zone() == self.zone_type;
+                    ensure(ok && (p == pfn || !t.is_buddy()), p, "free block page not free")?;
+                }
+                (prev, pfn) = (pfn, page.next);
+            }
+            ensure(n == area.nr_free, area.head, "nr_free does not match list")?;
+            free += n << order;
+        }
+        ensure(free <= self.managed_pages, self.start_pfn, "more free than managed")
+    }
 }
 
-/// The page allocator: one [`Zone`] each for DMA, DMA32 and Normal.
+/// The page allocator: one [`Zone`] each for DMA, DMA32 and Normal, with
+/// Linux's zonelist fallback. The kernel keeps each zone under a lock of
+/// its own instead; this whole form serves the host tests and deferred
+/// init's per-section allocators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuddyAllocator {
     zones: [Zone; MAX_NR_ZONES],
@@ -169,23 +609,6 @@ impl Default for BuddyAllocator {
     fn default() -> Self {
         Self::new()
     }
-}
-
-type Res<T = ()> = Result<T, BuddyError>;
-
-fn link<M: MemMap>(mm: &mut M, pfn: Pfn) -> Res<&mut Page> {
-    mm.page_mut(pfn).ok_or(BuddyError::Corrupt { pfn, what: "listed page has no descriptor" })
-}
-
-fn ensure(ok: bool, pfn: Pfn, what: &'static str) -> Res {
-    if ok { Ok(()) } else { Err(BuddyError::Corrupt { pfn, what }) }
-}
-
-/// The zone of a page [`BuddyAllocator::free_range`] may take: initialized,
-/// reserved (so not yet managed), not free, not ZONE_DEVICE.
-fn takeable(page: &Page) -> Option<ZoneType> {
-    let ok = page.has(pg::INITIALIZED | pg::RESERVED) && !page.is_buddy();
-    (ok && page.zone() != ZoneType::Device).then_some(page.zone())
 }
 
 impl BuddyAllocator {
@@ -217,61 +640,12 @@ impl BuddyAllocator {
 
     /// Free blocks per order in `zone`, as a `/proc/buddyinfo` line.
     pub fn free_counts(&self, zone: ZoneType) -> [u64; NR_ORDERS] {
-        self.zone(zone).map_or([0; NR_ORDERS], |z| z.free_area.map(|a| a.nr_free))
+        self.zone(zone).map_or([0; NR_ORDERS], Zone::free_counts)
     }
 
-    /// Hands the pages of `[start_pfn, end_pfn)` to the allocator
-    /// (`memblock_free_all` / `__free_pages_core`) in the largest naturally
-    /// aligned blocks that fit, each within one zone, merging with free
-    /// neighbours. Pages are taken only if their descriptor exists, is
-    /// initialized and reserved, and is not ZONE_DEVICE; others (holes,
-    /// pages already managed) are skipped. Returns the number of pages taken.
+    /// [`free_range`] over all three zones.
     pub fn free_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
-        let (mut pfn, mut freed) = (start_pfn, 0);
-        while pfn < end_pfn {
-            let Some(zone) = mm.page(pfn).and_then(takeable) else {
-                pfn += 1;
-                continue;
-            };
-            let max = pfn.align_order().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
-            let take = |page: &mut Page| {
-                page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
-                (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
-            };
-            let order = match mm.pages_mut(pfn, 1 << max) {
-                // Fast path: the whole candidate block as one slice.
-                Some(pages) => {
-                    let run = pages.iter().position(|p| takeable(p) != Some(zone));
-                    let order = max.min(run.unwrap_or(1 << max).ilog2());
-                    pages[..1 << order].iter_mut().for_each(take);
-                    order
-                }
-                None => {
-                    let run = (1..1 << max)
-                        .find(|&i| mm.page(pfn + i).and_then(takeable) != Some(zone))
-                        .unwrap_or(1 << max);
-                    let order = max.min(run.ilog2());
-                    for p in pfn..pfn + (1 << order) {
-                        if let Some(page) = mm.page_mut(p) {
-                            take(page);
-                        }
-                    }
-                    order
-                }
-            };
-            let n = 1 << order;
-            let z = &mut self.zones[zone as usize];
-            if z.managed_pages == 0 {
-                (z.start_pfn, z.end_pfn) = (pfn, pfn + n);
-            }
-            (z.start_pfn, z.end_pfn) = (z.start_pfn.min(pfn), z.end_pfn.max(pfn + n));
-            z.managed_pages += n;
-            if let Err(e) = self.free_one(mm, zone as usize, pfn, order) {
-                panic!("free_range: {e}");
-            }
-            (pfn, freed) = (pfn + n, freed + n);
-        }
-        freed
+        free_range(&mut self.zones.each_mut(), mm, start_pfn, end_pfn)
     }
 
     /// Takes over `other`'s free blocks and managed pages: each of its free
@@ -285,37 +659,8 @@ impl BuddyAllocator {
     /// `other`s on several CPUs at once and splices them in pfn order, so
     /// the result does not depend on how many CPUs there were.
     pub fn splice<M: MemMap>(&mut self, mm: &mut M, other: &BuddyAllocator) -> Res {
-        for (z, oz) in other.zones.iter().enumerate() {
-            if oz.managed_pages == 0 {
-                continue;
-            }
-            let zone = &mut self.zones[z];
-            if zone.managed_pages == 0 {
-                (zone.start_pfn, zone.end_pfn) = (oz.start_pfn, oz.end_pfn);
-            }
-            zone.start_pfn = zone.start_pfn.min(oz.start_pfn);
-            zone.end_pfn = zone.end_pfn.max(oz.end_pfn);
-            zone.managed_pages += oz.managed_pages;
-            for (order, oa) in oz.free_area.iter().enumerate() {
-                if oa.head == NO_PFN {
-                    continue;
-                }
-                let mut tail = oa.head;
-                loop {
-                    let next = link(mm, tail)?.next;
-                    if next == NO_PFN {
-                        break;
-                    }
-                    tail = next;
-                }
-                let area = &mut self.zones[z].free_area[order];
-                let old = area.head;
-                if old != NO_PFN {
-                    link(mm, old)?.prev = tail;
-                }
-                link(mm, tail)?.next = old;
-                (area.head, area.nr_free) = (oa.head, area.nr_free + oa.nr_free);
-            }
+        for (zone, oz) in self.zones.iter_mut().zip(&other.zones) {
+            zone.splice(mm, oz)?;
         }
         Ok(())
     }
@@ -333,20 +678,11 @@ impl BuddyAllocator {
             return Err(BuddyError::BadOrder { order });
         }
         let nr_zones = if highest_zone == ZoneType::Device { 0 } else { highest_zone as usize + 1 };
-        for z in (0..nr_zones).rev() {
-            let area = &self.zones[z].free_area;
-            let Some(cur) = (order..=MAX_ORDER).find(|&o| area[o as usize].head != NO_PFN) else {
-                continue;
-            };
-            let pfn = area[cur as usize].head;
-            self.del(mm, z, pfn, cur)?;
-            for o in (order..cur).rev() {
-                self.add(mm, z, pfn + (1 << o), o)?;
+        for zone in self.zones[..nr_zones].iter_mut().rev() {
+            match zone.alloc_pages(mm, order) {
+                Err(BuddyError::NoMemory { .. }) => continue,
+                r => return r,
             }
-            let page = link(mm, pfn)?;
-            (page.refcount, page.private) = (1, order.into());
-            page.set(pg::HEAD, order > 0);
-            return Ok(pfn);
         }
         Err(BuddyError::NoMemory { order, zone: highest_zone })
     }
@@ -354,187 +690,28 @@ impl BuddyAllocator {
     /// Frees the block of 2^`order` pages at `pfn` allocated by
     /// [`alloc_pages`](Self::alloc_pages), merging it with free buddies.
     pub fn free_pages<M: MemMap>(&mut self, mm: &mut M, pfn: Pfn, order: u32) -> Res {
-        if order > MAX_ORDER {
-            return Err(BuddyError::BadOrder { order });
-        }
-        if !pfn.is_multiple_of(1 << order) {
-            return Err(BuddyError::Misaligned { pfn, order });
-        }
-        let page = mm.page_mut(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
-        let zone = page.zone();
-        if zone == ZoneType::Device {
-            return Err(BuddyError::DeviceZone { pfn });
-        } else if page.is_reserved() {
-            return Err(BuddyError::Reserved { pfn });
-        } else if page.is_buddy() || page.refcount != 1 {
-            return Err(BuddyError::NotAllocated { pfn });
-        } else if page.private != u64::from(order) {
-            return Err(BuddyError::WrongOrder { pfn, order, allocated: page.private });
-        }
-        (page.refcount, page.private) = (0, 0);
-        page.set(pg::HEAD, false);
-        self.free_one(mm, zone as usize, pfn, order)
+        let zone = check_free(mm, pfn, order)?;
+        self.zones[zone as usize].free_pages(mm, pfn, order)
     }
 
-    /// Takes the pages of `[start_pfn, end_pfn)` back from the allocator,
-    /// as `offline_pages` does after isolating them: every page must be
-    /// free, otherwise nothing changes and the first page in use is named.
-    /// A free block that straddles an end of the range is split and the
-    /// part outside stays free. The pages leave the zone's managed count,
-    /// end up reserved, and the zone span shrinks when they were at its
-    /// edge (`shrink_zone_span`). Returns the number of pages taken.
+    /// [`Zone::take_free_range`] in the zone of `start_pfn`'s page (a range
+    /// over two zones is refused as busy where the other zone starts).
     pub fn take_free_range<M: MemMap>(
         &mut self,
         mm: &mut M,
         start_pfn: Pfn,
         end_pfn: Pfn,
     ) -> Res<u64> {
-        let mut pfn = start_pfn;
-        while pfn < end_pfn {
-            let (head, order) = free_block_of(mm, pfn).ok_or(BuddyError::Busy { pfn })?;
-            pfn = head + (1 << order);
-        }
-        let (mut pfn, mut taken) = (start_pfn, 0);
-        while pfn < end_pfn {
-            let (head, order) = free_block_of(mm, pfn).ok_or(BuddyError::Busy { pfn })?;
-            let z = mm.page(head).ok_or(BuddyError::NoMemmap { pfn: head })?.zone() as usize;
-            let block_end = head + (1 << order);
-            self.del(mm, z, head, order)?;
-            for (a, b) in [(head, start_pfn.max(head)), (end_pfn.min(block_end), block_end)] {
-                self.add_aligned(mm, z, a, b)?;
-            }
-            let (a, b) = (head.max(start_pfn), block_end.min(end_pfn));
-            for p in a..b {
-                link(mm, p)?.set(pg::RESERVED, true);
-            }
-            self.zones[z].managed_pages -= b - a;
-            self.shrink_zone_span(mm, z);
-            (pfn, taken) = (block_end, taken + (b - a));
-        }
-        Ok(taken)
-    }
-
-    /// `shrink_zone_span`: moves each end of zone `z`'s span inwards past
-    /// pages the zone does not manage (reserved, or without a descriptor:
-    /// those are skipped a sub-section of 512 pages at a time, the memmap's
-    /// smallest unit).
-    fn shrink_zone_span<M: MemMap>(&mut self, mm: &M, z: usize) {
-        let zone = &mut self.zones[z];
-        let ty = zone.zone_type;
-        if zone.managed_pages == 0 {
-            (zone.start_pfn, zone.end_pfn) = (Pfn::ZERO, Pfn::ZERO);
-            return;
-        }
-        // Whether the zone manages `p`; `None`: no descriptor.
-        const SUB: u64 = 512;
-        let managed = |p: Pfn| mm.page(p).map(|page| !page.is_reserved() && page.zone() == ty);
-        while zone.start_pfn < zone.end_pfn {
-            match managed(zone.start_pfn) {
-                Some(true) => break,
-                Some(false) => zone.start_pfn += 1,
-                None => zone.start_pfn = (zone.start_pfn + 1).next_multiple_of(SUB),
-            }
-        }
-        while zone.end_pfn > zone.start_pfn {
-            match managed(zone.end_pfn - 1) {
-                Some(true) => break,
-                Some(false) => zone.end_pfn -= 1,
-                None => zone.end_pfn = (zone.end_pfn - 1).align_down(SUB),
-            }
+        let zone = mm.page(start_pfn).map(Page::zone);
+        match zone.and_then(|z| self.zones.get_mut(z as usize)) {
+            Some(z) => z.take_free_range(mm, start_pfn, end_pfn),
+            None => Err(BuddyError::Busy { pfn: start_pfn }),
         }
     }
 
-    /// Lists `[a, b)` (all free pages of zone `z`) as the largest naturally
-    /// aligned blocks that fit.
-    fn add_aligned<M: MemMap>(&mut self, mm: &mut M, z: usize, mut a: Pfn, b: Pfn) -> Res {
-        while a < b {
-            let order = a.align_order().min(MAX_ORDER).min((b - a).ilog2());
-            self.add(mm, z, a, order)?;
-            a += 1 << order;
-        }
-        Ok(())
-    }
-
-    /// `__free_one_page`: merges upwards while the buddy is free, then lists.
-    fn free_one<M: MemMap>(&mut self, mm: &mut M, z: usize, pfn: Pfn, order: u32) -> Res {
-        let (mut pfn, mut order, zone) = (pfn, order, self.zones[z].zone_type);
-        while order < MAX_ORDER {
-            let buddy = buddy_pfn(pfn, order);
-            let free = mm
-                .page(buddy)
-                .is_some_and(|b| b.is_buddy() && b.private == u64::from(order) && b.zone() == zone);
-            if !free {
-                break;
-            }
-            self.del(mm, z, buddy, order)?;
-            (pfn, order) = (pfn.align_down(2 << order), order + 1);
-        }
-        self.add(mm, z, pfn, order)
-    }
-
-    fn add<M: MemMap>(&mut self, mm: &mut M, z: usize, pfn: Pfn, order: u32) -> Res {
-        let area = &mut self.zones[z].free_area[order as usize];
-        let page = link(mm, pfn)?;
-        page.set(pg::BUDDY, true);
-        (page.private, page.next, page.prev) = (order.into(), area.head, NO_PFN);
-        if area.head != NO_PFN {
-            link(mm, area.head)?.prev = pfn;
-        }
-        (area.head, area.nr_free) = (pfn, area.nr_free + 1);
-        Ok(())
-    }
-
-    fn del<M: MemMap>(&mut self, mm: &mut M, z: usize, pfn: Pfn, order: u32) -> Res {
-        let area = &mut self.zones[z].free_area[order as usize];
-        let page = link(mm, pfn)?;
-        let (next, prev) = (page.next, page.prev);
-        ensure(prev != NO_PFN || area.head == pfn, pfn, "unlinked block is not the list head")?;
-        ensure(area.nr_free > 0, pfn, "free count underflow")?;
-        page.set(pg::BUDDY, false);
-        (page.private, page.next, page.prev) = (0, NO_PFN, NO_PFN);
-        if prev == NO_PFN {
-            area.head = next;
-        } else {
-            link(mm, prev)?.next = next;
-        }
-        if next != NO_PFN {
-            link(mm, next)?.prev = prev;
-        }
-        area.nr_free -= 1;
-        Ok(())
-    }
-
-    /// Walks every free list: each entry is a [`pg::BUDDY`] page of the
-    /// list's order and zone, aligned, inside the zone span, with consistent
-    /// links; all pages of a free block are free and no other block starts
-    /// inside it; list lengths match `nr_free`, and free ≤ managed.
+    /// [`Zone::check`] for every zone.
     pub fn check<M: MemMap>(&self, mm: &M) -> Res {
-        for zone in &self.zones {
-            let mut free = 0;
-            for (order, area) in zone.free_area.iter().enumerate() {
-                let (mut pfn, mut prev, mut n) = (area.head, NO_PFN, 0u64);
-                while pfn != NO_PFN {
-                    n += 1;
-                    ensure(n <= area.nr_free, pfn, "list longer than nr_free")?;
-                    let page = mm.page(pfn).ok_or(BuddyError::NoMemmap { pfn })?;
-                    ensure(page.is_buddy() && page.private == order as u64, pfn, "bad buddy")?;
-                    ensure(page.prev == prev, pfn, "prev link mismatch")?;
-                    ensure(pfn.is_multiple_of(1 << order), pfn, "misaligned free block")?;
-                    let end = pfn + (1 << order);
-                    ensure(zone.start_pfn <= pfn && end <= zone.end_pfn, pfn, "outside zone")?;
-                    for p in pfn..end {
-                        let t = mm.page(p).ok_or(BuddyError::NoMemmap { pfn: p })?;
-                        let ok = t.refcount == 0 && !t.is_reserved() && t.zone() == zone.zone_type;
-                        ensure(ok && (p == pfn || !t.is_buddy()), p, "free block page not free")?;
-                    }
-                    (prev, pfn) = (pfn, page.next);
-                }
-                ensure(n == area.nr_free, area.head, "nr_free does not match list")?;
-                free += n << order;
-            }
-            ensure(free <= zone.managed_pages, zone.start_pfn, "more free than managed")?;
-        }
-        Ok(())
+        self.zones.iter().try_for_each(|z| z.check(mm))
     }
 }
 

@@ -7,7 +7,8 @@
 //!   memblock ([`memblock`]), the `/proc/iomem` tree ([`iomem`]).
 //! - The model: page descriptors ([`page`]), SPARSEMEM sections with
 //!   sub-section hot-add and remove behind [`sparse::SparseBackend`]
-//!   ([`sparse`]), the buddy allocator ([`buddy`]), zones and
+//!   ([`sparse`]), the buddy allocator ([`buddy`]) and its per-CPU page lists
+//!   ([`pcp`]), zones and
 //!   `/proc/zoneinfo` ([`zone`]), deferred struct-page init ([`deferred`]).
 //! - Policy, each behind a backend trait the kernel implements: memory
 //!   blocks and their add/online/offline/remove state machine
@@ -31,6 +32,7 @@ pub mod memory_block;
 pub mod memory_hotplug;
 pub mod nd_pfn;
 pub mod page;
+pub mod pcp;
 pub mod pmem;
 pub mod sparse;
 pub mod usermap;
