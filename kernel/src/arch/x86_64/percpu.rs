@@ -6,7 +6,7 @@
 //! CPUs are numbered in the order they were brought up (the boot CPU is
 //! 0), as Linux numbers them; [`cpu`] looks one up by number.
 
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
@@ -162,12 +162,20 @@ pub fn install(pc: &'static PerCpu) {
     // registered, 'static PerCpu whose first word points to itself, which
     // is what `this` reads through GS.
     unsafe { Msr::new(IA32_GS_BASE).write(pc.self_ptr) };
+    INSTALLED.store(true, Ordering::Release);
 }
 
-/// Whether this CPU's GS base points to a `PerCpu` yet.
+/// Set by the first [`install`], the boot CPU's, first thing in `init`.
+/// Every other CPU installs its own before it runs any code that asks
+/// (`smpboot::ap_entry`), so from then on every running CPU has one.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this CPU's GS base points to a `PerCpu` yet. A load, not a
+/// read of IA32_GS_BASE: [`current`] asks on every lock and allocation,
+/// and an MSR read is a trip out of the guest under a hypervisor and a
+/// helper call under QEMU's TCG.
 pub fn installed() -> bool {
-    // SAFETY: reading IA32_GS_BASE has no side effects.
-    unsafe { Msr::new(IA32_GS_BASE).read() != 0 }
+    INSTALLED.load(Ordering::Acquire)
 }
 
 /// This CPU's data. Only after [`install`] ran on this CPU (the boot CPU
