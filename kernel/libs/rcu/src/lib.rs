@@ -11,7 +11,7 @@
 //! - [`PercpuRwsem`]: a reader-writer lock whose readers touch only their
 //!   own CPU's counter (Linux's `percpu_rw_semaphore`), the base of
 //!   `get_online_mems`/`mem_hotplug_begin`.
-//! - [`GuardedRef`]: a reference to data that stays mapped only while a
+//! - [`GuardedPtr`]: the address of data that stays mapped only while a
 //!   guard lives; the borrow checker ties it to the guard.
 //!
 //! Why a scheme of our own: the `no_std` epoch crates (crossbeam-epoch)
