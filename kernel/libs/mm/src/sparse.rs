@@ -218,9 +218,14 @@ impl UsageSnapshot {
     /// The migratetype of pageblock `i` of the section.
     pub fn migratetype(&self, i: u64) -> MigrateType {
         let bit = i * NR_PAGEBLOCK_BITS;
-        let w = self.pageblock_flags[(bit / 64) as usize];
-        MigrateType::from_bits((w >> (bit % 64)) & 0xf)
+        migratetype_at(self.pageblock_flags[(bit / 64) as usize], bit)
     }
+}
+
+/// The migratetype stored at flag bit `bit` (of the section's), whose word
+/// is `word`.
+fn migratetype_at(word: u64, bit: u64) -> MigrateType {
+    MigrateType::from_bits((word >> (bit % 64)) & 0xf)
 }
 
 /// `mem_section_usage_size()`.
@@ -244,7 +249,8 @@ impl MemSectionUsage {
 
     /// The migratetype of pageblock `i` of the section.
     pub fn migratetype(&self, i: u64) -> MigrateType {
-        self.snapshot().migratetype(i)
+        let bit = i * NR_PAGEBLOCK_BITS;
+        migratetype_at(self.pageblock_flags[(bit / 64) as usize].load(Ordering::Relaxed), bit)
     }
 
     /// `set_pageblock_migratetype` for pageblock `i` of the section (the
@@ -671,14 +677,9 @@ impl<B: SparseBackend> Sparse<B> {
         self.table.read_lock((self.cpu)())
     }
 
-    /// `__nr_to_section`, bounds-checked on the root index.
-    pub fn section(&self, nr: u64) -> Option<&MemSection> {
-        self.table.section(nr)
-    }
-
-    /// Section `nr` for the writer: its words are atomic, so a shared
-    /// reference is enough to change them.
-    fn section_mut(&self, nr: u64) -> Option<&'static MemSection> {
+    /// `__nr_to_section`, bounds-checked on the root index. Its words are
+    /// atomic, so the writer changes them through this shared reference too.
+    pub fn section(&self, nr: u64) -> Option<&'static MemSection> {
         self.table.section(nr)
     }
 
@@ -787,7 +788,7 @@ impl<B: SparseBackend> Sparse<B> {
         let start = section_nr_to_pfn(nr);
         let mem_map = self.pfn_to_page(start);
         let coded = mem_map - memmap_offset(start);
-        if let Some(ms) = self.section_mut(nr) {
+        if let Some(ms) = self.section(nr) {
             let word = ms.raw() & !flags::MAP_MASK;
             ms.set_raw(word | (coded & flags::MAP_MASK) | flags::HAS_MEM_MAP | extra);
         }
@@ -834,7 +835,7 @@ impl<B: SparseBackend> Sparse<B> {
                 match self.sparse_index_init(nr) {
                     Err(SparseError::NoMem { .. }) => no_root.push(nr),
                     Err(e) => return Err(e),
-                    Ok(()) => match self.section_mut(nr) {
+                    Ok(()) => match self.section(nr) {
                         Some(ms) if !ms.present() => ms.set_flags(flags::PRESENT, true),
                         _ => {}
                     },
@@ -851,7 +852,7 @@ impl<B: SparseBackend> Sparse<B> {
         let Some(mut usages) = self.backend.alloc_early_usages(present.len()) else {
             // "usemap allocation failed": no section of the node is usable.
             for &nr in &present {
-                if let Some(ms) = self.section_mut(nr) {
+                if let Some(ms) = self.section(nr) {
                     ms.set_raw(0);
                 }
             }
@@ -873,14 +874,14 @@ impl<B: SparseBackend> Sparse<B> {
             if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true) {
                 // sparse_init_nid: "memmap allocation failed"; the section
                 // is left out (its word cleared: not present, no memmap).
-                if let Some(ms) = self.section_mut(nr) {
+                if let Some(ms) = self.section(nr) {
                     ms.set_raw(0);
                 }
                 self.stats.lost_sections += 1;
                 continue;
             }
             self.stats.memmap_bytes += SECTION_MEMMAP_BYTES;
-            if let Some(ms) = self.section_mut(nr) {
+            if let Some(ms) = self.section(nr) {
                 assert!(ms.usage.publish(usage), "a boot section has no usage yet");
             }
             self.sparse_init_one_section(nr, flags::EARLY | flags::ONLINE);
@@ -905,7 +906,7 @@ impl<B: SparseBackend> Sparse<B> {
         for (pfn, cur) in section_chunks(start, end.saturating_pages_since(start)) {
             let mask = subsection_mask(pfn, cur);
             let g = self.guard();
-            let ms = self.section_mut(pfn_to_section_nr(pfn));
+            let ms = self.section(pfn_to_section_nr(pfn));
             if let Some(usage) = ms.and_then(|ms| ms.usage(&g)) {
                 usage.set_subsections(mask);
                 for i in (0..64).filter(|i| mask & (1 << i) != 0) {
@@ -958,7 +959,7 @@ impl<B: SparseBackend> Sparse<B> {
         // Roots are never freed, as in Linux.
         self.sparse_index_init(nr)?;
         self.section_activate(pfn, nr_pages, altmap)?;
-        let ms = self.section_mut(nr).expect("root allocated above");
+        let ms = self.section(nr).expect("root allocated above");
         ms.set_flags(flags::PRESENT, true);
         // The memmap word is encoded for the section start even when the
         // range starts mid-section.
@@ -975,7 +976,7 @@ impl<B: SparseBackend> Sparse<B> {
         altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
-        let ms = self.section_mut(nr).expect("root exists");
+        let ms = self.section(nr).expect("root exists");
         let mut new_usage = false;
         if !ms.usage.is_some() {
             let usage = self.backend.alloc_usage().ok_or(SparseError::NoMem { what: "usage" })?;
@@ -1011,9 +1012,10 @@ impl<B: SparseBackend> Sparse<B> {
     }
 
     /// Unpublishes section `nr`'s usage and frees it after a grace period
-    /// (`kfree_rcu(ms->usage)`; `WRITE_ONCE(ms->usage, NULL)`).
+    /// (`kfree_rcu(ms->usage)`; `WRITE_ONCE(ms->usage, NULL)`); nothing
+    /// when it has none.
     fn free_usage_of(&mut self, nr: u64) {
-        let ms = self.section_mut(nr).expect("root exists");
+        let ms = self.section(nr).expect("root exists");
         let Some(retired) = ms.usage.unpublish(self.table.rcu()) else { return };
         let gp = self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
         let usage = retired.into_mut(gp).ok().expect("a grace period after the unpublish");
@@ -1054,7 +1056,7 @@ impl<B: SparseBackend> Sparse<B> {
         let nr = pfn_to_section_nr(pfn);
         let mask = subsection_mask(pfn, nr_pages);
         let boot_usage = self.has_boot_usage(nr);
-        let ms = self.section_mut(nr).ok_or(SparseError::NotActive { pfn, nr_pages })?;
+        let ms = self.section(nr).ok_or(SparseError::NotActive { pfn, nr_pages })?;
         let early = ms.early();
         let left = {
             let g = self.guard();
@@ -1072,17 +1074,12 @@ impl<B: SparseBackend> Sparse<B> {
             ms.set_flags(flags::HAS_MEM_MAP, false);
         }
         // A boot-time usage is never freed; it is reused when the section
-        // is added again.
-        let retired =
-            if empty && !boot_usage { ms.usage.unpublish(self.table.rcu()) } else { None };
-        let frees_memmap = !early || empty;
-        if retired.is_some() || frees_memmap {
-            let gp = self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
-            if let Some(retired) = retired {
-                let usage = retired.into_mut(gp).ok().expect("a grace period after the unpublish");
-                self.backend.free_usage(usage);
-                self.stats.usage_bytes -= USAGE_SIZE;
-            }
+        // is added again. The usage's grace period also covers the memmap,
+        // whose bits went first.
+        if empty && !boot_usage {
+            self.free_usage_of(nr);
+        } else if !early || empty {
+            self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
         }
         if !early {
             self.backend.depopulate_memmap(pfn, nr_pages, altmap);
@@ -1114,7 +1111,7 @@ impl<B: SparseBackend> Sparse<B> {
     /// touches (`online_mem_sections`, TAINT_ZONE_DEVICE).
     pub fn set_section_flags(&mut self, pfn: Pfn, nr_pages: u64, bits: u64, on: bool) {
         for (at, _) in section_chunks(pfn, nr_pages) {
-            if let Some(ms) = self.section_mut(pfn_to_section_nr(at)) {
+            if let Some(ms) = self.section(pfn_to_section_nr(at)) {
                 ms.set_flags(bits, on);
             }
         }
@@ -1125,7 +1122,7 @@ impl<B: SparseBackend> Sparse<B> {
     pub fn set_pageblock_migratetype(&mut self, pfn: Pfn, nr_pages: u64, mt: MigrateType) {
         for (at, cur) in section_chunks(pfn, nr_pages) {
             let g = self.guard();
-            let ms = self.section_mut(pfn_to_section_nr(at));
+            let ms = self.section(pfn_to_section_nr(at));
             if let Some(usage) = ms.and_then(|ms| ms.usage(&g)) {
                 let (first, last) = (pageblock_index(at), pageblock_index(at + cur - 1));
                 for i in first..=last {
