@@ -337,8 +337,7 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
     let sdus0 = crate::arch::ipi::shootdown_us();
     let block_us = AtomicU64::new(0);
     sparse::set_no_grace_period(no_grace);
-    let (done, refused, cpus, us) =
-        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (refused, cpus, us) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let job = |w: Worker| {
         cpus.fetch_add(1, Ordering::Relaxed);
         if w.index != 0 {
@@ -384,7 +383,6 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
         if block_offline && let Some(id) = block {
             let _ = memory::online(id);
         }
-        done.store(ops, Ordering::Relaxed);
         us.store(crate::arch::time::uptime_us() - start, Ordering::Relaxed);
         STOP.store(true, Ordering::Relaxed);
     };
@@ -402,7 +400,7 @@ pub fn run(ops: u64, no_grace: bool) -> Result<Report, StressError> {
         log::warn!("stress: {e:?}");
     }
     Ok(Report {
-        ops: done.load(Ordering::Relaxed),
+        ops,
         refused: refused.load(Ordering::Relaxed),
         lookups: LOOKUPS.load(Ordering::Relaxed),
         allocs: ALLOCS.load(Ordering::Relaxed),

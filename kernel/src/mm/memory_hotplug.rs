@@ -32,7 +32,7 @@
 //! guard, so the compiler, not a comment, keeps it from outliving it.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use mm::page::{Page, Pfn, ZoneType};
 use mm::sparse::NR_CPUS;
@@ -101,19 +101,10 @@ pub fn put_online_mems(guard: OnlineMems) {
     drop(guard);
 }
 
-/// Lookups made through [`OnlineMems::pfn_to_online_page`] (all CPUs).
-static LOOKUPS: AtomicU64 = AtomicU64::new(0);
-
-/// Lookups made through [`OnlineMems::pfn_to_online_page`] so far.
-pub fn lookups() -> u64 {
-    LOOKUPS.load(Ordering::Relaxed)
-}
-
 impl OnlineMems {
     /// `pfn_to_online_page` without a lock: the descriptor of an online
     /// System RAM page (never ZONE_DEVICE memory), valid while `self` is.
     pub fn pfn_to_online_page(&self, pfn: Pfn) -> Option<PageRef<'_>> {
-        LOOKUPS.fetch_add(1, Ordering::Relaxed);
         let g = sparse::rcu_read_lock();
         let device = SECTIONS.online_pfn(&g, pfn)?;
         let ptr = NonNull::new(sparse::pfn_to_page(pfn) as *mut Page)?;
