@@ -188,6 +188,58 @@ fn unprep_page<M: MemMap>(mm: &mut M, pfn: Pfn) -> Res {
     Ok(())
 }
 
+/// What [`free_range`] does to each page it takes before listing its
+/// block: no longer reserved, reference count 0, in no list.
+fn take(page: &mut Page) {
+    page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
+    (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
+}
+
+/// The descriptor [`free_range`] leaves in a page of `zone`, node `nid`,
+/// that it took from a freshly initialised one ([`Page::init`]), before
+/// its block is listed: every page of a free block but the first has
+/// exactly this, and [`free_taken_range`] expects it in all of them.
+pub fn taken_page(zone: ZoneType, nid: u16) -> Page {
+    let mut page = Page::init(zone, nid);
+    take(&mut page);
+    page
+}
+
+/// The second half of [`free_range`] for pages already in the state its
+/// first half leaves ([`taken_page`] of their zone, written by whoever
+/// initialised them, e.g. [`crate::deferred::deferred_init_section`]):
+/// hands `[start_pfn, end_pfn)` to `zones` in the same blocks, in the same
+/// order, merging with free neighbours, touching only the blocks' first
+/// pages and their buddies. So initialising a range as [`taken_page`]s
+/// and calling this leaves exactly what initialising it with
+/// [`Page::init`] and calling [`free_range`] leaves, without reading and
+/// rewriting every descriptor. The zone of each block is the zone of its
+/// address ([`ZoneType::for_pfn`]; blocks never straddle a zone limit);
+/// blocks of a zone not in `zones` are skipped. Returns the pages handed
+/// over.
+pub fn free_taken_range<M: MemMap>(
+    zones: &mut [&mut Zone],
+    mm: &mut M,
+    start_pfn: Pfn,
+    end_pfn: Pfn,
+) -> u64 {
+    let (mut pfn, mut freed) = (start_pfn, 0);
+    while pfn < end_pfn {
+        let order = pfn.align_order().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
+        let n = 1 << order;
+        let zone = ZoneType::for_pfn(pfn);
+        if let Some(z) = zones.iter_mut().find(|z| z.zone_type == zone) {
+            z.grow(pfn, n);
+            if let Err(e) = z.free_one(mm, pfn, order) {
+                panic!("free_taken_range: {e}");
+            }
+            freed += n;
+        }
+        pfn += n;
+    }
+    freed
+}
+
 /// Hands the pages of `[start_pfn, end_pfn)` to the zones in `zones`
 /// (`memblock_free_all` / `__free_pages_core`) in the largest naturally
 /// aligned blocks that fit, each within one zone, merging with free
@@ -211,10 +263,6 @@ pub fn free_range<M: MemMap>(
             continue;
         };
         let max = pfn.align_order().min(MAX_ORDER).min((end_pfn - pfn).ilog2());
-        let take = |page: &mut Page| {
-            page.set(pg::RESERVED | pg::BUDDY | pg::HEAD, false);
-            (page.refcount, page.private, page.next, page.prev) = (0, 0, NO_PFN, NO_PFN);
-        };
         let order = match mm.pages_mut(pfn, 1 << max) {
             // Fast path: the whole candidate block as one slice.
             Some(pages) => {
@@ -646,6 +694,11 @@ impl BuddyAllocator {
     /// [`free_range`] over all three zones.
     pub fn free_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
         free_range(&mut self.zones.each_mut(), mm, start_pfn, end_pfn)
+    }
+
+    /// [`free_taken_range`] over all three zones.
+    pub fn free_taken_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
+        free_taken_range(&mut self.zones.each_mut(), mm, start_pfn, end_pfn)
     }
 
     /// Takes over `other`'s free blocks and managed pages: each of its free

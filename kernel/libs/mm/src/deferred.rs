@@ -23,9 +23,9 @@
 //! the state one CPU freeing everything in pfn order would: the same
 //! descriptors, byte for byte, and the same free lists.
 
-use crate::buddy::BuddyAllocator;
+use crate::buddy::{BuddyAllocator, taken_page};
 use crate::page::{MAX_DMA_PFN, MAX_DMA32_PFN, MemMap, Page, Pfn, ZoneType};
-use crate::sparse::{PAGES_PER_SECTION, memmap_init_pages};
+use crate::sparse::{PAGES_PER_SECTION, fill_pages, for_each_zone_run, memmap_init_pages};
 
 /// Linux's `defer_init()` for node 0 whose memory is `memory` (pfn
 /// ranges, ascending, as `for_each_mem_pfn_range` gives them): the first
@@ -101,7 +101,55 @@ impl MemMap for SectionMemMap<'_> {
 /// (memblock's free pfn ranges, ascending) inside it, in order, to a
 /// buddy allocator of its own, which it returns for
 /// [`BuddyAllocator::splice`].
+///
+/// In one pass: each descriptor is written once, in its final state
+/// ([`Page::init`] outside `free`, [`taken_page`] inside), and then only
+/// the free blocks' first pages are touched, to list them
+/// ([`BuddyAllocator::free_taken_range`]). The result is byte for byte
+/// that of [`deferred_init_section_reference`] (initialise everything,
+/// then [`BuddyAllocator::free_range`], which reads and rewrites every
+/// free descriptor); free ranges that are not ascending and disjoint take
+/// that path.
 pub fn deferred_init_section(
+    pages: &mut [Page],
+    start: Pfn,
+    free: &[(Pfn, Pfn)],
+    nid: u16,
+) -> BuddyAllocator {
+    let end = start + pages.len() as u64;
+    let ordered = free.windows(2).all(|w| w[0].1 <= w[1].0);
+    if !ordered {
+        return deferred_init_section_reference(pages, start, free, nid);
+    }
+    let clip = |&(s, e): &(Pfn, Pfn)| {
+        let (s, e) = (s.max(start), e.min(end));
+        (s < e).then_some((s, e))
+    };
+    // Each descriptor in its final state but for the free blocks' heads.
+    let mut at = start;
+    let offset = |pfn: Pfn| (pfn - start) as usize;
+    for (s, e) in free.iter().filter_map(clip) {
+        let (reserved, rest) = pages[offset(at)..].split_at_mut(offset(s) - offset(at));
+        memmap_init_pages(reserved, at, nid);
+        for_each_zone_run(&mut rest[..offset(e) - offset(s)], s, |run, zone| {
+            fill_pages(run, &taken_page(zone, nid))
+        });
+        at = e;
+    }
+    memmap_init_pages(&mut pages[offset(at)..], at, nid);
+    // The blocks, listed in pfn order as free_range lists them.
+    let mut map = SectionMemMap::new(start, pages);
+    let mut local = BuddyAllocator::new();
+    for (s, e) in free.iter().filter_map(clip) {
+        local.free_taken_range(&mut map, s, e);
+    }
+    local
+}
+
+/// [`deferred_init_section`] the plain way, its reference: every
+/// descriptor initialised ([`memmap_init_pages`]), then the free ranges
+/// handed over by [`BuddyAllocator::free_range`].
+pub fn deferred_init_section_reference(
     pages: &mut [Page],
     start: Pfn,
     free: &[(Pfn, Pfn)],
@@ -240,6 +288,89 @@ mod tests {
             assert_eq!(many, one, "seed {seed}");
             assert!(mm.1 == split.1, "seed {seed}: descriptors differ");
         }
+    }
+
+    /// Free ranges from `(gap, len)` pairs, starting `lead` pages before
+    /// `start`: ascending, disjoint, adjacent where a gap is 0 (their
+    /// blocks may then merge), some reaching outside the window.
+    fn ranges_from(start: u64, lead: u64, steps: &[(u64, u64)]) -> Vec<(Pfn, Pfn)> {
+        let mut at = start.saturating_sub(lead);
+        let mut out = Vec::new();
+        for &(gap, len) in steps {
+            let s = at + gap;
+            out.push(r(s, s + len));
+            at = s + len;
+        }
+        out
+    }
+
+    /// Descriptors full of junk, as a memmap nobody initialised.
+    fn junk(n: usize, seed: u64) -> Vec<Page> {
+        (0..n as u64)
+            .map(|i| {
+                let w = core::array::from_fn(|k| crate::splitmix64(seed ^ (i * 8 + k as u64)));
+                Page::from_words(w)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// The one-pass init gives exactly the descriptors and free lists
+        /// of init then free_range, on random free ranges and holes, over
+        /// windows across the 16 MiB and 4 GiB zone limits.
+        #[test]
+        fn one_pass_init_equals_init_then_free_range(
+            start in proptest::prop_oneof![0u64..0x2000, 0xfd000u64..0x102000],
+            len in 1usize..6000,
+            lead in 0u64..200,
+            steps in proptest::collection::vec((0u64..300, 1u64..3000), 0..12),
+            zero_gaps in proptest::bool::ANY,
+            nid in 0u16..4,
+            seed in proptest::num::u64::ANY,
+        ) {
+            let steps: Vec<(u64, u64)> =
+                steps.iter().map(|&(g, l)| (if zero_gaps && g < 150 { 0 } else { g }, l)).collect();
+            let free = ranges_from(start, lead, &steps);
+            let mut fast = junk(len, seed);
+            let mut slow = junk(len, seed.wrapping_add(1));
+            let a = deferred_init_section(&mut fast, Pfn(start), &free, nid);
+            let b = deferred_init_section_reference(&mut slow, Pfn(start), &free, nid);
+            proptest::prop_assert_eq!(&a, &b);
+            proptest::prop_assert!(fast == slow, "descriptors differ");
+            a.check(&SectionMemMap::new(Pfn(start), &mut fast)).unwrap();
+        }
+    }
+
+    /// Whole sections, as boot runs it: section 0 (the 16 MiB limit),
+    /// the last below 4 GiB and the first above.
+    #[test]
+    fn one_pass_init_equals_reference_on_whole_sections() {
+        for (seed, sec) in [(1u64, 0u64), (2, 31), (3, 32), (4, 40)] {
+            let mut rng = Rng(seed);
+            let start = sec * S;
+            let free = random_free(&mut rng, start.saturating_sub(100), start + S + 100);
+            let mut fast = junk(S as usize, seed);
+            let mut slow = fast.clone();
+            let a = deferred_init_section(&mut fast, Pfn(start), &free, 0);
+            let b = deferred_init_section_reference(&mut slow, Pfn(start), &free, 0);
+            assert_eq!(a, b, "section {sec}");
+            assert!(fast == slow, "section {sec}: descriptors differ");
+            // All free: whole order-10 blocks.
+            let a = deferred_init_section(&mut fast, Pfn(start), &[r(start, start + S)], 0);
+            assert_eq!(
+                a.nr_free(ZoneType::for_pfn(Pfn(start + S - 1))),
+                S - if sec == 0 { 0x1000 } else { 0 }
+            );
+        }
+        // Unordered ranges take the reference path.
+        let free = [r(40 * S + 5000, 40 * S + 9000), r(40 * S + 10, 40 * S + 100)];
+        let mut fast = junk(S as usize, 9);
+        let mut slow = fast.clone();
+        let a = deferred_init_section(&mut fast, Pfn(40 * S), &free, 0);
+        let b = deferred_init_section_reference(&mut slow, Pfn(40 * S), &free, 0);
+        assert!(a == b && fast == slow);
     }
 
     #[test]
