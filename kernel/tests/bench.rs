@@ -32,7 +32,7 @@ use mm::sparse::{PAGES_PER_SECTION, PAGES_PER_SUBSECTION, memmap_init_pages, sec
 kernel::test_binary_entry!();
 
 /// Rounds of 2 MiB (one section's memmap) per measurement.
-const ROUNDS: u64 = 32;
+const ROUNDS: u64 = 8;
 
 fn report(name: &str, value: u64, unit: &str) {
     println!("bench: {name} {value} {unit}");
@@ -151,49 +151,78 @@ fn page_alloc_on_several_cpus() {
     }
 }
 
+/// Repetitions of each of memset, memcpy and memmap init, interleaved;
+/// the best of each counts. Under TCG one pass can be several times
+/// slower than the next (the host busy, its first touch of guest memory),
+/// and the best of interleaved passes compares like with like.
+const REPS: u64 = 7;
+
 #[test_case]
 fn memmap_init_vs_memset() {
     // One order-9 block holds a section's memmap (2 MiB).
     let pfn = page_alloc::alloc_pages(9).expect("2 MiB block");
     let addr = boot::mappings().unwrap().physical_memory_offset + pfn_phys(pfn);
-    let start = uptime_us();
-    for _ in 0..ROUNDS {
+    let timed = |f: &mut dyn FnMut()| {
+        let start = uptime_us();
+        f();
+        (uptime_us() - start).max(1)
+    };
+    // Every pass goes through `black_box`: the compiler must not merge
+    // passes that write the same bytes (dead-store elimination made the
+    // memset figure several times too high).
+    let memset = || {
+        let dst = core::hint::black_box(addr) as *mut u8;
         // SAFETY: the 2 MiB block is this test's alone until freed below.
-        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, 2 << 20) };
+        unsafe { core::ptr::write_bytes(dst, 0, 2 << 20) };
+    };
+    // The block written once before anything is timed: the host backs
+    // guest memory on first touch, which is not what is measured here.
+    memset();
+    let (mut best_set, mut best_cpy, mut best_init) = (u64::MAX, u64::MAX, u64::MAX);
+    for _ in 0..REPS {
+        best_set = best_set.min(timed(&mut || (0..ROUNDS).for_each(|_| memset())));
+        // A plain copy for scale: the first MiB onto the second.
+        best_cpy = best_cpy.min(timed(&mut || {
+            for _ in 0..ROUNDS {
+                // SAFETY: both halves lie in the 2 MiB block this test owns
+                // and do not overlap.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        core::hint::black_box(addr) as *const u8,
+                        core::hint::black_box(addr + (1 << 20)) as *mut u8,
+                        1 << 20,
+                    )
+                };
+            }
+        }));
+        best_init = best_init.min(timed(&mut || {
+            // SAFETY: as above; 2 MiB holds exactly PAGES_PER_SECTION
+            // descriptors and the block is 64-byte aligned; any bytes are a
+            // valid `Page`.
+            let pages = unsafe {
+                core::slice::from_raw_parts_mut(
+                    core::hint::black_box(addr) as *mut Page,
+                    PAGES_PER_SECTION as usize,
+                )
+            };
+            for r in 0..ROUNDS {
+                // Sections 0 (the 16 MiB limit) to 35 (above 4 GiB), as
+                // boot sees them.
+                memmap_init_pages(core::hint::black_box(&mut *pages), section_nr_to_pfn(r * 5), 0);
+            }
+        }));
     }
-    let memset = (uptime_us() - start).max(1);
-    // The copy that memmap init is built from: the first MiB onto the second.
-    let start = uptime_us();
-    for _ in 0..ROUNDS {
-        // SAFETY: both halves lie in the 2 MiB block this test owns and do
-        // not overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                addr as *const u8,
-                (addr + (1 << 20)) as *mut u8,
-                1 << 20,
-            )
-        };
-    }
-    let memcpy = (uptime_us() - start).max(1);
-    // SAFETY: as above; 2 MiB holds exactly PAGES_PER_SECTION descriptors and
-    // the block is 64-byte aligned; zeroed memory is a valid `Page`.
+    // SAFETY: as above.
     let pages =
-        unsafe { core::slice::from_raw_parts_mut(addr as *mut Page, PAGES_PER_SECTION as usize) };
-    let start = uptime_us();
-    for r in 0..ROUNDS {
-        // Sections across the 16 MiB and 4 GiB zone limits, like boot.
-        memmap_init_pages(pages, section_nr_to_pfn(r), 0);
-    }
-    let init = (uptime_us() - start).max(1);
+        unsafe { core::slice::from_raw_parts(addr as *const Page, PAGES_PER_SECTION as usize) };
     assert!(pages[0].is_reserved() && pages[PAGES_PER_SECTION as usize - 1].refcount == 1);
     page_alloc::free_pages(pfn, 9).unwrap();
     let mib = 2 * ROUNDS;
-    report("memset", mib * 1_000_000 / memset, "MiB/s");
-    report("memcpy", ROUNDS * 1_000_000 / memcpy, "MiB/s");
-    report("memmap_init", mib * 1_000_000 / init, "MiB/s");
+    report("memset", mib * 1_000_000 / best_set, "MiB/s");
+    report("memcpy", ROUNDS * 1_000_000 / best_cpy, "MiB/s");
+    report("memmap_init", mib * 1_000_000 / best_init, "MiB/s");
     // Throughput of memmap init over that of memset (1.00 = as fast).
-    report_ratio("memmap_init_vs_memset", memset, init);
+    report_ratio("memmap_init_vs_memset", best_set, best_init);
 }
 
 #[test_case]
