@@ -1206,11 +1206,11 @@ pub fn fill_pages(pages: &mut [Page], page: &Page) {
         (p.private, p.pgmap) = (w[4], w[5]);
         p.reserved = [w[6], w[7]];
     };
-    let mut quads = pages.chunks_exact_mut(4);
-    for q in &mut quads {
+    let (quads, rest) = pages.as_chunks_mut::<4>();
+    for q in quads {
         q.iter_mut().for_each(store);
     }
-    quads.into_remainder().iter_mut().for_each(store);
+    rest.iter_mut().for_each(store);
 }
 
 const SEMPTY: SparseStats = SparseStats {
