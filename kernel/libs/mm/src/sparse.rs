@@ -99,13 +99,13 @@ impl Compound {
     }
 
     /// What memmap init writes into `pfn`'s descriptor for node `nid` and
-    /// `pgmap` (`memmap_init_zone_device`, `memmap_init_compound`): a plain
-    /// device page before [`Compound::start`], else a head or a tail.
+    /// `pgmap` (`memmap_init_zone_device`, `memmap_init_compound`): before
+    /// [`Compound::start`] a reserved device page of no pgmap (the info
+    /// block and the altmap's pages, never handed out; Linux leaves these
+    /// uninitialized), else a head or a tail.
     pub const fn descriptor(&self, pfn: Pfn, nid: u16, pgmap: u64) -> Page {
         if pfn.0 < self.start.0 {
-            let mut p = Page::init(ZoneType::Device, nid);
-            p.pgmap = pgmap;
-            p
+            Page::init(ZoneType::Device, nid)
         } else if pfn.is_multiple_of(1 << self.shift) {
             Page::compound_head_page(nid, pgmap, self.shift)
         } else {
@@ -115,37 +115,54 @@ impl Compound {
 
     /// Tessera's `vmemmap_can_optimize` for one vmemmap page, the one that
     /// begins with `pfn`'s descriptor (`pfn` a multiple of
-    /// [`DESCS_PER_VMEMMAP_PAGE`]): whether all of its descriptors are
-    /// tails on node 0, so that it can map the shared read-only page of
-    /// [`shared_tails`] instead of a page of its own. True for every
-    /// vmemmap page of a compound page but its first, when there is a
-    /// shared page for the order. Linux keeps two pages per compound page
-    /// (its tails point at their head) and does this only when the memmap
-    /// is in RAM; Tessera keeps one, wherever the memmap lives.
-    pub fn shares_vmemmap_page(&self, pfn: Pfn, nid: u16) -> bool {
+    /// [`DESCS_PER_VMEMMAP_PAGE`]): the shared read-only page it maps
+    /// instead of a page of its own, when all of its descriptors are alike
+    /// on node 0. That is every vmemmap page of a compound page but its
+    /// first (tails, [`shared_tails`], when there is a page for the order),
+    /// and every one before [`Compound::start`] (reserved pages,
+    /// [`SHARED_RESERVED`]: the altmap's own gigabyte of a large namespace
+    /// would otherwise cost 16 MiB of memmap per GiB of it). Linux keeps
+    /// two pages per compound page (its tails point at their head) and
+    /// does this only when the memmap is in RAM; Tessera keeps one,
+    /// wherever the memmap lives.
+    pub fn shared_vmemmap_page(&self, pfn: Pfn, nid: u16) -> Option<&'static SharedPage> {
         debug_assert!(pfn.is_multiple_of(DESCS_PER_VMEMMAP_PAGE));
-        nid == 0
-            && pfn >= self.start
-            && !pfn.is_multiple_of(1 << self.shift)
-            && shared_tails(self.shift).is_some()
+        if nid != 0 {
+            None
+        } else if pfn < self.start {
+            Some(&SHARED_RESERVED)
+        } else if pfn.is_multiple_of(1 << self.shift) {
+            None
+        } else {
+            shared_tails(self.shift)
+        }
+    }
+
+    /// Whether [`Compound::shared_vmemmap_page`] has a page for `pfn`.
+    pub fn shares_vmemmap_page(&self, pfn: Pfn, nid: u16) -> bool {
+        self.shared_vmemmap_page(pfn, nid).is_some()
     }
 }
 
-/// One vmemmap page of compound tails, all alike.
+/// One vmemmap page of descriptors all alike, mapped read-only wherever
+/// such a page is needed.
 #[derive(Debug)]
 #[repr(C, align(4096))]
-pub struct TailPage(pub [Page; DESCS_PER_VMEMMAP_PAGE as usize]);
-const _: () = assert!(core::mem::size_of::<TailPage>() == PAGE_SIZE as usize);
+pub struct SharedPage(pub [Page; DESCS_PER_VMEMMAP_PAGE as usize]);
+const _: () = assert!(core::mem::size_of::<SharedPage>() == PAGE_SIZE as usize);
 
 /// The shared tail pages, one per compound order device-dax uses with
 /// tails enough to fill a vmemmap page (2 MiB and 1 GiB alignment), node
 /// 0. Immutable statics: the kernel maps them read-only wherever a vmemmap
 /// page of tails is needed, so a write to a tail faults.
-static SHARED_TAILS_2M: TailPage = TailPage([Page::compound_tail(0, 9); 64]);
-static SHARED_TAILS_1G: TailPage = TailPage([Page::compound_tail(0, 18); 64]);
+static SHARED_TAILS_2M: SharedPage = SharedPage([Page::compound_tail(0, 9); 64]);
+static SHARED_TAILS_1G: SharedPage = SharedPage([Page::compound_tail(0, 18); 64]);
+/// The shared page of reserved device pages before a compound range's
+/// first compound page ([`Compound::descriptor`]).
+pub static SHARED_RESERVED: SharedPage = SharedPage([Page::init(ZoneType::Device, 0); 64]);
 
 /// The shared page of tails of compound order `shift`, if there is one.
-pub fn shared_tails(shift: u32) -> Option<&'static TailPage> {
+pub fn shared_tails(shift: u32) -> Option<&'static SharedPage> {
     match shift {
         9 => Some(&SHARED_TAILS_2M),
         18 => Some(&SHARED_TAILS_1G),
@@ -153,10 +170,10 @@ pub fn shared_tails(shift: u32) -> Option<&'static TailPage> {
     }
 }
 
-/// Every shared tail page, for a backend that must tell them from pages
+/// Every shared page, for a backend that must tell them from pages
 /// of its own (never freed, never written).
-pub fn all_shared_tails() -> [&'static TailPage; 2] {
-    [&SHARED_TAILS_2M, &SHARED_TAILS_1G]
+pub fn all_shared_pages() -> [&'static SharedPage; 3] {
+    [&SHARED_TAILS_2M, &SHARED_TAILS_1G, &SHARED_RESERVED]
 }
 /// The highest pfn + 1 the model accepts.
 pub const MAX_PFN: Pfn = section_nr_to_pfn(NR_MEM_SECTIONS);
@@ -687,8 +704,8 @@ pub trait SparseBackend: MemMap {
     /// Maps memmap for `[pfn, pfn + nr_pages)` (within one section),
     /// backed by `altmap` pages when given. `early`: a whole boot section.
     /// With `compound`, every vmemmap page that
-    /// [`Compound::shares_vmemmap_page`] maps the shared page of
-    /// [`shared_tails`] read-only (nothing allocated for it), the others as
+    /// [`Compound::shared_vmemmap_page`] names maps that page read-only
+    /// (nothing allocated for it), the others as
     /// always (`vmemmap_populate_compound_pages`). All or nothing: on
     /// failure nothing stays mapped or allocated.
     fn populate_memmap(

@@ -670,13 +670,13 @@ impl Model {
     }
 
     /// Memmap bytes of `r`: a descriptor per page; for devdax at 2 MiB or
-    /// more, a descriptor per page before the data and one vmemmap page
-    /// per compound page of the data.
+    /// more, one vmemmap page per compound page of the data (what lies
+    /// before the data shares one page).
     fn memmap(r: &Region) -> u64 {
         match r.layout.filter(|l| l.kind() == Kind::Devdax && l.align() >= 2 * M) {
             Some(l) => {
-                let ((s, _), (ds, de)) = (l.range(), l.data());
-                ((ds - s) / PAGE * 64).next_multiple_of(PAGE) + (de - ds).div_ceil(l.align()) * PAGE
+                let (ds, de) = l.data();
+                (de - ds).div_ceil(l.align()) * PAGE
             }
             None => r.size / PAGE * 64,
         }
@@ -991,12 +991,14 @@ fn check_invariants(p: &Pmem, b: &Fake, m: &Model, boot_maps: &BTreeMap<u64, u64
             let pfn = phys_pfn(piece);
             *want.get_mut(&pfn_to_section_nr(pfn)).unwrap() |= 1 << subsection_index(pfn);
             mapped.insert(piece);
-            // A tail's pgmap is its compound head's.
+            // A tail's pgmap is its compound head's; before a compound
+            // range's data, pages belong to no pgmap.
             let head = b.sparse.page(pfn + 7).map_or(pfn + 7, |pg| pg.compound_head(pfn + 7));
             let page = b.sparse.page(head).copied();
+            let pre_data = r.compound().is_some_and(|c| pfn < c.start());
             assert_eq!(
                 page.map(|pg| (pg.zone(), pg.pgmap)),
-                Some((ZoneType::Device, r.pgmap())),
+                Some((ZoneType::Device, if pre_data { 0 } else { r.pgmap() })),
                 "step {step}: {r}: {piece:#x}"
             );
         }

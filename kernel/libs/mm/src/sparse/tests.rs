@@ -14,9 +14,9 @@ const SUB: u64 = PAGES_PER_SUBSECTION;
 #[derive(Default)]
 pub(crate) struct TestBackend {
     memmap: BTreeMap<u64, (u64, Vec<Page>)>,
-    /// Vmemmap pages (pfn / 64) that map a shared tail page, with its
-    /// compound order: read from [`shared_tails`], never written.
-    shared: BTreeMap<u64, u32>,
+    /// Vmemmap pages (pfn / 64) that map a shared page: read from it,
+    /// never written.
+    shared: BTreeMap<u64, &'static SharedPage>,
     /// Fail the n-th populate from now (1 = the next).
     pub fail_populate_in: Option<u32>,
     pub fail_usage: bool,
@@ -67,10 +67,7 @@ impl MemMap for TestBackend {
             return None;
         }
         match self.shared.get(&(pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE)) {
-            Some(&shift) => {
-                let j = pfn.offset_in(DESCS_PER_VMEMMAP_PAGE) as usize;
-                Some(&shared_tails(shift).expect("shared only where a page exists").0[j])
-            }
+            Some(page) => Some(&page.0[pfn.offset_in(DESCS_PER_VMEMMAP_PAGE) as usize]),
             None => Some(&pages[i]),
         }
     }
@@ -140,10 +137,11 @@ impl SparseBackend for TestBackend {
         }
         let first = pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE;
         let pages = (nr_pages * 64).div_ceil(4096);
-        let shared: Vec<(u64, u32)> = match compound {
+        let shared: Vec<(u64, &'static SharedPage)> = match compound {
             Some(c) => (first..first + pages)
-                .filter(|&v| c.shares_vmemmap_page(Pfn(v * DESCS_PER_VMEMMAP_PAGE), 0))
-                .map(|v| (v, c.shift()))
+                .filter_map(|v| {
+                    Some((v, c.shared_vmemmap_page(Pfn(v * DESCS_PER_VMEMMAP_PAGE), 0)?))
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -762,9 +760,10 @@ fn devdax_compound_pages_share_their_tails_and_every_pfn_is_right() {
     let mut altmap = Altmap { base_pfn: first, reserve, free, alloc: 0 };
     s.add_pages_compound(0, first, n, SUB, Some(&mut altmap), Some(c)).unwrap();
     s.memmap_init_zone_device(first, n, 0, 9, Some(c));
+    // Pages of their own only for the heads: the altmap's pages share one
+    // page of reserved descriptors.
     let heads = (first + n - data) >> 9;
-    let plain = (data - first).div_ceil(64);
-    assert_eq!(altmap.alloc, plain + heads, "pages taken from the device");
+    assert_eq!(altmap.alloc, heads, "pages taken from the device");
     check_compound_range(&mut s, first, n, c, 9);
     s.remove_pages(first, n, Some(&mut altmap)).unwrap();
     assert_eq!(snapshot(&s), before);
