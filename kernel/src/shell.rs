@@ -439,12 +439,13 @@ fn pfn(arg: PfnArg) {
     // A compound page's head, found from the pfn (Linux's dump_page line).
     if let Some(p) = s.page(pfn).filter(|p| p.compound_order() > 0) {
         let head = p.compound_head(pfn);
-        println!(
-            "compound: {} head pfn {head:#x} order {} pgmap {}",
-            if p.is_tail() { "tail," } else { "head," },
-            p.compound_order(),
-            s.page(head).map_or(0, |h| h.pgmap)
-        );
+        let pgmap = s.page(head).map_or(0, |h| h.pgmap);
+        let order = p.compound_order();
+        if p.is_tail() {
+            println!("compound: tail of head pfn {head:#x}, order {order}, pgmap {pgmap}");
+        } else {
+            println!("compound: head, order {order}, pgmap {pgmap}");
+        }
     }
 }
 
