@@ -436,6 +436,17 @@ fn pfn(arg: PfnArg) {
         ),
         None => println!("page: no descriptor"),
     }
+    // A compound page's head, found from the pfn (Linux's dump_page line).
+    if let Some(p) = s.page(pfn).filter(|p| p.compound_order() > 0) {
+        let head = p.compound_head(pfn);
+        let pgmap = s.page(head).map_or(0, |h| h.pgmap);
+        let order = p.compound_order();
+        if p.is_tail() {
+            println!("compound: tail of head pfn {head:#x}, order {order}, pgmap {pgmap}");
+        } else {
+            println!("compound: head, order {order}, pgmap {pgmap}");
+        }
+    }
 }
 
 fn acpi() {

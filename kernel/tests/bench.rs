@@ -326,3 +326,32 @@ fn pmem_add_remove_costs_and_metadata() {
     report("subsection_remove", remove * 1000 / n, "ns");
     report("pmem_ram_per_gib_no_altmap", ram * GIB / (n << 21), "B");
 }
+
+/// Device-dax at 2 MiB alignment: compound pages whose tails share one
+/// vmemmap page. Memmap bytes per GiB of the namespace (with the memmap
+/// on the device, on a region of whole sections: the NVDIMM columns), and
+/// the time of the add; then the region's own mode back.
+#[test_case]
+fn devdax_metadata() {
+    use mm::nd_pfn::{Kind, PfnMode};
+    let Some(r) = pmem::regions().into_iter().next() else { return };
+    let section = PAGES_PER_SECTION * 4096;
+    if !r.start.is_multiple_of(section) || !r.end().is_multiple_of(section) {
+        println!("no region of whole sections: devdax metadata not measured");
+        return;
+    }
+    let own = r.layout.map(|l| (l.kind(), l.mode(), l.align()));
+    if r.state == pmem::State::Added {
+        pmem::remove(r.id, &mut quiet).unwrap();
+    }
+    let (free0, bytes0) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
+    let start = uptime_us();
+    let d = pmem::set_mode(r.id, Some((Kind::Devdax, PfnMode::Pmem, 2 << 20)), &mut quiet).unwrap();
+    let add_us = uptime_us() - start;
+    let (free1, bytes1) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
+    assert!(d.has_altmap() && d.compound().is_some(), "{d}");
+    report("pmem_device_per_gib_devdax", (bytes1 - bytes0) * GIB / r.size, "B");
+    report("pmem_ram_per_gib_devdax", (free0 - free1) * 4096 * GIB / r.size, "B");
+    report("devdax_add", add_us, "us");
+    pmem::set_mode(r.id, own, &mut quiet).unwrap();
+}

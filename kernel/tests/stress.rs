@@ -301,3 +301,60 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
         }
     }
 }
+
+/// Both regions as device-dax at 2 MiB alignment with the memmap in RAM:
+/// region0 in the early section 7 (the boot memmap reused, every
+/// descriptor written), region1 in section 8 of its own, where each 2 MiB
+/// compound page gets one vmemmap page and its tails (and the pages before
+/// the data) map shared read-only pages. Every pfn of the data is right
+/// through the vmemmap; back to raw, the model is as before.
+#[test_case]
+fn devdax_memmap_in_ram_in_an_early_and_an_own_section() {
+    use mm::nd_pfn::{Kind, PfnMode};
+    use mm::page::Page;
+    let regions = pmem::regions();
+    assert_eq!(
+        regions.iter().map(|r| (r.start, r.size)).collect::<Vec<_>>(),
+        [(0x3e00_0000, 32 << 20), (0x4000_0000, 32 << 20)]
+    );
+    let before = model_snapshot();
+    let (bytes0, tables0) = {
+        let s = SPARSE.lock();
+        (s.stats().memmap_bytes, s.backend.pgtable_pages)
+    };
+    for r in &regions {
+        pmem::remove(r.id, &mut quiet).unwrap();
+        let b0 = SPARSE.lock().stats().memmap_bytes;
+        let mode = Some((Kind::Devdax, PfnMode::Ram, 2 << 20));
+        let d = pmem::set_mode(r.id, mode, &mut quiet).unwrap();
+        let c = d.compound().expect("compound pages");
+        let (ds, de) = d.data();
+        assert_eq!((ds, de), (r.start + (2 << 20), r.end()), "{d}");
+        let bytes = SPARSE.lock().stats().memmap_bytes - b0;
+        if r.start < 0x4000_0000 {
+            assert_eq!(bytes, 0, "the boot memmap is reused");
+        } else {
+            // 15 compound pages, one page each (a descriptor per page: 8).
+            assert_eq!((bytes, d.memmap_bytes()), (15 * PAGE_SIZE, 15 * PAGE_SIZE));
+        }
+        for pfn in (phys_pfn(ds).as_u64()..phys_pfn(de).as_u64()).map(Pfn::new) {
+            assert!(kernel::mm::sparse::pfn_valid(pfn), "{pfn:#x}");
+            let addr = kernel::mm::sparse::pfn_to_page(pfn);
+            assert_eq!(kernel::mm::sparse::page_to_pfn(addr), pfn);
+            let _g = kernel::mm::sparse::rcu_read_lock();
+            // SAFETY: the pfn is valid and its memmap stays while the
+            // region is added, which only this test changes; a copy.
+            let page = unsafe { core::ptr::read(addr as *const Page) };
+            assert_eq!(page, c.descriptor(pfn, 0, d.pgmap()), "{pfn:#x}");
+            let head = kernel::mm::sparse::page(page.compound_head(pfn)).unwrap();
+            assert_eq!(head.pgmap, d.pgmap(), "head of {pfn:#x}");
+        }
+        println!("stress: {} as devdax, map=mem: {} KiB of memmap", d.name(), bytes >> 10);
+    }
+    for r in &regions {
+        pmem::set_mode(r.id, None, &mut quiet).unwrap();
+    }
+    assert!(model_snapshot() == before, "the model after devdax and back differs");
+    let s = SPARSE.lock();
+    assert_eq!((s.stats().memmap_bytes, s.backend.pgtable_pages), (bytes0, tables0));
+}

@@ -175,13 +175,13 @@ pub const NVDIMM: Shape = nvdimm(Format::Raw, "nopmem");
 pub const BIG_NVDIMM: Shape = Shape {
     mem: "2G,slots=4,maxmem=512G",
     cmdline: "nopmem",
-    nvdimm: Some(Nvdimm {
-        size: 64 << 30,
-        addr: Some(0x40_0000_0000),
-        format: Some(Format::Pfn(Kind::Fsdax)),
-    }),
+    nvdimm: Some(BIG_NVDIMM_DEVICE),
     qemu_args: "",
 };
+
+/// [`BIG_NVDIMM`]'s device.
+const BIG_NVDIMM_DEVICE: Nvdimm =
+    Nvdimm { size: 64 << 30, addr: Some(0x40_0000_0000), format: Some(Format::Pfn(Kind::Fsdax)) };
 
 /// One boot of a test binary.
 #[derive(Debug, Clone, Copy)]
@@ -292,6 +292,24 @@ pub const BINARIES: &[Binary] = &[
         boots: &[run("", shape("4G", "memmap=64M!0x108000000 mem=2560M"))],
     },
     Binary { name: "scale", boots: &[run("", BIG_NVDIMM)] },
+    // The same NVDIMM formatted devdax: compound pages sharing their tails'
+    // vmemmap (the 4-CPU BIOS profile only: the firmware changes nothing
+    // here, and the shared pages' read-only mappings meet other CPUs' TLBs).
+    Binary {
+        name: "devdax",
+        boots: &[Boots::One(Run {
+            variant: "",
+            shape: Shape {
+                nvdimm: Some(Nvdimm {
+                    format: Some(Format::Pfn(Kind::Devdax)),
+                    ..BIG_NVDIMM_DEVICE
+                }),
+                ..BIG_NVDIMM
+            },
+            only: Some("bios-smp"),
+            expect: &[],
+        })],
+    },
     // 32 MiB of persistent memory in an early section (RAM below), 32 MiB
     // above mem= in a section of their own (vmemmap populated).
     Binary { name: "stress", boots: &[run("", shape("2G", "memmap=64M!0x3e000000 mem=1G"))] },
@@ -572,7 +590,7 @@ mod tests {
     /// Binaries that boot only where there is more than one CPU.
     const MULTI_CPU_ONLY: &[&str] = &["smp_panic", "smp_stack_overflow"];
     /// Binaries that boot only on the 4-CPU BIOS profile.
-    const BIOS_SMP_ONLY: &[&str] = &["hotplug_stress"];
+    const BIOS_SMP_ONLY: &[&str] = &["hotplug_stress", "devdax"];
     use crate::profile;
 
     fn test_files() -> Vec<String> {

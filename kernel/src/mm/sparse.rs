@@ -14,9 +14,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::page::{MemMap, PAGE_SIZE, Page, Pfn, ZoneType, memmap_offset, pfn_phys, phys_pfn};
 use mm::sparse::{
-    Altmap, MemSectionUsage, MmRcu, NR_MEM_SECTIONS, PAGES_PER_SECTION, SectionRoot, Sparse,
-    SparseBackend, SparseStats, USAGE_POISON, pfn_to_section_nr, subsection_map_index,
-    subsection_mask,
+    Altmap, Compound, DESCS_PER_VMEMMAP_PAGE, MemSectionUsage, MmRcu, NR_MEM_SECTIONS,
+    PAGES_PER_SECTION, SectionRoot, SharedPage, Sparse, SparseBackend, SparseStats, USAGE_POISON,
+    all_shared_pages, pfn_to_section_nr, subsection_map_index, subsection_mask,
 };
 
 use x86_64::structures::paging::PhysFrame;
@@ -55,6 +55,10 @@ struct SectionMap {
     /// no sub-section uses it, as Linux's `vmemmap_free` keeps a partly
     /// used PMD.
     huge: u64,
+    /// Sub-sections some of whose vmemmap pages map a shared tail page
+    /// ([`shared_tail_phys`]), read-only.
+    shared: u64,
+    _pad: u64,
 }
 
 impl SectionMap {
@@ -142,6 +146,37 @@ fn desc_ptr(pfn: Pfn) -> *mut Page {
     (VMEMMAP_START + memmap_offset(pfn)) as *mut Page
 }
 
+/// The physical address of a shared tail page (a static of the kernel
+/// image, in its read-only data).
+fn tail_page_phys(page: &'static SharedPage) -> u64 {
+    let virt = VirtAddr::from_ptr(page);
+    paging::translate(virt).expect("the kernel image is mapped").as_u64()
+}
+
+/// Whether `phys` is one of the shared tail pages (never freed, never
+/// written).
+fn is_shared_tail(phys: u64) -> bool {
+    static PHYS: spin::Once<[u64; 3]> = spin::Once::new();
+    PHYS.call_once(|| all_shared_pages().map(tail_page_phys)).contains(&phys)
+}
+
+impl Vmemmap {
+    /// Whether the vmemmap pages holding the descriptors of `[pfn, pfn +
+    /// nr)` (within one section) are all pages of their own, writable:
+    /// none of them a shared tail page.
+    fn writable(&self, pfn: Pfn, nr: u64) -> bool {
+        let Some(s) = self.get(pfn_to_section_nr(pfn)) else { return false };
+        if nr == 0 || s.shared & subsection_mask(pfn, nr) == 0 {
+            return true;
+        }
+        let first = pfn.align_down(DESCS_PER_VMEMMAP_PAGE);
+        (first.as_u64()..pfn.as_u64() + nr).step_by(DESCS_PER_VMEMMAP_PAGE as usize).all(|p| {
+            let va = VirtAddr::new(VMEMMAP_START + memmap_offset(Pfn::new(p)));
+            paging::translate(va).is_none_or(|phys| !is_shared_tail(phys.as_u64()))
+        })
+    }
+}
+
 impl MemMap for Vmemmap {
     fn page(&self, pfn: Pfn) -> Option<&Page> {
         // SAFETY: `mapped` means this module mapped the descriptor's
@@ -151,18 +186,22 @@ impl MemMap for Vmemmap {
     }
 
     fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
-        // SAFETY: as in `page`; `&mut self` makes this the only reference.
-        self.mapped(pfn).then(|| unsafe { &mut *desc_ptr(pfn) })
+        // SAFETY: as in `page`, and `writable` checked that the page is the
+        // descriptor's own (not a shared, read-only tail page); `&mut self`
+        // makes this the only reference.
+        (self.mapped(pfn) && self.writable(pfn, 1)).then(|| unsafe { &mut *desc_ptr(pfn) })
     }
 
     fn pages_mut(&mut self, pfn: Pfn, nr: u64) -> Option<&mut [Page]> {
         let s = self.get(pfn_to_section_nr(pfn))?;
         let in_section = nr > 0 && pfn_to_section_nr(pfn + nr - 1) == pfn_to_section_nr(pfn);
         let mask = if in_section { subsection_mask(pfn, nr) } else { 0 };
-        // SAFETY: every sub-section of the range is mapped (mask check) and
-        // lies in one section, whose memmap is virtually contiguous;
+        // SAFETY: every sub-section of the range is mapped (mask check),
+        // each page of it the range's own (`writable`), and it lies in one
+        // section, whose memmap is virtually contiguous;
         // `&mut self` makes this the only reference.
-        (mask != 0 && s.mask & mask == mask)
+        // Shared tail pages are read-only and aliased: never in a slice.
+        (mask != 0 && s.mask & mask == mask && self.writable(pfn, nr))
             .then(|| unsafe { core::slice::from_raw_parts_mut(desc_ptr(pfn), nr as usize) })
     }
 }
@@ -379,6 +418,25 @@ impl KernelBackend {
         true
     }
 
+    /// Maps the shared tail page at `phys` read-only at `virt`.
+    fn map_shared(&mut self, virt: u64, phys: u64) -> bool {
+        let mut tables = 0;
+        let mut frames = || {
+            tables += 1;
+            self.alloc_block(0).map(|(p, _)| PhysFrame::containing_address(PhysAddr::new(p)))
+        };
+        // SAFETY: `virt` is in the vmemmap, which only this module maps, at
+        // a descriptor range no reference points into (its bits are
+        // clear); `phys` is a shared tail page, immutable kernel data.
+        let r =
+            unsafe { paging::map_readonly(VirtAddr::new(virt), PhysAddr::new(phys), &mut frames) };
+        self.pgtable_pages += tables;
+        if let Err(e) = r {
+            log::error!("sparse: mapping shared tails at {virt:#x}: {e:?}");
+        }
+        r.is_ok()
+    }
+
     fn map(&mut self, virt: u64, phys: u64, size: MapSize) -> bool {
         let mut tables = 0;
         let mut frames = || {
@@ -423,6 +481,10 @@ impl KernelBackend {
                 continue;
             };
             let phys = phys.as_u64();
+            if is_shared_tail(phys) {
+                // Shared by every compound page: it stays.
+                continue;
+            }
             let pfn = phys_pfn(phys);
             match altmap.as_deref_mut() {
                 Some(a) if (a.base_pfn..a.base_pfn + a.reserve + a.free).contains(&pfn) => {
@@ -521,6 +583,7 @@ impl SparseBackend for KernelBackend {
         nr_pages: u64,
         mut altmap: Option<&mut Altmap>,
         early: bool,
+        compound: Option<Compound>,
     ) -> bool {
         let nr = pfn_to_section_nr(pfn);
         let mask = subsection_mask(pfn, nr_pages);
@@ -531,7 +594,8 @@ impl SparseBackend for KernelBackend {
             return false;
         }
         let reuse = self.vmemmap.map_mut(nr).huge().is_some();
-        if !reuse && nr_pages == PAGES_PER_SECTION {
+        // Compound pages map their tails' vmemmap pages one by one.
+        if !reuse && nr_pages == PAGES_PER_SECTION && compound.is_none() {
             // A whole section: one 2 MiB page, from the altmap if given.
             let alloc_before = altmap.as_deref().map(|a| a.alloc);
             let block = match altmap.as_deref_mut() {
@@ -552,10 +616,26 @@ impl SparseBackend for KernelBackend {
             }
         }
         let huge = self.vmemmap.map_mut(nr).huge().is_some();
+        let mut shared = false;
         if !huge {
             let end = virt + bytes;
             let mut va = virt;
             while va < end {
+                let first = Pfn::new((va - VMEMMAP_START) / PAGE_DESC);
+                let tails =
+                    compound.and_then(|c| c.shared_vmemmap_page(first, 0)).map(tail_page_phys);
+                if let Some(phys) = tails {
+                    if !self.map_shared(va, phys) {
+                        self.unmap_base_pages(virt, va, altmap);
+                        if self.vmemmap.map_mut(nr).mask == 0 {
+                            self.free_empty_table(virt);
+                        }
+                        return false;
+                    }
+                    shared = true;
+                    va += PAGE_SIZE;
+                    continue;
+                }
                 let frame = match altmap.as_deref_mut() {
                     Some(a) => a.alloc_pages(1, 1).map(pfn_phys),
                     None => self.alloc_block(0).map(|(p, _)| p),
@@ -578,23 +658,49 @@ impl SparseBackend for KernelBackend {
                     }
                     return false;
                 }
+                if !early {
+                    // SAFETY: the page was just mapped writable at `va`
+                    // for this range alone, whose bits are still clear: no
+                    // reference points into it.
+                    unsafe { (va as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
+                }
                 va += PAGE_SIZE;
             }
-        }
-        if !early {
-            // SAFETY: the range was mapped above (or is part of a mapped
-            // 2 MiB page) and no reference points into it: its bits are
-            // still clear.
+        } else if !early {
+            // SAFETY: the range is part of a mapped 2 MiB page and no
+            // reference points into it: its bits are still clear.
             unsafe { (virt as *mut u8).write_bytes(0, bytes as usize) };
         }
-        self.vmemmap.map_mut(nr).mask |= mask;
+        let map = self.vmemmap.map_mut(nr);
+        map.mask |= mask;
+        if shared {
+            map.shared |= mask;
+        }
         true
+    }
+
+    fn memmap_bytes(&self, pfn: Pfn, nr_pages: u64) -> u64 {
+        let all = nr_pages * PAGE_DESC;
+        let Some(s) = self.vmemmap.get(pfn_to_section_nr(pfn)) else { return all };
+        if s.huge().is_some() || s.shared & subsection_mask(pfn, nr_pages) == 0 {
+            return all;
+        }
+        let first = pfn.align_down(DESCS_PER_VMEMMAP_PAGE).as_u64();
+        let shared = (first..pfn.as_u64() + nr_pages)
+            .step_by(DESCS_PER_VMEMMAP_PAGE as usize)
+            .filter(|&p| {
+                let va = VirtAddr::new(VMEMMAP_START + memmap_offset(Pfn::new(p)));
+                paging::translate(va).is_some_and(|phys| is_shared_tail(phys.as_u64()))
+            })
+            .count() as u64;
+        all - shared * PAGE_SIZE
     }
 
     fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>) {
         let nr = pfn_to_section_nr(pfn);
         let Some(s) = self.vmemmap.get_mut(nr) else { return };
         s.mask &= !subsection_mask(pfn, nr_pages);
+        s.shared &= !subsection_mask(pfn, nr_pages);
         let (mask, huge) = (s.mask, s.huge());
         if mask == 0 {
             *s = SectionMap::default();

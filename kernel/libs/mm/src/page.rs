@@ -279,6 +279,10 @@ pub mod pg {
     pub const HEAD: u64 = 1 << 2;
     /// The descriptor has been initialized (`__init_single_page` ran).
     pub const INITIALIZED: u64 = 1 << 3;
+    /// A tail page of a ZONE_DEVICE compound page (`PageTail`); its
+    /// `reserved[0]` holds the compound order, and its head is the pfn
+    /// rounded down to that order (see [`super::Page::compound_tail`]).
+    pub const TAIL: u64 = 1 << 4;
 }
 
 /// Zone number field of [`Page::flags`] (Linux's `ZONES_PGSHIFT`).
@@ -309,7 +313,8 @@ pub struct Page {
     pub private: u64,
     /// `pgmap`: which device mapping owns a ZONE_DEVICE page (0: none).
     pub pgmap: u64,
-    /// `compound_head`-like link and padding, reserved.
+    /// `reserved[0]`: the compound order of a ZONE_DEVICE compound page's
+    /// head and tails (`compound_order`); `reserved[1]`: padding.
     pub reserved: [u64; 2],
 }
 
@@ -397,6 +402,55 @@ impl Page {
         ((self.flags >> NODES_SHIFT) & NODES_MASK) as u16
     }
 
+    /// The head of a ZONE_DEVICE compound page of 2^`order` pages
+    /// (`prep_compound_head`): a device page of `pgmap`, [`pg::HEAD`], its
+    /// order in `reserved[0]`.
+    pub const fn compound_head_page(nid: u16, pgmap: u64, order: u32) -> Page {
+        let mut p = Page::init(ZoneType::Device, nid);
+        p.flags |= pg::HEAD;
+        p.pgmap = pgmap;
+        p.reserved[0] = order as u64;
+        p
+    }
+
+    /// A tail of a ZONE_DEVICE compound page of 2^`order` pages
+    /// (`prep_compound_tail`). Unlike Linux's, whose tails point at their
+    /// head (`compound_head`), it says only that it is a tail and the
+    /// order: the head is the pfn rounded down to the order, and the
+    /// `dev_pagemap` is the head's. So every tail of every compound page
+    /// of that order on node `nid` is the same 64 bytes, and the vmemmap
+    /// pages that hold only tails can be one shared page
+    /// ([`crate::sparse::SHARED_TAILS`]). Reference count 0, as Linux's
+    /// tails.
+    pub const fn compound_tail(nid: u16, order: u32) -> Page {
+        let mut p = Page::init(ZoneType::Device, nid);
+        p.flags |= pg::TAIL;
+        p.refcount = 0;
+        p.reserved[0] = order as u64;
+        p
+    }
+
+    /// `PageTail`.
+    pub const fn is_tail(&self) -> bool {
+        self.has(pg::TAIL)
+    }
+
+    /// `compound_order`: of a compound page's head or tail, 0 otherwise.
+    pub const fn compound_order(&self) -> u32 {
+        if self.zone() as u64 == ZoneType::Device as u64 && self.flags & (pg::HEAD | pg::TAIL) != 0
+        {
+            self.reserved[0] as u32
+        } else {
+            0
+        }
+    }
+
+    /// `compound_head` for `pfn`, whose descriptor this is: the pfn of its
+    /// compound page's head (`pfn` itself when it is no tail).
+    pub const fn compound_head(&self, pfn: Pfn) -> Pfn {
+        if self.is_tail() { pfn.align_down(1 << self.compound_order()) } else { pfn }
+    }
+
     /// Moves the page to another zone (`set_page_zone`).
     pub fn set_zone(&mut self, zone: ZoneType) {
         self.flags = (self.flags & !(3 << ZONES_SHIFT)) | ((zone as u64) << ZONES_SHIFT);
@@ -459,6 +513,30 @@ mod tests {
         let mut p = Page::init(ZoneType::Normal, 5);
         p.set_zone(ZoneType::Device);
         assert_eq!((p.zone(), p.nid()), (ZoneType::Device, 5));
+    }
+
+    #[test]
+    fn compound_tails_do_not_depend_on_their_head() {
+        let head = Page::compound_head_page(0, 7, 9);
+        assert!(head.has(pg::HEAD) && !head.is_tail() && head.pgmap == 7);
+        assert_eq!((head.zone(), head.compound_order(), head.refcount), (ZoneType::Device, 9, 1));
+        let tail = Page::compound_tail(0, 9);
+        assert!(tail.is_tail() && !tail.has(pg::HEAD) && tail.is_reserved());
+        assert_eq!(
+            (tail.zone(), tail.compound_order(), tail.refcount, tail.pgmap),
+            (ZoneType::Device, 9, 0, 0)
+        );
+        // The head is found from the pfn alone.
+        assert_eq!(tail.compound_head(Pfn(0x4_0000_0123)), Pfn(0x4_0000_0000));
+        assert_eq!(
+            Page::compound_tail(0, 18).compound_head(Pfn(0x4_0003_ffff)),
+            Pfn(0x4_0000_0000)
+        );
+        assert_eq!(head.compound_head(Pfn(0x200)), Pfn(0x200));
+        // A RAM page has no compound order whatever its reserved word holds.
+        let mut ram = Page::init(ZoneType::Normal, 0);
+        ram.reserved[0] = 9;
+        assert_eq!(ram.compound_order(), 0);
     }
 
     #[test]

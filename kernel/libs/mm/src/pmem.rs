@@ -34,11 +34,12 @@ use crate::e820::MemRange;
 use crate::memory_block::{self, MemremapError};
 use crate::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
 use crate::page::{
-    PAGE_SHIFT, Pfn, STRUCT_PAGE_SIZE, ZoneType, bytes_to_pages, pages_to_bytes, pfn_phys, phys_pfn,
+    PAGE_SHIFT, PAGE_SIZE, Pfn, STRUCT_PAGE_SIZE, ZoneType, bytes_to_pages, pages_to_bytes,
+    pfn_phys, phys_pfn,
 };
 use crate::sparse::{
-    Altmap, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, SectionSummary, Sparse,
-    SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
+    Altmap, Compound, DESCS_PER_VMEMMAP_PAGE, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION,
+    SectionSummary, Sparse, SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
 };
 
 /// A sub-section in bytes: the unit the kernel maps a range in.
@@ -125,6 +126,30 @@ impl Region {
     /// for a remove or the undo of an add to give pages back to.
     fn altmap_as_added(&self) -> Option<Altmap> {
         self.altmap().map(|a| Altmap { alloc: a.free, ..a })
+    }
+
+    /// The compound pages of a device-dax namespace (Linux's
+    /// `dev_dax_probe` sets `vmemmap_shift` from the alignment): 2^shift
+    /// pages from the data area's start, `None` for other modes and 4 KiB
+    /// alignment.
+    pub fn compound(&self) -> Option<Compound> {
+        let l = self.layout.filter(|l| l.kind() == Kind::Devdax)?;
+        let shift = bytes_to_pages(l.align()).checked_ilog2()?;
+        Compound::new(phys_pfn(l.data().0), shift)
+    }
+
+    /// Bytes of memmap the namespace's pages take: a descriptor per page,
+    /// less the vmemmap pages of compound tails, which share one page
+    /// ([`Compound::shares_vmemmap_page`]).
+    pub fn memmap_bytes(&self) -> u64 {
+        let Some(c) = self.compound() else { return bytes_to_pages(self.size) * STRUCT_PAGE_SIZE };
+        let (start, end) = self.mapped();
+        let (first, n) = (phys_pfn(start), bytes_to_pages(end - start));
+        let all = n * STRUCT_PAGE_SIZE;
+        let per = DESCS_PER_VMEMMAP_PAGE;
+        let vpages = first.as_u64() / per..(first.as_u64() + n).div_ceil(per);
+        let shared = vpages.filter(|&v| c.shares_vmemmap_page(Pfn::new(v * per), 0)).count();
+        all.saturating_sub(shared as u64 * PAGE_SIZE)
     }
 
     /// Whether the memmap lives on the device.
@@ -719,7 +744,7 @@ impl Pmem {
         if r.has_altmap() {
             return Ok(());
         }
-        let memmap = bytes_to_pages(r.size) * STRUCT_PAGE_SIZE;
+        let memmap = r.memmap_bytes();
         let ram: u64 = b.system_ram().iter().map(|&(s, e)| e - s).sum();
         if memmap > ram / 16 {
             return Err(PmemError::MemmapInRam { id: r.id, memmap, ram });
@@ -843,11 +868,13 @@ fn memremap_pages(
     let size = end - start;
     let (first, nr_pages) = (phys_pfn(start), bytes_to_pages(size));
     let pgmap = r.pgmap();
+    let compound = r.compound();
     let t0 = b.ktime_get_us();
     if let Some(mut altmap) = r.altmap() {
         b.sparse(|s| {
-            s.add_pages(0, first, nr_pages, PAGES_PER_SUBSECTION, Some(&mut altmap))?;
-            s.memmap_init_range(first, nr_pages, ZoneType::Device, 0, pgmap);
+            let align = PAGES_PER_SUBSECTION;
+            s.add_pages_compound(0, first, nr_pages, align, Some(&mut altmap), compound)?;
+            s.memmap_init_zone_device(first, nr_pages, 0, pgmap, compound);
             taint_partial_sections(s, first, nr_pages, first);
             taint_partial_sections(s, first, nr_pages, first + nr_pages - 1);
             Ok(())
@@ -862,8 +889,9 @@ fn memremap_pages(
         for pfn in (first..first + nr_pages).step_by(PAGES_PER_SUBSECTION as usize) {
             let nr = pfn_to_section_nr(pfn);
             let added = b.sparse(|s| {
-                s.add_pages(0, pfn, PAGES_PER_SUBSECTION, PAGES_PER_SUBSECTION, None)?;
-                s.memmap_init_range(pfn, PAGES_PER_SUBSECTION, ZoneType::Device, 0, pgmap);
+                let n = PAGES_PER_SUBSECTION;
+                s.add_pages_compound(0, pfn, n, n, None, compound)?;
+                s.memmap_init_zone_device(pfn, n, 0, pgmap, compound);
                 taint_partial_sections(s, first, nr_pages, pfn);
                 Ok(section_line(s, nr))
             });

@@ -23,7 +23,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use rcu::{GracePeriod, RcuPtr, ReadGuard, StaticPtr};
 
-use crate::page::{MemMap, PAGE_SHIFT, Page, Pfn, STRUCT_PAGE_SIZE, ZoneType, memmap_offset};
+use crate::page::{
+    MemMap, PAGE_SHIFT, PAGE_SIZE, Page, Pfn, STRUCT_PAGE_SIZE, ZoneType, memmap_offset,
+};
 
 /// log2 of the section size (128 MiB).
 pub const SECTION_SIZE_BITS: u32 = 27;
@@ -62,6 +64,117 @@ const PAGEBLOCK_WORDS: usize =
     (PAGES_PER_SECTION / PAGEBLOCK_NR_PAGES * NR_PAGEBLOCK_BITS / 64) as usize;
 /// Bytes of memmap per section (2 MiB).
 pub const SECTION_MEMMAP_BYTES: u64 = PAGES_PER_SECTION * core::mem::size_of::<Page>() as u64;
+/// Descriptors in one 4 KiB page of the vmemmap.
+pub const DESCS_PER_VMEMMAP_PAGE: u64 = PAGE_SIZE / STRUCT_PAGE_SIZE;
+
+/// Compound pages in a ZONE_DEVICE range (Linux's `dev_pagemap`
+/// `vmemmap_shift`, which device-dax sets from its alignment): from
+/// `start` on, every 2^`shift` pages form one compound page. Pfns before
+/// `start` (an info block, the altmap's own pages) belong to none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compound {
+    start: Pfn,
+    shift: u32,
+}
+
+impl Compound {
+    /// Compound pages of 2^`shift` pages from `start`, which must be a
+    /// multiple of them; `None` for `shift` 0 (base pages) or a misaligned
+    /// start.
+    pub const fn new(start: Pfn, shift: u32) -> Option<Self> {
+        if shift == 0 || shift >= 32 || !start.is_multiple_of(1 << shift) {
+            return None;
+        }
+        Some(Self { start, shift })
+    }
+
+    /// The order of each compound page.
+    pub const fn shift(&self) -> u32 {
+        self.shift
+    }
+
+    /// The first pfn of the first compound page.
+    pub const fn start(&self) -> Pfn {
+        self.start
+    }
+
+    /// What memmap init writes into `pfn`'s descriptor for node `nid` and
+    /// `pgmap` (`memmap_init_zone_device`, `memmap_init_compound`): before
+    /// [`Compound::start`] a reserved device page of no pgmap (the info
+    /// block and the altmap's pages, never handed out; Linux leaves these
+    /// uninitialized), else a head or a tail.
+    pub const fn descriptor(&self, pfn: Pfn, nid: u16, pgmap: u64) -> Page {
+        if pfn.0 < self.start.0 {
+            Page::init(ZoneType::Device, nid)
+        } else if pfn.is_multiple_of(1 << self.shift) {
+            Page::compound_head_page(nid, pgmap, self.shift)
+        } else {
+            Page::compound_tail(nid, self.shift)
+        }
+    }
+
+    /// Tessera's `vmemmap_can_optimize` for one vmemmap page, the one that
+    /// begins with `pfn`'s descriptor (`pfn` a multiple of
+    /// [`DESCS_PER_VMEMMAP_PAGE`]): the shared read-only page it maps
+    /// instead of a page of its own, when all of its descriptors are alike
+    /// on node 0. That is every vmemmap page of a compound page but its
+    /// first (tails, [`shared_tails`], when there is a page for the order),
+    /// and every one before [`Compound::start`] (reserved pages,
+    /// [`SHARED_RESERVED`]: the altmap's own gigabyte of a large namespace
+    /// would otherwise cost 16 MiB of memmap per GiB of it). Linux keeps
+    /// two pages per compound page (its tails point at their head) and
+    /// does this only when the memmap is in RAM; Tessera keeps one,
+    /// wherever the memmap lives.
+    pub fn shared_vmemmap_page(&self, pfn: Pfn, nid: u16) -> Option<&'static SharedPage> {
+        debug_assert!(pfn.is_multiple_of(DESCS_PER_VMEMMAP_PAGE));
+        if nid != 0 {
+            None
+        } else if pfn < self.start {
+            Some(&SHARED_RESERVED)
+        } else if pfn.is_multiple_of(1 << self.shift) {
+            None
+        } else {
+            shared_tails(self.shift)
+        }
+    }
+
+    /// Whether [`Compound::shared_vmemmap_page`] has a page for `pfn`.
+    pub fn shares_vmemmap_page(&self, pfn: Pfn, nid: u16) -> bool {
+        self.shared_vmemmap_page(pfn, nid).is_some()
+    }
+}
+
+/// One vmemmap page of descriptors all alike, mapped read-only wherever
+/// such a page is needed.
+#[derive(Debug)]
+#[repr(C, align(4096))]
+pub struct SharedPage(pub [Page; DESCS_PER_VMEMMAP_PAGE as usize]);
+const _: () = assert!(core::mem::size_of::<SharedPage>() == PAGE_SIZE as usize);
+
+/// The shared tail pages, one per compound order device-dax uses with
+/// tails enough to fill a vmemmap page (2 MiB and 1 GiB alignment), node
+/// 0. Immutable statics: the kernel maps them read-only wherever a vmemmap
+/// page of tails is needed, so a write to a tail faults.
+static SHARED_TAILS_2M: SharedPage = SharedPage([Page::compound_tail(0, 9); 64]);
+static SHARED_TAILS_1G: SharedPage = SharedPage([Page::compound_tail(0, 18); 64]);
+/// The shared page of reserved device pages before a compound range's
+/// first compound page ([`Compound::descriptor`]).
+pub static SHARED_RESERVED: SharedPage = SharedPage([Page::init(ZoneType::Device, 0); 64]);
+
+/// The shared page of tails of compound order `shift`, if there is one.
+pub fn shared_tails(shift: u32) -> Option<&'static SharedPage> {
+    match shift {
+        9 => Some(&SHARED_TAILS_2M),
+        18 => Some(&SHARED_TAILS_1G),
+        _ => None,
+    }
+}
+
+/// Every shared page, for a backend that must tell them from pages
+/// of its own (never freed, never written).
+pub fn all_shared_pages() -> [&'static SharedPage; 3] {
+    [&SHARED_TAILS_2M, &SHARED_TAILS_1G, &SHARED_RESERVED]
+}
 /// The highest pfn + 1 the model accepts.
 pub const MAX_PFN: Pfn = section_nr_to_pfn(NR_MEM_SECTIONS);
 
@@ -590,14 +703,26 @@ pub trait SparseBackend: MemMap {
     fn free_usage(&mut self, usage: &'static mut MemSectionUsage);
     /// Maps memmap for `[pfn, pfn + nr_pages)` (within one section),
     /// backed by `altmap` pages when given. `early`: a whole boot section.
-    /// All or nothing: on failure nothing stays mapped or allocated.
+    /// With `compound`, every vmemmap page that
+    /// [`Compound::shared_vmemmap_page`] names maps that page read-only
+    /// (nothing allocated for it), the others as
+    /// always (`vmemmap_populate_compound_pages`). All or nothing: on
+    /// failure nothing stays mapped or allocated.
     fn populate_memmap(
         &mut self,
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
         early: bool,
+        compound: Option<Compound>,
     ) -> bool;
+    /// Bytes of memory of its own the populated memmap of `[pfn, pfn +
+    /// nr_pages)` (within one section) takes: shared tail pages count
+    /// nothing.
+    fn memmap_bytes(&self, pfn: Pfn, nr_pages: u64) -> u64 {
+        let _ = pfn;
+        nr_pages * STRUCT_PAGE_SIZE
+    }
     /// Unmaps and frees the memmap of `[pfn, pfn + nr_pages)`.
     fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>);
     /// The descriptors of `[pfn, pfn + nr_pages)` (within one section), for
@@ -871,7 +996,7 @@ impl<B: SparseBackend> Sparse<B> {
                 .split_first_mut()
                 .ok_or(SparseError::NoMem { what: "usage maps" })?;
             usages = rest;
-            if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true) {
+            if !self.backend.populate_memmap(pfn, PAGES_PER_SECTION, None, true, None) {
                 // sparse_init_nid: "memmap allocation failed"; the section
                 // is left out (its word cleared: not present, no memmap).
                 if let Some(ms) = self.section(nr) {
@@ -926,9 +1051,26 @@ impl<B: SparseBackend> Sparse<B> {
         pfn: Pfn,
         nr_pages: u64,
         align: u64,
-        mut altmap: Option<&mut Altmap>,
+        altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
-        let _ = nid;
+        self.add_pages_compound(nid, pfn, nr_pages, align, altmap, None)
+    }
+
+    /// [`Sparse::add_pages`] for a ZONE_DEVICE range of `compound` pages
+    /// (`__add_pages` with a `dev_pagemap` whose `vmemmap_shift` is set):
+    /// the vmemmap pages of tails map the shared page
+    /// ([`Compound::shares_vmemmap_page`]) where the memmap is populated
+    /// here (not in an early section, whose boot memmap is reused).
+    pub fn add_pages_compound(
+        &mut self,
+        nid: u16,
+        pfn: Pfn,
+        nr_pages: u64,
+        align: u64,
+        mut altmap: Option<&mut Altmap>,
+        compound: Option<Compound>,
+    ) -> Result<(), SparseError> {
+        let compound = compound.filter(|_| nid == 0);
         let end = check_pfn_span(pfn, nr_pages, align)?;
         if let Some(a) = altmap.as_deref_mut() {
             if a.base_pfn != pfn || a.offset() > nr_pages {
@@ -937,7 +1079,7 @@ impl<B: SparseBackend> Sparse<B> {
             a.alloc = 0;
         }
         for (at, cur) in section_chunks(pfn, end - pfn) {
-            if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut()) {
+            if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut(), compound) {
                 if at > pfn {
                     self.remove_pages(pfn, at - pfn, altmap.as_deref_mut())
                         .expect("undoing what this call added");
@@ -954,11 +1096,12 @@ impl<B: SparseBackend> Sparse<B> {
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
+        compound: Option<Compound>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
         // Roots are never freed, as in Linux.
         self.sparse_index_init(nr)?;
-        self.section_activate(pfn, nr_pages, altmap)?;
+        self.section_activate(pfn, nr_pages, altmap, compound)?;
         let ms = self.section(nr).expect("root allocated above");
         ms.set_flags(flags::PRESENT, true);
         // The memmap word is encoded for the section start even when the
@@ -974,6 +1117,7 @@ impl<B: SparseBackend> Sparse<B> {
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
+        compound: Option<Compound>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
         let ms = self.section(nr).expect("root exists");
@@ -991,7 +1135,9 @@ impl<B: SparseBackend> Sparse<B> {
             Some(SparseError::Inval { pfn, nr_pages })
         } else if map & mask != 0 {
             Some(SparseError::Exist { pfn, nr_pages })
-        } else if !ms.early() && !self.backend.populate_memmap(pfn, nr_pages, altmap, false) {
+        } else if !ms.early()
+            && !self.backend.populate_memmap(pfn, nr_pages, altmap, false, compound)
+        {
             Some(SparseError::NoMem { what: "memmap" })
         } else {
             None
@@ -1003,7 +1149,7 @@ impl<B: SparseBackend> Sparse<B> {
             return Err(e);
         }
         if !ms.early() {
-            self.stats.memmap_bytes += nr_pages * core::mem::size_of::<Page>() as u64;
+            self.stats.memmap_bytes += self.backend.memmap_bytes(pfn, nr_pages);
         }
         // An early section's memmap is whole: it is reused.
         let g = self.guard();
@@ -1082,8 +1228,8 @@ impl<B: SparseBackend> Sparse<B> {
             self.backend.synchronize_rcu(self.table.rcu(), (self.cpu)());
         }
         if !early {
+            self.stats.memmap_bytes -= self.backend.memmap_bytes(pfn, nr_pages);
             self.backend.depopulate_memmap(pfn, nr_pages, altmap);
-            self.stats.memmap_bytes -= nr_pages * core::mem::size_of::<Page>() as u64;
         } else if empty {
             // The whole boot memmap goes at once, never a part of it.
             let start = section_nr_to_pfn(nr);
@@ -1137,6 +1283,48 @@ impl<B: SparseBackend> Sparse<B> {
         let g = self.guard();
         let usage = self.pfn_to_section(pfn)?.usage(&g)?;
         Some(usage.migratetype(pageblock_index(pfn)))
+    }
+
+    /// `memmap_init_zone_device` for `[pfn, pfn + nr_pages)` of `pgmap`,
+    /// in `compound` pages when given (`memmap_init_compound`): heads and
+    /// tails are written where the memmap is a page of its own; a shared
+    /// tail page already holds exactly the tails and is read-only.
+    pub fn memmap_init_zone_device(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        nid: u16,
+        pgmap: u64,
+        compound: Option<Compound>,
+    ) {
+        let Some(c) = compound else {
+            return self.memmap_init_range(pfn, nr_pages, ZoneType::Device, nid, pgmap);
+        };
+        for (at, cur) in section_chunks(pfn, nr_pages) {
+            if let Some(pages) = self.backend.memmap_mut(at, cur) {
+                for (p, i) in pages.iter_mut().zip(0..) {
+                    *p = c.descriptor(at + i, nid, pgmap);
+                }
+                continue;
+            }
+            // Some vmemmap pages are shared: one vmemmap page at a time.
+            let end = at + cur;
+            let mut g = at;
+            while g < end {
+                let next = (g.align_down(DESCS_PER_VMEMMAP_PAGE) + DESCS_PER_VMEMMAP_PAGE).min(end);
+                if let Some(pages) = self.backend.memmap_mut(g, next - g) {
+                    for (p, i) in pages.iter_mut().zip(0..) {
+                        *p = c.descriptor(g + i, nid, pgmap);
+                    }
+                } else {
+                    debug_assert!(
+                        c.shares_vmemmap_page(g.align_down(DESCS_PER_VMEMMAP_PAGE), nid),
+                        "memmap of {g:#x} is neither populated nor shared"
+                    );
+                }
+                g = next;
+            }
+        }
     }
 
     /// Initializes the descriptors of `[pfn, pfn + nr_pages)` for `zone`

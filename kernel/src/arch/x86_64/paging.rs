@@ -109,6 +109,32 @@ pub unsafe fn map(
     unsafe { map_with(virt, phys, size, KERNEL_DATA, frames) }
 }
 
+/// Whether `virt` is mapped writable (its leaf entry's WRITABLE bit).
+pub fn is_writable(virt: VirtAddr) -> bool {
+    with_mapper(|pt| {
+        matches!(pt.translate(virt),
+            TranslateResult::Mapped { flags, .. } if flags.contains(PageTableFlags::WRITABLE))
+    })
+}
+
+/// Maps one 4 KiB page at `virt` to `phys` read-only (a write through it
+/// faults), not executable, write-back cached: a page shared by many
+/// virtual addresses whose content never changes.
+///
+/// # Safety
+///
+/// As for [`map`], except that `phys` may have other aliases: nothing
+/// writes it while any read-only mapping of it exists.
+pub unsafe fn map_readonly(
+    virt: VirtAddr,
+    phys: PhysAddr,
+    frames: &mut dyn FnMut() -> Option<PhysFrame>,
+) -> Result<(), MapError> {
+    let flags = KERNEL_DATA.difference(PageTableFlags::WRITABLE);
+    // SAFETY: forwarded from this function's contract.
+    unsafe { map_with(virt, phys, MapSize::Size4K, flags, frames) }
+}
+
 /// Maps one 4 KiB page of device registers at `virt` (uncached: PCD and
 /// PWT, so the access reaches the device whatever the MTRRs say).
 ///

@@ -14,6 +14,9 @@ const SUB: u64 = PAGES_PER_SUBSECTION;
 #[derive(Default)]
 pub(crate) struct TestBackend {
     memmap: BTreeMap<u64, (u64, Vec<Page>)>,
+    /// Vmemmap pages (pfn / 64) that map a shared page: read from it,
+    /// never written.
+    shared: BTreeMap<u64, &'static SharedPage>,
     /// Fail the n-th populate from now (1 = the next).
     pub fail_populate_in: Option<u32>,
     pub fail_usage: bool,
@@ -47,14 +50,32 @@ impl TestBackend {
     }
 }
 
+impl TestBackend {
+    /// Vmemmap pages of `[pfn, pfn + nr)` that are shared.
+    pub(crate) fn shared_in(&self, pfn: Pfn, nr: u64) -> u64 {
+        let first = pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE;
+        let last = (pfn.as_u64() + nr).div_ceil(DESCS_PER_VMEMMAP_PAGE);
+        self.shared.range(first..last).count() as u64
+    }
+}
+
 impl MemMap for TestBackend {
     fn page(&self, pfn: Pfn) -> Option<&Page> {
         let (mask, pages) = self.memmap.get(&pfn_to_section_nr(pfn))?;
         let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
-        (mask & (1 << subsection_map_index(pfn)) != 0).then(|| &pages[i])
+        if mask & (1 << subsection_map_index(pfn)) == 0 {
+            return None;
+        }
+        match self.shared.get(&(pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE)) {
+            Some(page) => Some(&page.0[pfn.offset_in(DESCS_PER_VMEMMAP_PAGE) as usize]),
+            None => Some(&pages[i]),
+        }
     }
 
     fn page_mut(&mut self, pfn: Pfn) -> Option<&mut Page> {
+        if self.shared_in(pfn, 1) != 0 {
+            return None;
+        }
         let (mask, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
         let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
         (*mask & (1 << subsection_map_index(pfn)) != 0).then(|| &mut pages[i])
@@ -105,6 +126,7 @@ impl SparseBackend for TestBackend {
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
         early: bool,
+        compound: Option<Compound>,
     ) -> bool {
         if let Some(n) = self.fail_populate_in.as_mut() {
             *n -= 1;
@@ -113,12 +135,23 @@ impl SparseBackend for TestBackend {
                 return false;
             }
         }
+        let first = pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE;
+        let pages = (nr_pages * 64).div_ceil(4096);
+        let shared: Vec<(u64, &'static SharedPage)> = match compound {
+            Some(c) => (first..first + pages)
+                .filter_map(|v| {
+                    Some((v, c.shared_vmemmap_page(Pfn(v * DESCS_PER_VMEMMAP_PAGE), 0)?))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         if let Some(a) = altmap {
-            let need = (nr_pages * 64).div_ceil(4096);
+            let need = pages - shared.len() as u64;
             if a.alloc_pages(need, 1).is_none() {
                 return false;
             }
         }
+        self.shared.extend(shared);
         self.early_populates += u64::from(early);
         self.grace_pending = false;
         assert_eq!(self.published(pfn, nr_pages), 0, "readers see {pfn:#x} before its memmap");
@@ -148,9 +181,19 @@ impl SparseBackend for TestBackend {
         if *m == 0 {
             self.memmap.remove(&nr);
         }
+        let first = pfn.as_u64() / DESCS_PER_VMEMMAP_PAGE;
+        let last = (pfn.as_u64() + nr_pages).div_ceil(DESCS_PER_VMEMMAP_PAGE);
+        self.shared.retain(|&v, _| !(first..last).contains(&v));
+    }
+
+    fn memmap_bytes(&self, pfn: Pfn, nr_pages: u64) -> u64 {
+        nr_pages * STRUCT_PAGE_SIZE - self.shared_in(pfn, nr_pages) * 4096
     }
 
     fn memmap_mut(&mut self, pfn: Pfn, nr_pages: u64) -> Option<&mut [Page]> {
+        if self.shared_in(pfn, nr_pages) != 0 {
+            return None;
+        }
         let (m, pages) = self.memmap.get_mut(&pfn_to_section_nr(pfn))?;
         let mask = subsection_mask(pfn, nr_pages);
         let i = pfn.offset_in(PAGES_PER_SECTION) as usize;
@@ -655,4 +698,75 @@ fn failed_boot_allocations_leave_sections_out_and_the_rest_whole() {
     let st = s.init(&ram, 0).expect("boot goes on");
     assert_eq!((st.lost_sections, st.usage_failed, st.memmap_bytes), (5, true, 0));
     check_whole(&s, &[0, 1, 2, 3, 300]);
+}
+
+/// Checks every pfn of a device-dax range of `c` pages added with pgmap
+/// `pgmap`: valid, a head where aligned and a tail elsewhere, each tail's
+/// head found from its pfn and owning the pgmap, tails never writable.
+fn check_compound_range(s: &mut Sparse<TestBackend>, first: Pfn, n: u64, c: Compound, pgmap: u64) {
+    for pfn in (first.as_u64()..first.as_u64() + n).map(Pfn) {
+        assert!(s.pfn_valid(pfn), "{pfn:#x}");
+        let page = *s.page(pfn).unwrap_or_else(|| panic!("{pfn:#x} has no descriptor"));
+        assert_eq!(page, c.descriptor(pfn, 0, pgmap), "{pfn:#x}");
+        assert_eq!(page.zone(), ZoneType::Device);
+        if pfn < c.start() {
+            continue;
+        }
+        let head = page.compound_head(pfn);
+        assert_eq!(head, pfn.align_down(1 << c.shift()), "{pfn:#x}");
+        assert_eq!(page.compound_order(), c.shift());
+        let hp = s.page(head).unwrap();
+        assert!(hp.has(crate::page::pg::HEAD) && hp.pgmap == pgmap, "head of {pfn:#x}");
+        // A tail on a shared vmemmap page is read-only.
+        let v = pfn.align_down(DESCS_PER_VMEMMAP_PAGE);
+        assert_eq!(s.backend.page_mut(pfn).is_none(), c.shares_vmemmap_page(v, 0), "{pfn:#x}");
+    }
+}
+
+#[test]
+fn devdax_compound_pages_share_their_tails_and_every_pfn_is_right() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let before = snapshot(&s);
+    let g = 1u64 << 30;
+    let first = pfn(4 * g);
+    let n = g / 4096;
+    for shift in [9, 18] {
+        // Memmap in RAM: sub-section by sub-section, as a raw-mapped add.
+        let c = Compound::new(first, shift).unwrap();
+        let bytes0 = s.stats.memmap_bytes;
+        for at in (0..n / SUB).map(|i| first + i * SUB) {
+            s.add_pages_compound(0, at, SUB, SUB, None, Some(c)).unwrap();
+            s.memmap_init_zone_device(at, SUB, 0, 7, Some(c));
+        }
+        // One vmemmap page per compound page: 2 MiB per GiB at 2 MiB
+        // (Linux: 4), 4 KiB per GiB at 1 GiB.
+        let per_gib = s.stats.memmap_bytes - bytes0;
+        assert_eq!(per_gib, (n >> shift) * 4096, "shift {shift}");
+        assert_eq!(s.backend.shared_in(first, n), n / 64 - (n >> shift));
+        check_compound_range(&mut s, first, n, c, 7);
+        for at in (0..n / SUB).rev().map(|i| first + i * SUB) {
+            s.remove_pages(at, SUB, None).unwrap();
+        }
+        assert_eq!(snapshot(&s), before, "shift {shift}: the remove undid the add");
+        assert_eq!(s.backend.shared_in(first, n), 0);
+    }
+    // Memmap on the device: an altmap of 16 MiB (what a full memmap would
+    // need, as the info block reserves), whole range at once; the compound
+    // pages start after it. Only an eighth of it is used.
+    let reserve = 2;
+    let free = n * 64 / 4096;
+    let data = (first + reserve + free).align_up(512);
+    let c = Compound::new(data, 9).unwrap();
+    let mut altmap = Altmap { base_pfn: first, reserve, free, alloc: 0 };
+    s.add_pages_compound(0, first, n, SUB, Some(&mut altmap), Some(c)).unwrap();
+    s.memmap_init_zone_device(first, n, 0, 9, Some(c));
+    // Pages of their own only for the heads: the altmap's pages share one
+    // page of reserved descriptors.
+    let heads = (first + n - data) >> 9;
+    assert_eq!(altmap.alloc, heads, "pages taken from the device");
+    check_compound_range(&mut s, first, n, c, 9);
+    s.remove_pages(first, n, Some(&mut altmap)).unwrap();
+    assert_eq!(snapshot(&s), before);
+    // A misaligned start or shift 0 is no compound range.
+    assert!(Compound::new(first + 1, 9).is_none() && Compound::new(first, 0).is_none());
 }
