@@ -1302,9 +1302,7 @@ impl<B: SparseBackend> Sparse<B> {
         };
         for (at, cur) in section_chunks(pfn, nr_pages) {
             if let Some(pages) = self.backend.memmap_mut(at, cur) {
-                for (p, i) in pages.iter_mut().zip(0..) {
-                    *p = c.descriptor(at + i, nid, pgmap);
-                }
+                fill_compound(pages, at, &c, nid, pgmap);
                 continue;
             }
             // Some vmemmap pages are shared: one vmemmap page at a time.
@@ -1313,9 +1311,7 @@ impl<B: SparseBackend> Sparse<B> {
             while g < end {
                 let next = (g.align_down(DESCS_PER_VMEMMAP_PAGE) + DESCS_PER_VMEMMAP_PAGE).min(end);
                 if let Some(pages) = self.backend.memmap_mut(g, next - g) {
-                    for (p, i) in pages.iter_mut().zip(0..) {
-                        *p = c.descriptor(g + i, nid, pgmap);
-                    }
+                    fill_compound(pages, g, &c, nid, pgmap);
                 } else {
                     debug_assert!(
                         c.shares_vmemmap_page(g.align_down(DESCS_PER_VMEMMAP_PAGE), nid),
@@ -1343,6 +1339,26 @@ impl<B: SparseBackend> Sparse<B> {
                 fill_pages(pages, &page);
             }
         }
+    }
+}
+
+/// [`Compound::descriptor`] into each descriptor of `pages`, the first
+/// being `start`'s, a run of alike descriptors at a time ([`fill_pages`]).
+fn fill_compound(pages: &mut [Page], start: Pfn, c: &Compound, nid: u16, pgmap: u64) {
+    let end = start + pages.len() as u64;
+    let size = 1u64 << c.shift();
+    let mut pfn = start;
+    while pfn < end {
+        let run_end = if pfn < c.start() {
+            c.start().min(end)
+        } else if pfn.is_multiple_of(size) {
+            pfn + 1
+        } else {
+            (pfn.align_down(size) + size).min(end)
+        };
+        let (i, j) = ((pfn - start) as usize, (run_end - start) as usize);
+        fill_pages(&mut pages[i..j], &c.descriptor(pfn, nid, pgmap));
+        pfn = run_end;
     }
 }
 

@@ -770,3 +770,26 @@ fn devdax_compound_pages_share_their_tails_and_every_pfn_is_right() {
     // A misaligned start or shift 0 is no compound range.
     assert!(Compound::new(first + 1, 9).is_none() && Compound::new(first, 0).is_none());
 }
+
+/// `fill_compound` writes, a run at a time, exactly what
+/// `Compound::descriptor` says for each pfn, from any start and length.
+#[test]
+fn fill_compound_equals_a_descriptor_per_pfn() {
+    let mut seed = 7u64;
+    let mut below = |n: u64| {
+        seed += 1;
+        crate::splitmix64(seed) % n
+    };
+    for shift in [9, 18] {
+        let c = Compound::new(Pfn(0x40_0000 + (3 << shift)), shift).unwrap();
+        for _ in 0..200 {
+            let start = Pfn(c.start().as_u64() - 2048 + below(8 << shift));
+            let n = 1 + below(3 << 9);
+            let mut pages = vec![Page::ZERO; n as usize];
+            fill_compound(&mut pages, start, &c, 0, 5);
+            for (i, p) in pages.iter().enumerate() {
+                assert_eq!(*p, c.descriptor(start + i as u64, 0, 5), "{start:#x}+{i}");
+            }
+        }
+    }
+}
