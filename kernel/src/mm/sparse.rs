@@ -146,18 +146,28 @@ fn desc_ptr(pfn: Pfn) -> *mut Page {
     (VMEMMAP_START + memmap_offset(pfn)) as *mut Page
 }
 
-/// The physical address of a shared tail page (a static of the kernel
-/// image, in its read-only data).
-fn tail_page_phys(page: &'static SharedPage) -> u64 {
-    let virt = VirtAddr::from_ptr(page);
-    paging::translate(virt).expect("the kernel image is mapped").as_u64()
+/// The physical addresses of the shared pages (statics of the kernel
+/// image, in its read-only data), in [`all_shared_pages`]' order, found
+/// once.
+fn shared_phys() -> &'static [u64; 3] {
+    static PHYS: spin::Once<[u64; 3]> = spin::Once::new();
+    PHYS.call_once(|| {
+        all_shared_pages().map(|page| {
+            let virt = VirtAddr::from_ptr(page);
+            paging::translate(virt).expect("the kernel image is mapped").as_u64()
+        })
+    })
 }
 
-/// Whether `phys` is one of the shared tail pages (never freed, never
-/// written).
+/// The physical address of a shared page.
+fn tail_page_phys(page: &'static SharedPage) -> u64 {
+    let i = all_shared_pages().iter().position(|p| core::ptr::eq(*p, page));
+    shared_phys()[i.expect("one of the shared pages")]
+}
+
+/// Whether `phys` is one of the shared pages (never freed, never written).
 fn is_shared_tail(phys: u64) -> bool {
-    static PHYS: spin::Once<[u64; 3]> = spin::Once::new();
-    PHYS.call_once(|| all_shared_pages().map(tail_page_phys)).contains(&phys)
+    shared_phys().contains(&phys)
 }
 
 impl Vmemmap {
