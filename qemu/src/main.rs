@@ -13,6 +13,7 @@
 //! qemu plan                    (what `qemu test` boots where, without booting)
 //! qemu linux [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
 //! qemu linux-diff [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
+//! qemu linux-devdax [--mem GIB] [--timeout SECS]  (Linux's device-dax memmap cost)
 //! ```
 //!
 //! What boots where is data, in [`plan`]; one boot is described by
@@ -29,6 +30,7 @@ mod device;
 mod fuzz;
 mod golden;
 mod linux;
+mod linux_devdax;
 mod linuxdiff;
 mod machine;
 mod madt_cases;
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         "screenshot" => run::cmd_screenshot(f),
         "linux" => linuxdiff::cmd_linux(f),
         "linux-diff" => linuxdiff::cmd_linux_diff(f),
+        "linux-devdax" => linux_devdax::cmd(f),
         "fuzz" => fuzz::cmd_fuzz(f.fuzz_time.unwrap_or(60)),
         "fuzz-seeds" => f.timeout().and_then(fuzz::cmd_seeds),
         "plan" => plan::cmd_plan(),
