@@ -328,9 +328,11 @@ fn pmem_add_remove_costs_and_metadata() {
 }
 
 /// Device-dax at 2 MiB alignment: compound pages whose tails share one
-/// vmemmap page. Memmap bytes per GiB of the namespace (with the memmap
-/// on the device, on a region of whole sections: the NVDIMM columns), and
-/// the time of the add; then the region's own mode back.
+/// vmemmap page. On a region of whole sections (the NVDIMM columns), with
+/// the memmap on the device and then in RAM (where it fits the sixteenth
+/// of RAM a namespace may take): memmap bytes and RAM taken (page tables
+/// included) per GiB of the namespace, and the time of the add; then the
+/// region's own mode back.
 #[test_case]
 fn devdax_metadata() {
     use mm::nd_pfn::{Kind, PfnMode};
@@ -341,17 +343,32 @@ fn devdax_metadata() {
         return;
     }
     let own = r.layout.map(|l| (l.kind(), l.mode(), l.align()));
-    if r.state == pmem::State::Added {
-        pmem::remove(r.id, &mut quiet).unwrap();
+    for (map, suffix) in [(PfnMode::Pmem, ""), (PfnMode::Ram, "_mem")] {
+        if pmem::regions()[r.id].state == pmem::State::Added {
+            pmem::remove(r.id, &mut quiet).unwrap();
+        }
+        let (free0, bytes0) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
+        let start = uptime_us();
+        let d = match pmem::set_mode(r.id, Some((Kind::Devdax, map, 2 << 20)), &mut quiet) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("devdax{suffix} not measured: {e}");
+                continue;
+            }
+        };
+        let add_us = uptime_us() - start;
+        let (free1, bytes1) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
+        assert!(d.has_altmap() == (map == PfnMode::Pmem) && d.compound().is_some(), "{d}");
+        let memmap = (bytes1 - bytes0) * GIB / r.size;
+        let ram = (free0 - free1) * 4096 * GIB / r.size;
+        if map == PfnMode::Pmem {
+            report("pmem_device_per_gib_devdax", memmap, "B");
+            report("pmem_ram_per_gib_devdax", ram, "B");
+        } else {
+            report("pmem_memmap_per_gib_devdax_mem", memmap, "B");
+            report("pmem_ram_per_gib_devdax_mem", ram, "B");
+        }
+        report(&format!("devdax{suffix}_add"), add_us, "us");
     }
-    let (free0, bytes0) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
-    let start = uptime_us();
-    let d = pmem::set_mode(r.id, Some((Kind::Devdax, PfnMode::Pmem, 2 << 20)), &mut quiet).unwrap();
-    let add_us = uptime_us() - start;
-    let (free1, bytes1) = (free_ram_pages(), SPARSE.lock().stats().memmap_bytes);
-    assert!(d.has_altmap() && d.compound().is_some(), "{d}");
-    report("pmem_device_per_gib_devdax", (bytes1 - bytes0) * GIB / r.size, "B");
-    report("pmem_ram_per_gib_devdax", (free0 - free1) * 4096 * GIB / r.size, "B");
-    report("devdax_add", add_us, "us");
     pmem::set_mode(r.id, own, &mut quiet).unwrap();
 }
