@@ -1,14 +1,63 @@
 //! `qemu bench`: boots the `bench` kernel binary on each machine of
 //! [`plan::BENCH`] and prints its `bench: NAME VALUE UNIT` lines as one
-//! table, a column per machine. Every value comes from that run.
+//! table, a column per machine; on the columns marked `linux` it also boots
+//! Debian's Linux 6.1 ([`crate::linux`]) on the same QEMU machine (`-m`,
+//! CPUs, NVDIMM prepared the same way) and adds Linux's figures and the
+//! ratios Tessera / Linux. Every value comes from that run; all of them go
+//! to `target/bench.json` too, as `{column: {row: number}}`.
+//!
+//! Memory bring-up, the same span on both sides, in µs:
+//!
+//! - Tessera's `bringup`: from the start of the memory model's set-up
+//!   (`defer_init::mm_start_us`, where sparse init begins) until the page
+//!   allocator is ready (`page_alloc::ready_us`), plus the deferred init's
+//!   own duration (`deferred::report().deferred.us`). What lies between the
+//!   two phases (SMP bring-up, the rest of init) is left out.
+//!   (`mm_bringup`, from the same start until deferred init ends, keeps it.)
+//! - Linux's `linux_bringup`: phase 1 is the kernel-log timestamp of the
+//!   `Memory:` line (`mem_init`, all early memory in the buddy allocator)
+//!   minus that of `NODE_DATA(0) allocated`, the last line Linux prints
+//!   before `sparse_init()` (setup_arch, paging_init); phase 2 is N from
+//!   `node 0 deferred pages initialised in Nms`, which Linux prints in whole
+//!   milliseconds, so phase 2 has millisecond resolution. Both phases are
+//!   printed too (`linux_bringup_early`, `linux_deferred_init`).
+//!   Under TCG Linux's quick PIT calibration of the TSC often fails, and
+//!   then every early line is stamped 0.000000: Linux is booted with
+//!   `tsc_early_khz=` set to the host's TSC frequency (under TCG the guest
+//!   reads the host's TSC): the host kernel's, from `/proc/cpuinfo`
+//!   ([`host_tsc_khz`]; this crate forbids `unsafe`, so it cannot time
+//!   `rdtsc` itself), else what Tessera's boot of the same column
+//!   calibrated ([`guest_tsc_khz`]). A column whose stamps are still 0
+//!   fails with one line.
+//!
+//! Adding an fsdax namespace, in µs:
+//!
+//! - Tessera's `fsdax_add`: `pmem_region_add` (the first region's
+//!   `pmem::add`, memmap on the device) when that region is fsdax.
+//! - Linux's `linux_fsdax_add`: the script unbinds the pfn device that
+//!   `nd_pmem` bound at boot (`pfn0.*`), writes a marker line to `/dev/kmsg`,
+//!   binds it again, writes a second marker, and checks that `/dev/pmem0`
+//!   is back; the figure is the difference of the markers' kernel-log
+//!   timestamps.
+//!
+//! `bringup_vs_linux` and `fsdax_add_vs_linux` are Tessera's figure over
+//! Linux's, with two decimals (below 1: Tessera is faster).
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::machine::{self, Machine};
-use crate::{cargo, plan, profile, report};
+use crate::{cargo, linux, plan, profile, report};
+
+/// Where the figures go as JSON.
+pub const JSON_PATH: &str = "target/bench.json";
+
+/// A column's rows: name, value, unit, in the order printed.
+pub type Rows = Vec<(String, String, String)>;
 
 /// `bench: NAME VALUE UNIT` lines of a serial log.
-pub fn parse(log: &str) -> Vec<(String, String, String)> {
+pub fn parse(log: &str) -> Rows {
     log.lines()
         .filter_map(|l| l.split_once("bench: ").map(|(_, rest)| rest))
         .filter_map(|rest| {
@@ -18,18 +67,267 @@ pub fn parse(log: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The host's TSC frequency in kHz, from the host kernel's
+/// `/proc/cpuinfo` text: its `cpu MHz` is the frequency Linux calibrated
+/// the TSC at (`cpu_khz`) when the CPU has a constant TSC and no
+/// APERF/MPERF (with those, it is the current core clock instead, and this
+/// gives `None`). (This crate forbids `unsafe`, so it cannot time `rdtsc`
+/// itself.)
+pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    };
+    let flags: Vec<&str> = field("flags")?.split_whitespace().collect();
+    if !flags.contains(&"constant_tsc") || flags.contains(&"aperfmperf") {
+        return None;
+    }
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    Some((mhz * 1000.0).round() as u64).filter(|&k| k > 0)
+}
+
+/// The TSC frequency in kHz a Tessera boot calibrated (against the PIT),
+/// from its `tsc: Detected A.B MHz processor` line: the fallback when the
+/// host's is unknown (under TCG the guest reads the host's TSC).
+pub fn guest_tsc_khz(log: &str) -> Option<u64> {
+    log.lines().find_map(|l| {
+        let rest = l.split_once("tsc: Detected ")?.1.strip_suffix(" MHz processor")?;
+        let (mhz, frac) = rest.split_once('.')?;
+        Some(mhz.parse::<u64>().ok()? * 1000 + frac.parse::<u64>().ok()?)
+    })
+}
+
+/// Linux's script: re-binds the fsdax namespace's pfn device when there
+/// is one (timed by two `/dev/kmsg` markers), then prints dmesg.
+pub const LINUX_SCRIPT: &str = r#"p=
+for d in /sys/bus/nd/devices/pfn*; do
+    drv=$(readlink $d/driver 2>/dev/null)
+    [ "${drv##*/}" = nd_pmem ] && p=${d##*/}
+done
+if [ -n "$p" ] && [ -b /dev/pmem0 ]; then
+    echo "== bench pfn $p"
+    echo $p > /sys/bus/nd/drivers/nd_pmem/unbind || echo "== bench unbind failed"
+    echo "tessera-bench: bind begin" > /dev/kmsg
+    echo $p > /sys/bus/nd/drivers/nd_pmem/bind || echo "== bench bind failed"
+    echo "tessera-bench: bind end" > /dev/kmsg
+    if [ -b /dev/pmem0 ]; then echo "== bench pmem0 back"; else echo "== bench pmem0 missing"; fi
+else
+    echo "== bench no pfn device bound to nd_pmem"
+fi
+echo '== bench dmesg'
+dmesg
+echo '== bench end'
+"#;
+
+/// The kernel-log lines of Linux's output (between the script's markers).
+fn dmesg(out: &str) -> impl Iterator<Item = &str> {
+    out.lines()
+        .skip_while(|l| l.trim_end() != "== bench dmesg")
+        .skip(1)
+        .take_while(|l| !l.starts_with("== bench end"))
+}
+
+/// A `[   12.345678] text` line: its timestamp in µs and its text.
+fn stamped(line: &str) -> Option<(u64, &str)> {
+    let (t, text) = line.strip_prefix('[')?.split_once("] ")?;
+    let (s, frac) = t.trim().split_once('.')?;
+    if frac.len() != 6 {
+        return None;
+    }
+    Some((s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?, text))
+}
+
+/// Linux's memory bring-up, read from its kernel log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxBringup {
+    /// `Memory:` minus `NODE_DATA(0) allocated`, µs.
+    pub early_us: u64,
+    /// `node 0 deferred pages initialised in Nms`: N.
+    pub deferred_ms: u64,
+}
+
+impl LinuxBringup {
+    /// Both phases, µs (the deferred one at ms resolution).
+    pub fn us(&self) -> u64 {
+        self.early_us + self.deferred_ms * 1000
+    }
+}
+
+/// Linux's bring-up from the dmesg part of its output; one-line errors.
+pub fn linux_bringup(out: &str) -> Result<LinuxBringup, String> {
+    let at = |prefix: &str| {
+        dmesg(out)
+            .filter_map(stamped)
+            .find(|(_, text)| text.starts_with(prefix))
+            .map(|(t, _)| t)
+            .ok_or(format!("no `{prefix}` line in Linux's dmesg"))
+    };
+    let (start, end) = (at("NODE_DATA(0) allocated")?, at("Memory:")?);
+    if start == 0 {
+        return Err(format!(
+            "Linux's early kernel-log timestamps are 0 (`NODE_DATA(0) allocated` at 0.000000,              `Memory:` at {}.{:06}): its early TSC clock did not run",
+            end / 1_000_000,
+            end % 1_000_000
+        ));
+    }
+    if end < start {
+        return Err(format!("Linux's `Memory:` ({end} us) precedes `NODE_DATA(0)` ({start} us)"));
+    }
+    let deferred_ms = dmesg(out)
+        .filter_map(stamped)
+        .find_map(|(_, text)| {
+            text.strip_prefix("node 0 deferred pages initialised in ")?
+                .strip_suffix("ms")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or("no `node 0 deferred pages initialised in Nms` line in Linux's dmesg")?;
+    Ok(LinuxBringup { early_us: end - start, deferred_ms })
+}
+
+/// Linux's re-bind of the fsdax pfn device, µs between the script's
+/// `/dev/kmsg` markers; fails unless `/dev/pmem0` came back.
+pub fn linux_fsdax_add(out: &str) -> Result<u64, String> {
+    let said = |s: &str| out.lines().any(|l| l.trim_end() == s);
+    if said("== bench no pfn device bound to nd_pmem") {
+        return Err("no pfn device bound to nd_pmem (or no /dev/pmem0) after Linux booted".into());
+    }
+    for fail in ["unbind", "bind"] {
+        if said(&format!("== bench {fail} failed")) {
+            return Err(format!("Linux: writing the pfn device to nd_pmem/{fail} failed"));
+        }
+    }
+    if !said("== bench pmem0 back") {
+        return Err("/dev/pmem0 missing after re-binding the pfn device".into());
+    }
+    let at = |marker: &str| {
+        dmesg(out)
+            .filter_map(stamped)
+            .find(|(_, text)| text.trim_end() == marker)
+            .map(|(t, _)| t)
+            .ok_or(format!("no `{marker}` line in Linux's dmesg"))
+    };
+    let (begin, end) = (at("tessera-bench: bind begin")?, at("tessera-bench: bind end")?);
+    if end <= begin {
+        return Err(format!("Linux's bind markers are not in order ({begin} us, {end} us)"));
+    }
+    Ok(end - begin)
+}
+
+/// `a / b` with two decimals (`None` when `b` is 0).
+pub fn ratio(a: f64, b: f64) -> Option<String> {
+    (b > 0.0).then(|| format!("{:.2}", a / b))
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut o = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// `{column: {row: number}}`, columns and rows in table order; values that
+/// are not numbers are left out.
+pub fn to_json(columns: &[(&str, Rows)]) -> String {
+    let mut o = String::from("{");
+    for (i, (name, rows)) in columns.iter().enumerate() {
+        let _ = write!(o, "{}\n  {}: {{", if i > 0 { "," } else { "" }, json_str(name));
+        let nums = rows.iter().filter_map(|(r, v, _)| Some((r, v.parse::<f64>().ok()?)));
+        for (j, (row, v)) in nums.filter(|(_, v)| v.is_finite()).enumerate() {
+            let _ = write!(o, "{}\n    {}: {v}", if j > 0 { "," } else { "" }, json_str(row));
+        }
+        o.push_str("\n  }");
+    }
+    o.push_str("\n}\n");
+    o
+}
+
+/// The value of row `row` in `rows`.
+fn value(rows: &Rows, row: &str) -> Option<f64> {
+    rows.iter().find(|(n, ..)| n == row)?.1.parse().ok()
+}
+
+/// Boots Linux on `col`'s machine and adds its rows and the ratios to
+/// `rows`; one-line errors.
+fn linux_column(
+    kit: &linux::Kit,
+    profile: &'static profile::Profile,
+    col: &plan::BenchColumn,
+    tsc_khz: Option<u64>,
+    timeout: Duration,
+    rows: &mut Rows,
+) -> Result<(), String> {
+    let mut m = Machine::new(profile, Path::new(""), &format!("bench-{}-linux", col.name))
+        .shape(&col.shape)
+        .timeout(timeout);
+    m.cpus = col.cpus;
+    // Tessera's own option stays out; the early TSC clock runs from the
+    // start with the host's frequency (see the module doc).
+    let mut words: Vec<String> =
+        col.shape.cmdline.split_whitespace().filter(|w| *w != "nopmem").map(String::from).collect();
+    words.extend(tsc_khz.map(|k| format!("tsc_early_khz={k}")));
+    m.cmdline = words.join(" ");
+    m.prepare_nvdimm()?;
+    eprintln!("bench: booting Linux on {} (-m {}, {})", col.name, m.mem, profile::Profile::cpus_text(m.cpus));
+    let out = linux::boot(kit, &m, LINUX_SCRIPT)?;
+    let log = format!("serial log in {}", m.log_path().display());
+    let b = linux_bringup(&out).map_err(|e| format!("{e}; {log}"))?;
+    let mut push = |n: &str, v: String, u: &str| rows.push((n.into(), v, u.into()));
+    push("linux_bringup", b.us().to_string(), "us");
+    push("linux_bringup_early", b.early_us.to_string(), "us");
+    push("linux_deferred_init", (b.deferred_ms * 1000).to_string(), "us");
+    let fsdax = if col.shape.nvdimm.is_some() {
+        let us = linux_fsdax_add(&out).map_err(|e| format!("{e}; {log}"))?;
+        push("linux_fsdax_add", us.to_string(), "us");
+        Some(us)
+    } else {
+        None
+    };
+    if let Some(r) = value(rows, "bringup").and_then(|t| ratio(t, b.us() as f64)) {
+        rows.push(("bringup_vs_linux".into(), r, "ratio".into()));
+    }
+    if let Some(r) = fsdax.zip(value(rows, "fsdax_add")).and_then(|(l, t)| ratio(t, l as f64)) {
+        rows.push(("fsdax_add_vs_linux".into(), r, "ratio".into()));
+    }
+    Ok(())
+}
+
 pub fn run(timeout: Duration) -> Result<bool, String> {
     let profile = profile::find(plan::BENCH_PROFILE)?;
     machine::check_host(profile)?;
     let tests = cargo::build_kernel_tests()?;
     let exe = tests.iter().find(|t| t.name == "bench").ok_or("no bench test binary")?;
-    let mut columns = Vec::new();
-    for (name, shape, cpus) in plan::BENCH {
+    let kit = linux::kit()?;
+    let host_tsc = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| host_tsc_khz(&c));
+    match host_tsc {
+        Some(k) => eprintln!("bench: host TSC {k} kHz (/proc/cpuinfo), Linux's tsc_early_khz"),
+        None => eprintln!("bench: host TSC frequency unknown; Linux gets Tessera's calibration"),
+    }
+    // A Linux boot under TCG takes 10-60 s, longer on several vCPUs of a
+    // busy host.
+    let linux_timeout = timeout.max(Duration::from_secs(300));
+    let mut ok = true;
+    let mut columns: Vec<(&str, Rows)> = Vec::new();
+    for col in plan::BENCH {
+        let name = col.name;
         let mut m = Machine::new(profile, &exe.path, &format!("bench-{name}"))
-            .shape(shape)
+            .shape(&col.shape)
             .timeout(timeout);
-        m.cpus = *cpus;
-        // The 64 GiB NVDIMM is formatted fsdax first, as in the scale test.
+        m.cpus = col.cpus;
+        // The NVDIMMs are formatted fsdax first, as in the scale test.
         m.prepare_nvdimm()?;
         eprintln!("bench: booting {name} (-m {}, {})", m.mem, profile::Profile::cpus_text(m.cpus));
         let b = machine::boot_captured(&m, false, &[])?;
@@ -38,7 +336,15 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             println!("bench {name}: FAILED: {v}");
             return Ok(false);
         }
-        columns.push((*name, parse(&b.log)));
+        let mut rows = parse(&b.log);
+        if col.linux {
+            let tsc_khz = host_tsc.or_else(|| guest_tsc_khz(&b.log));
+            if let Err(e) = linux_column(&kit, profile, col, tsc_khz, linux_timeout, &mut rows) {
+                println!("bench {name}: Linux FAILED: {e}");
+                ok = false;
+            }
+        }
+        columns.push((name, rows));
     }
     // Every row any machine reported, in the order first seen.
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -60,14 +366,14 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
         }
         println!();
     }
-    let value = |col: &str, row: &str| -> Option<f64> {
-        let (_, vals) = columns.iter().find(|(n, _)| *n == col)?;
-        vals.iter().find(|(n, ..)| n == row)?.1.parse().ok()
-    };
-    if let (Some(fb), Some(serial)) = (value("2G", "init_done"), value("2G-serial", "init_done")) {
+    let col = |name: &str, row: &str| value(&columns.iter().find(|(n, _)| *n == name)?.1, row);
+    if let (Some(fb), Some(serial)) = (col("2G", "init_done"), col("2G-serial", "init_done")) {
         println!("{:<34}{:>12.2}", "init_done 2G / 2G-serial (ratio)", fb / serial.max(1.0));
     }
-    Ok(true)
+    std::fs::write(JSON_PATH, to_json(&columns))
+        .map_err(|e| format!("cannot write {JSON_PATH}: {e}"))?;
+    println!("bench: every figure in {JSON_PATH}");
+    Ok(ok)
 }
 
 #[cfg(test)]
