@@ -281,7 +281,12 @@ fn linux_column(
     words.extend(tsc_khz.map(|k| format!("tsc_early_khz={k}")));
     m.cmdline = words.join(" ");
     m.prepare_nvdimm()?;
-    eprintln!("bench: booting Linux on {} (-m {}, {})", col.name, m.mem, profile::Profile::cpus_text(m.cpus));
+    eprintln!(
+        "bench: booting Linux on {} (-m {}, {})",
+        col.name,
+        m.mem,
+        profile::Profile::cpus_text(m.cpus)
+    );
     let out = linux::boot(kit, &m, LINUX_SCRIPT)?;
     let log = format!("serial log in {}", m.log_path().display());
     let b = linux_bringup(&out).map_err(|e| format!("{e}; {log}"))?;
@@ -378,6 +383,8 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn parses_bench_lines_only() {
         let log = "[ 0.1] sparse: 16 present\nbench: pfn_valid 42 ns/call\nbench: r 1.25 ratio\n";
@@ -385,5 +392,125 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], ("pfn_valid".into(), "42".into(), "ns/call".into()));
         assert_eq!(got[1].1, "1.25");
+    }
+
+    /// Linux's output around its dmesg, as the script prints it.
+    fn output(dmesg: &str, before: &str) -> String {
+        format!(
+            "== linux script begin\n{before}== bench dmesg\n{dmesg}== bench end\n== linux script end rc=0\n"
+        )
+    }
+
+    /// Lines of a real Linux 6.1 boot (2 GiB, `memmap=1536M`, one vCPU,
+    /// TCG) whose early TSC clock ran.
+    const TIMED: &str = "\
+[    0.084684] Faking a node at [mem 0x0000000000000000-0x000000005fffffff]
+[    0.085847] NODE_DATA(0) allocated [mem 0x5fd31000-0x5fd5bfff]
+[    0.100689] Zone ranges:
+[    0.250997] Memory: 260860K/1572472K available (14343K kernel code, 2338K rwdata, 9132K rodata, 2824K init, 17344K bss, 84788K reserved, 0K cma-reserved)
+[    1.211654] node 0 deferred pages initialised in 60ms
+";
+
+    /// The same lines of a boot whose quick PIT calibration failed
+    /// (`tsc: Unable to calibrate against PIT`): every early stamp is 0.
+    const UNTIMED: &str = "\
+[    0.000000] NODE_DATA(0) allocated [mem 0x7fd01000-0x7fd2bfff]
+[    0.000000] Zone ranges:
+[    0.000000] Memory: 260860K/2096628K available (14343K kernel code, 2338K rwdata, 9132K rodata, 2824K init, 17344K bss, 159284K reserved, 0K cma-reserved)
+[    0.040000] tsc: Unable to calibrate against PIT
+[    0.804349] node 0 deferred pages initialised in 92ms
+";
+
+    #[test]
+    fn linux_bringup_from_its_log() {
+        let b = linux_bringup(&output(TIMED, "")).unwrap();
+        assert_eq!(b, LinuxBringup { early_us: 250_997 - 85_847, deferred_ms: 60 });
+        assert_eq!(b.us(), 165_150 + 60_000);
+        // Lines outside the dmesg part do not count.
+        let out = format!("[    9.000000] Memory: on the console\n{}", output(TIMED, ""));
+        assert_eq!(linux_bringup(&out).unwrap(), b);
+    }
+
+    #[test]
+    fn linux_bringup_fails_on_zero_stamps_or_missing_lines() {
+        let e = linux_bringup(&output(UNTIMED, "")).unwrap_err();
+        assert!(e.contains("timestamps are 0") && !e.contains('\n'), "{e}");
+        let no_deferred: String =
+            TIMED.lines().filter(|l| !l.contains("deferred")).map(|l| format!("{l}\n")).collect();
+        let e = linux_bringup(&output(&no_deferred, "")).unwrap_err();
+        assert!(e.contains("deferred pages"), "{e}");
+        let e = linux_bringup(&output("", "")).unwrap_err();
+        assert!(e.contains("NODE_DATA(0) allocated"), "{e}");
+    }
+
+    /// The dmesg lines of the script's re-bind.
+    const BIND: &str = "\
+[   14.101925] tessera-bench: bind begin
+[   14.180522] pmem0: detected capacity change from 0 to 524288
+[   14.181230] tessera-bench: bind end
+";
+
+    #[test]
+    fn fsdax_rebind_timed_between_markers() {
+        let ok = "== bench pfn pfn0.0\n== bench pmem0 back\n";
+        assert_eq!(linux_fsdax_add(&output(BIND, ok)), Ok(14_181_230 - 14_101_925));
+        let gone = "== bench pfn pfn0.0\n== bench pmem0 missing\n";
+        assert!(linux_fsdax_add(&output(BIND, gone)).unwrap_err().contains("/dev/pmem0"));
+        let none = "== bench no pfn device bound to nd_pmem\n";
+        assert!(linux_fsdax_add(&output("", none)).unwrap_err().contains("no pfn device"));
+        let failed = "== bench pfn pfn0.1\n== bench bind failed\n== bench pmem0 back\n";
+        assert!(linux_fsdax_add(&output(BIND, failed)).unwrap_err().contains("nd_pmem/bind"));
+        let no_end: String = BIND.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert!(linux_fsdax_add(&output(&no_end, ok)).unwrap_err().contains("bind end"));
+    }
+
+    #[test]
+    fn stamps_are_exact_microseconds() {
+        assert_eq!(stamped("[   14.101925] x y"), Some((14_101_925, "x y")));
+        assert_eq!(stamped("[    0.000000] Memory:"), Some((0, "Memory:")));
+        assert_eq!(stamped("[ 0.1] short fraction"), None);
+        assert_eq!(stamped("bench: no stamp"), None);
+    }
+
+    #[test]
+    fn ratios_have_two_decimals() {
+        assert_eq!(ratio(45_000.0, 225_150.0).as_deref(), Some("0.20"));
+        assert_eq!(ratio(3.0, 2.0).as_deref(), Some("1.50"));
+        assert_eq!(ratio(1.0, 3.0).as_deref(), Some("0.33"));
+        assert_eq!(ratio(1.0, 0.0), None);
+    }
+
+    #[test]
+    fn tsc_frequency_from_cpuinfo_or_tessera() {
+        let vm = "model name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2299.998\nflags\t\t: fpu tsc constant_tsc nonstop_tsc tsc_known_freq hypervisor\n";
+        assert_eq!(host_tsc_khz(vm), Some(2_299_998));
+        // With APERF/MPERF `cpu MHz` is the core's current clock.
+        let metal = vm.replace("hypervisor", "aperfmperf");
+        assert_eq!(host_tsc_khz(&metal), None);
+        assert_eq!(host_tsc_khz(&vm.replace("constant_tsc", "")), None);
+        let log = "[    0.018211] tsc: Detected 2304.318 MHz processor\n";
+        assert_eq!(guest_tsc_khz(log), Some(2_304_318));
+        assert_eq!(guest_tsc_khz("nothing"), None);
+    }
+
+    #[test]
+    fn json_holds_every_numeric_figure_in_order() {
+        let row = |n: &str, v: &str, u: &str| (n.to_string(), v.to_string(), u.to_string());
+        let columns = vec![
+            ("2G", vec![row("bringup", "45000", "us"), row("bringup_vs_linux", "0.20", "ratio")]),
+            ("odd \"name\"", vec![row("x", "not-a-number", ""), row("y", "-1.5", "us")]),
+            ("empty", vec![]),
+        ];
+        let text = to_json(&columns);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), 3);
+        assert_eq!(v["2G"]["bringup"].as_f64(), Some(45000.0));
+        assert_eq!(v["2G"]["bringup_vs_linux"].as_f64(), Some(0.2));
+        assert_eq!(v["odd \"name\""].as_object().unwrap().len(), 1);
+        assert_eq!(v["odd \"name\""]["y"].as_f64(), Some(-1.5));
+        assert!(v["empty"].as_object().unwrap().is_empty());
+        // Columns in table order.
+        assert!(text.find("\"2G\"").unwrap() < text.find("\"empty\"").unwrap());
     }
 }

@@ -628,6 +628,22 @@ mod tests {
         assert_eq!(names("pmem", uefi).len(), 5);
     }
 
+    /// Bench columns: unique names; Linux boots on every one but the
+    /// framebuffer comparison; every NVDIMM column is fsdax (its Tessera
+    /// `fsdax_add` is set against Linux's re-bind).
+    #[test]
+    fn bench_columns() {
+        for (i, c) in BENCH.iter().enumerate() {
+            assert!(BENCH[..i].iter().all(|o| o.name != c.name), "{} twice", c.name);
+            assert_eq!(c.linux, c.name != "2G-serial", "{}", c.name);
+            if let Some(nv) = c.shape.nvdimm {
+                assert_eq!(nv.format, Some(Format::Pfn(Kind::Fsdax)), "{}", c.name);
+            }
+        }
+        let fsdax = BENCH.iter().find(|c| c.name == "256M-fsdax").unwrap();
+        assert_eq!((fsdax.shape.nvdimm.unwrap().size, fsdax.cpus), (256 << 20, 1));
+    }
+
     /// The smp profiles boot every test binary (and a new one) on several
     /// CPUs, with the first plain boot it has on one CPU; the families stay
     /// where they are named.
