@@ -99,12 +99,22 @@ pub fn guest_tsc_khz(log: &str) -> Option<u64> {
     })
 }
 
-/// Linux's script: re-binds the fsdax namespace's pfn device when there
-/// is one (timed by two `/dev/kmsg` markers), then prints dmesg.
-pub const LINUX_SCRIPT: &str = r#"p=
-for d in /sys/bus/nd/devices/pfn*; do
-    drv=$(readlink $d/driver 2>/dev/null)
-    [ "${drv##*/}" = nd_pmem ] && p=${d##*/}
+/// Linux's script, after a line setting `want_pfn` (see [`linux_script`]):
+/// re-binds the fsdax namespace's pfn device when there is one (timed by
+/// two `/dev/kmsg` markers), then prints dmesg. libnvdimm registers its
+/// devices asynchronously, so the script may start before `nd_pmem` has
+/// bound the pfn device (seconds for a 64 GiB namespace, whose memmap it
+/// initializes): with `want_pfn=1` it waits for it, up to 240 s.
+const LINUX_SCRIPT: &str = r#"p=
+n=0
+while :; do
+    for d in /sys/bus/nd/devices/pfn*; do
+        drv=$(readlink $d/driver 2>/dev/null)
+        [ "${drv##*/}" = nd_pmem ] && p=${d##*/}
+    done
+    [ -n "$p" ] || [ "$want_pfn" != 1 ] || [ $n -ge 240 ] && break
+    n=$((n + 1))
+    sleep 1
 done
 if [ -n "$p" ] && [ -b /dev/pmem0 ]; then
     echo "== bench pfn $p"
@@ -120,6 +130,11 @@ echo '== bench dmesg'
 dmesg
 echo '== bench end'
 "#;
+
+/// Linux's script for a machine with (`nvdimm`) or without an NVDIMM.
+pub fn linux_script(nvdimm: bool) -> String {
+    format!("want_pfn={}\n{LINUX_SCRIPT}", u8::from(nvdimm))
+}
 
 /// The kernel-log lines of Linux's output (between the script's markers).
 fn dmesg(out: &str) -> impl Iterator<Item = &str> {
@@ -287,7 +302,7 @@ fn linux_column(
         m.mem,
         profile::Profile::cpus_text(m.cpus)
     );
-    let out = linux::boot(kit, &m, LINUX_SCRIPT)?;
+    let out = linux::boot(kit, &m, &linux_script(col.shape.nvdimm.is_some()))?;
     let log = format!("serial log in {}", m.log_path().display());
     let b = linux_bringup(&out).map_err(|e| format!("{e}; {log}"))?;
     let mut push = |n: &str, v: String, u: &str| rows.push((n.into(), v, u.into()));
@@ -463,6 +478,13 @@ mod tests {
         assert!(linux_fsdax_add(&output(BIND, failed)).unwrap_err().contains("nd_pmem/bind"));
         let no_end: String = BIND.lines().take(1).map(|l| format!("{l}\n")).collect();
         assert!(linux_fsdax_add(&output(&no_end, ok)).unwrap_err().contains("bind end"));
+    }
+
+    #[test]
+    fn script_waits_for_the_pfn_device_only_with_an_nvdimm() {
+        assert!(linux_script(true).starts_with("want_pfn=1\n"));
+        assert!(linux_script(false).starts_with("want_pfn=0\n"));
+        assert!(linux_script(false).ends_with("echo '== bench end'\n"));
     }
 
     #[test]
