@@ -104,7 +104,8 @@ pub fn guest_tsc_khz(log: &str) -> Option<u64> {
 /// two `/dev/kmsg` markers), then prints dmesg. libnvdimm registers its
 /// devices asynchronously, so the script may start before `nd_pmem` has
 /// bound the pfn device (seconds for a 64 GiB namespace, whose memmap it
-/// initializes): with `want_pfn=1` it waits for it, up to 240 s.
+/// initializes; the `driver` link appears when the probe starts, the disk
+/// when it ends): with `want_pfn=1` it waits for both, up to 240 s.
 const LINUX_SCRIPT: &str = r#"p=
 n=0
 while :; do
@@ -112,7 +113,8 @@ while :; do
         drv=$(readlink $d/driver 2>/dev/null)
         [ "${drv##*/}" = nd_pmem ] && p=${d##*/}
     done
-    [ -n "$p" ] || [ "$want_pfn" != 1 ] || [ $n -ge 240 ] && break
+    [ -n "$p" ] && [ -b /dev/pmem0 ] && break
+    [ "$want_pfn" != 1 ] || [ $n -ge 240 ] && break
     n=$((n + 1))
     sleep 1
 done
@@ -123,6 +125,8 @@ if [ -n "$p" ] && [ -b /dev/pmem0 ]; then
     echo $p > /sys/bus/nd/drivers/nd_pmem/bind || echo "== bench bind failed"
     echo "tessera-bench: bind end" > /dev/kmsg
     if [ -b /dev/pmem0 ]; then echo "== bench pmem0 back"; else echo "== bench pmem0 missing"; fi
+elif [ -n "$p" ]; then
+    echo "== bench no /dev/pmem0 for $p"
 else
     echo "== bench no pfn device bound to nd_pmem"
 fi
@@ -208,7 +212,10 @@ pub fn linux_bringup(out: &str) -> Result<LinuxBringup, String> {
 pub fn linux_fsdax_add(out: &str) -> Result<u64, String> {
     let said = |s: &str| out.lines().any(|l| l.trim_end() == s);
     if said("== bench no pfn device bound to nd_pmem") {
-        return Err("no pfn device bound to nd_pmem (or no /dev/pmem0) after Linux booted".into());
+        return Err("no pfn device bound to nd_pmem after Linux booted".into());
+    }
+    if let Some(l) = out.lines().find(|l| l.starts_with("== bench no /dev/pmem0 for ")) {
+        return Err(format!("{} after Linux booted", l.trim_start_matches("== bench ")));
     }
     for fail in ["unbind", "bind"] {
         if said(&format!("== bench {fail} failed")) {
@@ -474,6 +481,8 @@ mod tests {
         assert!(linux_fsdax_add(&output(BIND, gone)).unwrap_err().contains("/dev/pmem0"));
         let none = "== bench no pfn device bound to nd_pmem\n";
         assert!(linux_fsdax_add(&output("", none)).unwrap_err().contains("no pfn device"));
+        let no_disk = "== bench no /dev/pmem0 for pfn0.1\n";
+        assert!(linux_fsdax_add(&output("", no_disk)).unwrap_err().contains("pfn0.1"));
         let failed = "== bench pfn pfn0.1\n== bench bind failed\n== bench pmem0 back\n";
         assert!(linux_fsdax_add(&output(BIND, failed)).unwrap_err().contains("nd_pmem/bind"));
         let no_end: String = BIND.lines().take(1).map(|l| format!("{l}\n")).collect();
