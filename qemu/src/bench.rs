@@ -42,6 +42,13 @@
 //!
 //! `bringup_vs_linux` and `fsdax_add_vs_linux` are Tessera's figure over
 //! Linux's, with two decimals (below 1: Tessera is faster).
+//!
+//! A Tessera boot that fails stops the run; a Linux boot or reading that
+//! fails is reported in one line (`bench COLUMN: Linux FAILED: ...`), its
+//! rows stay `-`, and `make bench` fails after the table and the JSON are
+//! written. Linux boots get at least 300 s. Under TCG on a busy host the
+//! figures of one run vary by tens of percent from the next; compare
+//! columns of the same run.
 
 use std::fmt::Write as _;
 use std::path::Path;
