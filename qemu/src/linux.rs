@@ -386,7 +386,18 @@ fn initramfs(kit: &Kit, script: &str) -> Result<Vec<u8>, String> {
     Ok(c.finish())
 }
 
-/// Boots Linux on the QEMU `pc` machine `m` (TCG): its firmware, `-m`,
+/// QEMU's accelerator and CPU count for `cpus` vCPUs, as Tessera's
+/// [`Machine::args`] gives them: one CPU as before (plain TCG, QEMU's
+/// default count); more on one host thread each, so they run in parallel.
+fn accel_args(cpus: u32) -> Vec<String> {
+    if cpus > 1 {
+        ["-accel", "tcg,thread=multi", "-smp", &cpus.to_string()].map(String::from).to_vec()
+    } else {
+        ["-accel", "tcg"].map(String::from).to_vec()
+    }
+}
+
+/// Boots Linux on the QEMU `pc` machine `m` (TCG): its firmware, `-m`, CPUs,
 /// devices and QEMU arguments, and its `cmdline` after `console=ttyS0
 /// panic=-1 quiet` (the machine's kernel, image and exit device are
 /// Tessera's and not used). Under UEFI, OVMF loads the kernel from fw_cfg
@@ -427,7 +438,8 @@ pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
         ];
     }
     let mut child = Command::new(crate::machine::QEMU)
-        .args(["-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "none"])
+        .args(accel_args(m.cpus))
+        .args(["-machine", "pc", "-nodefaults", "-display", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-m", mem])
         .args(&pflash)
         .args(m.device_args())
@@ -563,6 +575,12 @@ mod tests {
         // Distinct inode numbers (Linux links files that share one).
         let inos: HashSet<u32> = e.iter().map(|e| e.ino).collect();
         assert_eq!(inos.len(), e.len());
+    }
+
+    #[test]
+    fn several_cpus_as_for_tessera() {
+        assert_eq!(accel_args(1), ["-accel", "tcg"]);
+        assert_eq!(accel_args(4), ["-accel", "tcg,thread=multi", "-smp", "4"]);
     }
 
     #[test]

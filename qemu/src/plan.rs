@@ -517,21 +517,39 @@ pub fn cmd_plan() -> Result<bool, String> {
     Ok(true)
 }
 
+/// One column of `qemu bench`: a machine, its CPU count, and whether
+/// Debian's Linux boots on it too (for its bring-up and, with an NVDIMM,
+/// its fsdax re-bind, set against Tessera's).
+#[derive(Debug, Clone, Copy)]
+pub struct BenchColumn {
+    pub name: &'static str,
+    pub shape: Shape,
+    pub cpus: u32,
+    pub linux: bool,
+}
+
+const fn column(name: &'static str, shape: Shape, cpus: u32, linux: bool) -> BenchColumn {
+    BenchColumn { name, shape, cpus, linux }
+}
+
 /// The machines `qemu bench` boots the `bench` binary on (BIOS), one
 /// column each, with their CPU count. `2G-serial` is `2G` without the
-/// framebuffer console, to show its cost; `64G-nvdimm` is [`BIG_NVDIMM`],
-/// as in the scale test; `-2cpu` and `-4cpu` are the same machine on more
-/// CPUs (parallel vCPU threads), for memory bring-up and the rows measured
-/// on several CPUs at once.
-pub const BENCH: &[(&str, Shape, u32)] = &[
-    ("2G", DEFAULT, 1),
-    ("2G-2cpu", DEFAULT, 2),
-    ("2G-4cpu", DEFAULT, 4),
-    ("2G-serial", shape("2G", "console=ttyS0"), 1),
-    ("8G", shape("8G", ""), 1),
-    ("8G-2cpu", shape("8G", ""), 2),
-    ("8G-4cpu", shape("8G", ""), 4),
-    ("64G-nvdimm", BIG_NVDIMM, 1),
+/// framebuffer console, to show its cost (Linux is not booted on it: its
+/// console is the serial port everywhere); `256M-fsdax` is 2 GiB and a
+/// 256 MiB NVDIMM formatted fsdax by the host; `64G-nvdimm` is
+/// [`BIG_NVDIMM`], as in the scale test; `-2cpu` and `-4cpu` are the same
+/// machine on more CPUs (parallel vCPU threads), for memory bring-up and
+/// the rows measured on several CPUs at once.
+pub const BENCH: &[BenchColumn] = &[
+    column("2G", DEFAULT, 1, true),
+    column("2G-2cpu", DEFAULT, 2, true),
+    column("2G-4cpu", DEFAULT, 4, true),
+    column("2G-serial", shape("2G", "console=ttyS0"), 1, false),
+    column("8G", shape("8G", ""), 1, true),
+    column("8G-2cpu", shape("8G", ""), 2, true),
+    column("8G-4cpu", shape("8G", ""), 4, true),
+    column("256M-fsdax", nvdimm(Format::Pfn(Kind::Fsdax), "nopmem"), 1, true),
+    column("64G-nvdimm", BIG_NVDIMM, 1, true),
 ];
 
 /// The profile `qemu bench` boots on.
@@ -626,6 +644,22 @@ mod tests {
         assert_eq!(names("sparsemem", bios).len(), 3 + malformed::CASES.len());
         assert_eq!(names("pmem", bios).len(), 5 + Corruption::ALL.len());
         assert_eq!(names("pmem", uefi).len(), 5);
+    }
+
+    /// Bench columns: unique names; Linux boots on every one but the
+    /// framebuffer comparison; every NVDIMM column is fsdax (its Tessera
+    /// `fsdax_add` is set against Linux's re-bind).
+    #[test]
+    fn bench_columns() {
+        for (i, c) in BENCH.iter().enumerate() {
+            assert!(BENCH[..i].iter().all(|o| o.name != c.name), "{} twice", c.name);
+            assert_eq!(c.linux, c.name != "2G-serial", "{}", c.name);
+            if let Some(nv) = c.shape.nvdimm {
+                assert_eq!(nv.format, Some(Format::Pfn(Kind::Fsdax)), "{}", c.name);
+            }
+        }
+        let fsdax = BENCH.iter().find(|c| c.name == "256M-fsdax").unwrap();
+        assert_eq!((fsdax.shape.nvdimm.unwrap().size, fsdax.cpus), (256 << 20, 1));
     }
 
     /// The smp profiles boot every test binary (and a new one) on several
