@@ -40,8 +40,22 @@
 //!   is back; the figure is the difference of the markers' kernel-log
 //!   timestamps.
 //!
-//! `bringup_vs_linux` and `fsdax_add_vs_linux` are Tessera's figure over
-//! Linux's, with two decimals (below 1: Tessera is faster).
+//! Device-dax memmap at 2 MiB alignment, bytes per GiB of namespace, on
+//! the NVDIMM columns:
+//!
+//! - Tessera's `pmem_device_per_gib_devdax` (memmap on the device) and
+//!   `pmem_ram_per_gib_devdax_mem` (memmap in RAM, page tables included;
+//!   measured where it fits the sixteenth of RAM a namespace may take):
+//!   the bench binary re-makes the region devdax both ways.
+//! - Linux's, from one more boot with a raw NVDIMM of the column's size
+//!   ([`crate::linux_devdax`]): `linux_ram_per_gib_devdax_mem`, the free
+//!   pages (per-CPU lists included) a `map=mem` rebind of `dax0.0` takes,
+//!   and `linux_device_per_gib_devdax`, `npfns` times 64 of the `map=dev`
+//!   info block Linux wrote (the memmap it lays on the device).
+//!
+//! `bringup_vs_linux`, `fsdax_add_vs_linux`, `devdax_mem_vs_linux` and
+//! `devdax_device_vs_linux` are Tessera's figure over Linux's, with two
+//! decimals (below 1: Tessera is faster or smaller).
 //!
 //! A Tessera boot that fails stops the run; a Linux boot or reading that
 //! fails is reported in one line (`bench COLUMN: Linux FAILED: ...`), its
@@ -55,7 +69,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::machine::{self, Machine};
-use crate::{cargo, linux, plan, profile, report};
+use crate::{cargo, linux, linux_devdax, plan, profile, report};
 
 /// Where the figures go as JSON.
 pub const JSON_PATH: &str = "target/bench.json";
@@ -335,6 +349,37 @@ fn linux_column(
     }
     if let Some(r) = fsdax.zip(value(rows, "fsdax_add")).and_then(|(l, t)| ratio(t, l as f64)) {
         rows.push(("fsdax_add_vs_linux".into(), r, "ratio".into()));
+    }
+    if let Some(nv) = col.shape.nvdimm {
+        linux_devdax_rows(kit, nv.size, timeout, rows)?;
+    }
+    Ok(())
+}
+
+/// Linux's device-dax memmap at 2 MiB alignment on a `size`-byte NVDIMM
+/// (one more boot, [`linux_devdax::devdax_memmap`]): RAM per GiB with
+/// `map=mem` and the memmap it lays on the device per GiB with `map=dev`,
+/// with Tessera's figures over them.
+fn linux_devdax_rows(
+    kit: &linux::Kit,
+    size: u64,
+    timeout: Duration,
+    rows: &mut Rows,
+) -> Result<(), String> {
+    eprintln!("bench: booting Linux for device-dax on a {} MiB NVDIMM", size >> 20);
+    let d = linux_devdax::devdax_memmap(kit, size, timeout)?;
+    let mem = d.ram_per_gib_map_mem.max(0) as u64;
+    let dev = d.memmap_per_gib_map_dev;
+    rows.push(("linux_ram_per_gib_devdax_mem".into(), mem.to_string(), "B".into()));
+    rows.push(("linux_device_per_gib_devdax".into(), dev.to_string(), "B".into()));
+    let pairs = [
+        ("pmem_ram_per_gib_devdax_mem", mem, "devdax_mem_vs_linux"),
+        ("pmem_device_per_gib_devdax", dev, "devdax_device_vs_linux"),
+    ];
+    for (ours, theirs, name) in pairs {
+        if let Some(r) = value(rows, ours).and_then(|t| ratio(t, theirs as f64)) {
+            rows.push((name.into(), r, "ratio".into()));
+        }
     }
     Ok(())
 }
