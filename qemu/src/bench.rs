@@ -6,6 +6,14 @@
 //! ratios Tessera / Linux. Every value comes from that run; all of them go
 //! to `target/bench.json` too, as `{column: {row: number}}`.
 //!
+//! Both kernels boot with QEMU's `-mem-prealloc`: on these machines the
+//! host backs guest RAM lazily, and a first write to a 2 MiB piece of it
+//! costs 6 to 13 ms (nested virtualisation), or nothing when the host
+//! happens to hand out memory it backed before; a memmap is written into
+//! fresh memory, so without it one boot's bring-up varies fivefold from
+//! the next (2 GiB: deferred init 20 to 107 ms for the same kernel), on
+//! both sides. With it the figures are the kernels' own work.
+//!
 //! Memory bring-up, the same span on both sides, in µs:
 //!
 //! - Tessera's `bringup`: from the start of the memory model's set-up
@@ -73,6 +81,10 @@ use crate::{cargo, linux, linux_devdax, plan, profile, report};
 
 /// Where the figures go as JSON.
 pub const JSON_PATH: &str = "target/bench.json";
+
+/// QEMU's option that backs all of the guest's RAM before the guest runs
+/// (see the module doc), given to both kernels' boots.
+pub const PREALLOC: &str = "-mem-prealloc";
 
 /// A column's rows: name, value, unit, in the order printed.
 pub type Rows = Vec<(String, String, String)>;
@@ -317,6 +329,7 @@ fn linux_column(
         .shape(&col.shape)
         .timeout(timeout);
     m.cpus = col.cpus;
+    m.qemu_args.push(PREALLOC.into());
     // Tessera's own option stays out; the early TSC clock runs from the
     // start with the host's frequency (see the module doc).
     let mut words: Vec<String> =
@@ -406,6 +419,7 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             .shape(&col.shape)
             .timeout(timeout);
         m.cpus = col.cpus;
+        m.qemu_args.push(PREALLOC.into());
         // The NVDIMMs are formatted fsdax first, as in the scale test.
         m.prepare_nvdimm()?;
         eprintln!("bench: booting {name} (-m {}, {})", m.mem, profile::Profile::cpus_text(m.cpus));
