@@ -592,7 +592,7 @@ impl SparseBackend for KernelBackend {
         pfn: Pfn,
         nr_pages: u64,
         mut altmap: Option<&mut Altmap>,
-        early: bool,
+        _early: bool,
         compound: Option<Compound>,
     ) -> bool {
         let nr = pfn_to_section_nr(pfn);
@@ -668,19 +668,12 @@ impl SparseBackend for KernelBackend {
                     }
                     return false;
                 }
-                if !early {
-                    // SAFETY: the page was just mapped writable at `va`
-                    // for this range alone, whose bits are still clear: no
-                    // reference points into it.
-                    unsafe { (va as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
-                }
                 va += PAGE_SIZE;
             }
-        } else if !early {
-            // SAFETY: the range is part of a mapped 2 MiB page and no
-            // reference points into it: its bits are still clear.
-            unsafe { (virt as *mut u8).write_bytes(0, bytes as usize) };
         }
+        // The model writes every new descriptor (zero, or a device's
+        // initial state) before it publishes the range: nothing to clear
+        // here, early or not.
         let map = self.vmemmap.map_mut(nr);
         map.mask |= mask;
         if shared {

@@ -38,8 +38,9 @@ use crate::page::{
     pfn_phys, phys_pfn,
 };
 use crate::sparse::{
-    Altmap, Compound, DESCS_PER_VMEMMAP_PAGE, MemSection, PAGES_PER_SECTION, PAGES_PER_SUBSECTION,
-    SectionSummary, Sparse, SparseBackend, SparseError, flags, pfn_to_section_nr, section_chunks,
+    Altmap, Compound, DESCS_PER_VMEMMAP_PAGE, DeviceInit, MemSection, PAGES_PER_SECTION,
+    PAGES_PER_SUBSECTION, SectionSummary, Sparse, SparseBackend, SparseError, flags,
+    pfn_to_section_nr, section_chunks,
 };
 
 /// A sub-section in bytes: the unit the kernel maps a range in.
@@ -867,14 +868,12 @@ fn memremap_pages(
     let (start, end) = r.mapped();
     let size = end - start;
     let (first, nr_pages) = (phys_pfn(start), bytes_to_pages(size));
-    let pgmap = r.pgmap();
-    let compound = r.compound();
+    let init = DeviceInit { nid: 0, pgmap: r.pgmap(), compound: r.compound() };
     let t0 = b.ktime_get_us();
     if let Some(mut altmap) = r.altmap() {
         b.sparse(|s| {
             let align = PAGES_PER_SUBSECTION;
-            s.add_pages_compound(0, first, nr_pages, align, Some(&mut altmap), compound)?;
-            s.memmap_init_zone_device(first, nr_pages, 0, pgmap, compound);
+            s.add_device_pages(first, nr_pages, align, Some(&mut altmap), init)?;
             taint_partial_sections(s, first, nr_pages, first);
             taint_partial_sections(s, first, nr_pages, first + nr_pages - 1);
             Ok(())
@@ -890,8 +889,7 @@ fn memremap_pages(
             let nr = pfn_to_section_nr(pfn);
             let added = b.sparse(|s| {
                 let n = PAGES_PER_SUBSECTION;
-                s.add_pages_compound(0, pfn, n, n, None, compound)?;
-                s.memmap_init_zone_device(pfn, n, 0, pgmap, compound);
+                s.add_device_pages(pfn, n, n, None, init)?;
                 taint_partial_sections(s, first, nr_pages, pfn);
                 Ok(section_line(s, nr))
             });

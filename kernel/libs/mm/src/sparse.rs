@@ -144,6 +144,29 @@ impl Compound {
     }
 }
 
+/// How a device range's descriptors start (`memmap_init_zone_device`'s
+/// arguments): its node, its `dev_pagemap`, and its compound pages if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceInit {
+    pub nid: u16,
+    pub pgmap: u64,
+    pub compound: Option<Compound>,
+}
+
+impl DeviceInit {
+    /// Writes the initial descriptors of `pages`, the first being
+    /// `start`'s.
+    fn fill(&self, pages: &mut [Page], start: Pfn) {
+        match &self.compound {
+            Some(c) => fill_compound(pages, start, c, self.nid, self.pgmap),
+            None => fill_pages(
+                pages,
+                &Page { pgmap: self.pgmap, ..Page::init(ZoneType::Device, self.nid) },
+            ),
+        }
+    }
+}
+
 /// One vmemmap page of descriptors all alike, mapped read-only wherever
 /// such a page is needed.
 #[derive(Debug)]
@@ -1053,24 +1076,38 @@ impl<B: SparseBackend> Sparse<B> {
         align: u64,
         altmap: Option<&mut Altmap>,
     ) -> Result<(), SparseError> {
-        self.add_pages_compound(nid, pfn, nr_pages, align, altmap, None)
+        self.add_pages_init(nid, pfn, nr_pages, align, altmap, None)
     }
 
-    /// [`Sparse::add_pages`] for a ZONE_DEVICE range of `compound` pages
-    /// (`__add_pages` with a `dev_pagemap` whose `vmemmap_shift` is set):
-    /// the vmemmap pages of tails map the shared page
-    /// ([`Compound::shares_vmemmap_page`]) where the memmap is populated
+    /// [`Sparse::add_pages`] for a ZONE_DEVICE range (`__add_pages` with a
+    /// `dev_pagemap`, then `memmap_init_zone_device`): each section's
+    /// descriptors are written as `init` says before its sub-sections are
+    /// published, so no reader ever finds one uninitialized (Linux
+    /// publishes first and initializes after). With compound pages the
+    /// vmemmap pages of tails map the shared page
+    /// ([`Compound::shared_vmemmap_page`]) where the memmap is populated
     /// here (not in an early section, whose boot memmap is reused).
-    pub fn add_pages_compound(
+    pub fn add_device_pages(
+        &mut self,
+        pfn: Pfn,
+        nr_pages: u64,
+        align: u64,
+        altmap: Option<&mut Altmap>,
+        init: DeviceInit,
+    ) -> Result<(), SparseError> {
+        self.add_pages_init(init.nid, pfn, nr_pages, align, altmap, Some(init))
+    }
+
+    fn add_pages_init(
         &mut self,
         nid: u16,
         pfn: Pfn,
         nr_pages: u64,
         align: u64,
         mut altmap: Option<&mut Altmap>,
-        compound: Option<Compound>,
+        init: Option<DeviceInit>,
     ) -> Result<(), SparseError> {
-        let compound = compound.filter(|_| nid == 0);
+        let _ = nid;
         let end = check_pfn_span(pfn, nr_pages, align)?;
         if let Some(a) = altmap.as_deref_mut() {
             if a.base_pfn != pfn || a.offset() > nr_pages {
@@ -1079,7 +1116,7 @@ impl<B: SparseBackend> Sparse<B> {
             a.alloc = 0;
         }
         for (at, cur) in section_chunks(pfn, end - pfn) {
-            if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut(), compound) {
+            if let Err(e) = self.sparse_add_section(at, cur, altmap.as_deref_mut(), init) {
                 if at > pfn {
                     self.remove_pages(pfn, at - pfn, altmap.as_deref_mut())
                         .expect("undoing what this call added");
@@ -1096,12 +1133,12 @@ impl<B: SparseBackend> Sparse<B> {
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
-        compound: Option<Compound>,
+        init: Option<DeviceInit>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
         // Roots are never freed, as in Linux.
         self.sparse_index_init(nr)?;
-        self.section_activate(pfn, nr_pages, altmap, compound)?;
+        self.section_activate(pfn, nr_pages, altmap, init)?;
         let ms = self.section(nr).expect("root allocated above");
         ms.set_flags(flags::PRESENT, true);
         // The memmap word is encoded for the section start even when the
@@ -1117,10 +1154,11 @@ impl<B: SparseBackend> Sparse<B> {
         pfn: Pfn,
         nr_pages: u64,
         altmap: Option<&mut Altmap>,
-        compound: Option<Compound>,
+        init: Option<DeviceInit>,
     ) -> Result<(), SparseError> {
         let nr = pfn_to_section_nr(pfn);
         let ms = self.section(nr).expect("root exists");
+        let compound = init.and_then(|d| d.compound).filter(|_| init.is_some_and(|d| d.nid == 0));
         let mut new_usage = false;
         if !ms.usage.is_some() {
             let usage = self.backend.alloc_usage().ok_or(SparseError::NoMem { what: "usage" })?;
@@ -1150,6 +1188,15 @@ impl<B: SparseBackend> Sparse<B> {
         }
         if !ms.early() {
             self.stats.memmap_bytes += self.backend.memmap_bytes(pfn, nr_pages);
+        }
+        // The descriptors before the bits: a device range's as `init`
+        // says; a new memmap (which holds whatever its memory held) zeroed.
+        match init {
+            Some(d) => self.fill_memmap(pfn, nr_pages, |pages, at| d.fill(pages, at)),
+            None if !ms.early() => self.fill_memmap(pfn, nr_pages, |pages, _| {
+                fill_pages(pages, &Page::ZERO);
+            }),
+            None => {}
         }
         // An early section's memmap is whole: it is reused.
         let g = self.guard();
@@ -1285,41 +1332,32 @@ impl<B: SparseBackend> Sparse<B> {
         Some(usage.migratetype(pageblock_index(pfn)))
     }
 
-    /// `memmap_init_zone_device` for `[pfn, pfn + nr_pages)` of `pgmap`,
-    /// in `compound` pages when given (`memmap_init_compound`): heads and
-    /// tails are written where the memmap is a page of its own; a shared
-    /// tail page already holds exactly the tails and is read-only.
-    pub fn memmap_init_zone_device(
-        &mut self,
-        pfn: Pfn,
-        nr_pages: u64,
-        nid: u16,
-        pgmap: u64,
-        compound: Option<Compound>,
-    ) {
-        let Some(c) = compound else {
-            return self.memmap_init_range(pfn, nr_pages, ZoneType::Device, nid, pgmap);
-        };
+    /// `memmap_init_zone_device` for `[pfn, pfn + nr_pages)` as `init`
+    /// says (`memmap_init_compound` for compound pages): heads and tails
+    /// are written where the memmap is a page of its own; a shared page
+    /// already holds exactly what it must and is read-only.
+    pub fn memmap_init_zone_device(&mut self, pfn: Pfn, nr_pages: u64, init: DeviceInit) {
         for (at, cur) in section_chunks(pfn, nr_pages) {
-            if let Some(pages) = self.backend.memmap_mut(at, cur) {
-                fill_compound(pages, at, &c, nid, pgmap);
-                continue;
+            self.fill_memmap(at, cur, |pages, start| init.fill(pages, start));
+        }
+    }
+
+    /// Runs `fill` on the descriptors of `[pfn, pfn + nr_pages)` (within
+    /// one section) that are writable: all at once where none is on a
+    /// shared vmemmap page, else one vmemmap page at a time, skipping the
+    /// shared (read-only) ones.
+    fn fill_memmap(&mut self, pfn: Pfn, nr_pages: u64, mut fill: impl FnMut(&mut [Page], Pfn)) {
+        if let Some(pages) = self.backend.memmap_mut(pfn, nr_pages) {
+            return fill(pages, pfn);
+        }
+        let end = pfn + nr_pages;
+        let mut g = pfn;
+        while g < end {
+            let next = (g.align_down(DESCS_PER_VMEMMAP_PAGE) + DESCS_PER_VMEMMAP_PAGE).min(end);
+            if let Some(pages) = self.backend.memmap_mut(g, next - g) {
+                fill(pages, g);
             }
-            // Some vmemmap pages are shared: one vmemmap page at a time.
-            let end = at + cur;
-            let mut g = at;
-            while g < end {
-                let next = (g.align_down(DESCS_PER_VMEMMAP_PAGE) + DESCS_PER_VMEMMAP_PAGE).min(end);
-                if let Some(pages) = self.backend.memmap_mut(g, next - g) {
-                    fill_compound(pages, g, &c, nid, pgmap);
-                } else {
-                    debug_assert!(
-                        c.shares_vmemmap_page(g.align_down(DESCS_PER_VMEMMAP_PAGE), nid),
-                        "memmap of {g:#x} is neither populated nor shared"
-                    );
-                }
-                g = next;
-            }
+            g = next;
         }
     }
 

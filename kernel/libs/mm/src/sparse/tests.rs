@@ -734,9 +734,9 @@ fn devdax_compound_pages_share_their_tails_and_every_pfn_is_right() {
         // Memmap in RAM: sub-section by sub-section, as a raw-mapped add.
         let c = Compound::new(first, shift).unwrap();
         let bytes0 = s.stats.memmap_bytes;
+        let init = DeviceInit { nid: 0, pgmap: 7, compound: Some(c) };
         for at in (0..n / SUB).map(|i| first + i * SUB) {
-            s.add_pages_compound(0, at, SUB, SUB, None, Some(c)).unwrap();
-            s.memmap_init_zone_device(at, SUB, 0, 7, Some(c));
+            s.add_device_pages(at, SUB, SUB, None, init).unwrap();
         }
         // One vmemmap page per compound page: 2 MiB per GiB at 2 MiB
         // (Linux: 4), 4 KiB per GiB at 1 GiB.
@@ -758,8 +758,8 @@ fn devdax_compound_pages_share_their_tails_and_every_pfn_is_right() {
     let data = (first + reserve + free).align_up(512);
     let c = Compound::new(data, 9).unwrap();
     let mut altmap = Altmap { base_pfn: first, reserve, free, alloc: 0 };
-    s.add_pages_compound(0, first, n, SUB, Some(&mut altmap), Some(c)).unwrap();
-    s.memmap_init_zone_device(first, n, 0, 9, Some(c));
+    let init = DeviceInit { nid: 0, pgmap: 9, compound: Some(c) };
+    s.add_device_pages(first, n, SUB, Some(&mut altmap), init).unwrap();
     // Pages of their own only for the heads: the altmap's pages share one
     // page of reserved descriptors.
     let heads = (first + n - data) >> 9;
