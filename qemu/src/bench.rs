@@ -6,7 +6,8 @@
 //! ratios Tessera / Linux. Every value comes from that run; all of them go
 //! to `target/bench.json` too, as `{column: {row: number}}`.
 //!
-//! Both kernels boot with QEMU's `-mem-prealloc`: on these machines the
+//! Both kernels boot with their System RAM preallocated by QEMU
+//! ([`prealloc_args`], `prealloc=on`): on these machines the
 //! host backs guest RAM lazily, and a first write to a 2 MiB piece of it
 //! costs 6 to 13 ms (nested virtualisation), or nothing when the host
 //! happens to hand out memory it backed before; a memmap is written into
@@ -82,9 +83,20 @@ use crate::{cargo, linux, linux_devdax, plan, profile, report};
 /// Where the figures go as JSON.
 pub const JSON_PATH: &str = "target/bench.json";
 
-/// QEMU's option that backs all of the guest's RAM before the guest runs
-/// (see the module doc), given to both kernels' boots.
-pub const PREALLOC: &str = "-mem-prealloc";
+/// QEMU arguments that back all of the guest's System RAM before the guest
+/// runs (see the module doc), given to both kernels' boots: the RAM as a
+/// backend of its own with `prealloc=on` (`-mem-prealloc` would preallocate
+/// every memory backend, the NVDIMM's sparse file too). `mem` is QEMU's
+/// `-m` value.
+pub fn prealloc_args(mem: &str) -> Vec<String> {
+    let size = mem.split(',').next().unwrap_or(mem);
+    vec![
+        "-object".into(),
+        format!("memory-backend-ram,id=bench-ram,size={size},prealloc=on"),
+        "-machine".into(),
+        "memory-backend=bench-ram".into(),
+    ]
+}
 
 /// A column's rows: name, value, unit, in the order printed.
 pub type Rows = Vec<(String, String, String)>;
@@ -329,7 +341,7 @@ fn linux_column(
         .shape(&col.shape)
         .timeout(timeout);
     m.cpus = col.cpus;
-    m.qemu_args.push(PREALLOC.into());
+    m.qemu_args.extend(prealloc_args(&m.mem));
     // Tessera's own option stays out; the early TSC clock runs from the
     // start with the host's frequency (see the module doc).
     let mut words: Vec<String> =
@@ -419,7 +431,7 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             .shape(&col.shape)
             .timeout(timeout);
         m.cpus = col.cpus;
-        m.qemu_args.push(PREALLOC.into());
+        m.qemu_args.extend(prealloc_args(&m.mem));
         // The NVDIMMs are formatted fsdax first, as in the scale test.
         m.prepare_nvdimm()?;
         eprintln!("bench: booting {name} (-m {}, {})", m.mem, profile::Profile::cpus_text(m.cpus));
@@ -568,6 +580,15 @@ mod tests {
         assert_eq!(stamped("[    0.000000] Memory:"), Some((0, "Memory:")));
         assert_eq!(stamped("[ 0.1] short fraction"), None);
         assert_eq!(stamped("bench: no stamp"), None);
+    }
+
+    #[test]
+    fn prealloc_backs_the_ram_only() {
+        assert_eq!(
+            prealloc_args("2G,slots=4,maxmem=512G").join(" "),
+            "-object memory-backend-ram,id=bench-ram,size=2G,prealloc=on -machine memory-backend=bench-ram"
+        );
+        assert_eq!(prealloc_args("8G")[1], "memory-backend-ram,id=bench-ram,size=8G,prealloc=on");
     }
 
     #[test]
