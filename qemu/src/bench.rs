@@ -6,7 +6,10 @@
 //! ratios Tessera / Linux. Every value comes from that run; all of them go
 //! to `target/bench.json` too, as `{column: {row: number}}`.
 //!
-//! Both kernels boot with their System RAM preallocated by QEMU
+//! Both kernels boot `quiet` (Linux through [`crate::linux`], Tessera
+//! through [`tessera_cmdline`]): neither draws its boot log on a console,
+//! so neither figure includes that. Both also boot with their System RAM
+//! preallocated by QEMU
 //! ([`prealloc_args`], `prealloc=on`): on these machines the
 //! host backs guest RAM lazily, and a first write to a 2 MiB piece of it
 //! costs 6 to 13 ms (nested virtualisation), or nothing when the host
@@ -82,6 +85,17 @@ use crate::{cargo, linux, linux_devdax, plan, profile, report};
 
 /// Where the figures go as JSON.
 pub const JSON_PATH: &str = "target/bench.json";
+
+/// Tessera's command line in the bench: the column's, plus `quiet`
+/// (errors only on the console, `loglevel=4`), the option Linux boots with
+/// here, so that neither kernel's figures include drawing its boot log.
+pub fn tessera_cmdline(cmdline: &str) -> String {
+    let mut words: Vec<&str> = cmdline.split_whitespace().collect();
+    if !words.contains(&"quiet") {
+        words.push("quiet");
+    }
+    words.join(" ")
+}
 
 /// QEMU arguments that back all of the guest's System RAM before the guest
 /// runs (see the module doc), given to both kernels' boots: the RAM as a
@@ -432,6 +446,8 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             .timeout(timeout);
         m.cpus = col.cpus;
         m.qemu_args.extend(prealloc_args(&m.mem));
+        // Linux boots `quiet` (crate::linux); so does Tessera.
+        m.cmdline = tessera_cmdline(&m.cmdline);
         // The NVDIMMs are formatted fsdax first, as in the scale test.
         m.prepare_nvdimm()?;
         eprintln!("bench: booting {name} (-m {}, {})", m.mem, profile::Profile::cpus_text(m.cpus));
@@ -580,6 +596,13 @@ mod tests {
         assert_eq!(stamped("[    0.000000] Memory:"), Some((0, "Memory:")));
         assert_eq!(stamped("[ 0.1] short fraction"), None);
         assert_eq!(stamped("bench: no stamp"), None);
+    }
+
+    #[test]
+    fn tessera_boots_quiet_as_linux_does() {
+        assert_eq!(tessera_cmdline(""), "quiet");
+        assert_eq!(tessera_cmdline("console=ttyS0"), "console=ttyS0 quiet");
+        assert_eq!(tessera_cmdline("nopmem quiet"), "nopmem quiet");
     }
 
     #[test]
