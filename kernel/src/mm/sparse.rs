@@ -171,19 +171,26 @@ fn is_shared_tail(phys: u64) -> bool {
 }
 
 impl Vmemmap {
+    /// The vmemmap pages holding descriptors of `[pfn, pfn + nr)` (within
+    /// one section of map `s`) that map a shared page, by the first pfn
+    /// each holds; none without a look at the page tables unless the
+    /// range's sub-sections were populated with shared pages.
+    fn shared_pages(s: &SectionMap, pfn: Pfn, nr: u64) -> impl Iterator<Item = u64> {
+        let any = nr > 0 && s.shared & subsection_mask(pfn, nr) != 0;
+        let first = pfn.align_down(DESCS_PER_VMEMMAP_PAGE).as_u64();
+        let end = if any { pfn.as_u64() + nr } else { first };
+        (first..end).step_by(DESCS_PER_VMEMMAP_PAGE as usize).filter(|&p| {
+            let va = VirtAddr::new(VMEMMAP_START + memmap_offset(Pfn::new(p)));
+            paging::translate(va).is_some_and(|phys| is_shared_tail(phys.as_u64()))
+        })
+    }
+
     /// Whether the vmemmap pages holding the descriptors of `[pfn, pfn +
     /// nr)` (within one section) are all pages of their own, writable:
     /// none of them a shared tail page.
     fn writable(&self, pfn: Pfn, nr: u64) -> bool {
         let Some(s) = self.get(pfn_to_section_nr(pfn)) else { return false };
-        if nr == 0 || s.shared & subsection_mask(pfn, nr) == 0 {
-            return true;
-        }
-        let first = pfn.align_down(DESCS_PER_VMEMMAP_PAGE);
-        (first.as_u64()..pfn.as_u64() + nr).step_by(DESCS_PER_VMEMMAP_PAGE as usize).all(|p| {
-            let va = VirtAddr::new(VMEMMAP_START + memmap_offset(Pfn::new(p)));
-            paging::translate(va).is_none_or(|phys| !is_shared_tail(phys.as_u64()))
-        })
+        Self::shared_pages(s, pfn, nr).next().is_none()
     }
 }
 
@@ -430,36 +437,44 @@ impl KernelBackend {
 
     /// Maps the shared tail page at `phys` read-only at `virt`.
     fn map_shared(&mut self, virt: u64, phys: u64) -> bool {
-        let mut tables = 0;
-        let mut frames = || {
-            tables += 1;
-            self.alloc_block(0).map(|(p, _)| PhysFrame::containing_address(PhysAddr::new(p)))
-        };
-        // SAFETY: `virt` is in the vmemmap, which only this module maps, at
-        // a descriptor range no reference points into (its bits are
-        // clear); `phys` is a shared tail page, immutable kernel data.
-        let r =
-            unsafe { paging::map_readonly(VirtAddr::new(virt), PhysAddr::new(phys), &mut frames) };
-        self.pgtable_pages += tables;
-        if let Err(e) = r {
-            log::error!("sparse: mapping shared tails at {virt:#x}: {e:?}");
-        }
-        r.is_ok()
+        self.map_with(virt, "shared tails", |virt, frames| {
+            // SAFETY: `virt` is in the vmemmap, which only this module
+            // maps, at a descriptor range no reference points into (its
+            // bits are clear); `phys` is a shared tail page, immutable
+            // kernel data.
+            unsafe { paging::map_readonly(virt, PhysAddr::new(phys), frames) }
+        })
     }
 
     fn map(&mut self, virt: u64, phys: u64, size: MapSize) -> bool {
+        self.map_with(virt, "memmap", |virt, frames| {
+            // SAFETY: `virt` is in the vmemmap, which only this module
+            // maps, at a descriptor range no reference points into (its
+            // bits are clear); `phys` was just allocated for it.
+            unsafe { paging::map(virt, PhysAddr::new(phys), size, frames) }
+        })
+    }
+
+    /// Runs `map` at `virt` with page-table frames from this backend
+    /// (counted in `pgtable_pages`); false, logged with `what`, on failure.
+    fn map_with(
+        &mut self,
+        virt: u64,
+        what: &str,
+        map: impl FnOnce(
+            VirtAddr,
+            &mut dyn FnMut() -> Option<PhysFrame>,
+        ) -> Result<(), paging::MapError>,
+    ) -> bool {
         let mut tables = 0;
         let mut frames = || {
             tables += 1;
             self.alloc_block(0).map(|(p, _)| PhysFrame::containing_address(PhysAddr::new(p)))
         };
-        // SAFETY: `virt` is in the vmemmap, which only this module maps, at
-        // a descriptor range no reference points into (its bits are clear);
-        // `phys` was just allocated for it.
-        let r = unsafe { paging::map(VirtAddr::new(virt), PhysAddr::new(phys), size, &mut frames) };
+        let r = map(VirtAddr::new(virt), &mut frames);
         self.pgtable_pages += tables;
         if let Err(e) = r {
-            log::error!("sparse: mapping memmap at {virt:#x}: {e:?}");
+            log::error!("sparse: mapping {what} at {virt:#x}: {e:?}");
         }
         r.is_ok()
     }
@@ -685,18 +700,7 @@ impl SparseBackend for KernelBackend {
     fn memmap_bytes(&self, pfn: Pfn, nr_pages: u64) -> u64 {
         let all = nr_pages * PAGE_DESC;
         let Some(s) = self.vmemmap.get(pfn_to_section_nr(pfn)) else { return all };
-        if s.huge().is_some() || s.shared & subsection_mask(pfn, nr_pages) == 0 {
-            return all;
-        }
-        let first = pfn.align_down(DESCS_PER_VMEMMAP_PAGE).as_u64();
-        let shared = (first..pfn.as_u64() + nr_pages)
-            .step_by(DESCS_PER_VMEMMAP_PAGE as usize)
-            .filter(|&p| {
-                let va = VirtAddr::new(VMEMMAP_START + memmap_offset(Pfn::new(p)));
-                paging::translate(va).is_some_and(|phys| is_shared_tail(phys.as_u64()))
-            })
-            .count() as u64;
-        all - shared * PAGE_SIZE
+        all - Vmemmap::shared_pages(s, pfn, nr_pages).count() as u64 * PAGE_SIZE
     }
 
     fn depopulate_memmap(&mut self, pfn: Pfn, nr_pages: u64, altmap: Option<&mut Altmap>) {

@@ -1373,9 +1373,7 @@ impl<B: SparseBackend> Sparse<B> {
     ) {
         let page = Page { pgmap, ..Page::init(zone, nid) };
         for (at, cur) in section_chunks(pfn, nr_pages) {
-            if let Some(pages) = self.backend.memmap_mut(at, cur) {
-                fill_pages(pages, &page);
-            }
+            self.fill_memmap(at, cur, |pages, _| fill_pages(pages, &page));
         }
     }
 }
