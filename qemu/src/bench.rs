@@ -207,16 +207,6 @@ fn dmesg(out: &str) -> impl Iterator<Item = &str> {
         .take_while(|l| !l.starts_with("== bench end"))
 }
 
-/// A `[   12.345678] text` line: its timestamp in µs and its text.
-fn stamped(line: &str) -> Option<(u64, &str)> {
-    let (t, text) = line.strip_prefix('[')?.split_once("] ")?;
-    let (s, frac) = t.trim().split_once('.')?;
-    if frac.len() != 6 {
-        return None;
-    }
-    Some((s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?, text))
-}
-
 /// Linux's memory bring-up, read from its kernel log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinuxBringup {
@@ -237,7 +227,7 @@ impl LinuxBringup {
 pub fn linux_bringup(out: &str) -> Result<LinuxBringup, String> {
     let at = |prefix: &str| {
         dmesg(out)
-            .filter_map(stamped)
+            .filter_map(linux::stamped)
             .find(|(_, text)| text.starts_with(prefix))
             .map(|(t, _)| t)
             .ok_or(format!("no `{prefix}` line in Linux's dmesg"))
@@ -254,7 +244,7 @@ pub fn linux_bringup(out: &str) -> Result<LinuxBringup, String> {
         return Err(format!("Linux's `Memory:` ({end} us) precedes `NODE_DATA(0)` ({start} us)"));
     }
     let deferred_ms = dmesg(out)
-        .filter_map(stamped)
+        .filter_map(linux::stamped)
         .find_map(|(_, text)| {
             text.strip_prefix("node 0 deferred pages initialised in ")?
                 .strip_suffix("ms")?
@@ -286,7 +276,7 @@ pub fn linux_fsdax_add(out: &str) -> Result<u64, String> {
     }
     let at = |marker: &str| {
         dmesg(out)
-            .filter_map(stamped)
+            .filter_map(linux::stamped)
             .find(|(_, text)| text.trim_end() == marker)
             .map(|(t, _)| t)
             .ok_or(format!("no `{marker}` line in Linux's dmesg"))
@@ -592,10 +582,10 @@ mod tests {
 
     #[test]
     fn stamps_are_exact_microseconds() {
-        assert_eq!(stamped("[   14.101925] x y"), Some((14_101_925, "x y")));
-        assert_eq!(stamped("[    0.000000] Memory:"), Some((0, "Memory:")));
-        assert_eq!(stamped("[ 0.1] short fraction"), None);
-        assert_eq!(stamped("bench: no stamp"), None);
+        assert_eq!(linux::stamped("[   14.101925] x y"), Some((14_101_925, "x y")));
+        assert_eq!(linux::stamped("[    0.000000] Memory:"), Some((0, "Memory:")));
+        assert_eq!(linux::stamped("[ 0.1] short fraction"), None);
+        assert_eq!(linux::stamped("bench: no stamp"), None);
     }
 
     #[test]

@@ -397,6 +397,17 @@ fn accel_args(cpus: u32) -> Vec<String> {
     }
 }
 
+/// A kernel-log line `[   12.345678] text`: its timestamp in µs and its
+/// text.
+pub fn stamped(line: &str) -> Option<(u64, &str)> {
+    let (t, text) = line.strip_prefix('[')?.split_once("] ")?;
+    let (s, frac) = t.trim().split_once('.')?;
+    if frac.len() != 6 {
+        return None;
+    }
+    Some((s.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?, text))
+}
+
 /// Boots Linux on the QEMU `pc` machine `m` (TCG): its firmware, `-m`, CPUs,
 /// devices and QEMU arguments, and its `cmdline` after `console=ttyS0
 /// panic=-1 quiet` (the machine's kernel, image and exit device are

@@ -176,14 +176,11 @@ fn snaps(out: &str) -> Vec<(String, u64)> {
 
 /// `[ secs.micros] devdax-mark LABEL` lines of `dmesg`: label and µs.
 fn marks(out: &str) -> Vec<(String, u64)> {
+    // A line may carry the kernel's `<level>` prefix (as /dev/kmsg gives).
     out.lines()
-        .filter_map(|l| {
-            let (head, label) = l.split_once("devdax-mark ")?;
-            let ts = head.rsplit_once('[')?.1.split_once(']')?.0.trim();
-            let (s, us) = ts.split_once('.')?;
-            let us = s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?;
-            Some((label.trim().to_string(), us))
-        })
+        .map(|l| l.strip_prefix('<').and_then(|r| r.split_once('>')).map_or(l, |(_, rest)| rest))
+        .filter_map(linux::stamped)
+        .filter_map(|(us, text)| Some((text.strip_prefix("devdax-mark ")?.trim().to_string(), us)))
         .collect()
 }
 
