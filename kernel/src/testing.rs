@@ -158,6 +158,21 @@ pub(crate) fn report_panic_in_test() {
 /// A step callback for `pmem::add` and `pmem::remove` that shows nothing.
 pub fn quiet(_: u64, _: &str) {}
 
+/// A copy of `pfn`'s descriptor read where `pfn_to_page` says it is, in a
+/// read-side section; panics unless the pfn is valid and `page_to_pfn`
+/// of that address gives the pfn back.
+pub fn read_page_via_vmemmap(pfn: mm::page::Pfn) -> mm::page::Page {
+    use crate::mm::sparse::{page_to_pfn, pfn_to_page, pfn_valid, rcu_read_lock};
+    let _g = rcu_read_lock();
+    assert!(pfn_valid(pfn), "{pfn:#x} is not valid");
+    let addr = pfn_to_page(pfn);
+    assert_eq!(page_to_pfn(addr), pfn);
+    // SAFETY: the pfn is valid inside this read-side section, so its
+    // memmap stays mapped until the section ends (a remove waits for a
+    // grace period before it unmaps); a copy, read only.
+    unsafe { core::ptr::read(addr as *const mm::page::Page) }
+}
+
 /// Everything the memory model holds that an operation may change: each
 /// present section's word and usage (sub-section map and pageblock flags),
 /// the free pages of every zone, and the bytes of memmap and usage maps.

@@ -16,7 +16,7 @@ use kernel::arch::{paging, time};
 use kernel::drivers::pmem::{self, Region};
 use kernel::mm::sparse::{self, SPARSE};
 use kernel::println;
-use kernel::testing::{model_snapshot, quiet};
+use kernel::testing::{model_snapshot, quiet, read_page_via_vmemmap};
 use mm::page::{Page, Pfn, phys_pfn};
 use mm::sparse::{Compound, SHARED_RESERVED, shared_tails};
 use x86_64::VirtAddr;
@@ -37,17 +37,6 @@ fn devdax() -> (Region, Compound) {
 /// RAM pages nobody uses.
 fn free() -> u64 {
     model_snapshot().free.iter().sum()
-}
-
-/// Reads `pfn`'s descriptor through the vmemmap, as `pfn_to_page` gives it.
-fn read(pfn: Pfn) -> Page {
-    assert!(sparse::pfn_valid(pfn), "{pfn:#x}");
-    let addr = sparse::pfn_to_page(pfn);
-    assert_eq!(sparse::page_to_pfn(addr), pfn);
-    let _g = sparse::rcu_read_lock();
-    // SAFETY: the pfn is valid and its memmap stays while the region is
-    // added, which only this test changes; a copy, read only.
-    unsafe { core::ptr::read(addr as *const Page) }
 }
 
 #[test_case]
@@ -76,15 +65,15 @@ fn every_pfn_of_the_first_gib_is_found_and_right() {
     let first = phys_pfn(r.data().0);
     // Before the data: reserved pages of no pgmap.
     for pfn in [phys_pfn(start), phys_pfn(start) + 64, first - 1] {
-        assert_eq!(read(pfn), c.descriptor(pfn, 0, r.pgmap()), "{pfn:#x}");
-        assert_eq!(read(pfn).pgmap, 0);
+        assert_eq!(read_page_via_vmemmap(pfn), c.descriptor(pfn, 0, r.pgmap()), "{pfn:#x}");
+        assert_eq!(read_page_via_vmemmap(pfn).pgmap, 0);
     }
     for pfn in (first.as_u64()..first.as_u64() + G / 4096).map(Pfn::new) {
-        let page = read(pfn);
+        let page = read_page_via_vmemmap(pfn);
         assert_eq!(page, c.descriptor(pfn, 0, r.pgmap()), "{pfn:#x}");
         let head = page.compound_head(pfn);
         assert_eq!(head, pfn.align_down(512));
-        assert_eq!(read(head).pgmap, r.pgmap(), "head of {pfn:#x}");
+        assert_eq!(read_page_via_vmemmap(head).pgmap, r.pgmap(), "head of {pfn:#x}");
     }
 }
 
@@ -123,6 +112,6 @@ fn remove_and_add_take_nothing_more() {
     let added = time::uptime_us() - t0;
     assert_eq!((free(), SPARSE.lock().stats().memmap_bytes), (free0, bytes0));
     let first = phys_pfn(r.data().0);
-    assert_eq!(read(first + 5), c.descriptor(first + 5, 0, r.pgmap()));
+    assert_eq!(read_page_via_vmemmap(first + 5), c.descriptor(first + 5, 0, r.pgmap()));
     println!("devdax: 64 GiB remove {} ms, add {} ms", removed / 1000, added / 1000);
 }

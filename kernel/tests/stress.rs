@@ -311,7 +311,6 @@ fn ten_thousand_random_sub_section_operations_lose_nothing() {
 #[test_case]
 fn devdax_memmap_in_ram_in_an_early_and_an_own_section() {
     use mm::nd_pfn::{Kind, PfnMode};
-    use mm::page::Page;
     let regions = pmem::regions();
     assert_eq!(
         regions.iter().map(|r| (r.start, r.size)).collect::<Vec<_>>(),
@@ -338,13 +337,7 @@ fn devdax_memmap_in_ram_in_an_early_and_an_own_section() {
             assert_eq!((bytes, d.memmap_bytes()), (15 * PAGE_SIZE, 15 * PAGE_SIZE));
         }
         for pfn in (phys_pfn(ds).as_u64()..phys_pfn(de).as_u64()).map(Pfn::new) {
-            assert!(kernel::mm::sparse::pfn_valid(pfn), "{pfn:#x}");
-            let addr = kernel::mm::sparse::pfn_to_page(pfn);
-            assert_eq!(kernel::mm::sparse::page_to_pfn(addr), pfn);
-            let _g = kernel::mm::sparse::rcu_read_lock();
-            // SAFETY: the pfn is valid and its memmap stays while the
-            // region is added, which only this test changes; a copy.
-            let page = unsafe { core::ptr::read(addr as *const Page) };
+            let page = kernel::testing::read_page_via_vmemmap(pfn);
             assert_eq!(page, c.descriptor(pfn, 0, d.pgmap()), "{pfn:#x}");
             let head = kernel::mm::sparse::page(page.compound_head(pfn)).unwrap();
             assert_eq!(head.pgmap, d.pgmap(), "head of {pfn:#x}");
