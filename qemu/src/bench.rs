@@ -464,7 +464,8 @@ pub fn run(timeout: Duration) -> Result<bool, String> {
             rows.push((n.clone(), u.clone()));
         }
     }
-    print!("{:<34}", format!("bench ({}, one boot per column)", profile.name));
+    let accel = crate::accel::current().name();
+    print!("{:<34}", format!("bench {}/{accel}, a boot per column", profile.name));
     for (name, _) in &columns {
         print!("{name:>12}");
     }

@@ -18,6 +18,7 @@ use options::contract::SHELL_PROMPT;
 
 use crate::cli::Flags;
 use crate::machine::{self, Machine, Step};
+use crate::progress::Progress;
 use crate::{cargo, linux, plan, profile};
 
 /// What Linux prints for the comparison, each part after a `== part NAME`
@@ -739,17 +740,36 @@ pub fn cmd_linux_diff(f: Flags) -> Result<bool, String> {
     Ok(bad == 0)
 }
 
+/// Whether `filter` picks the conformance case `test`.
+fn picked(test: &str, filter: Option<&str>) -> bool {
+    filter.is_none_or(|f| test.contains(f) || f.starts_with(test))
+}
+
+/// The names of the [`plan::CONFORMANCE`] machines `filter` picks.
+pub fn suite_cases(filter: Option<&str>) -> impl Iterator<Item = &'static str> {
+    plan::CONFORMANCE
+        .iter()
+        .map(|(name, _, _)| *name)
+        .filter(move |name| picked(&format!("conformance::{name}"), filter))
+}
+
 /// Boots every [`plan::CONFORMANCE`] machine on both kernels (each pair at
 /// once) and prints one test line per view. A `filter`
 /// (`conformance::NAME`) picks machines.
-pub fn suite(kernel: &Path, filter: Option<&str>, timeout: Duration) -> (usize, usize) {
+pub fn suite(
+    kernel: &Path,
+    filter: Option<&str>,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     let start = std::time::Instant::now();
     for (name, profile, shape) in plan::CONFORMANCE {
         let test = format!("conformance::{name}");
-        if filter.is_some_and(|f| !test.contains(f) && !f.starts_with(&test)) {
+        if !picked(&test, filter) {
             continue;
         }
+        progress.step(&format!("conformance {name}"));
         let tag = format!("conformance-{name}");
         let t0 = std::time::Instant::now();
         let result = profile::find(profile).and_then(|p| {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use options::contract::{self, SHELL_PROMPT};
 
+use crate::accel::{self, Accel};
 use crate::device::{self, Device};
 use crate::plan::{self, Nvdimm, Shape};
 use crate::profile::{self, Profile};
@@ -52,6 +53,8 @@ pub struct Machine {
     pub no_exit_device: bool,
     /// QEMU is killed after this long (`None`: never).
     pub timeout: Option<Duration>,
+    /// KVM or TCG: [`accel::current`] unless the boot says otherwise.
+    pub accel: Accel,
 }
 
 impl Machine {
@@ -71,6 +74,7 @@ impl Machine {
             test_filter: None,
             no_exit_device: false,
             timeout: None,
+            accel: accel::current(),
         }
         .shape(&plan::DEFAULT)
     }
@@ -135,12 +139,8 @@ impl Machine {
             push(&["-machine", "pc"]);
         }
         push(&["-m", &self.mem, "-no-reboot"]);
-        // One CPU: QEMU's default accelerator (TCG here) and CPU count, as
-        // before profiles had CPUs. More: one host thread per vCPU, so that
-        // they really run in parallel.
-        if self.cpus > 1 {
-            push(&["-accel", "tcg,thread=multi", "-smp", &self.cpus.to_string()]);
-        }
+        a.extend(self.accel.args(self.cpus));
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         if !self.no_exit_device {
             let exit = format!(
                 "isa-debug-exit,iobase={:#x},iosize={:#04x}",
@@ -603,12 +603,15 @@ mod tests {
     #[test]
     fn several_cpus_run_on_parallel_threads() {
         let a = args(&machine("bios"));
-        assert!(!a.iter().any(|x| x == "-smp" || x == "-accel"), "{a:?}");
+        assert!(a.join(" ").contains("-accel tcg"), "{a:?}");
+        assert!(!a.iter().any(|x| x == "-smp"), "{a:?}");
         let a = args(&machine("uefi-smp")).join(" ");
         assert!(a.contains("-accel tcg,thread=multi -smp 4"), "{a}");
         let mut m = machine("bios");
         m.cpus = 2;
         assert!(args(&m).join(" ").contains("-accel tcg,thread=multi -smp 2"));
+        m.accel = Accel::Kvm;
+        assert!(args(&m).join(" ").contains("-accel kvm -cpu host -smp 2"));
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //! qemu linux-devdax [--mem GIB] [--timeout SECS]  (Linux's device-dax memmap cost)
 //! ```
 //!
+//! `ACCEL=auto|kvm|tcg` in the environment picks the accelerator of every
+//! boot ([`accel`]).
+//!
 //! What boots where is data, in [`plan`]; one boot is described by
 //! [`machine::Machine`]. Each command lives in its own module: [`run`]
 //! (`run`, `screenshot`), [`test`](mod@test) (`test`, `runner`), [`bench`](mod@bench),
@@ -23,6 +26,7 @@
 //! [`cli`] reads the flags.
 #![forbid(unsafe_code)]
 
+mod accel;
 mod bench;
 mod cargo;
 mod cli;
@@ -38,6 +42,7 @@ mod malformed;
 mod persist;
 mod plan;
 mod profile;
+mod progress;
 mod report;
 mod run;
 mod screen;
@@ -50,27 +55,31 @@ use cli::USAGE;
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
-    let result = cli::parse_flags(args).and_then(|f| match cmd.as_str() {
-        "run" => run::cmd_run(f),
-        "test" => test::cmd_test(f),
-        "runner" => test::cmd_runner(f),
-        "bench" => f.timeout().and_then(bench::run),
-        "screenshot" => run::cmd_screenshot(f),
-        "linux" => linuxdiff::cmd_linux(f),
-        "linux-diff" => linuxdiff::cmd_linux_diff(f),
-        "linux-devdax" => linux_devdax::cmd(f),
-        "fuzz" => fuzz::cmd_fuzz(f.fuzz_time.unwrap_or(60)),
-        "fuzz-seeds" => f.timeout().and_then(fuzz::cmd_seeds),
-        "plan" => plan::cmd_plan(),
-        "profiles" => {
-            for p in plan::PROFILES {
-                println!("{:10} {}, {}", p.name, p.about, profile::Profile::cpus_text(p.cpus));
+    // Every command that boots a guest runs on the accelerator ACCEL picks.
+    let boots = !matches!(cmd.as_str(), "" | "plan" | "profiles" | "fuzz");
+    let result = cli::parse_flags(args)
+        .and_then(|f| if boots { accel::resolve().map(|_| f) } else { Ok(f) })
+        .and_then(|f| match cmd.as_str() {
+            "run" => run::cmd_run(f),
+            "test" => test::cmd_test(f),
+            "runner" => test::cmd_runner(f),
+            "bench" => f.timeout().and_then(bench::run),
+            "screenshot" => run::cmd_screenshot(f),
+            "linux" => linuxdiff::cmd_linux(f),
+            "linux-diff" => linuxdiff::cmd_linux_diff(f),
+            "linux-devdax" => linux_devdax::cmd(f),
+            "fuzz" => fuzz::cmd_fuzz(f.fuzz_time.unwrap_or(60)),
+            "fuzz-seeds" => f.timeout().and_then(fuzz::cmd_seeds),
+            "plan" => plan::cmd_plan(),
+            "profiles" => {
+                for p in plan::PROFILES {
+                    println!("{:10} {}, {}", p.name, p.about, profile::Profile::cpus_text(p.cpus));
+                }
+                Ok(true)
             }
-            Ok(true)
-        }
-        "" => Err(USAGE.into()),
-        c => Err(format!("unknown command '{c}'; {USAGE}")),
-    });
+            "" => Err(USAGE.into()),
+            c => Err(format!("unknown command '{c}'; {USAGE}")),
+        });
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::accel;
 use crate::cli::Flags;
 use crate::machine::{self, Machine};
 use crate::plan::{self, TestBoot};
 use crate::profile::{self, Profile};
+use crate::progress::{self, Progress};
 use crate::{cargo, device, fuzz, golden, linuxdiff, persist, report};
 
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
@@ -26,9 +28,13 @@ fn run_binary(
     profile: &'static Profile,
     filter: Option<&str>,
     timeout: Duration,
+    mut progress: Option<&mut Progress>,
 ) -> Result<(usize, usize), String> {
     let (mut passed, mut failed) = (0, 0);
     for run in plan::test_boots(binary, profile) {
+        if let Some(p) = progress.as_deref_mut() {
+            p.step(&format!("{} {}", profile.name, run.name));
+        }
         let (p, f) = boot_one(kernel, &run, profile, filter, timeout)?;
         passed += p;
         failed += f;
@@ -112,8 +118,51 @@ pub fn cmd_runner(f: Flags) -> Result<bool, String> {
         Some((n, h)) if h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()) => n.to_string(),
         _ => file,
     };
-    let (_, failed) = run_binary(&kernel, &stem, profile, filter.as_deref(), f.timeout()?)?;
+    let (_, failed) = run_binary(&kernel, &stem, profile, filter.as_deref(), f.timeout()?, None)?;
     Ok(failed == 0)
+}
+
+/// The accelerator every boot runs on ([`accel::resolve`] chose it), and
+/// whether the probe guest really runs and exits on it: one test line.
+fn accel_probe() -> bool {
+    let a = accel::current();
+    println!("== accel: every boot runs on {} ({})", a.name(), accel::reason());
+    let r = accel::probe(a, std::time::Duration::from_secs(30));
+    let name = a.name().to_lowercase();
+    match r {
+        Ok(t) => {
+            println!("test accel::probe::{name} ... ok ({} ms)", t.as_millis());
+            true
+        }
+        Err(e) => {
+            println!("test accel::probe::{name} ... FAILED\n  {e}");
+            false
+        }
+    }
+}
+
+/// One kind of step of a profile in `qemu test`.
+enum Job<'a> {
+    /// A kernel test binary on each of its machines.
+    Binary(&'a cargo::Artifact),
+    Boot,
+    Shell,
+    Persist,
+}
+
+impl Job<'_> {
+    /// The names its boots have in `[k/N]` lines.
+    fn steps(&self, p: &Profile) -> Vec<String> {
+        match self {
+            Job::Binary(t) => plan::test_boots(&t.name, p)
+                .iter()
+                .map(|r| format!("{} {}", p.name, r.name))
+                .collect(),
+            Job::Boot => vec![format!("{} boot", p.name)],
+            Job::Shell => vec![format!("{} shell", p.name)],
+            Job::Persist => vec![format!("{} persist", p.name)],
+        }
+    }
 }
 
 /// Runs `cargo test` for the host crates and counts its tests.
@@ -169,6 +218,10 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
             summary.push(("fuzz".into(), p, fl));
         }
     }
+    if filter.is_none_or(|flt| "accel::probe".contains(flt) || flt.starts_with("accel::")) {
+        let ok = accel_probe();
+        summary.push(("accelerator".into(), usize::from(ok), usize::from(!ok)));
+    }
     let built = cargo::build_kernel_tests().and_then(|t| Ok((t, cargo::build_kernel(false)?)));
     let (tests, kernel) = match built {
         Ok(b) => b,
@@ -178,41 +231,71 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
             (Vec::new(), PathBuf::new())
         }
     };
-    for &p in profiles.iter().filter(|_| !kernel.as_os_str().is_empty()) {
-        let (mut passed, mut failed) = (0, 0);
+    let kernel_built = !kernel.as_os_str().is_empty();
+    // What boots, in order, before anything does: `[k/N]` counts it.
+    let named = filter.and_then(|f| f.split_once("::")).map(|(bin, _)| bin);
+    let picked = |what: String| filter.is_none_or(|flt| what.contains(flt));
+    let mut jobs: Vec<(&'static Profile, Job)> = Vec::new();
+    for &p in profiles.iter().filter(|_| kernel_built) {
         // The test binaries cargo built, each on its machines (none on a
         // profile without test binaries). A filter naming a binary
         // (`binary::...`) boots only that one.
-        let named = filter.and_then(|f| f.split_once("::")).map(|(bin, _)| bin);
         for t in tests.iter().filter(|t| named.is_none_or(|bin| bin == t.name)) {
-            let (a, b) = run_binary(&t.path, &t.name, p, filter, timeout)?;
-            passed += a;
-            failed += b;
+            jobs.push((p, Job::Binary(t)));
         }
         // Every profile boots the real kernel to the end of initialization.
-        if filter.is_none_or(|flt| format!("boot::{}", p.name).contains(flt)) {
-            let (a, b) = golden::boot_check(&kernel, p, timeout)?;
-            passed += a;
-            failed += b;
+        if picked(format!("boot::{}", p.name)) {
+            jobs.push((p, Job::Boot));
         }
-        if filter.is_none_or(|flt| format!("shell::{}", p.name).contains(flt)) {
-            let (a, b) = golden::shell_check(&kernel, p, timeout)?;
-            passed += a;
-            failed += b;
+        if picked(format!("shell::{}", p.name)) {
+            jobs.push((p, Job::Shell));
         }
-        if p.persist && filter.is_none_or(|flt| format!("persist::{}", p.name).contains(flt)) {
-            let (a, b) = persist::run(&kernel, p, timeout)?;
-            passed += a;
-            failed += b;
+        if p.persist && picked(format!("persist::{}", p.name)) {
+            jobs.push((p, Job::Persist));
         }
+    }
+    let conformance = kernel_built
+        && filter
+            .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt));
+    let mut steps: Vec<String> = jobs.iter().flat_map(|(p, j)| j.steps(p)).collect();
+    if conformance {
+        steps.extend(linuxdiff::suite_cases(filter).map(|name| format!("conformance {name}")));
+    }
+    let mut progress = Progress::new(steps, Path::new(progress::TIMES));
+    let mut totals: Vec<(&'static Profile, usize, usize)> =
+        profiles.iter().filter(|_| kernel_built).map(|&p| (p, 0, 0)).collect();
+    for (p, job) in jobs {
+        let (a, b) = match job {
+            Job::Binary(t) => {
+                run_binary(&t.path, &t.name, p, filter, timeout, Some(&mut progress))?
+            }
+            Job::Boot => {
+                progress.step(&format!("{} boot", p.name));
+                golden::boot_check(&kernel, p, timeout)?
+            }
+            Job::Shell => {
+                progress.step(&format!("{} shell", p.name));
+                golden::shell_check(&kernel, p, timeout)?
+            }
+            Job::Persist => {
+                progress.step(&format!("{} persist", p.name));
+                persist::run(&kernel, p, timeout)?
+            }
+        };
+        if let Some((_, passed, failed)) = totals.iter_mut().find(|(q, _, _)| q.name == p.name) {
+            *passed += a;
+            *failed += b;
+        }
+    }
+    for (p, passed, failed) in totals {
         summary.push((format!("profile {}", p.name), passed, failed));
     }
-    if !kernel.as_os_str().is_empty()
-        && filter
-            .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt))
-    {
-        let (p, fl) = linuxdiff::suite(&kernel, filter, timeout);
+    if conformance {
+        let (p, fl) = linuxdiff::suite(&kernel, filter, timeout, &mut progress);
         summary.push(("conformance (Linux side by side)".into(), p, fl));
+    }
+    if let Err(e) = progress.save(Path::new(progress::TIMES)) {
+        println!("== progress: cannot keep the step times: {e}");
     }
     println!();
     for (what, p, fl) in &summary {
