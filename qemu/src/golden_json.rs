@@ -267,7 +267,7 @@ pub fn agrees(command: &str, doc: &Value, lines: &[&str]) -> Result<(), String> 
             let rows = lines.get(1..=cpus.len()).ok_or("fewer text lines than CPUs")?;
             for (c, row) in cpus.iter().zip(rows) {
                 let (s, e) =
-                    (u64_of(&c["stack"]["start"], "stack")?, u64_of(&c["stack"]["end"], "stack")?);
+                    (str_of(&c["stack"]["start"], "stack")?, str_of(&c["stack"]["end"], "stack")?);
                 let head = format!(
                     "{:>3}  {:#7x}  {:#7x}  {:<7}  ",
                     u64_of(&c["cpu"], "cpu")?,
@@ -275,7 +275,7 @@ pub fn agrees(command: &str, doc: &Value, lines: &[&str]) -> Result<(), String> 
                     u64_of(&c["acpi_id"], "acpi_id")?,
                     if c["online"] == true { "online" } else { "offline" },
                 );
-                if !row.starts_with(&head) || !row.ends_with(&format!("[{s:#x}-{e:#x}]")) {
+                if !row.starts_with(&head) || !row.ends_with(&format!("[{s}-{e}]")) {
                     return Err(format!("text {row:?}, JSON {c}"));
                 }
             }

@@ -87,8 +87,9 @@ impl Cpus {
     /// "tlb_shootdowns":N,"failed":[..]}`, each CPU with its line's fields
     /// under Linux's names where it has them (`apicid` as in
     /// `/proc/cpuinfo`, `online` a boolean as `lscpu -J` gives it);
-    /// `startup_us` is `null` for the boot CPU, the stack's `end` is
-    /// inclusive as in the text.
+    /// `startup_us` is `null` for the boot CPU; the stack's addresses are
+    /// hex strings as in the text (kernel virtual addresses are above
+    /// 2^53, where JavaScript's numbers lose bits), its `end` inclusive.
     pub fn json(&self) -> String {
         json::object(|o| {
             o.array("cpus", |a| {
@@ -103,7 +104,8 @@ impl Cpus {
                             .field("ipis", c.ipis)
                             .field("tlb_flushes", c.tlb_flushes);
                         o.object("stack", |s| {
-                            s.field("start", c.stack.0).field("end", c.stack.1 - 1);
+                            s.field("start", format!("{:#x}", c.stack.0))
+                                .field("end", format!("{:#x}", c.stack.1 - 1));
                         });
                     });
                 }
@@ -166,6 +168,9 @@ mod tests {
     /// its object, and the totals are the totals.
     #[test]
     fn json_matches_the_lines() {
+        let hex = |v: &serde_json::Value| {
+            u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
         let c = sample();
         let text = c.json();
         assert!(!text.contains('\n'));
@@ -183,10 +188,7 @@ mod tests {
                     boot_us: r["startup_us"].as_u64().unwrap_or(0),
                     ipis: r["ipis"].as_u64().unwrap(),
                     tlb_flushes: r["tlb_flushes"].as_u64().unwrap(),
-                    stack: (
-                        r["stack"]["start"].as_u64().unwrap(),
-                        r["stack"]["end"].as_u64().unwrap() + 1,
-                    ),
+                    stack: (hex(&r["stack"]["start"]), hex(&r["stack"]["end"]) + 1),
                 })
                 .collect(),
             apic_mode: "xAPIC",
@@ -200,5 +202,6 @@ mod tests {
         );
         assert_eq!(v["cpus"][0]["startup_us"], serde_json::Value::Null);
         assert_eq!(v["failed"][0]["cpu"], 3);
+        assert_eq!(v["cpus"][0]["stack"]["end"], "0xffff808000020fff");
     }
 }
