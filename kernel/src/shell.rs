@@ -9,10 +9,10 @@ use mm::e820::{Line, MemRange};
 use mm::nd_pfn::{Kind, PfnMode};
 use mm::page::{MemMap, PAGE_SHIFT, Pfn, pfn_phys, phys_pfn};
 use mm::sparse::{
-    PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionSummary, pfn_to_section_nr,
-    section_nr_to_pfn, subsection_map_index,
+    PAGES_PER_SUBSECTION, SUBSECTIONS_PER_SECTION, SectionSummary, UsageSnapshot,
+    pfn_to_section_nr, section_nr_to_pfn, subsection_map_index,
 };
-use shell::command::{self, BlockAction, Command, MapArg, NsMode, PfnArg, SectionsArg};
+use shell::command::{self, BlockAction, Command, Listing, MapArg, NsMode, PfnArg, SectionsArg};
 use shell::line::{Edit, LineEditor};
 
 use crate::arch::{keyboard, serial};
@@ -25,47 +25,37 @@ use crate::{print, println};
 
 const PROMPT: &str = options::contract::SHELL_PROMPT;
 
-/// `cpus`: one line per CPU the kernel knows, then the totals.
-fn cpus() {
+/// `cpus`: one line per CPU the kernel knows, then the totals (or all of
+/// it as one line of JSON).
+fn cpus(json: bool) {
     use crate::arch::{apic, ipi, percpu};
+    use core::sync::atomic::Ordering::Relaxed;
     let online = percpu::online_mask();
-    println!(
-        "CPU  APIC ID  ACPI ID  state    doing          start-up  IPIs     TLB flushes  stack"
-    );
-    for c in percpu::all() {
-        let state = if online & c.mask() != 0 { "online" } else { "offline" };
-        let boot = match c.boot_us.load(core::sync::atomic::Ordering::Relaxed) {
-            0 => String::from("boot CPU"),
-            us => alloc::format!("{}.{} ms", us / 1000, us % 1000 / 100),
-        };
-        println!(
-            "{:>3}  {:#7x}  {:#7x}  {:<7}  {:<13}  {:>8}  {:<7}  {:<11}  [{:#x}-{:#x}]",
-            c.cpu,
-            c.apic_id,
-            c.acpi_id,
-            state,
-            c.doing().name(),
-            boot,
-            c.ipis.load(core::sync::atomic::Ordering::Relaxed),
-            c.tlb_flushes.load(core::sync::atomic::Ordering::Relaxed),
-            c.stack.0,
-            c.stack.1 - 1,
-        );
-    }
-    let mode = match apic::mode() {
-        apic::Mode::X2Apic => "x2APIC",
-        apic::Mode::XApic => "xAPIC",
+    let rows = percpu::all().map(|c| shell::cpus::CpuRow {
+        cpu: c.cpu,
+        apic_id: c.apic_id,
+        acpi_id: c.acpi_id,
+        online: online & c.mask() != 0,
+        doing: c.doing().name(),
+        boot_us: c.boot_us.load(Relaxed),
+        ipis: c.ipis.load(Relaxed),
+        tlb_flushes: c.tlb_flushes.load(Relaxed),
+        stack: c.stack,
+    });
+    let failed = crate::smp::report().map(|r| &r.failed[..]).unwrap_or_default();
+    let cpus = shell::cpus::Cpus {
+        rows: rows.collect(),
+        apic_mode: match apic::mode() {
+            apic::Mode::X2Apic => "x2APIC",
+            apic::Mode::XApic => "xAPIC",
+        },
+        shootdowns: ipi::shootdowns(),
+        failed: failed.iter().map(|(n, e)| (*n, alloc::format!("{e:?}"))).collect(),
     };
-    println!(
-        "{} of {} CPUs online ({mode}); {} TLB shootdowns sent",
-        percpu::num_online(),
-        percpu::all().count(),
-        ipi::shootdowns()
-    );
-    if let Some(r) = crate::smp::report() {
-        for (n, e) in &r.failed {
-            println!("CPU {n} did not start: {e:?}");
-        }
+    if json {
+        println!("{}", cpus.json());
+    } else {
+        cpus.lines().iter().for_each(|l| println!("{l}"));
     }
 }
 
@@ -123,33 +113,16 @@ fn run_command(cmd: Command) {
             Err(e) => println!("{e}"),
         },
         Command::Mem => mem(),
-        Command::Sections(arg) => sections(arg),
+        Command::Sections(arg) => listing(Listing::Sections(arg), false),
         Command::Pfn(arg) => pfn(arg),
-        Command::Iomem => {
-            for l in crate::mm::iomem::tree().lines() {
-                println!("{l}");
-            }
-        }
-        Command::Zoneinfo => {
-            for l in crate::mm::zone::zoneinfo().lines() {
-                println!("{l}");
-            }
-        }
-        Command::Cpus => cpus(),
+        Command::Iomem => listing(Listing::Iomem, false),
+        Command::Zoneinfo => listing(Listing::Zoneinfo, false),
+        Command::Cpus => listing(Listing::Cpus, false),
         Command::Acpi => acpi(),
-        Command::Nfit => nfit(),
+        Command::Nfit => listing(Listing::Nfit, false),
         Command::AcpiDump(sig) => acpidump(sig.as_deref()),
-        Command::Pmem => {
-            for r in pmem::regions() {
-                println!("{r}");
-                for l in namespace_lines(&r) {
-                    println!("  {l}");
-                }
-            }
-            if pmem::regions().is_empty() {
-                println!("no persistent memory regions");
-            }
-        }
+        Command::Pmem => listing(Listing::Pmem, false),
+        Command::Json(l) => listing(l, true),
         Command::PmemRemove { region } => {
             match pmem::remove(region, &mut |nr, l| println!("{l}\n  {}", picture(nr))) {
                 Ok(r) => println!("{r}"),
@@ -182,7 +155,7 @@ fn run_command(cmd: Command) {
             match pmem::set_mode(region, want, &mut |nr, l| println!("{l}\n  {}", picture(nr))) {
                 Ok(r) => {
                     println!("{r}");
-                    namespace_lines(&r).iter().for_each(|l| println!("  {l}"));
+                    r.namespace_lines().iter().for_each(|l| println!("  {l}"));
                 }
                 Err(e) => println!("pmem mode: {e}"),
             }
@@ -201,12 +174,7 @@ fn run_command(cmd: Command) {
                 Err(e) => println!("pmem write: {e}"),
             }
         }
-        Command::Memory => {
-            println!("block size {} MiB", memory::block_size() >> 20);
-            for b in memory::blocks() {
-                println!("{b}");
-            }
-        }
+        Command::Memory => listing(Listing::Memory, false),
         Command::MemoryProbe { addr } => match memory::probe(addr) {
             Ok(b) => println!("{b}"),
             Err(e) => println!("memory probe: {e}"),
@@ -236,6 +204,68 @@ fn run_command(cmd: Command) {
     }
 }
 
+/// A listing's answer: its text, or (`json`) one line of JSON built from
+/// the same data.
+fn listing(l: Listing, json: bool) {
+    match l {
+        Listing::Sections(arg) => sections(arg, json),
+        Listing::Cpus => cpus(json),
+        Listing::Iomem => {
+            let tree = crate::mm::iomem::tree();
+            if json {
+                println!("{}", tree.json());
+            } else {
+                tree.lines().for_each(|l| println!("{l}"));
+            }
+        }
+        Listing::Zoneinfo => {
+            let (zones, free, managed) = crate::mm::zone::snapshot();
+            if json {
+                println!("{}", mm::zone::zoneinfo_json(&zones, free, managed));
+            } else {
+                mm::zone::zoneinfo(&zones, free, managed).lines().for_each(|l| println!("{l}"));
+            }
+        }
+        Listing::Nfit => {
+            let nfit = crate::acpi::get().map(|a| &a.nfit);
+            match nfit {
+                _ if json => println!("{}", nfit.cloned().unwrap_or_default().json()),
+                Some(n) if !n.structures.is_empty() => {
+                    n.structures.iter().for_each(|s| println!("nfit: {s}"));
+                }
+                _ => println!("no NFIT"),
+            }
+        }
+        Listing::Pmem => {
+            let regions = pmem::regions();
+            if json {
+                let cap = crate::acpi::get().map_or(0, |a| a.nfit.platform_cap());
+                println!("{}", mm::pmem::pmem_json(&regions, cap));
+                return;
+            }
+            for r in &regions {
+                println!("{r}");
+                r.namespace_lines().iter().for_each(|l| println!("  {l}"));
+            }
+            if regions.is_empty() {
+                println!("no persistent memory regions");
+            }
+        }
+        Listing::Memory => {
+            let size = memory::block_size();
+            let blocks: Vec<_> = memory::blocks().iter().map(|b| (b.0, b.valid_zones())).collect();
+            if json {
+                println!("{}", mm::memory_hotplug::memory_json(size, &blocks));
+                return;
+            }
+            println!("block size {} MiB", size >> 20);
+            for (b, valid_zones) in &blocks {
+                println!("{}", mm::memory_hotplug::BlockLine(b, *valid_zones));
+            }
+        }
+    }
+}
+
 fn mem() {
     if let Some(m) = crate::mm::firmware::maps() {
         println!("BIOS-provided physical RAM map:");
@@ -260,63 +290,6 @@ fn mem() {
     for z in ZONES {
         println!("zone {:<6} {:>8} free pages", z.name(), page_alloc::nr_free(z));
     }
-}
-
-/// The namespace of region `r` as `ndctl list` describes it, then the
-/// ranges of its info block, memmap and data.
-fn namespace_lines(r: &pmem::Region) -> Vec<String> {
-    let (ds, de) = r.data();
-    let mut out = Vec::new();
-    let mut head = alloc::format!("{}: mode {}", r.namespace(), r.mode());
-    match r.layout {
-        Some(l) => {
-            let u = l.sb.uuid;
-            head += &alloc::format!(
-                ", map {}, size {}, align {}, uuid {:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}, {}",
-                l.mode().map_name(),
-                de - ds,
-                l.align(),
-                u[0],
-                u[1],
-                u[2],
-                u[3],
-                u[4],
-                u[5],
-                u[6],
-                u[7],
-                u[8],
-                u[9],
-                u[10],
-                u[11],
-                u[12],
-                u[13],
-                u[14],
-                u[15],
-                r.device()
-            );
-            if l.kind() == Kind::Fsdax {
-                head += &alloc::format!(" (blockdev pmem{})", r.id);
-            }
-            out.push(head);
-            let info = r.start + mm::nd_pfn::INFO_OFFSET;
-            out.push(alloc::format!("info block {}", MemRange(info, info + 4096)));
-            match (r.has_altmap(), l.memmap_area()) {
-                (true, Some((ms, me))) => out.push(alloc::format!("memmap     {}", MemRange(ms, me))),
-                (false, Some((ms, me))) => out.push(alloc::format!(
-                    "memmap     {} reserved; the memmap is in System RAM (less than whole sections)",
-                    MemRange(ms, me)
-                )),
-                _ => out.push(String::from("memmap     in System RAM (map mem)")),
-            }
-        }
-        None => {
-            head += &alloc::format!(", size {}, blockdev pmem{}", de - ds, r.id);
-            out.push(head);
-            out.push(String::from("memmap     in System RAM (no info block: nothing written)"));
-        }
-    }
-    out.push(alloc::format!("data       {} ({} bytes)", MemRange(ds, de), de - ds));
-    out
 }
 
 /// One `xxd` line: offset, 16 bytes in hex pairs, their ASCII.
@@ -360,7 +333,16 @@ pub fn picture(nr: u64) -> String {
         .collect()
 }
 
-fn sections(arg: SectionsArg) {
+/// What the pictures' characters mean ([`picture`]).
+const PICTURE_LEGEND: [(char, &str); 5] = [
+    ('R', "System RAM"),
+    ('P', "persistent memory added"),
+    ('p', "not added"),
+    ('h', "hole"),
+    ('.', "absent"),
+];
+
+fn sections(arg: SectionsArg, json: bool) {
     if let SectionsArg::One(nr) = arg
         && nr >= mm::sparse::NR_MEM_SECTIONS
     {
@@ -374,29 +356,48 @@ fn sections(arg: SectionsArg) {
     // Room first, copies under the lock, text after it: nothing allocates
     // under SPARSE (DESIGN.md §4a).
     let n = SPARSE.lock().present_sections().count();
-    let mut lines: Vec<(u64, SectionSummary)> = Vec::with_capacity(n.max(1));
+    let mut lines: Vec<(u64, SectionSummary, Option<UsageSnapshot>)> = Vec::with_capacity(n.max(1));
     {
         let s = SPARSE.lock();
+        let line = |nr| (nr, s.section_line(nr), s.usage_snapshot(nr));
         match arg {
             SectionsArg::One(nr) => {
-                lines.push((nr, s.section_line(nr)));
+                lines.push(line(nr));
             }
             SectionsArg::All | SectionsArg::NotFull => lines.extend(
                 s.present_sections()
-                    .map(|(nr, _)| (nr, s.section_line(nr)))
-                    .filter(|(_, l)| arg == SectionsArg::All || l.subsection_map != u64::MAX)
+                    .map(|(nr, _)| line(nr))
+                    .filter(|(_, l, _)| arg == SectionsArg::All || l.subsection_map != u64::MAX)
                     .take(n),
             ),
         }
     }
-    for (nr, line) in &lines {
+    if json {
+        let out = ::json::object(|o| {
+            o.array("sections", |a| {
+                for (nr, line, usage) in &lines {
+                    a.object(|o| line.write_json(o, usage.as_ref(), &picture(*nr)));
+                }
+            });
+            o.object("legend", |o| {
+                for (c, meaning) in PICTURE_LEGEND {
+                    o.field(c.encode_utf8(&mut [0; 4]), meaning);
+                }
+            });
+        });
+        println!("{out}");
+        return;
+    }
+    for (nr, line, _) in &lines {
         println!("{line}");
         println!("  {}", picture(*nr));
     }
     if lines.is_empty() {
         println!("every present section is full (sections all: list them)");
     }
-    println!("  (R System RAM, P persistent memory added, p not added, h hole, . absent)");
+    let legend: Vec<String> =
+        PICTURE_LEGEND.iter().map(|(c, m)| alloc::format!("{c} {m}")).collect();
+    println!("  ({})", legend.join(", "));
 }
 
 fn pfn(arg: PfnArg) {
@@ -481,17 +482,6 @@ fn acpidump(only: Option<&str>) {
     }
     if shown == 0 {
         println!("acpidump: no table {}", only.unwrap_or("at all"));
-    }
-}
-
-fn nfit() {
-    match crate::acpi::get() {
-        Some(a) if !a.nfit.structures.is_empty() => {
-            for s in &a.nfit.structures {
-                println!("nfit: {s}");
-            }
-        }
-        _ => println!("no NFIT"),
     }
 }
 

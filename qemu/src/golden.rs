@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use options::contract::{INIT_COMPLETE, SHELL_PROMPT, STEP_PROMPT};
 
+use crate::golden_json;
 use crate::machine::{self, Machine, Step};
 use crate::profile::Profile;
 use crate::report::{self, Ending, Verdict};
@@ -41,7 +42,8 @@ impl Command<'_> {
 }
 
 /// Reads a script: `> COMMAND` lines, each followed by the lines its answer
-/// must contain; `#` comments and empty lines are skipped.
+/// must contain (or, starting with `/`, the checks of its JSON, which
+/// must parse); `#` comments and empty lines are skipped.
 pub fn parse(script: &str) -> Result<Vec<Command<'_>>, String> {
     let mut commands: Vec<Command> = Vec::new();
     for (n, line) in script.lines().enumerate() {
@@ -57,6 +59,9 @@ pub fn parse(script: &str) -> Result<Vec<Command<'_>>, String> {
             let Some(c) = commands.last_mut() else {
                 return Err(format!("line {}: {line:?} comes before any command", n + 1));
             };
+            if golden_json::is_check(line) {
+                golden_json::Check::parse(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+            }
             c.want.push(line);
         }
     }
@@ -86,12 +91,24 @@ pub fn shell_check(
     let (mut passed, mut failed) = (0, 0);
     for (i, c) in script.iter().enumerate() {
         let answer = answers.get(i).copied().unwrap_or("");
-        let missing: Vec<&&str> = c.want.iter().filter(|w| !answer.contains(**w)).collect();
+        let (checks, texts): (Vec<&str>, Vec<&str>) =
+            c.want.iter().partition(|w| golden_json::is_check(w));
+        let missing: Vec<&str> = texts.into_iter().filter(|w| !answer.contains(*w)).collect();
+        let mut problems: Vec<String> = missing.iter().map(|m| format!("missing {m:?}")).collect();
+        if !checks.is_empty() {
+            // The same listing's text answer, when it came just before.
+            let text = i
+                .checked_sub(1)
+                .filter(|&j| script[j].text == golden_json::text_form(c.text))
+                .and_then(|j| answers.get(j).copied());
+            problems.extend(golden_json::verify(c.text, &checks, answer, text));
+        }
         // The last command powers off: its boot must have passed.
-        let ok = missing.is_empty() && (i + 1 < script.len() || v == Verdict::Pass);
+        let ok = problems.is_empty() && (i + 1 < script.len() || v == Verdict::Pass);
         println!("test shell::{}::{:?} ... {}", p.name, c.text, if ok { "ok" } else { "FAILED" });
         if !ok {
-            println!("  missing {missing:?} in answer:\n{answer}");
+            let why = if problems.is_empty() { format!("boot: {v}") } else { problems.join("; ") };
+            println!("  {why} in answer:\n{answer}");
             failed += 1;
         } else {
             passed += 1;
@@ -169,7 +186,18 @@ mod tests {
     #[test]
     fn the_golden_script_parses_and_ends_in_poweroff() {
         let script = parse(SCRIPT).unwrap();
-        assert_eq!(script.len(), 45);
+        assert_eq!(script.len(), 59);
+        // Every listing answers in JSON somewhere, checked, and right after
+        // its text answer (so the two are compared).
+        for name in ["sections", "pmem", "memory", "zoneinfo", "iomem", "nfit", "cpus"] {
+            let i = script
+                .iter()
+                .position(|c| c.text.starts_with(name) && c.text.ends_with("--json"))
+                .unwrap_or_else(|| panic!("no {name} --json"));
+            assert!(script[i].want.iter().all(|w| golden_json::is_check(w)), "{name}");
+            assert_eq!(script[i - 1].text, golden_json::text_form(script[i].text));
+        }
+        assert!(parse("> x --json\n/a = nope").unwrap_err().starts_with("line 2: "));
         assert_eq!(script[0].text, "help");
         assert_eq!(script[0].want, ["sections [N|all]", "pmem add REGION [--step]", "poweroff"]);
         assert_eq!(script.last().unwrap().text, "poweroff");

@@ -33,6 +33,7 @@ mod cli;
 mod device;
 mod fuzz;
 mod golden;
+mod golden_json;
 mod linux;
 mod linux_devdax;
 mod linuxdiff;

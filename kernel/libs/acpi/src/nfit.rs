@@ -382,6 +382,127 @@ impl fmt::Display for Structure {
     }
 }
 
+impl Structure {
+    /// The structure's type number.
+    pub fn ty(&self) -> u16 {
+        match self {
+            Self::Spa(_) => 0,
+            Self::MemDevice(_) => 1,
+            Self::Interleave(_) => 2,
+            Self::Smbios(_) => 3,
+            Self::ControlRegion(_) => 4,
+            Self::BlockDataWindow(_) => 5,
+            Self::FlushHint(_) => 6,
+            Self::Capabilities(_) => 7,
+            Self::Unknown { ty, .. } => *ty,
+        }
+    }
+
+    /// The structure as `nfit --json` shows it: `type` (the number) and
+    /// `structure` (ACPICA's name for the type, `ACPI_NFIT_TYPE_*` in
+    /// lower case), then every field parsed, under ACPICA's names for
+    /// `struct acpi_nfit_*`: a superset of its text line. GUIDs are
+    /// strings as the text writes them; `range_type` is the text's short
+    /// name of a known GUID (`null` for another).
+    pub fn write_json(&self, o: &mut json::Object<'_>) {
+        let name = match self {
+            Self::Spa(_) => "system_address",
+            Self::MemDevice(_) => "memory_map",
+            Self::Interleave(_) => "interleave",
+            Self::Smbios(_) => "smbios",
+            Self::ControlRegion(_) => "control_region",
+            Self::BlockDataWindow(_) => "data_region",
+            Self::FlushHint(_) => "flush_address",
+            Self::Capabilities(_) => "capabilities",
+            Self::Unknown { .. } => "unknown",
+        };
+        o.field("type", self.ty()).field("structure", name);
+        match self {
+            Self::Spa(s) => {
+                o.field("range_index", s.index)
+                    .field("flags", s.flags)
+                    .field("proximity_domain", s.proximity_domain)
+                    .field("range_guid", alloc::format!("{}", s.range_type))
+                    .field("range_type", s.range_type.name())
+                    .field("address", s.base)
+                    .field("length", s.length)
+                    .field("memory_mapping", s.memory_attributes)
+                    .field("location_cookie", s.location_cookie);
+            }
+            Self::MemDevice(m) => {
+                o.field("device_handle", m.handle)
+                    .field("physical_id", m.physical_id)
+                    .field("region_id", m.region_id)
+                    .field("range_index", m.spa_index)
+                    .field("region_index", m.control_region_index)
+                    .field("region_size", m.region_size)
+                    .field("region_offset", m.region_offset)
+                    .field("address", m.region_dpa)
+                    .field("interleave_index", m.interleave_index)
+                    .field("interleave_ways", m.interleave_ways)
+                    .field("flags", m.flags);
+            }
+            Self::Interleave(i) => {
+                o.field("interleave_index", i.index)
+                    .field("line_count", i.offsets.len())
+                    .field("line_size", i.line_size)
+                    .field("line_offset", &i.offsets[..]);
+            }
+            Self::Smbios(data) => {
+                o.field("data_length", data.len());
+            }
+            Self::ControlRegion(c) => {
+                o.field("region_index", c.index)
+                    .field("vendor_id", c.vendor_id)
+                    .field("device_id", c.device_id)
+                    .field("revision_id", c.revision_id)
+                    .field("subsystem_vendor_id", c.subsystem_vendor_id)
+                    .field("subsystem_device_id", c.subsystem_device_id)
+                    .field("subsystem_revision_id", c.subsystem_revision_id)
+                    .field("valid_fields", c.valid_fields)
+                    .field("manufacturing_location", c.manufacturing_location)
+                    .field("manufacturing_date", c.manufacturing_date)
+                    .field("serial_number", c.serial_number)
+                    .field("code", c.format_code)
+                    .field("windows", c.windows);
+                match c.block {
+                    Some(b) => {
+                        o.field("window_size", b.window_size)
+                            .field("command_offset", b.command_offset)
+                            .field("command_size", b.command_size)
+                            .field("status_offset", b.status_offset)
+                            .field("status_size", b.status_size)
+                            .field("flags", b.flags);
+                    }
+                    None => {
+                        o.field("window_size", None::<u64>);
+                    }
+                }
+            }
+            Self::BlockDataWindow(b) => {
+                o.field("region_index", b.control_region_index)
+                    .field("windows", b.windows)
+                    .field("offset", b.offset)
+                    .field("size", b.size)
+                    .field("capacity", b.capacity)
+                    .field("start_address", b.start_address);
+            }
+            Self::FlushHint(h) => {
+                o.field("device_handle", h.handle)
+                    .field("hint_count", h.addresses.len())
+                    .field("hint_address", &h.addresses[..]);
+            }
+            Self::Capabilities(c) => {
+                o.field("highest_capability", c.highest_valid)
+                    .field("capabilities", c.capabilities);
+            }
+            Self::Unknown { len, .. } => {
+                o.field("length", *len);
+            }
+        }
+    }
+}
+
 /// The length a structure type requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LenRule {
@@ -628,6 +749,30 @@ pub struct Nfit {
 }
 
 impl Nfit {
+    /// `nfit --json`: `{"nfit":[..]}`, the structures in table order
+    /// ([`Structure::write_json`]), as the text lists them.
+    pub fn json(&self) -> alloc::string::String {
+        json::object(|o| {
+            o.array("nfit", |a| {
+                for s in &self.structures {
+                    a.object(|o| s.write_json(o));
+                }
+            });
+        })
+    }
+
+    /// Linux's `acpi_desc->platform_cap`: the last platform capabilities
+    /// structure's bits, masked to `highest_capability` (0 without one).
+    pub fn platform_cap(&self) -> u32 {
+        self.structures.iter().fold(0, |cap, s| match s {
+            Structure::Capabilities(c) => {
+                c.capabilities
+                    & 1u32.checked_shl(u32::from(c.highest_valid) + 1).map_or(u32::MAX, |b| b - 1)
+            }
+            _ => cap,
+        })
+    }
+
     /// The SPA ranges among the structures.
     pub fn spa_ranges(&self) -> impl Iterator<Item = &SpaRange> {
         self.structures.iter().filter_map(|s| match s {
@@ -1039,6 +1184,54 @@ mod tests {
         assert_eq!((kept.len(), errors), (1, vec![]));
     }
 
+    /// The JSON lists the structures the text lists, in the same order,
+    /// with every field; an SPA range's text line comes back from its
+    /// object.
+    #[test]
+    fn json_has_every_structure_and_field() {
+        let (nfit, _) = parse(&table(&qemu_structs())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&nfit.json()).unwrap();
+        let got = v["nfit"].as_array().unwrap();
+        assert_eq!(got.len(), nfit.structures.len());
+        let types: Vec<_> = got.iter().map(|s| s["structure"].as_str().unwrap()).collect();
+        assert_eq!(types, ["system_address", "memory_map", "control_region", "capabilities"]);
+        let spa = &got[0];
+        let line = format!(
+            "spa {}: flags 0x{:x} proximity {} type {} [mem 0x{:016x}-0x{:016x}] attributes 0x{:x}",
+            spa["range_index"],
+            spa["flags"].as_u64().unwrap(),
+            spa["proximity_domain"],
+            spa["range_type"].as_str().unwrap(),
+            spa["address"].as_u64().unwrap(),
+            spa["address"].as_u64().unwrap() + spa["length"].as_u64().unwrap() - 1,
+            spa["memory_mapping"].as_u64().unwrap(),
+        );
+        assert_eq!(line, nfit.structures[0].to_string());
+        assert_eq!(spa["range_guid"], "66F0D379-B4F3-4074-AC43-0D3318B78CDB");
+        assert_eq!(spa["location_cookie"], serde_json::Value::Null);
+        assert_eq!(got[1]["region_size"], 256 * MIB);
+        assert_eq!((&got[1]["range_index"], &got[1]["region_index"]), (&2.into(), &3.into()));
+        assert_eq!(
+            (&got[2]["vendor_id"], &got[2]["serial_number"]),
+            (&0x8086.into(), &0x12345678.into())
+        );
+        assert_eq!(got[2]["window_size"], 0);
+        assert_eq!(
+            got[3],
+            serde_json::json!({"type": 7, "structure": "capabilities", "highest_capability": 2, "capabilities": 7})
+        );
+        // Capabilities 0x7 with bits up to 2 valid; none without the structure.
+        assert_eq!(nfit.platform_cap(), 7);
+        let (short, _) =
+            parse(&table(&[raw(7, 16, &[(4, &[0]), (8, &7u32.to_le_bytes())])])).unwrap();
+        assert_eq!(short.platform_cap(), 1);
+        let (wide, _) =
+            parse(&table(&[raw(7, 16, &[(4, &[255]), (8, &u32::MAX.to_le_bytes())])])).unwrap();
+        assert_eq!(wide.platform_cap(), u32::MAX);
+        assert_eq!(Nfit::default().platform_cap(), 0);
+        assert_eq!(Nfit::default().json(), r#"{"nfit":[]}"#);
+    }
+
     #[test]
     fn other_structures_parse() {
         let interleave =
@@ -1055,6 +1248,15 @@ mod tests {
         ];
         let (nfit, errors) = parse(&table(&structs)).unwrap();
         assert_eq!(errors, []);
+        let v: serde_json::Value = serde_json::from_str(&nfit.json()).unwrap();
+        let tys: Vec<_> =
+            v["nfit"].as_array().unwrap().iter().map(|s| s["type"].as_u64().unwrap()).collect();
+        assert_eq!(tys, [2, 3, 4, 5, 6, 0x99, 0]);
+        assert_eq!(v["nfit"][0]["line_offset"].as_array().unwrap().len(), 2);
+        assert_eq!(v["nfit"][4]["hint_address"].as_array().unwrap().len(), 2);
+        assert_eq!(v["nfit"][5]["length"], 12);
+        assert_eq!(v["nfit"][6]["range_type"], serde_json::Value::Null);
+        assert_eq!(v["nfit"][2]["window_size"], serde_json::Value::Null);
         assert_eq!(
             strings(&nfit.structures),
             [

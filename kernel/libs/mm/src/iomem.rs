@@ -37,6 +37,17 @@ impl Resource {
     fn contains(&self, start: u64, end: u64) -> bool {
         self.start <= start && end <= self.end
     }
+
+    /// `{"start":..,"end":..,"name":..,"children":[..]}`: what its line
+    /// in [`IoMem::lines`] shows, `end` inclusive, the nesting as an array.
+    pub fn write_json(&self, o: &mut json::Object<'_>) {
+        o.field("start", self.start).field("end", self.end).field("name", &self.name);
+        o.array("children", |a| {
+            for c in &self.children {
+                a.object(|o| c.write_json(o));
+            }
+        });
+    }
 }
 
 /// Why an [`IoMem`] operation failed. The tree is unchanged in every case.
@@ -308,6 +319,20 @@ impl IoMem {
     }
 }
 
+impl IoMem {
+    /// `iomem --json`: `{"iomem":[..]}`, the top-level resources, each
+    /// with its children ([`Resource::write_json`]).
+    pub fn json(&self) -> String {
+        json::object(|o| {
+            o.array("iomem", |a| {
+                for r in &self.children {
+                    a.object(|o| r.write_json(o));
+                }
+            });
+        })
+    }
+}
+
 impl fmt::Display for IoMem {
     /// The [`IoMem::lines`] joined by newlines (no trailing newline).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -346,6 +371,33 @@ mod tests {
                     100000000-10fffffff : Persistent Memory";
         assert_eq!(io.to_string(), want);
         assert_eq!(io.lines().count(), 5);
+    }
+
+    /// The JSON is the same tree as the text: flattened depth first, each
+    /// resource gives back its line.
+    #[test]
+    fn json_is_the_tree_of_the_lines() {
+        fn flatten(v: &serde_json::Value, depth: usize, out: &mut Vec<String>) {
+            for r in v.as_array().unwrap() {
+                let (start, end) = (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap());
+                let name = r["name"].as_str().unwrap();
+                out.push(alloc::format!(
+                    "{:indent$}{start:08x}-{end:08x} : {name}",
+                    "",
+                    indent = depth * 2
+                ));
+                flatten(&r["children"], depth + 1, out);
+            }
+        }
+        let mut io = sample();
+        io.insert(0x3a00_0000, 0x3bff_ffff, "namespace0.0").unwrap();
+        io.insert(0x3a00_0000, 0x3a00_0fff, "a \"quoted\" name").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&io.json()).unwrap();
+        let mut lines = Vec::new();
+        flatten(&v["iomem"], 0, &mut lines);
+        assert_eq!(lines, io.lines().collect::<Vec<_>>());
+        assert_eq!(v["iomem"][2]["children"][0]["children"][0]["end"], 0x3a00_0fff);
+        assert_eq!(IoMem::new().json(), r#"{"iomem":[]}"#);
     }
 
     #[test]

@@ -109,6 +109,86 @@ impl fmt::Display for BlockLine<'_> {
     }
 }
 
+/// `memory --json`: the blocks as `lsmem -J --all -o
+/// RANGE,SIZE,STATE,REMOVABLE,BLOCK,NODE,ZONES` prints them, one object
+/// per block as the text has one line per block (lsmem without `--all`
+/// merges neighbours of equal state, removability, node and zones into
+/// one range: merge those yourself for its default view), then what only
+/// Tessera shows in a `tessera` object per block: the range as numbers
+/// (`end` inclusive, as in the text), `boot`, and the sysfs `valid_zones`
+/// and `phys_index` spelled as in the text. `removable` is Linux 6.1's
+/// (it reports 1 for every block when memory hot-remove is built in),
+/// which lsmem shows for online blocks only: `false` for an offline one.
+/// `block_size_bytes` is the block size in bytes (lsmem prints it in its
+/// summary, not in its JSON).
+pub fn memory_json(block_size: u64, blocks: &[(MemoryBlock, ValidZones)]) -> String {
+    json::object(|o| {
+        o.array("memory", |a| {
+            for (b, valid_zones) in blocks {
+                a.object(|o| {
+                    let range = alloc::format!("0x{:016x}-0x{:016x}", b.start, b.end() - 1);
+                    let online = b.state == BlockState::Online;
+                    o.field("range", range)
+                        .field("size", lsmem_size(b.size))
+                        .field("state", b.state.name())
+                        .field("removable", online)
+                        .field("block", alloc::format!("{}", b.id))
+                        .field("node", 0u32)
+                        .field("zones", lsmem_zones(*valid_zones));
+                    o.object("tessera", |t| {
+                        t.field("start", b.start)
+                            .field("end", b.end() - 1)
+                            .field("boot", b.boot)
+                            .field("valid_zones", alloc::format!("{valid_zones}"))
+                            .field("phys_index", alloc::format!("{}", PhysIndex(b.id)));
+                    });
+                });
+            }
+        });
+        o.field("block_size_bytes", block_size);
+    })
+}
+
+/// lsmem's ZONES column: the sysfs `valid_zones` words joined by `/`,
+/// `none` spelled `None`.
+fn lsmem_zones(z: ValidZones) -> String {
+    let Some(first) = z.first else { return String::from("None") };
+    let mut out = String::from(first.name());
+    for other in [z.kernel, z.movable].into_iter().flatten() {
+        out.push('/');
+        out.push_str(other.name());
+    }
+    out
+}
+
+/// util-linux's `size_to_human_string` with a one-letter suffix, as lsmem
+/// prints SIZE: `128M`, `2G`, `1.5G` (one decimal, rounded half up, a
+/// trailing zero dropped), `512B`.
+pub fn lsmem_size(bytes: u64) -> String {
+    let exp = (10..=60).step_by(10).find(|&shift| bytes < 1u64 << shift).unwrap_or(70) - 10;
+    let suffix = b"BKMGTPE"[exp / 10] as char;
+    let (mut dec, frac) =
+        if exp == 0 { (bytes, 0) } else { (bytes >> exp, bytes & ((1 << exp) - 1)) };
+    let mut tenths = 0;
+    if frac != 0 {
+        // Three digits after the point, then rounded to one.
+        let milli = if frac >= u64::MAX / 1000 {
+            frac / 1024 * 1000 / (1 << (exp - 10))
+        } else {
+            frac * 1000 / (1 << exp)
+        };
+        tenths = (milli + 50) / 100;
+        if tenths == 10 {
+            dec += 1;
+            tenths = 0;
+        }
+    }
+    match tenths {
+        0 => alloc::format!("{dec}{suffix}"),
+        t => alloc::format!("{dec}.{t}{suffix}"),
+    }
+}
+
 /// Why a hotplug operation was refused. A refused operation changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HotplugError {

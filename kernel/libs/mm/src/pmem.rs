@@ -28,7 +28,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::fmt;
+use core::fmt::{self, Write};
 
 use crate::e820::MemRange;
 use crate::memory_block::{self, MemremapError};
@@ -194,6 +194,219 @@ impl Region {
     fn info_block_mapped(&self) -> bool {
         self.state == State::Added && self.mapped().0 == self.start
     }
+
+    /// The namespace's uuid (from its info block), as `uuid_unparse`
+    /// writes it.
+    fn uuid(&self) -> Option<String> {
+        let u = self.layout?.sb.uuid;
+        let mut out = String::new();
+        for (i, b) in u.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push('-');
+            }
+            let _ = write!(out, "{b:02x}");
+        }
+        Some(out)
+    }
+
+    /// Where the namespace's memmap is: on the device (`[start, end)`), in
+    /// System RAM with `[start, end)` reserved for it on the device (less
+    /// than whole sections), or in System RAM.
+    fn memmap(&self) -> Memmap {
+        match (self.layout, self.has_altmap()) {
+            (Some(l), true) => l.memmap_area().map_or(Memmap::Ram, |(s, e)| Memmap::Device(s, e)),
+            (Some(l), false) => {
+                l.memmap_area().map_or(Memmap::Ram, |(s, e)| Memmap::Reserved(s, e))
+            }
+            (None, _) => Memmap::Ram,
+        }
+    }
+
+    /// The namespace as `ndctl list` describes it, then the ranges of its
+    /// info block, memmap and data: the `pmem` command's lines below the
+    /// region's.
+    pub fn namespace_lines(&self) -> Vec<String> {
+        let (ds, de) = self.data();
+        let mut out = Vec::new();
+        let mut head = alloc::format!("{}: mode {}", self.namespace(), self.mode());
+        match self.layout {
+            Some(l) => {
+                let uuid = self.uuid().unwrap_or_default();
+                let _ = write!(
+                    head,
+                    ", map {}, size {}, align {}, uuid {uuid}, {}",
+                    l.mode().map_name(),
+                    de - ds,
+                    l.align(),
+                    self.device()
+                );
+                if l.kind() == Kind::Fsdax {
+                    let _ = write!(head, " (blockdev pmem{})", self.id);
+                }
+                out.push(head);
+                let info = self.start + INFO_OFFSET;
+                out.push(alloc::format!("info block {}", MemRange(info, info + INFO_SIZE as u64)));
+                out.push(match self.memmap() {
+                    Memmap::Device(ms, me) => alloc::format!("memmap     {}", MemRange(ms, me)),
+                    Memmap::Reserved(ms, me) => alloc::format!(
+                        "memmap     {} reserved; the memmap is in System RAM (less than whole sections)",
+                        MemRange(ms, me)
+                    ),
+                    Memmap::Ram => String::from("memmap     in System RAM (map mem)"),
+                });
+            }
+            None => {
+                let _ = write!(head, ", size {}, blockdev pmem{}", de - ds, self.id);
+                out.push(head);
+                out.push(String::from("memmap     in System RAM (no info block: nothing written)"));
+            }
+        }
+        out.push(alloc::format!("data       {} ({} bytes)", MemRange(ds, de), de - ds));
+        out
+    }
+
+    /// ndctl's `persistence_domain` for the region: `cpu_cache` or
+    /// `memory_controller` from the NFIT's platform capabilities
+    /// (`platform_cap`, masked to its valid bits: bit 0 CPU cache flush,
+    /// bit 1 memory controller flush), for a firmware NFIT's region as
+    /// Linux's `acpi_nfit` sets it; `unknown` without them, and for an
+    /// emulated region, which Linux's `nd_e820` registers with none.
+    pub fn persistence_domain(&self, platform_cap: u32) -> &'static str {
+        match self.origin {
+            Origin::Firmware { .. } if platform_cap & 1 != 0 => "cpu_cache",
+            Origin::Firmware { .. } if platform_cap & 2 != 0 => "memory_controller",
+            _ => "unknown",
+        }
+    }
+
+    /// Linux's default region `align` (`default_align` in
+    /// `drivers/nvdimm/region_devs.c`, one mapping): 16 MiB
+    /// (`MEMREMAP_COMPAT_ALIGN_MAX`), or a page for a smaller region.
+    pub fn align(&self) -> u64 {
+        if self.size < 16 << 20 { PAGE_SIZE } else { 16 << 20 }
+    }
+
+    /// The region as `ndctl list -RN` prints it (its fields, in its order;
+    /// `available_size` and `max_available_extent` are 0: the one
+    /// label-less namespace covers the region), its namespace likewise,
+    /// and what only Tessera has in a `tessera` object in each: the same
+    /// facts as the `pmem` command's lines. `end`s are inclusive, as in
+    /// the text's `[mem start-end]`.
+    ///
+    /// The namespace's fields follow ndctl's `util_namespace_to_json`:
+    /// `map`, `uuid` and `align` with an info block, `sector_size` 512
+    /// except for devdax, `blockdev` (raw, fsdax) or `chardev` (devdax)
+    /// while the region is added, `"state":"disabled"` while it is not
+    /// (ndctl shows a disabled namespace only with `-i`).
+    pub fn write_json(&self, o: &mut json::Object<'_>, platform_cap: u32) {
+        o.field("dev", self.name())
+            .field("size", self.size)
+            .field("align", self.align())
+            .field("available_size", 0u64)
+            .field("max_available_extent", 0u64)
+            .field("type", "pmem")
+            .field("persistence_domain", self.persistence_domain(platform_cap));
+        let added = self.state == State::Added;
+        o.object("tessera", |t| {
+            let (spa, nfit, e820_type) = match self.origin {
+                Origin::Firmware { spa } => (spa, "firmware", None),
+                Origin::Emulated { spa, legacy } => {
+                    (spa, "emulated", Some(if legacy { 12 } else { 7 }))
+                }
+            };
+            let (ms, me) = self.mapped();
+            t.field("start", self.start)
+                .field("end", self.end() - 1)
+                .field("nfit", nfit)
+                .field("spa_index", spa)
+                .field("e820_type", e820_type)
+                .field("state", if added { "added" } else { "offline" })
+                .field("altmap", self.has_altmap())
+                .field("subsections_added", if added { (me - ms) / SUBSECTION } else { 0 });
+        });
+        o.array("namespaces", |a| {
+            a.object(|ns| self.write_namespace_json(ns, added));
+        });
+    }
+
+    fn write_namespace_json(&self, ns: &mut json::Object<'_>, added: bool) {
+        let (ds, de) = self.data();
+        let kind = self.layout.map(|l| l.kind());
+        ns.field("dev", self.namespace()).field("mode", self.mode());
+        if let Some(l) = self.layout {
+            ns.field("map", l.mode().map_name());
+        }
+        ns.field("size", de - ds);
+        if let Some(uuid) = self.uuid() {
+            ns.field("uuid", uuid);
+        }
+        if kind != Some(Kind::Devdax) {
+            ns.field("sector_size", 512u32);
+        }
+        if let Some(l) = self.layout {
+            ns.field("align", l.align());
+        }
+        match (kind, added) {
+            (Some(Kind::Devdax), true) => {
+                ns.field("chardev", self.device());
+            }
+            (_, true) => {
+                ns.field("blockdev", alloc::format!("pmem{}", self.id));
+            }
+            (_, false) => {
+                ns.field("state", "disabled");
+            }
+        }
+        ns.object("tessera", |t| {
+            let range = |o: &mut json::Object<'_>, (s, e): (u64, u64)| {
+                o.field("start", s).field("end", e - 1);
+            };
+            match self.layout {
+                Some(_) => {
+                    let info = self.start + INFO_OFFSET;
+                    t.object("info_block", |o| range(o, (info, info + INFO_SIZE as u64)));
+                }
+                None => {
+                    t.field("info_block", None::<u64>);
+                }
+            }
+            t.object("memmap", |o| match self.memmap() {
+                Memmap::Device(s, e) => {
+                    o.field("location", "device");
+                    range(o, (s, e));
+                }
+                Memmap::Reserved(s, e) => {
+                    o.field("location", "system_ram");
+                    o.object("reserved", |o| range(o, (s, e)));
+                }
+                Memmap::Ram => {
+                    o.field("location", "system_ram");
+                }
+            });
+            t.object("data", |o| range(o, (ds, de)));
+            t.field("device", self.device());
+        });
+    }
+}
+
+/// Where a namespace's memmap lives ([`Region::memmap`]).
+enum Memmap {
+    Device(u64, u64),
+    Reserved(u64, u64),
+    Ram,
+}
+
+/// `pmem --json`: `{"regions":[..]}` as `ndctl list -RN`
+/// ([`Region::write_json`]); `platform_cap` is the NFIT's platform
+/// capabilities (0 without).
+pub fn pmem_json(regions: &[Region], platform_cap: u32) -> String {
+    json::object(|o| {
+        o.array("regions", |a| {
+            for r in regions {
+                a.object(|o| r.write_json(o, platform_cap));
+            }
+        });
+    })
 }
 
 impl fmt::Display for Region {

@@ -304,6 +304,11 @@ pub mod flags {
         (EARLY, "early"),
         (TAINT_ZONE_DEVICE, "zone_device"),
     ];
+
+    /// The names of the flags set in `flags`, in the printed order.
+    pub fn names(flags: u64) -> impl Iterator<Item = &'static str> {
+        NAMES.iter().filter(move |(bit, _)| flags & bit != 0).map(|&(_, name)| name)
+    }
 }
 
 /// A pageblock's migratetype (`enum migratetype`).
@@ -318,6 +323,21 @@ pub enum MigrateType {
 }
 
 impl MigrateType {
+    /// Every migratetype Tessera stores, in Linux's order.
+    pub const ALL: [Self; 5] =
+        [Self::Unmovable, Self::Movable, Self::Reclaimable, Self::HighAtomic, Self::Isolate];
+
+    /// Linux's name (`migratetype_names`, as `/proc/pagetypeinfo` prints it).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unmovable => "Unmovable",
+            Self::Movable => "Movable",
+            Self::Reclaimable => "Reclaimable",
+            Self::HighAtomic => "HighAtomic",
+            Self::Isolate => "Isolate",
+        }
+    }
+
     fn from_bits(bits: u64) -> Self {
         match bits {
             1 => Self::Movable,
@@ -610,7 +630,7 @@ impl fmt::Display for SectionSummary {
         let SectionSummary { nr, flags: fl, subsection_map } = *self;
         write!(f, "section {nr}: flags=")?;
         let mut first = true;
-        for (_, name) in flags::NAMES.iter().filter(|(bit, _)| fl & bit != 0) {
+        for name in flags::names(fl) {
             if !first {
                 f.write_str("|")?;
             }
@@ -621,6 +641,51 @@ impl fmt::Display for SectionSummary {
             f.write_str("none")?;
         }
         write!(f, " subsection_map=0x{subsection_map:016x}")
+    }
+}
+
+impl SectionSummary {
+    /// The section as `sections --json` shows it: what its line shows
+    /// (the flags as an array of the same names, the sub-section map as
+    /// the same hex string: a 64-bit bitmap does not survive JavaScript's
+    /// numbers), `subsections`, the 64-character picture printed below the
+    /// line, and its usage's pageblock flags: the four words as hex
+    /// strings and how many of its 64 pageblocks have each migratetype
+    /// (`/proc/pagetypeinfo`'s names); both `null` without a usage.
+    pub fn write_json(
+        &self,
+        o: &mut json::Object<'_>,
+        usage: Option<&UsageSnapshot>,
+        subsections: &str,
+    ) {
+        o.field("section", self.nr).field("start_pfn", section_nr_to_pfn(self.nr).as_u64());
+        o.array("flags", |a| {
+            flags::names(self.flags).for_each(|n| {
+                a.item(n);
+            });
+        });
+        o.field("subsection_map", alloc::format!("0x{:016x}", self.subsection_map));
+        o.field("subsections", subsections);
+        match usage {
+            Some(u) => {
+                o.array("pageblock_flags", |a| {
+                    for w in u.pageblock_flags {
+                        a.item(alloc::format!("0x{w:016x}"));
+                    }
+                });
+                o.object("pageblocks", |o| {
+                    for mt in MigrateType::ALL {
+                        let n = (0..PAGES_PER_SECTION / PAGEBLOCK_NR_PAGES)
+                            .filter(|&i| u.migratetype(i) == mt)
+                            .count();
+                        o.field(mt.name(), n);
+                    }
+                });
+            }
+            None => {
+                o.field("pageblock_flags", None::<u64>).field("pageblocks", None::<u64>);
+            }
+        }
     }
 }
 

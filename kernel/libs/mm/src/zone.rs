@@ -356,11 +356,51 @@ impl fmt::Display for ZoneInfo {
 /// `managed` are the page allocator's counts by Linux zone index.
 pub fn zoneinfo(zones: &NodeZones, free: [u64; NR_ZONES], managed: [u64; NR_ZONES]) -> String {
     let mut out = String::new();
-    for (idx, span) in zones.zones.iter().enumerate() {
-        let info = ZoneInfo { idx, free: free[idx], span: *span, managed: managed[idx] };
+    for info in zone_infos(zones, free, managed) {
         let _ = write!(out, "{info}");
     }
     out
+}
+
+/// Every zone's [`ZoneInfo`], in Linux's order.
+fn zone_infos(
+    zones: &NodeZones,
+    free: [u64; NR_ZONES],
+    managed: [u64; NR_ZONES],
+) -> impl Iterator<Item = ZoneInfo> + '_ {
+    let info = move |(idx, span): (usize, &ZoneSpan)| ZoneInfo {
+        idx,
+        free: free[idx],
+        span: *span,
+        managed: managed[idx],
+    };
+    zones.zones.iter().enumerate().map(info)
+}
+
+/// `zoneinfo --json`: `{"nodes":[{"node":0,"zones":[..]}]}`, each zone
+/// with [`zoneinfo`]'s fields under `/proc/zoneinfo`'s names (`pages
+/// free` as `pages_free`); `start_pfn` is `null` where the text has no
+/// `start_pfn:` line (an unpopulated zone).
+pub fn zoneinfo_json(zones: &NodeZones, free: [u64; NR_ZONES], managed: [u64; NR_ZONES]) -> String {
+    json::object(|o| {
+        o.array("nodes", |a| {
+            a.object(|node| {
+                node.field("node", 0u32).array("zones", |a| {
+                    for z in zone_infos(zones, free, managed) {
+                        a.object(|o| {
+                            o.field("zone", ZONE_NAMES[z.idx])
+                                .field("pages_free", z.free)
+                                .field("spanned", z.span.spanned_pages)
+                                .field("present", z.span.present_pages)
+                                .field("managed", z.managed);
+                            let start = z.span.populated().then_some(z.span.zone_start_pfn.0);
+                            o.field("start_pfn", start);
+                        });
+                    }
+                });
+            });
+        });
+    })
 }
 
 #[cfg(test)]
@@ -594,6 +634,34 @@ Node 0, zone   Device
         z.zone_mut(ZoneType::Device).resize_zone_range(Pfn(0x72000), 8192);
         let text = zoneinfo(&z, [0; NR_ZONES], [0; NR_ZONES]);
         assert!(text.ends_with("zone   Device\n  pages free     0\n        spanned  8192\n        present  0\n        managed  0\n"));
+    }
+
+    /// The JSON has the text's numbers, zone by zone, under Linux's names.
+    #[test]
+    fn zoneinfo_json_matches_the_text() {
+        let mut zones = NodeZones::boot(&RAM_2G);
+        zones.zone_mut(ZoneType::Device).resize_zone_range(Pfn(0x72000), 8192);
+        let (free, managed) = ([3776, 489970, 0, 0, 0], [3840, 499760, 0, 0, 0]);
+        let v: serde_json::Value =
+            serde_json::from_str(&zoneinfo_json(&zones, free, managed)).unwrap();
+        let node = &v["nodes"][0];
+        assert_eq!(node["node"], 0);
+        // Render the JSON as the text and compare.
+        let mut text = String::new();
+        for z in node["zones"].as_array().unwrap() {
+            let _ = writeln!(text, "Node 0, zone {:>8}", z["zone"].as_str().unwrap());
+            let _ = writeln!(text, "  pages free     {}", z["pages_free"]);
+            for f in ["spanned", "present", "managed"] {
+                let _ = writeln!(text, "        {f:<8} {}", z[f]);
+            }
+            if let Some(pfn) = z["start_pfn"].as_u64() {
+                let _ = writeln!(text, "  start_pfn:           {pfn}");
+            }
+        }
+        assert_eq!(text, zoneinfo(&zones, free, managed));
+        assert_eq!(node["zones"][4]["zone"], "Device");
+        assert_eq!(node["zones"][4]["start_pfn"], serde_json::Value::Null);
+        assert_eq!(node["zones"][1]["start_pfn"], 4096);
     }
 
     #[test]

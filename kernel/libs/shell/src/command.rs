@@ -4,6 +4,10 @@
 //! an optional K, M or G suffix, as in Linux's `memparse`. `pfn` takes a
 //! physical address; a `#` in front gives a page frame number instead
 //! (`pfn 0x3a000000` and `pfn #0x3a000` name the same page).
+//!
+//! The listings (`sections`, `pmem`, `memory`, `zoneinfo`, `iomem`, `nfit`,
+//! `cpus`) take `--json` anywhere after the command word, with the same
+//! arguments otherwise: [`Command::Json`].
 
 use alloc::format;
 use alloc::string::String;
@@ -89,6 +93,40 @@ pub enum Command {
     Reboot,
     /// `poweroff`: power the machine off.
     Poweroff,
+    /// A listing with `--json`: its answer as one line of JSON.
+    Json(Listing),
+}
+
+/// A command that can answer in JSON, with its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Sections(SectionsArg),
+    Pmem,
+    Memory,
+    Zoneinfo,
+    Iomem,
+    Nfit,
+    Cpus,
+}
+
+/// The commands that take `--json`, in the order errors name them.
+pub const JSON_COMMANDS: [&str; 7] =
+    ["sections", "pmem", "memory", "zoneinfo", "iomem", "nfit", "cpus"];
+
+impl Listing {
+    /// The listing a command is, if it is one.
+    pub fn of(cmd: &Command) -> Option<Self> {
+        Some(match *cmd {
+            Command::Sections(arg) => Self::Sections(arg),
+            Command::Pmem => Self::Pmem,
+            Command::Memory => Self::Memory,
+            Command::Zoneinfo => Self::Zoneinfo,
+            Command::Iomem => Self::Iomem,
+            Command::Nfit => Self::Nfit,
+            Command::Cpus => Self::Cpus,
+            _ => return None,
+        })
+    }
 }
 
 /// A namespace mode, as ndctl names it.
@@ -206,6 +244,18 @@ pub enum CommandError<'a> {
         /// The topic given.
         topic: &'a str,
     },
+    /// `--json` on a command without a JSON answer.
+    NoJson {
+        /// The command.
+        command: &'static str,
+    },
+    /// `--json` on a subcommand of a listing (`pmem add 0 --json`).
+    JsonListingOnly {
+        /// The command.
+        command: &'static str,
+        /// The subcommand given.
+        sub: &'a str,
+    },
 }
 
 impl fmt::Display for CommandError<'_> {
@@ -230,6 +280,25 @@ impl fmt::Display for CommandError<'_> {
                 write!(f, "{command}: bad block '{arg}': expected memoryN")
             }
             Self::NoHelpTopic { topic } => write!(f, "help: no command '{topic}'"),
+            Self::NoJson { command } => {
+                write!(f, "{command}: no --json answer (")?;
+                let n = JSON_COMMANDS.len();
+                for (i, c) in JSON_COMMANDS.iter().enumerate() {
+                    let sep = match n - i {
+                        1 => "",
+                        2 => " and ",
+                        _ => ", ",
+                    };
+                    write!(f, "{c}{sep}")?;
+                }
+                write!(f, " have one)")
+            }
+            Self::JsonListingOnly { command, sub } => {
+                write!(
+                    f,
+                    "{command}: --json goes with the listing only ('{command} --json'), not '{sub}'"
+                )
+            }
         }
     }
 }
@@ -256,27 +325,31 @@ pub const COMMANDS: &[CommandInfo] = &[
     info("mem", "mem", "memory summary: RAM, zones and free pages"),
     info(
         "sections",
-        "sections [N|all]",
+        "sections [N|all] [--json]",
         "sub-section maps of present sections, with a 64-character picture",
     ),
     info(
         "pfn",
         "pfn ADDR|#PFN",
-        "the page holding physical address ADDR; with '#', page frame number PFN",
+        "the page at physical address ADDR; with '#', page frame number PFN",
     ),
-    info("iomem", "iomem", "the physical address map, as in /proc/iomem"),
-    info("zoneinfo", "zoneinfo", "each zone's span and pages, as in /proc/zoneinfo"),
-    info("cpus", "cpus", "every CPU: APIC ID, state, what it is doing, start-up time, IPIs"),
+    info("iomem", "iomem [--json]", "the physical address map, as in /proc/iomem"),
+    info("zoneinfo", "zoneinfo [--json]", "each zone's span and pages, as in /proc/zoneinfo"),
+    info(
+        "cpus",
+        "cpus [--json]",
+        "every CPU: APIC ID, state, what it is doing, start-up time, IPIs",
+    ),
     info("acpi", "acpi", "ACPI tables found at boot"),
     info(
         "acpidump",
         "acpidump [SIG]",
         "hex dump of every ACPI table (or those named SIG), as acpidump",
     ),
-    info("nfit", "nfit", "the NFIT: persistent-memory ranges described by firmware"),
+    info("nfit", "nfit [--json]", "the NFIT: persistent-memory ranges described by firmware"),
     info(
         "pmem",
-        "pmem\npmem remove REGION\npmem add REGION [--step]\npmem mode REGION MODE\n\
+        "pmem [--json]\npmem remove REGION\npmem add REGION [--step]\npmem mode REGION MODE\n\
          pmem read REG OFF LEN\npmem write REG OFF TEXT",
         "regions and namespaces as ndctl list: mode, map, size, layout\n\
          hot-remove a region (REGION: regionN or N)\n\
@@ -287,7 +360,7 @@ pub const COMMANDS: &[CommandInfo] = &[
     ),
     info(
         "memory",
-        "memory\nmemory probe ADDR\nmemory online BLOCK\nmemory offline BLOCK\nmemory remove BLOCK",
+        "memory [--json]\nmemory probe ADDR\nmemory online BLOCK\nmemory offline BLOCK\nmemory remove BLOCK",
         "memory blocks of System RAM and their state\n\
          hot-add the block at ADDR from RAM withheld at boot (mem=)\n\
          give a block's pages to the page allocator (BLOCK: memoryN or N)\n\
@@ -329,7 +402,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
     let mut words = line.split_ascii_whitespace();
     let Some(name) = words.next() else { return Ok(None) };
     let command = find(name).ok_or(Unknown { name })?.name;
-    let args: Vec<&str> = words.collect();
+    let mut args: Vec<&str> = words.collect();
+    let json = args.iter().filter(|&&a| a == "--json").count();
+    match json {
+        0 => {}
+        _ if !JSON_COMMANDS.contains(&command) => return Err(NoJson { command }),
+        1 => args.retain(|&a| a != "--json"),
+        _ => return Err(BadArgument { command, arg: "--json", expected: "each option once" }),
+    }
     let cmd = match (command, args.as_slice()) {
         ("help", []) => Command::Help(None),
         ("help", [topic]) => {
@@ -456,7 +536,13 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
         ("poweroff", []) => Command::Poweroff,
         (_, []) => unreachable!("{command} is in COMMANDS but not parsed"),
     };
-    Ok(Some(cmd))
+    if json == 0 {
+        return Ok(Some(cmd));
+    }
+    match Listing::of(&cmd) {
+        Some(listing) => Ok(Some(Command::Json(listing))),
+        None => Err(JsonListingOnly { command, sub: args.first().copied().unwrap_or_default() }),
+    }
 }
 
 /// `pmem add` arguments: one region, and `--step` before or after it.
@@ -622,6 +708,15 @@ mod tests {
             ("stress 20000", Stress { ops: 20000 }),
             ("reboot", Reboot),
             ("\tpoweroff\t", Poweroff),
+            ("sections --json", Json(Listing::Sections(SectionsArg::NotFull))),
+            ("sections all --json", Json(Listing::Sections(SectionsArg::All))),
+            ("sections --json 14", Json(Listing::Sections(SectionsArg::One(14)))),
+            ("pmem --json", Json(Listing::Pmem)),
+            ("memory  --json ", Json(Listing::Memory)),
+            ("zoneinfo --json", Json(Listing::Zoneinfo)),
+            ("iomem --json", Json(Listing::Iomem)),
+            ("nfit --json", Json(Listing::Nfit)),
+            ("cpus --json", Json(Listing::Cpus)),
         ];
         for (line, want) in table {
             assert_eq!(parse(line), Ok(Some(want.clone())), "{line:?}");
@@ -710,6 +805,35 @@ mod tests {
             ("memory remove 1 2", "memory remove: unexpected argument '2'"),
             ("pmem add 0 --step --step", "pmem add: bad argument '--step': expected --step"),
             ("pmem add 0 1", "pmem add: unexpected argument '1'"),
+            (
+                "acpi --json",
+                "acpi: no --json answer (sections, pmem, memory, zoneinfo, iomem, nfit and cpus \
+                 have one)",
+            ),
+            (
+                "help pmem --json",
+                "help: no --json answer (sections, pmem, memory, zoneinfo, iomem, nfit and cpus have one)",
+            ),
+            (
+                "sections --json --json",
+                "sections: bad argument '--json': expected each option once",
+            ),
+            ("sections x --json", "sections: bad argument 'x': expected a section number or 'all'"),
+            ("sections 1 2 --json", "sections: unexpected argument '2'"),
+            ("iomem --json 1", "iomem: takes no arguments"),
+            ("cpus --JSON", "cpus: takes no arguments"),
+            (
+                "pmem --json foo",
+                "pmem: unknown subcommand 'foo': expected remove, add, mode, read or write",
+            ),
+            (
+                "pmem add 0 --json",
+                "pmem: --json goes with the listing only ('pmem --json'), not 'add'",
+            ),
+            (
+                "memory --json probe 4G",
+                "memory: --json goes with the listing only ('memory --json'), not 'probe'",
+            ),
         ];
         for (line, want) in table {
             assert_eq!(parse(line).map_err(|e| e.to_string()), Err(want.into()), "{line:?}");
@@ -734,7 +858,7 @@ mod tests {
         }
         assert_eq!(help_lines(Some("pmem")).unwrap().len(), 6);
         assert!(help_lines(Some("sections")).unwrap()[0].starts_with(
-            "  sections [N|all]           sub-section maps of present sections, with a 64-character"
+            "  sections [N|all] [--json]   sub-section maps of present sections, with a 64-character"
         ));
         assert_eq!(help_lines(Some("x")).unwrap_err().to_string(), "help: no command 'x'");
     }
@@ -761,6 +885,9 @@ mod tests {
             "-",
             "#0x3a000",
             "reboot",
+            "--json",
+            "memory",
+            "cpus",
         ];
         let mut rng = rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {

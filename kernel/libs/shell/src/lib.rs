@@ -6,9 +6,11 @@
 extern crate alloc;
 
 pub mod command;
+pub mod cpus;
 pub mod line;
 
 pub use command::{
-    COMMANDS, Command, CommandError, CommandInfo, PfnArg, SectionsArg, help_lines, parse,
+    COMMANDS, Command, CommandError, CommandInfo, JSON_COMMANDS, Listing, PfnArg, SectionsArg,
+    help_lines, parse,
 };
 pub use line::{Edit, LineEditor, MAX_LINE};

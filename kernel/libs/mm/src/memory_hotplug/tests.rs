@@ -847,3 +847,82 @@ fn random_hotplug_matches_a_naive_model() {
     // DMA32's end came down (a boot block went) and Normal was populated.
     assert!(seen.contains_key(&("alloc", "ok")));
 }
+
+#[test]
+fn lsmem_sizes() {
+    for (bytes, want) in [
+        (128 * M, "128M"),
+        (2 * G, "2G"),
+        (3 * G / 2, "1.5G"),
+        (G + 100 * M, "1.1G"),
+        (2 * G - 1, "2G"),
+        (512, "512B"),
+        (0, "0B"),
+        (1 << 40, "1T"),
+        (u64::MAX, "16E"),
+    ] {
+        assert_eq!(lsmem_size(bytes), want, "{bytes:#x}");
+    }
+}
+
+/// Each block's JSON object says what its text line says: the line built
+/// back from the object is the line; lsmem's fields are lsmem's.
+#[test]
+fn memory_json_matches_the_lines() {
+    use crate::memory_block::OnlineZone;
+    let block = |id: u64, state, boot, zone| MemoryBlock {
+        id,
+        start: id * BLOCK,
+        size: BLOCK,
+        state,
+        boot,
+        zone,
+    };
+    let kernel = |z| Some(OnlineZone::Kernel(z));
+    let blocks = [
+        (
+            block(0, BlockState::Online, true, None),
+            ValidZones { first: None, kernel: None, movable: None },
+        ),
+        (
+            block(1, BlockState::Online, true, Some(ZoneType::Dma32)),
+            ValidZones { first: kernel(ZoneType::Dma32), kernel: None, movable: None },
+        ),
+        (
+            block(40, BlockState::Offline, false, None),
+            ValidZones {
+                first: kernel(ZoneType::Normal),
+                kernel: None,
+                movable: Some(OnlineZone::Movable),
+            },
+        ),
+    ];
+    let text = memory_json(BLOCK, &blocks);
+    assert!(!text.contains('\n'));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["block_size_bytes"], BLOCK);
+    let got = v["memory"].as_array().unwrap();
+    assert_eq!(got.len(), blocks.len());
+    for (j, (b, vz)) in got.iter().zip(&blocks) {
+        let t = &j["tessera"];
+        let line = format!(
+            "memory{} {:<7} [mem {}] {}{} phys_index {}",
+            j["block"].as_str().unwrap(),
+            j["state"].as_str().unwrap(),
+            j["range"].as_str().unwrap(),
+            t["valid_zones"].as_str().unwrap(),
+            if t["boot"] == true { " (boot)" } else { "" },
+            t["phys_index"].as_str().unwrap(),
+        );
+        assert_eq!(line, BlockLine(b, *vz).to_string());
+        assert_eq!(t["start"], b.start);
+        assert_eq!(t["end"], b.end() - 1);
+        assert_eq!(j["size"], "128M");
+        assert_eq!(j["node"], 0);
+        assert_eq!(j["removable"], b.state == BlockState::Online);
+    }
+    assert_eq!(got[0]["zones"], "None");
+    assert_eq!(got[1]["zones"], "DMA32");
+    assert_eq!(got[2]["zones"], "Normal/Movable");
+    assert_eq!(got[2]["range"], "0x0000000140000000-0x0000000147ffffff");
+}

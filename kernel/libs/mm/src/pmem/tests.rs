@@ -1024,3 +1024,100 @@ fn check_invariants(p: &Pmem, b: &Fake, m: &Model, boot_maps: &BTreeMap<u64, u64
 fn subsection_index(pfn: Pfn) -> u32 {
     crate::sparse::subsection_map_index(pfn)
 }
+
+/// `pmem --json` is `ndctl list -RN`'s shape with the same facts as the
+/// `pmem` lines: raw added, fsdax on the device, devdax with its memmap in
+/// System RAM, and an offline NVDIMM.
+#[test]
+fn json_is_ndctl_shaped_and_says_what_the_lines_say() {
+    let (mut p, mut b) = booted_machine();
+    p.add(&mut b, 0, &mut quiet).unwrap();
+    p.set_mode(&mut b, BIG, Some((Kind::Fsdax, PfnMode::Pmem, 2 * M)), &mut quiet).unwrap();
+    p.set_mode(&mut b, 1, Some((Kind::Devdax, PfnMode::Pmem, 2 * M)), &mut quiet).unwrap();
+    let regions = p.regions();
+    let v: serde_json::Value = serde_json::from_str(&pmem_json(regions, 0)).unwrap();
+    let got = v["regions"].as_array().unwrap();
+    assert_eq!(got.len(), regions.len());
+    for (j, r) in got.iter().zip(regions) {
+        let ns = &j["namespaces"][0];
+        let lines = r.namespace_lines();
+        // The head line has the mode and size; the last line the data range.
+        assert!(lines[0].starts_with(&alloc::format!(
+            "{}: mode {}",
+            ns["dev"].as_str().unwrap(),
+            ns["mode"].as_str().unwrap()
+        )));
+        assert!(lines[0].contains(&alloc::format!(", size {},", ns["size"])), "{}", lines[0]);
+        let data = &ns["tessera"]["data"];
+        let (ds, de) = (data["start"].as_u64().unwrap(), data["end"].as_u64().unwrap());
+        assert_eq!(
+            lines.last().unwrap(),
+            &alloc::format!("data       {} ({} bytes)", MemRange(ds, de + 1), ns["size"])
+        );
+        assert_eq!(j["dev"], r.name());
+        assert_eq!(j["size"], r.size);
+        assert_eq!(j["tessera"]["start"], r.start);
+        assert_eq!(j["persistence_domain"], "unknown");
+        if let Some(uuid) = ns["uuid"].as_str() {
+            assert!(lines[0].contains(&alloc::format!("uuid {uuid},")), "{}", lines[0]);
+        }
+    }
+    let raw = &got[0];
+    assert_eq!(raw["align"], 16 * M);
+    assert_eq!((&raw["available_size"], &raw["max_available_extent"]), (&0.into(), &0.into()));
+    assert_eq!(raw["tessera"]["e820_type"], 12);
+    assert_eq!(raw["tessera"]["subsections_added"], 16);
+    assert_eq!(
+        raw["namespaces"][0],
+        serde_json::json!({
+            "dev": "namespace0.0", "mode": "raw", "size": 32 * M, "sector_size": 512,
+            "blockdev": "pmem0",
+            "tessera": {
+                "info_block": null, "memmap": {"location": "system_ram"},
+                "data": {"start": 64 * M, "end": 96 * M - 1}, "device": "namespace0.0"
+            }
+        })
+    );
+    let fsdax = &got[BIG]["namespaces"][0];
+    for (k, want) in [("mode", "fsdax"), ("map", "dev"), ("blockdev", "pmem2")] {
+        assert_eq!(fsdax[k], want, "{k}");
+    }
+    assert_eq!(
+        (&fsdax["align"], &fsdax["sector_size"], &fsdax["size"]),
+        (&(2 * M).into(), &512.into(), &262144000.into())
+    );
+    assert_eq!(fsdax["tessera"]["memmap"]["location"], "device");
+    assert_eq!(
+        fsdax["tessera"]["info_block"],
+        serde_json::json!({"start": G + 4096, "end": G + 8191})
+    );
+    assert_eq!(got[BIG]["tessera"]["nfit"], "firmware");
+    assert_eq!(got[BIG]["tessera"]["e820_type"], serde_json::Value::Null);
+    assert_eq!(got[BIG]["tessera"]["altmap"], true);
+    let devdax = &got[1]["namespaces"][0];
+    assert_eq!(devdax["chardev"], "dax1.0");
+    assert!(devdax.get("sector_size").is_none() && devdax.get("blockdev").is_none());
+    assert_eq!(devdax["tessera"]["memmap"]["location"], "system_ram");
+    assert!(devdax["tessera"]["memmap"]["reserved"]["start"].is_u64());
+    let offline = &got[5];
+    assert_eq!(offline["tessera"]["state"], "offline");
+    assert_eq!(offline["tessera"]["subsections_added"], 0);
+    assert_eq!(offline["namespaces"][0]["state"], "disabled");
+    assert!(offline["namespaces"][0].get("blockdev").is_none());
+    // The platform capabilities set a firmware region's persistence domain.
+    let domains = |cap| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&pmem_json(regions, cap)).unwrap();
+        v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["persistence_domain"].as_str().unwrap().into())
+            .collect()
+    };
+    assert_eq!(domains(1)[BIG], "cpu_cache");
+    assert_eq!(domains(3)[BIG], "cpu_cache");
+    assert_eq!(domains(2)[BIG], "memory_controller");
+    assert_eq!(domains(2)[0], "unknown", "nd_e820 regions have no persistence domain");
+    // An 8 MiB region's align is a page.
+    assert_eq!(got[4]["align"], 4096);
+}
