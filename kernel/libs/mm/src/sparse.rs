@@ -1265,7 +1265,15 @@ impl<B: SparseBackend> Sparse<B> {
         }
         // An early section's memmap is whole: it is reused.
         let g = self.guard();
-        ms.usage(&g).expect("usage present").set_subsections(mask);
+        let usage = ms.usage(&g).expect("usage present");
+        // Device pageblocks are movable, as `memmap_init_zone_device`
+        // marks them (`__init_zone_device_page`).
+        if init.is_some() {
+            for i in (0..64).filter(|i| mask & (1 << i) != 0) {
+                usage.set_migratetype(i, MigrateType::Movable);
+            }
+        }
+        usage.set_subsections(mask);
         Ok(())
     }
 

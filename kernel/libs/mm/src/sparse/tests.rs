@@ -793,3 +793,17 @@ fn fill_compound_equals_a_descriptor_per_pfn() {
         }
     }
 }
+
+#[test]
+fn device_pageblocks_are_movable_as_memmap_init_zone_device_marks_them() {
+    let mut s = booted(&ram_2g_two_pmem());
+    let first = pfn(4 << 30) + 4 * SUB;
+    let init = DeviceInit { nid: 0, pgmap: 3, compound: None };
+    s.add_device_pages(first, 2 * SUB, SUB, None, init).unwrap();
+    for at in [first, first + SUB, first + 2 * SUB - 1] {
+        assert_eq!(s.pageblock_migratetype(at), Some(MigrateType::Movable), "{at:#x}");
+    }
+    // The section's other pageblocks hold no memory and stay as they were.
+    assert_eq!(s.pageblock_migratetype(first - SUB), Some(MigrateType::Unmovable));
+    assert_eq!(s.pageblock_migratetype(first + 2 * SUB), Some(MigrateType::Unmovable));
+}
