@@ -420,7 +420,7 @@ impl Page {
     /// `dev_pagemap` is the head's. So every tail of every compound page
     /// of that order on node `nid` is the same 64 bytes, and the vmemmap
     /// pages that hold only tails can be one shared page
-    /// ([`crate::sparse::SHARED_TAILS`]). Reference count 0, as Linux's
+    /// (`SHARED_TAILS_2M` and `SHARED_TAILS_1G` in [`crate::sparse`]). Reference count 0, as Linux's
     /// tails.
     pub const fn compound_tail(nid: u16, order: u32) -> Page {
         let mut p = Page::init(ZoneType::Device, nid);
