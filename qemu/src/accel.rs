@@ -5,7 +5,7 @@
 //! - `kvm`: the host's hypervisor; `/dev/kvm` must open read-write, or the
 //!   command stops with a one-line error.
 //! - `auto` (the default): KVM when `/dev/kvm` opens and a probe guest
-//!   ([`PROBE`]) really runs on it, and faster than on TCG; otherwise TCG,
+//!   ([`probe_sector`]) really runs on it, and faster than on TCG; otherwise TCG,
 //!   with the reason printed once. The probe matters: a `/dev/kvm` can open
 //!   and still run guests far slower than TCG (on the hosts this was built
 //!   on, a nested KVM runs the probe's 10 million-round loop in more than
