@@ -1,7 +1,8 @@
 //! `qemu test` and `qemu runner`: the host tests and fuzz targets, then on
 //! each profile every kernel test binary cargo built, on each of its
 //! machines ([`crate::plan`]), the real kernel's boot and shell checks
-//! ([`crate::golden`]) and the persistence checks ([`crate::persist`]),
+//! ([`crate::golden`]), a scripted GDB session on BIOS ([`crate::debug`])
+//! and the persistence checks ([`crate::persist`]),
 //! then the Linux conformance suite; one `N passed, N failed` line at the
 //! end.
 
@@ -13,7 +14,7 @@ use crate::cli::Flags;
 use crate::machine::{self, Machine};
 use crate::plan::{self, TestBoot};
 use crate::profile::{self, Profile};
-use crate::{cargo, device, fuzz, golden, linuxdiff, persist, report};
+use crate::{cargo, debug, device, fuzz, golden, linuxdiff, persist, report};
 
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
 const FUZZ_TEST_SECONDS: u64 = 10;
@@ -152,6 +153,9 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
     };
     for p in &profiles {
         machine::check_host(p)?;
+        if debug::tested(p, filter) {
+            debug::check_gdb()?;
+        }
     }
     let mut summary: Vec<(String, usize, usize)> = Vec::new();
     if !f.no_host {
@@ -197,6 +201,11 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
         }
         if filter.is_none_or(|flt| format!("shell::{}", p.name).contains(flt)) {
             let (a, b) = golden::shell_check(&kernel, p, timeout)?;
+            passed += a;
+            failed += b;
+        }
+        if debug::tested(p, filter) {
+            let (a, b) = debug::check(&kernel, p, timeout)?;
             passed += a;
             failed += b;
         }
