@@ -25,6 +25,8 @@ PROFILES ?=
 DEV      ?=
 # make fuzz: seconds per fuzz target (default 60).
 FUZZ_TIME ?=
+# make debug: the GDB stub's port (make gdb reads it from target/tessera.gdb).
+GDB_PORT ?= 1234
 # make stress: hotplug operations.
 STRESS_OPS ?= 200000
 
@@ -33,7 +35,7 @@ export ACCEL
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 HARNESS   := target/debug/qemu
 OVMF_CODE := /usr/share/OVMF/OVMF_CODE_4M.fd
-APT_CMD   := apt-get update && apt-get install -y qemu-system-x86 ovmf
+APT_CMD   := apt-get update && apt-get install -y qemu-system-x86 ovmf gdb
 KERNEL_TARGET := x86_64-unknown-none
 
 # Only the runner's own flags, with values quoted for the shell.
@@ -43,7 +45,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: help all setup toolchain host-packages fuzz-tools harness run test stress linux-diff bench fuzz fuzz-seeds screenshot check doc image usb clean
+.PHONY: help all setup toolchain host-packages fuzz-tools harness run debug gdb test stress linux-diff bench fuzz fuzz-seeds screenshot check doc image usb clean
 
 # The disk images (as make image).
 all: image
@@ -60,12 +62,12 @@ toolchain:
 		&& rustup target list --installed 2>/dev/null | grep -q '^$(KERNEL_TARGET)' \
 		|| rustup toolchain install
 
-# QEMU and OVMF from the distribution (Debian/Ubuntu).
+# QEMU, OVMF and GDB from the distribution (Debian/Ubuntu).
 host-packages:
-	@if command -v qemu-system-x86_64 >/dev/null && [ -f $(OVMF_CODE) ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then echo "installing QEMU and OVMF: $(APT_CMD)"; $(APT_CMD); \
+	@if command -v qemu-system-x86_64 >/dev/null && [ -f $(OVMF_CODE) ] && command -v gdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing QEMU, OVMF and GDB: $(APT_CMD)"; $(APT_CMD); \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo sh -c '$(APT_CMD)'; \
-	else echo "error: QEMU or OVMF is missing; run as root: $(APT_CMD)" >&2; exit 1; fi
+	else echo "error: QEMU, OVMF or GDB is missing; run as root: $(APT_CMD)" >&2; exit 1; fi
 
 # cargo-fuzz (libFuzzer) from crates.io, for make fuzz and make test.
 fuzz-tools: toolchain
@@ -80,6 +82,17 @@ harness: toolchain
 # Builds and boots the kernel in QEMU; serial and monitor on this terminal.
 run: setup harness
 	@$(HARNESS) run $(RUN_FLAGS) --smp '$(SMP)'
+
+# Boots make run's machine halted, with QEMU's GDB stub on GDB_PORT.
+# It halts before the firmware and writes target/tessera.gdb, which make
+# gdb (another terminal) runs.
+debug: setup harness
+	@$(HARNESS) debug $(RUN_FLAGS) --smp '$(SMP)' --gdb-port '$(GDB_PORT)'
+
+# Attaches GDB to make debug's QEMU (target/tessera.gdb).
+gdb: host-packages
+	@[ -f target/tessera.gdb ] || { echo "error: no target/tessera.gdb: run make debug first (it writes it and starts QEMU)" >&2; exit 1; }
+	@gdb -q -x target/tessera.gdb
 
 # Every test: host, fuzz, QEMU on every profile, Linux side by side.
 test: setup harness

@@ -98,6 +98,20 @@ pub fn init(boot_info: &'static mut BootInfo) {
     console::init(opts.loglevel);
     log::info!("Tessera version {}", env!("CARGO_PKG_VERSION"));
     log::info!("Command line: {line}");
+    // Where a debugger finds the kernel's symbols: the ELF is linked at 0
+    // and the bootloader placed it in its dynamic range.
+    log::debug!(
+        "{}{:#x} from 0x0 (relocation range: {:#x}-{:#x})",
+        options::contract::KERNEL_OFFSET,
+        m.kernel_image,
+        boot::layout::DYNAMIC_START,
+        boot::layout::DYNAMIC_END - 1
+    );
+    log::debug!(
+        "kernel: ELF file [mem {:#018x}-{:#018x}]",
+        boot_info.kernel_addr,
+        boot_info.kernel_addr + boot_info.kernel_len - 1
+    );
     for e in refused {
         log::warn!("cmdline: {e}; ignored");
     }

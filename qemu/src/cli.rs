@@ -9,7 +9,7 @@ use crate::profile::{self, Profile};
 /// A boot's hard limit when none is given (`--timeout`, `TESSERA_TIMEOUT`).
 const DEFAULT_TIMEOUT: u64 = 60;
 
-pub const USAGE: &str = "usage: qemu run|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles|plan|linux|linux-diff [options] (see qemu/src/main.rs)";
+pub const USAGE: &str = "usage: qemu run|debug|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles|plan|linux|linux-diff [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]
@@ -28,6 +28,8 @@ pub struct Flags {
     pub filter: Option<String>,
     pub profiles: Option<Vec<String>>,
     pub no_host: bool,
+    /// `--gdb-port N`: the GDB stub's port of `qemu debug`.
+    pub gdb_port: Option<u16>,
     /// Seconds per fuzz target.
     pub fuzz_time: Option<u64>,
     pub free: Vec<String>,
@@ -59,6 +61,11 @@ pub fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> 
             "--filter" => f.filter = Some(value()?).filter(|s| !s.is_empty()),
             "--profiles" => f.profiles = Some(value()?.split(',').map(String::from).collect()),
             "--no-host" => f.no_host = true,
+            "--gdb-port" => {
+                let v = value()?;
+                let port = v.parse().ok().filter(|&p| p > 0);
+                f.gdb_port = Some(port.ok_or(format!("GDB_PORT '{v}': give a TCP port 1..65535"))?);
+            }
             "--time" => {
                 let v = value()?;
                 let secs = v.parse().ok().filter(|&s| s > 0);
@@ -139,6 +146,11 @@ mod tests {
         assert_eq!(f.cpus(f.profile().unwrap()), 4);
         assert_eq!(flags("").unwrap().cpus(f.profile().unwrap()), 4);
         assert!(flags("--smp 0").unwrap_err().starts_with("SMP='0': give a number of CPUs"));
+        assert_eq!(flags("--gdb-port 4321").unwrap().gdb_port, Some(4321));
+        for bad in ["0", "65536", "x"] {
+            let e = flags(&format!("--gdb-port {bad}")).unwrap_err();
+            assert_eq!(e, format!("GDB_PORT '{bad}': give a TCP port 1..65535"));
+        }
     }
 
     #[test]

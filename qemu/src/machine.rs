@@ -55,6 +55,10 @@ pub struct Machine {
     pub timeout: Option<Duration>,
     /// KVM or TCG: [`accel::current`] unless the boot says otherwise.
     pub accel: Accel,
+    /// QEMU is killed as soon as this says yes to the serial output so
+    /// far (captured boots only): for a probe that needs only the start
+    /// of a boot.
+    pub stop_when: Option<fn(&str) -> bool>,
 }
 
 impl Machine {
@@ -75,6 +79,7 @@ impl Machine {
             no_exit_device: false,
             timeout: None,
             accel: accel::current(),
+            stop_when: None,
         }
         .shape(&plan::DEFAULT)
     }
@@ -319,11 +324,21 @@ fn prepare(m: &Machine) -> Result<(PathBuf, PathBuf), String> {
     Ok((log, vars))
 }
 
-fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<Ending, String> {
+/// Waits for QEMU to exit; kills it after `timeout`, or as soon as `stop`
+/// says so.
+fn wait(
+    child: &mut std::process::Child,
+    timeout: Option<Duration>,
+    stop: impl Fn() -> bool,
+) -> Result<Ending, String> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
             return Ok(ending(status));
+        }
+        if stop() {
+            let _ = child.kill();
+            return Ok(ending(child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?));
         }
         if let Some(t) = timeout
             && start.elapsed() >= t
@@ -536,7 +551,8 @@ pub fn boot_captured(m: &Machine, echo: bool, input: &[Step]) -> Result<Boot, St
         });
     }
     let err_reader = collect_stderr(stderr);
-    let ending = wait(&mut child, m.timeout)?;
+    let stop = || m.stop_when.is_some_and(|f| f(&shared.lock().expect("log lock")));
+    let ending = wait(&mut child, m.timeout, stop)?;
     let _ = reader.join();
     let log = crate::report::strip_ansi(&shared.lock().expect("log lock"));
     let stderr = err_reader.join().unwrap_or_default();
@@ -569,7 +585,7 @@ pub fn boot_interactive(m: &Machine, display: bool) -> Result<Boot, String> {
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
     let err_reader = collect_stderr(stderr);
-    let ending = wait(&mut child, m.timeout)?;
+    let ending = wait(&mut child, m.timeout, || false)?;
     let stderr = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })

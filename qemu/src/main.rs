@@ -3,6 +3,7 @@
 //! ```text
 //! qemu run [--profile P | --firmware bios|uefi [--usb]] [--mem M] [--smp N] [--cmdline S]
 //!          [--qemu-args S] [--timeout SECS] [--kernel ELF] [--release]
+//! qemu debug [same as run] [--gdb-port N]   (halted, GDB stub; writes target/tessera.gdb)
 //! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
@@ -21,7 +22,7 @@
 //!
 //! What boots where is data, in [`plan`]; one boot is described by
 //! [`machine::Machine`]. Each command lives in its own module: [`run`]
-//! (`run`, `screenshot`), [`test`](mod@test) (`test`, `runner`), [`bench`](mod@bench),
+//! (`run`, `screenshot`), [`debug`] (`debug`), [`test`](mod@test) (`test`, `runner`), [`bench`](mod@bench),
 //! [`fuzz`] (`fuzz`, `fuzz-seeds`), [`linuxdiff`] (`linux`, `linux-diff`);
 //! [`cli`] reads the flags.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ mod accel;
 mod bench;
 mod cargo;
 mod cli;
+mod debug;
 mod device;
 mod fuzz;
 mod golden;
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         .and_then(|f| if boots { accel::resolve().map(|_| f) } else { Ok(f) })
         .and_then(|f| match cmd.as_str() {
             "run" => run::cmd_run(f),
+            "debug" => debug::cmd_debug(f),
             "test" => test::cmd_test(f),
             "runner" => test::cmd_runner(f),
             "bench" => f.timeout().and_then(bench::run),

@@ -512,7 +512,16 @@ pub fn cmd_plan() -> Result<bool, String> {
             }
             println!("  {:40} {what}", b.name);
         }
-        println!("  boot::{0}, shell::{0}{1}", p.name, if p.persist { ", persist" } else { "" });
+        let gdb = if crate::debug::tested(p, None) {
+            format!(", gdb::{}", p.name)
+        } else {
+            String::new()
+        };
+        println!(
+            "  boot::{0}, shell::{0}{gdb}{1}",
+            p.name,
+            if p.persist { ", persist" } else { "" }
+        );
     }
     Ok(true)
 }

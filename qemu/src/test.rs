@@ -1,7 +1,8 @@
 //! `qemu test` and `qemu runner`: the host tests and fuzz targets, then on
 //! each profile every kernel test binary cargo built, on each of its
 //! machines ([`crate::plan`]), the real kernel's boot and shell checks
-//! ([`crate::golden`]) and the persistence checks ([`crate::persist`]),
+//! ([`crate::golden`]), a scripted GDB session on BIOS ([`crate::debug`])
+//! and the persistence checks ([`crate::persist`]),
 //! then the Linux conformance suite; one `N passed, N failed` line at the
 //! end.
 
@@ -15,7 +16,7 @@ use crate::machine::{self, Machine};
 use crate::plan::{self, TestBoot};
 use crate::profile::{self, Profile};
 use crate::progress::{self, Progress};
-use crate::{cargo, device, fuzz, golden, linuxdiff, persist, report};
+use crate::{cargo, debug, device, fuzz, golden, linuxdiff, persist, report};
 
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
 const FUZZ_TEST_SECONDS: u64 = 10;
@@ -147,6 +148,8 @@ enum Job<'a> {
     Binary(&'a cargo::Artifact),
     Boot,
     Shell,
+    /// The scripted GDB session.
+    Gdb,
     Persist,
 }
 
@@ -160,6 +163,7 @@ impl Job<'_> {
                 .collect(),
             Job::Boot => vec![format!("{} boot", p.name)],
             Job::Shell => vec![format!("{} shell", p.name)],
+            Job::Gdb => vec![format!("{} gdb", p.name)],
             Job::Persist => vec![format!("{} persist", p.name)],
         }
     }
@@ -201,6 +205,9 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
     };
     for p in &profiles {
         machine::check_host(p)?;
+        if debug::tested(p, filter) {
+            debug::check_gdb()?;
+        }
     }
     let mut summary: Vec<(String, usize, usize)> = Vec::new();
     if !f.no_host {
@@ -250,6 +257,9 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
         if picked(format!("shell::{}", p.name)) {
             jobs.push((p, Job::Shell));
         }
+        if debug::tested(p, filter) {
+            jobs.push((p, Job::Gdb));
+        }
         if p.persist && picked(format!("persist::{}", p.name)) {
             jobs.push((p, Job::Persist));
         }
@@ -276,6 +286,10 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
             Job::Shell => {
                 progress.step(&format!("{} shell", p.name));
                 golden::shell_check(&kernel, p, timeout)?
+            }
+            Job::Gdb => {
+                progress.step(&format!("{} gdb", p.name));
+                debug::check(&kernel, p, timeout)?
             }
             Job::Persist => {
                 progress.step(&format!("{} persist", p.name));

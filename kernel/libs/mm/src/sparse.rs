@@ -1214,6 +1214,9 @@ impl<B: SparseBackend> Sparse<B> {
 
     /// `section_activate`. Readers never see a sub-section before its
     /// memmap: the memmap is populated first, then the bits are published.
+    /// Never inlined, so that a debugger can break in it by name (README,
+    /// "Debugging with GDB"); it runs once per section of a hot-add.
+    #[inline(never)]
     fn section_activate(
         &mut self,
         pfn: Pfn,

@@ -39,6 +39,12 @@ pub const SHELL_PROMPT: &str = "tessera> ";
 /// after each sub-section; the harness presses one each time it appears.
 pub const STEP_PROMPT: &str = "-- press a key --";
 
+/// Starts the debug line (`loglevel=8`) that says where the bootloader
+/// relocated the kernel, as Linux's `Kernel Offset:` line does:
+/// `Kernel Offset: 0xffff800000000000 from 0x0 (relocation range: ...)`.
+/// A debugger loads the ELF's symbols at that offset (`make debug`).
+pub const KERNEL_OFFSET: &str = "Kernel Offset: ";
+
 /// The log line that ends the kernel's initialization.
 pub const INIT_COMPLETE: &str = "tessera: initialization complete";
 
