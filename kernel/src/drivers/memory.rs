@@ -13,7 +13,7 @@
 //!
 //! Lock order (DESIGN.md §4a): an operation takes `MEM_HOTPLUG`
 //! (`mem_hotplug_begin`), then `BLOCKS`, once each, and holds them for
-//! all of it; each backend step takes what it needs under them, one at a
+//! all of it (the change hook runs at its end, under both); each backend step takes what it needs under them, one at a
 //! time: `SPARSE` (then `ZONES`, in `zone::remove_pfn_range_from_zone`),
 //! the page allocator's zone locks, `ZONES`, `MEMBLOCK`, `IOMEM`. Nothing
 //! takes `BLOCKS` while holding one of those.
@@ -209,6 +209,7 @@ pub fn probe(addr: u64) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let b = blocks.probe(&mut Kernel, addr)?;
+    super::changed(None);
     log::info!("memory: memory{} {} added", b.id, MemRange(b.start, b.end()));
     Ok(MemoryBlock(b))
 }
@@ -220,6 +221,7 @@ pub fn add_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugErro
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let added = blocks.add_memory(&mut Kernel, start, size)?;
+    super::changed(None);
     for b in &added {
         log::info!("memory: memory{} {} added", b.id, MemRange(b.start, b.end()));
     }
@@ -238,6 +240,7 @@ pub fn online_type(id: u64, online_type: OnlineType) -> Result<MemoryBlock, Hotp
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let (b, freed) = blocks.online_type(&mut Kernel, id, online_type)?;
+    super::changed(None);
     let zone = b.zone.map_or("none", ZoneType::name);
     log::info!(
         "memory: memory{id} online: {freed} pages to zone {zone} {}",
@@ -253,6 +256,7 @@ pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let (b, taken) = blocks.offline(&mut Kernel, id)?;
+    super::changed(None);
     log::info!(
         "memory: memory{id} offline: {taken} pages taken back {}",
         MemRange(b.start, b.end())
@@ -267,6 +271,7 @@ pub fn remove(id: u64) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let b = blocks.remove(&mut Kernel, id)?;
+    super::changed(None);
     log::info!("memory: memory{id} {} removed", MemRange(b.start, b.end()));
     Ok(MemoryBlock(b))
 }

@@ -144,10 +144,22 @@ fn operation<T>(f: impl FnOnce(&mut Pmem, &mut KernelPmem) -> T) -> T {
     t
 }
 
-/// [`operation`] for one that maps or unmaps memory: `MEM_HOTPLUG` first.
+/// [`operation`] for one that maps or unmaps memory: `MEM_HOTPLUG` first;
+/// the change hook after it.
 fn hotplug<T>(f: impl FnOnce(&mut Pmem, &mut KernelPmem) -> T) -> T {
     let _hotplug = mem_hotplug_begin();
-    operation(f)
+    let t = operation(f);
+    super::changed(None);
+    t
+}
+
+/// `step` with the change hook for the section first (SPARSE is not held
+/// while the policy calls a step).
+fn with_hook(step: &mut dyn FnMut(u64, &str)) -> impl FnMut(u64, &str) + '_ {
+    move |nr, line| {
+        super::changed(Some(nr));
+        step(nr, line);
+    }
 }
 
 /// The regions, in id order, as the last finished operation left them.
@@ -204,13 +216,13 @@ pub fn probe(id: usize) -> Result<Option<mm::nd_pfn::Layout>, PmemError> {
 /// a caller can show the bits filling in; it may call [`regions`], which
 /// shows the regions as they were before the add.
 pub fn add(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
-    hotplug(|p, b| p.add(b, id, step))
+    hotplug(|p, b| p.add(b, id, &mut with_hook(step)))
 }
 
 /// Hot-removes region `id` ([`Pmem::remove`]), calling `step` as [`add`]
 /// does.
 pub fn remove(id: usize, step: &mut dyn FnMut(u64, &str)) -> Result<Region, PmemError> {
-    hotplug(|p, b| p.remove(b, id, step))
+    hotplug(|p, b| p.remove(b, id, &mut with_hook(step)))
 }
 
 /// Changes namespace `id`'s mode ([`Pmem::set_mode`]), calling `step` as
@@ -220,7 +232,7 @@ pub fn set_mode(
     mode: Mode,
     step: &mut dyn FnMut(u64, &str),
 ) -> Result<Region, PmemError> {
-    hotplug(|p, b| p.set_mode(b, id, mode, step))
+    hotplug(|p, b| p.set_mode(b, id, mode, &mut with_hook(step)))
 }
 
 /// `len` bytes of region `id`'s data area from `offset`.
