@@ -69,6 +69,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
     // The fault path reaches the layers above `arch` only through hooks.
     idt::set_unlock_hook(console::framebuffer::force_unlock);
     idt::set_fault_describer(drivers::pmem::describe_fault);
+    // The drivers tell the mosaic (the shell's layer) what changed.
+    drivers::set_change_hook(crate::mosaic::changed);
     let m = boot::set_mappings(BootMappings {
         physical_memory_offset: boot_info
             .physical_memory_offset

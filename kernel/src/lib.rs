@@ -22,6 +22,7 @@ pub mod console;
 pub mod drivers;
 pub mod init;
 pub mod mm;
+pub mod mosaic;
 pub mod panic;
 pub mod shell;
 pub mod smp;

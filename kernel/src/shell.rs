@@ -77,6 +77,7 @@ fn wait_key() -> u8 {
 /// Runs the shell for ever.
 pub fn run() -> ! {
     let mut editor = LineEditor::new(16);
+    crate::mosaic::start();
     println!("Tessera shell: type help");
     print!("{PROMPT}");
     loop {
@@ -191,6 +192,10 @@ fn run_command(cmd: Command) {
                 Err(e) => println!("memory {name}: {e}"),
             }
         }
+        Command::Mosaic(arg) => match crate::mosaic::command(arg) {
+            Ok(status) => println!("{status}"),
+            Err(e) => println!("mosaic: {e}"),
+        },
         Command::Bench => bench(),
         Command::Stress { ops } => {
             crate::stress::run_and_print(ops, false);

@@ -1,7 +1,7 @@
 //! The kernel's layering, checked from its source (DESIGN.md §4a):
 //!
 //! ```text
-//! arch ← boot facts, console ← mm ← acpi ← drivers ← shell, testing ← init, panic
+//! arch ← boot facts, console ← mm ← acpi ← drivers ← shell, mosaic, testing ← init, panic
 //! ```
 //!
 //! Every `crate::` path in `kernel/src` (imports, qualified calls, macro
@@ -23,7 +23,7 @@ fn layer(file: &str) -> Option<(usize, &'static str)> {
         "acpi.rs" => (3, "acpi"),
         f if f.starts_with("drivers/") => (4, "drivers"),
         "smp.rs" => (4, "smp"),
-        "shell.rs" | "testing.rs" | "stress.rs" => (5, "shell and tests"),
+        "shell.rs" | "mosaic.rs" | "testing.rs" | "stress.rs" => (5, "shell and tests"),
         "init.rs" | "panic.rs" => (6, "init"),
         _ => return None,
     };

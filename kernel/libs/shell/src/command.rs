@@ -85,6 +85,8 @@ pub enum Command {
         /// The block number (`memoryN` or `N`).
         block: u64,
     },
+    /// `mosaic [on|off|all|N]`: the sections' tiles above the log.
+    Mosaic(MosaicArg),
     /// `bench`: the built-in benchmarks.
     Bench,
     /// `stress N`: N hotplug operations on this CPU while the others read.
@@ -169,6 +171,21 @@ pub enum SectionsArg {
     All,
     /// `N`: section number N.
     One(u64),
+}
+
+/// What `mosaic` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MosaicArg {
+    /// No argument: hide it if shown, else show it.
+    Toggle,
+    /// `on`: show it (as it was last shown).
+    On,
+    /// `off`: hide it; the log takes the whole screen.
+    Off,
+    /// `all`: every section, several a row when they do not all fit.
+    All,
+    /// `N`: one section a row, from section N on.
+    From(u64),
 }
 
 /// The page frame `pfn` shows.
@@ -367,6 +384,13 @@ pub const COMMANDS: &[CommandInfo] = &[
          take a block's pages back (none may be in use)\n\
          take an offline block out of the memory model",
     ),
+    info(
+        "mosaic",
+        "mosaic [on|off]\nmosaic all\nmosaic N",
+        "show or hide each section's 64 tiles above the log (shown at start)\n\
+         every section; if too many, 2^k a row, a tile the state of most of it\n\
+         one section a row from section N (to scroll through many)",
+    ),
     info("bench", "bench", "run the built-in benchmarks"),
     info(
         "stress",
@@ -475,6 +499,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 _ => return Err(Missing { command, expected: "REGION OFFSET TEXT" }),
             }
         }
+        ("mosaic", []) => Command::Mosaic(MosaicArg::Toggle),
+        ("mosaic", [arg]) => Command::Mosaic(match *arg {
+            "on" => MosaicArg::On,
+            "off" => MosaicArg::Off,
+            "all" => MosaicArg::All,
+            _ => MosaicArg::From(memparse(arg).ok_or(BadArgument {
+                command,
+                arg,
+                expected: "on, off, all or a section number",
+            })?),
+        }),
         ("memory", []) => Command::Memory,
         ("memory", ["probe", rest @ ..]) => {
             let command = "memory probe";
@@ -521,7 +556,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 expected: "remove, add, mode, read or write",
             });
         }
-        ("help" | "sections" | "pfn" | "acpidump", [_, arg, ..]) => {
+        ("help" | "sections" | "pfn" | "acpidump" | "mosaic", [_, arg, ..]) => {
             return Err(Extra { command, arg });
         }
         (_, [_, ..]) => return Err(NoArguments { command }),
@@ -704,6 +739,12 @@ mod tests {
             ("memory online memory32", MemoryState { action: BlockAction::Online, block: 32 }),
             ("memory offline 32", MemoryState { action: BlockAction::Offline, block: 32 }),
             ("memory remove memory7", MemoryState { action: BlockAction::Remove, block: 7 }),
+            ("mosaic", Mosaic(MosaicArg::Toggle)),
+            ("mosaic on", Mosaic(MosaicArg::On)),
+            ("mosaic off", Mosaic(MosaicArg::Off)),
+            ("mosaic all", Mosaic(MosaicArg::All)),
+            ("mosaic 14", Mosaic(MosaicArg::From(14))),
+            ("mosaic 0x800", Mosaic(MosaicArg::From(2048))),
             ("bench", Bench),
             ("stress 20000", Stress { ops: 20000 }),
             ("reboot", Reboot),
@@ -834,6 +875,11 @@ mod tests {
                 "memory --json probe 4G",
                 "memory: --json goes with the listing only ('memory --json'), not 'probe'",
             ),
+            (
+                "mosaic frob",
+                "mosaic: bad argument 'frob': expected on, off, all or a section number",
+            ),
+            ("mosaic on off", "mosaic: unexpected argument 'off'"),
         ];
         for (line, want) in table {
             assert_eq!(parse(line).map_err(|e| e.to_string()), Err(want.into()), "{line:?}");
@@ -843,8 +889,8 @@ mod tests {
     #[test]
     fn help() {
         let all = help_lines(None).unwrap();
-        // pmem has 6 forms, memory 5.
-        assert_eq!(all.len(), COMMANDS.len() + 5 + 4);
+        // pmem has 6 forms, memory 5, mosaic 3.
+        assert_eq!(all.len(), COMMANDS.len() + 5 + 4 + 2);
         let column = all[0].find("list").unwrap();
         for line in &all {
             assert!(line.starts_with("  ") && line.len() <= 100, "{line}");

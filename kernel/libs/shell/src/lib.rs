@@ -10,7 +10,7 @@ pub mod cpus;
 pub mod line;
 
 pub use command::{
-    COMMANDS, Command, CommandError, CommandInfo, JSON_COMMANDS, Listing, PfnArg, SectionsArg,
-    help_lines, parse,
+    COMMANDS, Command, CommandError, CommandInfo, JSON_COMMANDS, Listing, MosaicArg, PfnArg,
+    SectionsArg, help_lines, parse,
 };
 pub use line::{Edit, LineEditor, MAX_LINE};
