@@ -2,8 +2,8 @@
 //! initialization and powers off ([`boot_check`]), and its shell answers
 //! the golden script `qemu/golden-shell.txt` ([`shell_check`]): every
 //! command, good and bad, typed over serial or the PS/2 keyboard, each
-//! answer compared with what it must contain, and the console read back
-//! from the framebuffer.
+//! answer compared with what it must contain, and the console and the
+//! mosaic read back from the framebuffer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use options::contract::{INIT_COMPLETE, SHELL_PROMPT, STEP_PROMPT};
 
 use crate::golden_json;
 use crate::machine::{self, Machine, Step};
+use crate::mosaic::{self, Expect};
 use crate::profile::Profile;
 use crate::report::{self, Ending, Verdict};
 use crate::screen;
@@ -25,6 +26,8 @@ pub struct Command<'a> {
     /// As written after `> `; the test's name.
     pub text: &'a str,
     pub want: Vec<&'a str>,
+    /// `@ mosaic` lines: the screen after the answer, read back.
+    pub mosaic: Vec<Expect>,
 }
 
 impl Command<'_> {
@@ -43,7 +46,8 @@ impl Command<'_> {
 
 /// Reads a script: `> COMMAND` lines, each followed by the lines its answer
 /// must contain (or, starting with `/`, the checks of its JSON, which
-/// must parse); `#` comments and empty lines are skipped.
+/// must parse) and `@ mosaic N STATES` lines; `#` comments and empty
+/// lines are skipped.
 pub fn parse(script: &str) -> Result<Vec<Command<'_>>, String> {
     let mut commands: Vec<Command> = Vec::new();
     for (n, line) in script.lines().enumerate() {
@@ -54,7 +58,10 @@ pub fn parse(script: &str) -> Result<Vec<Command<'_>>, String> {
             if text.trim().is_empty() {
                 return Err(format!("line {}: a command is missing after '> '", n + 1));
             }
-            commands.push(Command { text, want: Vec::new() });
+            commands.push(Command { text, want: Vec::new(), mosaic: Vec::new() });
+        } else if let Some(args) = line.strip_prefix("@ mosaic ") {
+            let c = commands.last_mut().ok_or(format!("line {}: @ before any command", n + 1))?;
+            c.mosaic.push(Expect::parse(args).map_err(|e| format!("line {}: {e}", n + 1))?);
         } else {
             let Some(c) = commands.last_mut() else {
                 return Err(format!("line {}: {line:?} comes before any command", n + 1));
@@ -79,7 +86,16 @@ pub fn shell_check(
     let tag = format!("{}-shell", p.name);
     let m = Machine::new(p, kernel, &tag).timeout(timeout);
     println!("== {} shell: typing {} commands", p.name, script.len());
-    let mut input: Vec<Step> = script.iter().flat_map(Command::steps).collect();
+    // After a command with `@ mosaic` lines, a screendump of its own.
+    let dump = |i: usize| format!("target/qemu/{tag}-{i}.ppm");
+    let mut input: Vec<Step> = Vec::new();
+    for (i, c) in script.iter().enumerate() {
+        input.extend(c.steps());
+        if !c.mosaic.is_empty() {
+            let _ = std::fs::remove_file(dump(i));
+            input.push(Step::Monitor(format!("screendump {}", dump(i))));
+        }
+    }
     // After `help` has answered, read the framebuffer back.
     let ppm = format!("target/qemu/{tag}.ppm");
     let _ = std::fs::remove_file(&ppm);
@@ -113,12 +129,31 @@ pub fn shell_check(
         } else {
             passed += 1;
         }
+        // The mosaic's tiles after this answer, where the last status line
+        // says they are.
+        for e in &c.mosaic {
+            let status = mosaic::last_status(&answers[..(i + 1).min(answers.len())]).unwrap_or("");
+            let seen = read_screen(&dump(i)).and_then(|img| e.check(&img, status));
+            let name = format!("mosaic {} after {:?}", e.section, c.text);
+            println!(
+                "test shell::{}::{name} ... {}",
+                p.name,
+                if seen.is_ok() { "ok" } else { "FAILED" }
+            );
+            match seen {
+                Ok(()) => passed += 1,
+                Err(why) => {
+                    println!("  {why} (screendump {})", dump(i));
+                    failed += 1;
+                }
+            }
+        }
     }
     // The prompt and help's answer are drawn on the screen in the console font.
-    let screen =
-        std::fs::read(&ppm).map_err(|e| format!("{ppm}: {e}")).and_then(|b| screen::parse_ppm(&b));
+    let screen = read_screen(&ppm);
     let drawn = screen.map(|img| {
-        [SHELL_PROMPT.trim_end(), "sections [N|all]"]
+        // (help's last line: the mosaic above leaves the log part of the screen)
+        [SHELL_PROMPT.trim_end(), "power the machine off"]
             .iter()
             .all(|t| screen::find_text(&img, t).is_some())
     });
@@ -136,6 +171,11 @@ pub fn shell_check(
         b.elapsed.as_secs_f64()
     );
     Ok((passed, failed))
+}
+
+/// A screendump, parsed.
+fn read_screen(ppm: &str) -> Result<screen::Image, String> {
+    std::fs::read(ppm).map_err(|e| format!("{ppm}: {e}")).and_then(|b| screen::parse_ppm(&b))
 }
 
 /// Boots the real kernel with `poweroff` and checks it got to the end.
@@ -186,7 +226,7 @@ mod tests {
     #[test]
     fn the_golden_script_parses_and_ends_in_poweroff() {
         let script = parse(SCRIPT).unwrap();
-        assert_eq!(script.len(), 59);
+        assert_eq!(script.len(), 62);
         // Every listing answers in JSON somewhere, checked, and right after
         // its text answer (so the two are compared).
         for name in ["sections", "pmem", "memory", "zoneinfo", "iomem", "nfit", "cpus"] {
@@ -211,6 +251,20 @@ mod tests {
             [Step::Keys("pmem add region0 --step".into()), Step::PressWhile(STEP_PROMPT.into())]
         );
         assert_eq!(parse("oops\n> help").unwrap_err(), "line 1: \"oops\" comes before any command");
+        // The mosaic is read back after the remove and after the add.
+        let checked: Vec<(&str, char)> = script
+            .iter()
+            .flat_map(|c| c.mosaic.iter().map(move |e| (c.text, e.tiles[16].letter())))
+            .collect();
+        assert_eq!(
+            checked,
+            [
+                ("mosaic on", 'P'),
+                ("pmem remove region0", 'p'),
+                ("ps2: pmem add region0 --step", 'P')
+            ]
+        );
+        assert!(parse("@ mosaic 14 RR").is_err() && parse("> help\n@ mosaic 14 RR").is_err());
         assert!(parse("> \n").is_err());
     }
 }

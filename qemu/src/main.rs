@@ -42,6 +42,7 @@ mod linuxdiff;
 mod machine;
 mod madt_cases;
 mod malformed;
+mod mosaic;
 mod persist;
 mod plan;
 mod profile;

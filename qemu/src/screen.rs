@@ -6,6 +6,10 @@ use noto_sans_mono_bitmap::{FontWeight, RasterHeight, get_raster, get_raster_wid
 
 const WEIGHT: FontWeight = FontWeight::Regular;
 const HEIGHT: RasterHeight = RasterHeight::Size16;
+/// The console font's cell, in pixels (the kernel's `framebuffer::CHAR_W`
+/// and `CHAR_H`).
+pub const CHAR_W: usize = get_raster_width(WEIGHT, HEIGHT);
+pub const CHAR_H: usize = HEIGHT.val();
 
 /// An RGB image.
 pub struct Image {
@@ -17,8 +21,16 @@ pub struct Image {
 impl Image {
     /// Whether the pixel is lit (text, not the black background).
     fn lit(&self, x: usize, y: usize) -> bool {
+        self.pixel(x, y).iter().map(|&c| u32::from(c)).sum::<u32>() > 3 * 64
+    }
+
+    /// The pixel's colour (red, green, blue); black outside the image.
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        if x >= self.width || y >= self.height {
+            return [0; 3];
+        }
         let i = (y * self.width + x) * 3;
-        self.rgb[i..i + 3].iter().map(|&c| u32::from(c)).sum::<u32>() > 3 * 64
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
 }
 
@@ -71,25 +83,37 @@ fn render(text: &str) -> (usize, Vec<Vec<bool>>) {
     (w * text.len(), rows)
 }
 
+/// Whether the rendered text `(w, rows)` is drawn with its top left at
+/// (`x`, `y`): every lit glyph pixel lit on screen, and the gaps mostly
+/// dark.
+fn drawn_at(img: &Image, x: usize, y: usize, (w, rows): &(usize, Vec<Vec<bool>>)) -> bool {
+    let h = rows.len();
+    let all_lit = (0..h)
+        .flat_map(|gy| (0..*w).map(move |gx| (gx, gy)))
+        .filter(|&(gx, gy)| rows[gy][gx])
+        .all(|(gx, gy)| img.lit(x + gx, y + gy));
+    let dark = (0..h)
+        .flat_map(|gy| (0..*w).map(move |gx| (gx, gy)))
+        .filter(|&(gx, gy)| !rows[gy][gx] && img.lit(x + gx, y + gy))
+        .count();
+    all_lit && dark * 10 < w * h
+}
+
+/// Whether `text` is drawn in the console font with its top left at
+/// (`x`, `y`).
+pub fn text_at(img: &Image, x: usize, y: usize, text: &str) -> bool {
+    drawn_at(img, x, y, &render(text))
+}
+
 /// Where `text` appears on the screen (top-left pixel), if anywhere.
 pub fn find_text(img: &Image, text: &str) -> Option<(usize, usize)> {
-    let (w, rows) = render(text);
+    let rendered = render(text);
+    let (w, rows) = &rendered;
     let h = rows.len();
-    let strong: Vec<(usize, usize)> =
-        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).filter(|&(x, y)| rows[y][x]).collect();
-    let (fx, fy) = *strong.first()?;
+    let (fx, fy) = (0..h).flat_map(|y| (0..*w).map(move |x| (x, y))).find(|&(x, y)| rows[y][x])?;
     for y in 0..img.height.saturating_sub(h) {
-        for x in 0..img.width.saturating_sub(w) {
-            if !img.lit(x + fx, y + fy) {
-                continue;
-            }
-            // Every lit glyph pixel lit on screen, and the gaps mostly dark.
-            let all_lit = strong.iter().all(|&(gx, gy)| img.lit(x + gx, y + gy));
-            let dark = (0..h)
-                .flat_map(|gy| (0..w).map(move |gx| (gx, gy)))
-                .filter(|&(gx, gy)| !rows[gy][gx] && img.lit(x + gx, y + gy))
-                .count();
-            if all_lit && dark * 10 < w * h {
+        for x in 0..img.width.saturating_sub(*w) {
+            if img.lit(x + fx, y + fy) && drawn_at(img, x, y, &rendered) {
                 return Some((x, y));
             }
         }
@@ -98,10 +122,10 @@ pub fn find_text(img: &Image, text: &str) -> Option<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn draw(text: &str, at: (usize, usize), size: (usize, usize)) -> Image {
+    pub fn draw(text: &str, at: (usize, usize), size: (usize, usize)) -> Image {
         let (w, rows) = render(text);
         let mut rgb = vec![0u8; size.0 * size.1 * 3];
         for (y, row) in rows.iter().enumerate() {
@@ -117,6 +141,7 @@ mod tests {
     fn finds_drawn_text_and_only_that() {
         let img = draw("tessera> ", (37, 51), (320, 120));
         assert_eq!(find_text(&img, "tessera>"), Some((37, 51)));
+        assert!(text_at(&img, 37, 51, "tessera>") && !text_at(&img, 38, 51, "tessera>"));
         assert_eq!(find_text(&img, "kernel"), None);
         let blank = Image { width: 100, height: 40, rgb: vec![0; 100 * 40 * 3] };
         assert_eq!(find_text(&blank, "tessera>"), None);
