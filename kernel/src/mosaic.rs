@@ -17,6 +17,7 @@
 //! the memory model's locks held (`MEM_HOTPLUG` and a driver's own may
 //! be), so it may take them.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -42,6 +43,10 @@ const SEPARATOR: [u8; 3] = [0x60, 0x60, 0x60];
 struct Shown {
     layout: Layout,
     memory: Memory,
+    /// The tiles of every section of the rows shown, as last read: a
+    /// change to one section reads only that one again, even when 2^k
+    /// sections share its row.
+    sections: BTreeMap<u64, [Tile; TILES]>,
     /// Each row's tiles as drawn.
     tiles: Vec<[Tile; TILES]>,
 }
@@ -102,9 +107,19 @@ fn section_tiles(memory: &Memory, nr: u64) -> [Tile; TILES] {
     memory.section_tiles(nr, line.subsection_map, line.flags & flags::ONLINE != 0)
 }
 
-/// Row `row`'s tiles now.
-fn row_tiles(layout: &Layout, memory: &Memory, row: usize) -> [Tile; TILES] {
-    layout.row_tiles(row, |nr| section_tiles(memory, nr))
+/// Row `row`'s tiles from the sections' as last read.
+fn row_tiles(
+    layout: &Layout,
+    sections: &BTreeMap<u64, [Tile; TILES]>,
+    row: usize,
+) -> [Tile; TILES] {
+    layout.row_tiles(row, |nr| sections.get(&nr).copied().unwrap_or([Tile::Absent; TILES]))
+}
+
+/// Every section of the rows of `layout`, read now.
+fn read_sections(layout: &Layout, memory: &Memory) -> BTreeMap<u64, [Tile; TILES]> {
+    let all = layout.rows.iter().flat_map(|&first| first..first + layout.group);
+    all.map(|nr| (nr, section_tiles(memory, nr))).collect()
 }
 
 /// The screen, if there is a framebuffer.
@@ -118,8 +133,9 @@ fn build(view: View) -> Result<Shown, Error> {
     let screen = screen().ok_or(Error::NoFramebuffer)?;
     let memory = memory();
     let layout = Layout::new(screen, &sections(&memory), view).map_err(Error::Layout)?;
-    let tiles = (0..layout.rows.len()).map(|r| row_tiles(&layout, &memory, r)).collect();
-    Ok(Shown { layout, memory, tiles })
+    let sections = read_sections(&layout, &memory);
+    let tiles = (0..layout.rows.len()).map(|r| row_tiles(&layout, &sections, r)).collect();
+    Ok(Shown { layout, memory, sections, tiles })
 }
 
 /// Draws all of `s`: the log moves below the panel, then the panel.
@@ -153,9 +169,10 @@ fn draw_row(p: &mut Painter<'_>, l: &Layout, row: usize, tiles: &[Tile; TILES]) 
     p.tiles(r.x, r.y, l.pitch, l.tile_w, l.tile_h, &tiles.map(Tile::rgb));
 }
 
-/// Reads row `row` again and draws the tiles that changed.
+/// Makes row `row` again from its sections' tiles and draws the tiles
+/// that changed.
 fn update_row(s: &mut Shown, row: usize) {
-    let now = row_tiles(&s.layout, &s.memory, row);
+    let now = row_tiles(&s.layout, &s.sections, row);
     let before = &mut s.tiles[row];
     if now == *before {
         return;
@@ -230,6 +247,8 @@ pub fn changed(nr: Option<u64>) {
     match nr {
         Some(nr) => {
             if let Some(row) = s.layout.row_of(nr) {
+                let tiles = section_tiles(&s.memory, nr);
+                s.sections.insert(nr, tiles);
                 update_row(s, row);
             }
         }
@@ -245,6 +264,7 @@ pub fn changed(nr: Option<u64>) {
                 }
                 return;
             }
+            s.sections = read_sections(&s.layout, &s.memory);
             for row in 0..s.layout.rows.len() {
                 update_row(s, row);
             }
