@@ -29,6 +29,8 @@ FUZZ_TIME ?=
 GDB_PORT ?= 1234
 # make stress: hotplug operations.
 STRESS_OPS ?= 200000
+# make screenshot: shell commands typed before the screendump, ';' between.
+SHELL_CMDS ?=
 
 export ACCEL
 
@@ -112,9 +114,9 @@ stress: setup harness
 linux-diff: setup harness
 	@$(HARNESS) linux-diff $(RUN_FLAGS)
 
-# The console after boot, as target/screenshot.png.
+# The console after boot (and SHELL_CMDS), as target/screenshot.png.
 screenshot: setup harness
-	@$(HARNESS) screenshot --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) --mem '$(MEM)' --smp '$(SMP)' --cmdline '$(CMDLINE)'
+	@$(HARNESS) screenshot --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) --mem '$(MEM)' --smp '$(SMP)' --cmdline '$(CMDLINE)' --type '$(SHELL_CMDS)'
 
 # Measurements in QEMU beside Linux: one table and target/bench.json.
 bench: setup harness

@@ -32,6 +32,8 @@ pub struct Flags {
     pub gdb_port: Option<u16>,
     /// Seconds per fuzz target.
     pub fuzz_time: Option<u64>,
+    /// `--type 'CMD; CMD'`: shell commands `screenshot` types first.
+    pub typed: Vec<String>,
     pub free: Vec<String>,
 }
 
@@ -57,6 +59,15 @@ pub fn parse_flags(args: impl Iterator<Item = String>) -> Result<Flags, String> 
                 f.timeout = Some(secs.ok_or(format!("--timeout '{v}': give whole seconds > 0"))?);
             }
             "--kernel" => f.kernel = Some(value()?.into()),
+            "--type" => {
+                let v = value()?;
+                f.typed = v
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
             "--release" => f.release = true,
             "--filter" => f.filter = Some(value()?).filter(|s| !s.is_empty()),
             "--profiles" => f.profiles = Some(value()?.split(',').map(String::from).collect()),
@@ -134,6 +145,10 @@ mod tests {
         assert_eq!(f.mem.as_deref(), Some("4G"));
         assert_eq!(f.timeout, Some(5));
         assert_eq!(f.free, ["x"]);
+        let f = parse_flags(
+            ["--type", " pmem remove region0;; mosaic 13 "].map(String::from).into_iter(),
+        );
+        assert_eq!(f.unwrap().typed, ["pmem remove region0", "mosaic 13"]);
         assert_eq!(flags("--timeout 0").unwrap_err(), "--timeout '0': give whole seconds > 0");
         assert_eq!(flags("--mem").unwrap_err(), "--mem needs a value");
         assert!(flags("--bogus").unwrap_err().starts_with("unknown flag '--bogus'"));

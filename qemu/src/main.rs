@@ -7,7 +7,7 @@
 //! qemu test [--filter F] [--timeout SECS] [--profiles P,P,..] [--no-host]
 //! qemu runner ELF [FILTER]     (cargo's runner; TESSERA_PROFILE picks the profile)
 //! qemu bench [--timeout SECS]
-//! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--smp N] [--cmdline S]
+//! qemu screenshot [--firmware bios|uefi [--usb]] [--mem M] [--smp N] [--cmdline S] [--type 'CMD; CMD']
 //! qemu fuzz [--time SECS]      (every fuzz target; new inputs kept in kernel/fuzz/corpus)
 //! qemu fuzz-seeds              (corpus seeds from what the kernel reads in QEMU)
 //! qemu profiles

@@ -61,9 +61,9 @@ pub fn cmd_run(f: Flags) -> Result<bool, String> {
     }
 }
 
-/// `qemu screenshot`: boots the kernel, waits for the shell, saves the
-/// framebuffer as `target/screenshot.png` through QEMU's monitor, and
-/// powers off.
+/// `qemu screenshot`: boots the kernel, waits for the shell, types the
+/// `--type` commands, saves the framebuffer as `target/screenshot.png`
+/// through QEMU's monitor, and powers off.
 pub fn cmd_screenshot(f: Flags) -> Result<bool, String> {
     let profile = f.profile()?;
     machine::check_host(profile)?;
@@ -75,12 +75,19 @@ pub fn cmd_screenshot(f: Flags) -> Result<bool, String> {
     m.cmdline = f.cmdline.clone();
     let out = "target/screenshot.png";
     let _ = std::fs::remove_file(out);
-    let steps = [Step::Monitor(format!("screendump {out} -f png")), Step::Type("poweroff".into())];
+    let mut steps: Vec<Step> = f.typed.iter().map(|c| Step::Type(c.clone())).collect();
+    steps.push(Step::Monitor(format!("screendump {out} -f png")));
+    steps.push(Step::Type("poweroff".into()));
     let b = machine::boot_captured(&m, false, &steps)?;
     let ok = Path::new(out).exists();
     match report::verdict(b.ending, &b.log, &b.stderr) {
         Verdict::Pass if ok => println!(
-            "{out}: the console after boot ({}, {})",
+            "{out}: the console after boot{} ({}, {})",
+            if f.typed.is_empty() {
+                String::new()
+            } else {
+                format!(" and {:?}", f.typed.join("; "))
+            },
             profile.name,
             Profile::cpus_text(m.cpus)
         ),
