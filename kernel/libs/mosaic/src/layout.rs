@@ -323,9 +323,11 @@ impl Layout {
                 self.group
             ),
             View::From(_) => format!(
-                "Tessera mosaic: sections {}-{} of {n}, one a row, a tile is 2 MiB (mosaic all: all)",
+                "Tessera mosaic: sections {}-{} ({} of {n}), one a row, a tile is 2 MiB \
+                 (mosaic all: all)",
                 self.rows[0],
-                self.rows[self.rows.len() - 1]
+                self.rows[self.rows.len() - 1],
+                self.rows.len()
             ),
         };
         let fit = self.screen.width.saturating_sub(2 * MARGIN) / self.screen.char_w;
