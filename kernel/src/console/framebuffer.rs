@@ -227,8 +227,9 @@ impl Painter<'_> {
         (self.c.info.width, self.c.info.height)
     }
 
-    /// Gives the log the rows from `top` down (0: the whole screen),
-    /// keeping its last lines; see [`Console::set_top`].
+    /// Gives the log the rows from `top` down (0: the whole screen): its
+    /// last lines, the cursor's included, move to the top of that area as
+    /// far as they fit, and the rest of the area is cleared.
     pub fn set_log_top(&mut self, top: usize) {
         self.c.set_top(top);
     }
