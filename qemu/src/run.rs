@@ -27,12 +27,11 @@ pub fn cmd_run(f: Flags) -> Result<bool, String> {
     m.timeout = f.timeout.map(std::time::Duration::from_secs);
     let display = std::env::var_os("DISPLAY").is_some();
     eprintln!(
-        "qemu: booting profile {} ({}, {}) on {} ({}); Ctrl-A X quits",
+        "qemu: booting profile {} ({}, {}) on {}; Ctrl-A X quits",
         profile.name,
         profile.about,
         Profile::cpus_text(m.cpus),
-        m.accel.name(),
-        crate::accel::reason()
+        m.accel.name()
     );
     let b = machine::boot_interactive(&m, display)?;
     if b.ending != Ending::Code(1) {
