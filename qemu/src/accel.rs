@@ -19,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::machine::QEMU;
+use crate::machine::{self, QEMU};
+use crate::report::Ending;
 
 /// What runs the guests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,37 +73,51 @@ pub fn parse(v: &str) -> Result<Choice, String> {
     }
 }
 
-/// The choice made, and why.
-static CHOSEN: OnceLock<(Accel, String)> = OnceLock::new();
+/// What [`resolve`] decided.
+struct Chosen {
+    accel: Accel,
+    /// Why, in a few words.
+    why: String,
+    /// How long the probe guest took on `accel`, when `auto` ran it there.
+    probed: Option<Duration>,
+}
+
+static CHOSEN: OnceLock<Chosen> = OnceLock::new();
 
 /// The accelerator of this run: [`resolve`]'s answer, TCG before it (the
 /// unit tests, and commands that only print).
 pub fn current() -> Accel {
-    CHOSEN.get().map_or(Accel::Tcg, |c| c.0)
+    CHOSEN.get().map_or(Accel::Tcg, |c| c.accel)
 }
 
 /// Why [`current`] runs, in a few words (`ACCEL=auto: ...`).
 pub fn reason() -> String {
-    CHOSEN.get().map_or("not resolved".into(), |c| c.1.clone())
+    CHOSEN.get().map_or("not resolved".into(), |c| c.why.clone())
+}
+
+/// How long the probe guest took on [`current`], if `auto` ran it there
+/// already.
+pub fn probed() -> Option<Duration> {
+    CHOSEN.get().and_then(|c| c.probed)
 }
 
 /// Decides once from `ACCEL`, prints the decision on stderr, and returns
 /// it; an impossible explicit choice is an error.
 pub fn resolve() -> Result<Accel, String> {
     if let Some(c) = CHOSEN.get() {
-        return Ok(c.0);
+        return Ok(c.accel);
     }
     let choice = parse(&std::env::var("ACCEL").unwrap_or_default())?;
-    let (accel, why) = match choice {
-        Choice::Tcg => (Accel::Tcg, "ACCEL=tcg".to_string()),
+    let chosen = match choice {
+        Choice::Tcg => Chosen { accel: Accel::Tcg, why: "ACCEL=tcg".into(), probed: None },
         Choice::Kvm => {
             open_kvm().map_err(|e| format!("ACCEL=kvm: {e}"))?;
-            (Accel::Kvm, "ACCEL=kvm".to_string())
+            Chosen { accel: Accel::Kvm, why: "ACCEL=kvm".into(), probed: None }
         }
         Choice::Auto => auto(),
     };
-    eprintln!("accel: {} ({why})", accel.name());
-    let _ = CHOSEN.set((accel, why));
+    eprintln!("accel: {} ({})", chosen.accel.name(), chosen.why);
+    let _ = CHOSEN.set(chosen);
     Ok(current())
 }
 
@@ -120,36 +135,41 @@ fn open_kvm() -> Result<(), String> {
 /// and run the probe natively many times over.
 const KVM_PROBE_LIMIT: Duration = Duration::from_secs(4);
 
-fn auto() -> (Accel, String) {
+fn auto() -> Chosen {
+    let tcg_because = |why: String, probed| Chosen { accel: Accel::Tcg, why, probed };
     if let Err(e) = open_kvm() {
-        return (Accel::Tcg, format!("ACCEL=auto: {e}"));
+        return tcg_because(format!("ACCEL=auto: {e}"), None);
     }
     let tcg = match probe(Accel::Tcg, Duration::from_secs(30)) {
         Ok(t) => t,
         // TCG is the fallback; its own failure shows on the first boot.
-        Err(e) => return (Accel::Tcg, format!("ACCEL=auto: the probe failed on TCG too: {e}")),
+        Err(e) => {
+            return tcg_because(format!("ACCEL=auto: the probe failed on TCG too: {e}"), None);
+        }
     };
     let ms = |d: Duration| d.as_millis();
     match probe(Accel::Kvm, KVM_PROBE_LIMIT) {
-        Ok(kvm) if kvm <= tcg => (
-            Accel::Kvm,
-            format!(
+        Ok(kvm) if kvm <= tcg => Chosen {
+            accel: Accel::Kvm,
+            why: format!(
                 "ACCEL=auto: the probe guest ran in {} ms on KVM, {} ms on TCG",
                 ms(kvm),
                 ms(tcg)
             ),
-        ),
-        Ok(kvm) => (
-            Accel::Tcg,
+            probed: Some(kvm),
+        },
+        Ok(kvm) => tcg_because(
             format!(
                 "ACCEL=auto: /dev/kvm runs guests, but slower: the probe guest took {} ms on KVM, {} ms on TCG",
                 ms(kvm),
                 ms(tcg)
             ),
+            Some(tcg),
         ),
-        Err(e) => {
-            (Accel::Tcg, format!("ACCEL=auto: /dev/kvm opens, but {e} (TCG: {} ms)", ms(tcg)))
-        }
+        Err(e) => tcg_because(
+            format!("ACCEL=auto: /dev/kvm opens, but {e} (TCG: {} ms)", ms(tcg)),
+            Some(tcg),
+        ),
     }
 }
 
@@ -211,21 +231,11 @@ pub fn probe(accel: Accel, limit: Duration) -> Result<Duration, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{QEMU}: {e}"))?;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let took = start.elapsed();
-            let want = i32::from(PROBE_CODE) << 1 | 1;
-            return match status.code() {
-                Some(c) if c == want => Ok(took),
-                c => Err(format!("the probe guest ended with {c:?}, not {want}")),
-            };
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("the probe guest did not finish in {} s", limit.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let want = i32::from(PROBE_CODE) << 1 | 1;
+    match machine::wait(&mut child, Some(limit), || false)? {
+        Ending::Code(c) if c == want => Ok(start.elapsed()),
+        Ending::Timeout(s) => Err(format!("the probe guest did not finish in {s} s")),
+        e => Err(format!("the probe guest ended with {e:?}, not exit code {want}")),
     }
 }
 

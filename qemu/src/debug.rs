@@ -23,7 +23,6 @@
 //! the bootloader then overwrites (under KVM; QEMU's TCG keeps breakpoints
 //! outside guest memory, but the script works the same on both).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -316,30 +315,10 @@ fn run_gdb(script: &Path, timeout: Duration) -> Result<(String, bool), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start gdb: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let in_time = loop {
-        if child.try_wait().map_err(|e| format!("waiting for gdb: {e}"))?.is_some() {
-            break true;
-        }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let out = machine::collect(child.stdout.take().expect("piped"));
+    let err = machine::collect(child.stderr.take().expect("piped"));
+    let ending = machine::wait(&mut child, Some(timeout), || false)?;
+    let in_time = !matches!(ending, Ending::Timeout(_));
     let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
     Ok((text, in_time))
 }

@@ -745,12 +745,17 @@ fn picked(test: &str, filter: Option<&str>) -> bool {
     filter.is_none_or(|f| test.contains(f) || f.starts_with(test))
 }
 
-/// The names of the [`plan::CONFORMANCE`] machines `filter` picks.
-pub fn suite_cases(filter: Option<&str>) -> impl Iterator<Item = &'static str> {
+/// The `[k/N]` step of conformance machine `name`.
+fn step_name(name: &str) -> String {
+    format!("conformance {name}")
+}
+
+/// The steps of the [`plan::CONFORMANCE`] machines `filter` picks.
+pub fn suite_steps(filter: Option<&str>) -> impl Iterator<Item = String> {
     plan::CONFORMANCE
         .iter()
-        .map(|(name, _, _)| *name)
-        .filter(move |name| picked(&format!("conformance::{name}"), filter))
+        .filter(move |(name, _, _)| picked(&format!("conformance::{name}"), filter))
+        .map(|(name, _, _)| step_name(name))
 }
 
 /// Boots every [`plan::CONFORMANCE`] machine on both kernels (each pair at
@@ -769,7 +774,7 @@ pub fn suite(
         if !picked(&test, filter) {
             continue;
         }
-        progress.step(&format!("conformance {name}"));
+        progress.step(&step_name(name));
         let tag = format!("conformance-{name}");
         let t0 = std::time::Instant::now();
         let result = profile::find(profile).and_then(|p| {

@@ -144,8 +144,8 @@ impl Machine {
             push(&["-machine", "pc"]);
         }
         push(&["-m", &self.mem, "-no-reboot"]);
-        a.extend(self.accel.args(self.cpus));
-        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        let accel = self.accel.args(self.cpus);
+        push(&accel.iter().map(String::as_str).collect::<Vec<_>>());
         if !self.no_exit_device {
             let exit = format!(
                 "isa-debug-exit,iobase={:#x},iosize={:#04x}",
@@ -324,21 +324,23 @@ fn prepare(m: &Machine) -> Result<(PathBuf, PathBuf), String> {
     Ok((log, vars))
 }
 
-/// Waits for QEMU to exit; kills it after `timeout`, or as soon as `stop`
-/// says so.
-fn wait(
+/// Waits for a child (QEMU, GDB) to exit; kills it after `timeout`, or as
+/// soon as `stop` says so.
+pub fn wait(
     child: &mut std::process::Child,
     timeout: Option<Duration>,
     stop: impl Fn() -> bool,
 ) -> Result<Ending, String> {
     let start = Instant::now();
+    let id = child.id();
+    let failed = |e| format!("waiting for process {id}: {e}");
     loop {
-        if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+        if let Some(status) = child.try_wait().map_err(failed)? {
             return Ok(ending(status));
         }
         if stop() {
             let _ = child.kill();
-            return Ok(ending(child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?));
+            return Ok(ending(child.wait().map_err(failed)?));
         }
         if let Some(t) = timeout
             && start.elapsed() >= t
@@ -351,11 +353,12 @@ fn wait(
     }
 }
 
-/// Collects QEMU's error output on a thread (so a full pipe never blocks it).
-fn collect_stderr(mut stderr: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+/// Collects a child's output (QEMU's errors, GDB's answers) on a thread,
+/// so a full pipe never blocks it.
+pub fn collect(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
+        let _ = pipe.read_to_string(&mut s);
         s
     })
 }
@@ -550,7 +553,7 @@ pub fn boot_captured(m: &Machine, echo: bool, input: &[Step]) -> Result<Boot, St
             }
         });
     }
-    let err_reader = collect_stderr(stderr);
+    let err_reader = collect(stderr);
     let stop = || m.stop_when.is_some_and(|f| f(&shared.lock().expect("log lock")));
     let ending = wait(&mut child, m.timeout, stop)?;
     let _ = reader.join();
@@ -584,7 +587,7 @@ pub fn boot_interactive(m: &Machine, display: bool) -> Result<Boot, String> {
         .spawn()
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
-    let err_reader = collect_stderr(stderr);
+    let err_reader = collect(stderr);
     let ending = wait(&mut child, m.timeout, || false)?;
     let stderr = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();

@@ -34,7 +34,7 @@ fn run_binary(
     let (mut passed, mut failed) = (0, 0);
     for run in plan::test_boots(binary, profile) {
         if let Some(p) = progress.as_deref_mut() {
-            p.step(&format!("{} {}", profile.name, run.name));
+            p.step(&step_name(profile, &run.name));
         }
         let (p, f) = boot_one(kernel, &run, profile, filter, timeout)?;
         passed += p;
@@ -128,7 +128,8 @@ pub fn cmd_runner(f: Flags) -> Result<bool, String> {
 fn accel_probe() -> bool {
     let a = accel::current();
     println!("== accel: every boot runs on {} ({})", a.name(), accel::reason());
-    let r = accel::probe(a, std::time::Duration::from_secs(30));
+    // `ACCEL=auto` has run it on the accelerator it chose.
+    let r = accel::probed().map_or_else(|| accel::probe(a, Duration::from_secs(30)), Ok);
     let name = a.name().to_lowercase();
     match r {
         Ok(t) => {
@@ -157,16 +158,28 @@ impl Job<'_> {
     /// The names its boots have in `[k/N]` lines.
     fn steps(&self, p: &Profile) -> Vec<String> {
         match self {
-            Job::Binary(t) => plan::test_boots(&t.name, p)
-                .iter()
-                .map(|r| format!("{} {}", p.name, r.name))
-                .collect(),
-            Job::Boot => vec![format!("{} boot", p.name)],
-            Job::Shell => vec![format!("{} shell", p.name)],
-            Job::Gdb => vec![format!("{} gdb", p.name)],
-            Job::Persist => vec![format!("{} persist", p.name)],
+            Job::Binary(t) => {
+                plan::test_boots(&t.name, p).iter().map(|r| step_name(p, &r.name)).collect()
+            }
+            job => job.word().map(|w| step_name(p, w)).into_iter().collect(),
         }
     }
+
+    /// The name of a one-boot step (a binary's boots are named by [`plan`]).
+    fn word(&self) -> Option<&'static str> {
+        match self {
+            Job::Binary(_) => None,
+            Job::Boot => Some("boot"),
+            Job::Shell => Some("shell"),
+            Job::Gdb => Some("gdb"),
+            Job::Persist => Some("persist"),
+        }
+    }
+}
+
+/// A step's name in `[k/N]` lines and in [`progress::TIMES`].
+fn step_name(p: &Profile, what: &str) -> String {
+    format!("{} {what}", p.name)
 }
 
 /// Runs `cargo test` for the host crates and counts its tests.
@@ -269,32 +282,23 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
             .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt));
     let mut steps: Vec<String> = jobs.iter().flat_map(|(p, j)| j.steps(p)).collect();
     if conformance {
-        steps.extend(linuxdiff::suite_cases(filter).map(|name| format!("conformance {name}")));
+        steps.extend(linuxdiff::suite_steps(filter));
     }
     let mut progress = Progress::new(steps, Path::new(progress::TIMES));
     let mut totals: Vec<(&'static Profile, usize, usize)> =
         profiles.iter().filter(|_| kernel_built).map(|&p| (p, 0, 0)).collect();
     for (p, job) in jobs {
+        if let Some(w) = job.word() {
+            progress.step(&step_name(p, w));
+        }
         let (a, b) = match job {
             Job::Binary(t) => {
                 run_binary(&t.path, &t.name, p, filter, timeout, Some(&mut progress))?
             }
-            Job::Boot => {
-                progress.step(&format!("{} boot", p.name));
-                golden::boot_check(&kernel, p, timeout)?
-            }
-            Job::Shell => {
-                progress.step(&format!("{} shell", p.name));
-                golden::shell_check(&kernel, p, timeout)?
-            }
-            Job::Gdb => {
-                progress.step(&format!("{} gdb", p.name));
-                debug::check(&kernel, p, timeout)?
-            }
-            Job::Persist => {
-                progress.step(&format!("{} persist", p.name));
-                persist::run(&kernel, p, timeout)?
-            }
+            Job::Boot => golden::boot_check(&kernel, p, timeout)?,
+            Job::Shell => golden::shell_check(&kernel, p, timeout)?,
+            Job::Gdb => debug::check(&kernel, p, timeout)?,
+            Job::Persist => persist::run(&kernel, p, timeout)?,
         };
         if let Some((_, passed, failed)) = totals.iter_mut().find(|(q, _, _)| q.name == p.name) {
             *passed += a;
