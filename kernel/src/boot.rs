@@ -26,6 +26,8 @@ pub mod layout {
     pub const VMEMMAP_START: u64 = 0xffff_ea00_0000_0000;
     /// Fixed mappings of device registers: the local APIC's page first.
     pub const FIXMAP_START: u64 = 0xffff_c700_0000_0000;
+    /// The I/O APIC's page, after the local APIC's.
+    pub const FIXMAP_IOAPIC: u64 = FIXMAP_START + 0x1000;
     /// The application processors' stacks: one [`CPU_SLOT`] per CPU
     /// number, each a guard page, the kernel stack, a guard page and the
     /// double-fault stack.

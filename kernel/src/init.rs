@@ -150,6 +150,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
             log::error!("pmem: {}: {e}", r.name());
         }
     }
+    drivers::acpi_events::init();
+    drivers::acpi_memhotplug::scan();
     if opts.iomem {
         crate::mm::iomem::print();
     }

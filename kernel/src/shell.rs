@@ -82,6 +82,7 @@ pub fn run() -> ! {
     print!("{PROMPT}");
     loop {
         let Some(byte) = try_read() else {
+            crate::drivers::acpi_events::poll();
             core::hint::spin_loop();
             continue;
         };
@@ -120,6 +121,11 @@ fn run_command(cmd: Command) {
         Command::Zoneinfo => listing(Listing::Zoneinfo, false),
         Command::Cpus => listing(Listing::Cpus, false),
         Command::Acpi => acpi(),
+        Command::AcpiEvents => acpi_events(),
+        Command::AcpiEval { path, args } => acpi_eval(&path, &args),
+        Command::AcpiNotify { path, value } => {
+            crate::drivers::acpi_events::notify(&path, value);
+        }
         Command::Nfit => listing(Listing::Nfit, false),
         Command::AcpiDump(sig) => acpidump(sig.as_deref()),
         Command::Pmem => listing(Listing::Pmem, false),
@@ -463,6 +469,26 @@ fn acpi() {
             }
         }
         None => println!("no ACPI tables"),
+    }
+}
+
+fn acpi_events() {
+    use crate::drivers::{acpi_events, acpi_memhotplug};
+    println!("{}", acpi_events::summary());
+    for d in acpi_memhotplug::dimms() {
+        println!("acpi: DIMM {}", acpi_memhotplug::describe(&d));
+    }
+}
+
+fn acpi_eval(path: &str, args: &[u64]) {
+    use crate::drivers::acpi_events;
+    let args = args.iter().map(|&v| acpi_events::int(v)).collect();
+    match acpi_events::evaluate(path, args) {
+        Ok(v) => match v.as_buffer() {
+            Ok(b) => println!("{path} = Buffer({}) {b:02x?}", b.len()),
+            Err(_) => println!("{path} = {}", *v),
+        },
+        Err(e) => println!("acpi eval: {e}"),
     }
 }
 

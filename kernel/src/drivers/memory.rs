@@ -275,3 +275,16 @@ pub fn remove(id: u64) -> Result<MemoryBlock, HotplugError> {
     log::info!("memory: memory{id} {} removed", MemRange(b.start, b.end()));
     Ok(MemoryBlock(b))
 }
+
+// TEMPORARY until the DIMM path lands.
+pub fn add_memory_dimm(
+    start: u64,
+    size: u64,
+    _dimm: &str,
+) -> Result<Vec<MemoryBlock>, HotplugError> {
+    add_memory(start, size)
+}
+pub fn offline_and_remove_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugError> {
+    let _ = (start, size);
+    Err(HotplugError::NoBlock { id: start / block_size().max(1) })
+}

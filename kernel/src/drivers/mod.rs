@@ -4,6 +4,8 @@
 //! `acpi` and below the shell; their decisions are `tessera-mm`'s, and
 //! this layer maps, locks and logs.
 
+pub mod acpi_events;
+pub mod acpi_memhotplug;
 pub mod memory;
 pub mod pmem;
 pub mod power;

@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod events;
 pub mod madt;
 pub mod nfit;
 pub mod sdt;

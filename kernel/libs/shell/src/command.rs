@@ -35,6 +35,23 @@ pub enum Command {
     Cpus,
     /// `acpi`: ACPI tables.
     Acpi,
+    /// `acpi events`: the SCI, GPE and notify counts, and the DIMMs added.
+    AcpiEvents,
+    /// `acpi eval PATH [INT...]`: evaluates an AML object or method.
+    AcpiEval {
+        /// The absolute AML path.
+        path: String,
+        /// Integer arguments.
+        args: Vec<u64>,
+    },
+    /// `acpi notify PATH VALUE`: handles `Notify(PATH, VALUE)` as if the
+    /// firmware's AML had made it.
+    AcpiNotify {
+        /// The absolute AML path.
+        path: String,
+        /// The notify value.
+        value: u64,
+    },
     /// `nfit`: the NVDIMM firmware interface table.
     Nfit,
     /// `acpidump [SIG]`: the tables' bytes, as Linux's `acpidump` prints
@@ -357,7 +374,12 @@ pub const COMMANDS: &[CommandInfo] = &[
         "cpus [--json]",
         "every CPU: APIC ID, state, what it is doing, start-up time, IPIs",
     ),
-    info("acpi", "acpi", "ACPI tables found at boot"),
+    info(
+        "acpi",
+        "acpi\nacpi events\nacpi eval PATH [INT...]\nacpi notify PATH VALUE",
+        "ACPI tables found at boot\nSCI, GPE and notify counts; the DIMMs added\n\
+         evaluate an AML object or method\nhandle Notify(PATH, VALUE) as if the firmware made it",
+    ),
     info(
         "acpidump",
         "acpidump [SIG]",
@@ -455,6 +477,44 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 Some(pfn) => PfnArg::Pfn(memparse(pfn).ok_or(bad)?),
                 None => PfnArg::Addr(memparse(arg).ok_or(bad)?),
             })
+        }
+        ("acpi", ["events"]) => Command::AcpiEvents,
+        ("acpi", ["events", arg, ..]) => return Err(Extra { command: "acpi events", arg }),
+        ("acpi", ["eval", rest @ ..]) => {
+            let command = "acpi eval";
+            let [path, ints @ ..] = rest else {
+                return Err(Missing { command, expected: "PATH [INT...]" });
+            };
+            if ints.len() > 7 {
+                return Err(Extra { command, arg: ints[7] });
+            }
+            let mut args = Vec::new();
+            for arg in ints {
+                args.push(memparse(arg).ok_or(BadArgument {
+                    command,
+                    arg,
+                    expected: "an integer",
+                })?);
+            }
+            Command::AcpiEval { path: aml_path(command, path)?, args }
+        }
+        ("acpi", ["notify", rest @ ..]) => {
+            let command = "acpi notify";
+            match rest {
+                [path, value] => Command::AcpiNotify {
+                    path: aml_path(command, path)?,
+                    value: memparse(value).filter(|&v| v <= 0xff).ok_or(BadArgument {
+                        command,
+                        arg: value,
+                        expected: "a notify value 0..0xff",
+                    })?,
+                },
+                [_, _, arg, ..] => return Err(Extra { command, arg }),
+                _ => return Err(Missing { command, expected: "PATH VALUE" }),
+            }
+        }
+        ("acpi", [arg, ..]) => {
+            return Err(UnknownSubcommand { command, arg, expected: "events, eval or notify" });
         }
         ("acpidump", []) => Command::AcpiDump(None),
         ("acpidump", [sig]) => {
@@ -650,6 +710,26 @@ fn pmem_mode<'a>(args: &[&'a str]) -> Result<Command, CommandError<'a>> {
 
 /// The one argument of a subcommand that takes exactly one (`expected`
 /// names it when it is missing).
+/// An absolute AML path (`\\_SB.PCI0.MHPD.MP00`): a backslash, then
+/// dot-separated segments of one to four of `A-Z`, `0-9`, `_`.
+fn aml_path<'a>(command: &'static str, arg: &'a str) -> Result<String, CommandError<'a>> {
+    let bad = CommandError::BadArgument {
+        command,
+        arg,
+        expected: "an absolute AML path like \\_SB.MHPC.MP00",
+    };
+    let body = arg.strip_prefix('\\').ok_or(bad.clone())?;
+    let seg_ok = |s: &str| {
+        (1..=4).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && !s.as_bytes()[0].is_ascii_digit()
+    };
+    if body.is_empty() || arg.len() > 200 || !body.split('.').all(seg_ok) {
+        return Err(bad);
+    }
+    Ok(arg.into())
+}
+
 fn only_arg<'a>(
     command: &'static str,
     expected: &'static str,
@@ -706,6 +786,19 @@ mod tests {
             ("zoneinfo", Zoneinfo),
             ("cpus", Cpus),
             ("acpi", Acpi),
+            ("acpi events", AcpiEvents),
+            (
+                "acpi eval \\_SB.MHPC.MP00._STA",
+                AcpiEval { path: "\\_SB.MHPC.MP00._STA".into(), args: vec![] },
+            ),
+            (
+                "acpi eval \\_SB.MHPC.MCRS 0 0x10",
+                AcpiEval { path: "\\_SB.MHPC.MCRS".into(), args: vec![0, 16] },
+            ),
+            (
+                "acpi notify \\_SB.MHPC.MP01 3",
+                AcpiNotify { path: "\\_SB.MHPC.MP01".into(), value: 3 },
+            ),
             ("nfit", Nfit),
             ("pmem", Pmem),
             ("pmem remove region0", PmemRemove { region: 0 }),
@@ -785,7 +878,28 @@ mod tests {
             ("mem x", "mem: takes no arguments"),
             ("iomem 1", "iomem: takes no arguments"),
             ("zoneinfo DMA", "zoneinfo: takes no arguments"),
-            ("acpi 1", "acpi: takes no arguments"),
+            ("acpi 1", "acpi: unknown subcommand '1': expected events, eval or notify"),
+            ("acpi events 1", "acpi events: unexpected argument '1'"),
+            ("acpi eval", "acpi eval: missing argument: PATH [INT...]"),
+            (
+                "acpi eval _SB.X",
+                "acpi eval: bad argument '_SB.X': expected an absolute AML path like \\_SB.MHPC.MP00",
+            ),
+            (
+                "acpi eval \\_SB.toolong",
+                "acpi eval: bad argument '\\_SB.toolong': expected an absolute AML path like \\_SB.MHPC.MP00",
+            ),
+            (
+                "acpi eval \\_SB..X",
+                "acpi eval: bad argument '\\_SB..X': expected an absolute AML path like \\_SB.MHPC.MP00",
+            ),
+            ("acpi eval \\_SB.X y", "acpi eval: bad argument 'y': expected an integer"),
+            ("acpi notify \\_SB.X", "acpi notify: missing argument: PATH VALUE"),
+            (
+                "acpi notify \\_SB.X 0x100",
+                "acpi notify: bad argument '0x100': expected a notify value 0..0xff",
+            ),
+            ("acpi notify \\_SB.X 1 2", "acpi notify: unexpected argument '2'"),
             ("nfit 1", "nfit: takes no arguments"),
             ("bench 1", "bench: takes no arguments"),
             ("reboot now", "reboot: takes no arguments"),
@@ -889,8 +1003,8 @@ mod tests {
     #[test]
     fn help() {
         let all = help_lines(None).unwrap();
-        // pmem has 6 forms, memory 5, mosaic 3.
-        assert_eq!(all.len(), COMMANDS.len() + 5 + 4 + 2);
+        // pmem has 6 forms, memory 5, mosaic 3, acpi 4.
+        assert_eq!(all.len(), COMMANDS.len() + 5 + 4 + 2 + 3);
         let column = all[0].find("list").unwrap();
         for line in &all {
             assert!(line.starts_with("  ") && line.len() <= 100, "{line}");

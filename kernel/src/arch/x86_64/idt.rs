@@ -307,6 +307,10 @@ extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
     super::apic::eoi();
 }
 
+extern "x86-interrupt" fn sci(_frame: InterruptStackFrame) {
+    super::ioapic::sci();
+}
+
 extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
     APIC_ERRORS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     super::apic::eoi();
@@ -350,6 +354,7 @@ pub fn init() {
         }
         idt[super::ipi::CALL_FUNCTION_VECTOR].set_handler_fn(call_function);
         idt[super::apic::ERROR_VECTOR].set_handler_fn(apic_error);
+        idt[super::ioapic::SCI_VECTOR].set_handler_fn(sci);
         idt[super::apic::TIMER_VECTOR].set_handler_fn(apic_timer);
         idt[super::apic::SPURIOUS_VECTOR].set_handler_fn(spurious);
         // SAFETY: DOUBLE_FAULT_IST_INDEX names the IST slot that gdt::init
