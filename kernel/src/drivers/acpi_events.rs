@@ -15,7 +15,8 @@
 //!   the GPE is enabled again.
 //! - `Notify`s are queued while a method runs and dispatched after it, by
 //!   the notified device's `_HID`: `PNP0C80` memory devices to
-//!   [`super::acpi_memhotplug`].
+//!   [`super::acpi_memhotplug`], the `ACPI0012` NVDIMM root to
+//!   [`super::acpi_nfit`].
 //!
 //! Lock order: `AML` (one evaluation at a time), then the drivers' own
 //! locks; `GPE` is taken with interrupts off and nothing else under it.
@@ -533,6 +534,7 @@ pub fn notify(path: &str, value: u64) {
     log::debug!("ACPI: Notify({path}, {value:#x}) [{}]", hid.as_deref().unwrap_or("no _HID"));
     match hid.as_deref() {
         Some("PNP0C80") => super::acpi_memhotplug::notify(path, value),
+        Some("ACPI0012") => super::acpi_nfit::notify(path, value),
         Some(h) => log::info!("ACPI: {path} [{h}]: {} not handled", NotifyName(value)),
         None => log::warn!("ACPI: Notify({path}, {value:#x}): no such device (no _HID); ignored"),
     }

@@ -6,6 +6,7 @@
 
 pub mod acpi_events;
 pub mod acpi_memhotplug;
+pub mod acpi_nfit;
 pub mod memory;
 pub mod pmem;
 pub mod power;

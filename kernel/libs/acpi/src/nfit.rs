@@ -792,6 +792,25 @@ pub fn parse(table: &[u8]) -> Result<(Nfit, Vec<NfitError>), NfitError> {
     Ok((nfit, errors))
 }
 
+/// Parses what an NVDIMM root device's `_FIT` returns (ACPI 6.5,
+/// 6.5.9): the NFIT's structures without its header, as one NFIT would
+/// hold them (same refusals, same errors). A `_FIT` too long for an
+/// NFIT's 32-bit length is refused as a whole.
+pub fn parse_fit(fit: &[u8]) -> Result<(Nfit, Vec<NfitError>), NfitError> {
+    let len = STRUCTURES_OFFSET + fit.len();
+    let header_len = u32::try_from(len).map_err(|_| NfitError::BadTableLength {
+        table: 0,
+        header_len: u32::MAX,
+        available: len,
+    })?;
+    let mut table = Vec::with_capacity(len);
+    table.extend_from_slice(&SIGNATURE);
+    table.extend_from_slice(&header_len.to_le_bytes());
+    table.resize(STRUCTURES_OFFSET, 0);
+    table.extend_from_slice(fit);
+    parse(&table)
+}
+
 /// Parses several NFITs as one (see the module docs): a table refused as a
 /// whole adds its error and nothing else.
 pub fn combine(tables: &[&[u8]]) -> (Nfit, Vec<NfitError>) {
@@ -1575,5 +1594,22 @@ mod tests {
                 assert!(nfit.spa_ranges().count() >= 1);
             }
         }
+    }
+
+    #[test]
+    fn fit_is_parsed_as_the_structures_of_one_nfit() {
+        let whole = build_nfit(&[(0x1_0000_0000, 256 << 20)], *b"BOCHS ", *b"NVDIMM  ", 1, 2);
+        let fit = &whole[STRUCTURES_OFFSET..];
+        let (from_fit, errors) = parse_fit(fit).unwrap();
+        assert!(errors.is_empty());
+        let (from_table, _) = parse(&whole).unwrap();
+        assert_eq!(from_fit.structures, from_table.structures);
+        let spa: Vec<_> = from_fit.spa_ranges().map(|s| (s.index, s.base, s.length)).collect();
+        assert_eq!(spa, [(2, 0x1_0000_0000, 256 << 20)]);
+        // An empty _FIT is an NFIT without structures; a cut one says so.
+        assert!(parse_fit(&[]).unwrap().0.structures.is_empty());
+        let (cut, errors) = parse_fit(&fit[..fit.len() - 3]).unwrap();
+        assert!(cut.spa_ranges().next().is_none() || !errors.is_empty());
+        assert!(!errors.is_empty());
     }
 }

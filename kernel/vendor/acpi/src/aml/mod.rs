@@ -798,8 +798,10 @@ where
                     Opcode::CreateField => {
                         extract_args!(op => [Argument::Object(buffer), Argument::Object(bit_index), Argument::Object(num_bits)]);
                         let name = context.namestring()?;
-                        let bit_index = bit_index.as_integer()?;
-                        let num_bits = num_bits.as_integer()?;
+                        // `CreateField(ODAT, Zero, Local1, OBUF)`: the index and length may be
+                        // locals or arguments.
+                        let bit_index = bit_index.clone().unwrap_transparent_reference().as_integer()?;
+                        let num_bits = num_bits.clone().unwrap_transparent_reference().as_integer()?;
 
                         self.namespace.lock().insert(
                             name.resolve(&context.current_scope)?,
@@ -2571,6 +2573,14 @@ where
     fn do_field_write(&self, field: &FieldUnit, value: WrappedObject) -> Result<(), AmlError> {
         trace!("AML field write. Field = {:?}. Value = {}", field, value);
 
+        // `FARG = Local3` where Local3 came from `DerefOf(Package[0])` and the element names
+        // an object: write that object's value.
+        let value = value.unwrap_transparent_reference();
+        let value = match &*value {
+            Object::BufferField { .. } => value.read_buffer_field(self.integer_size)?.wrap(),
+            Object::FieldUnit(inner) => self.do_field_read(inner)?,
+            _ => value,
+        };
         let value_bytes = match &*value {
             Object::Integer(value) => &value.to_le_bytes() as &[u8],
             Object::Buffer(bytes) => bytes,
