@@ -53,11 +53,17 @@ impl MovablePage {
     pub fn alloc() -> Result<Self, BuddyError> {
         let mut table = MOVABLE.lock();
         let pfn = page_alloc::alloc_pages_movable(0)?;
-        // SAFETY: the page allocator just handed this page to us: nothing
-        // else references it; allocated memory is online, hence mapped in
-        // the physical-memory map.
+        Ok(Self::adopt(&mut table, pfn))
+    }
+
+    /// Zeroes and registers `pfn`, a page just allocated with
+    /// [`page_alloc::alloc_pages_movable`] for the caller.
+    fn adopt(table: &mut MovablePages, pfn: Pfn) -> Self {
+        // SAFETY: the page allocator just handed this page to the caller:
+        // nothing else references it; allocated memory is online, hence
+        // mapped in the physical-memory map.
         unsafe { core::ptr::write_bytes(page_addr(pfn), 0, PAGE_SIZE as usize) };
-        Ok(Self(table.insert(pfn)))
+        Self(table.insert(pfn))
     }
 
     /// Where the page is now (it may move at any time after this returns).
@@ -187,6 +193,7 @@ pub mod workload {
     use spin::Mutex;
 
     use super::MovablePage;
+    use crate::mm::page_alloc;
 
     /// The pages, each with the seed of its contents.
     static PAGES: Mutex<Vec<(MovablePage, u64)>> = Mutex::new(Vec::new());
@@ -209,19 +216,20 @@ pub mod workload {
 
     /// Adds `n` movable pages in `[start, end)`, each filled from a seed of
     /// its own; pages the allocator gives outside the range are set aside
-    /// and freed at the end (at most `4 n + 4096` tries). Returns how many
-    /// pages the workload now has.
+    /// and freed at the end (at most `n` plus two sections' worth of
+    /// tries). Returns how many pages the workload now has.
     pub fn fill(start: Pfn, end: Pfn, n: u64) -> Result<usize, FillError> {
         let mut pages = PAGES.lock();
         let (mut placed, mut aside) = (0, Vec::new());
-        let mut tries = 4 * n + 4096;
+        let mut tries = n + 2 * mm::sparse::PAGES_PER_SECTION;
         while placed < n && tries > 0 {
             tries -= 1;
-            let Ok(p) = MovablePage::alloc() else { break };
-            if !(start..end).contains(&p.pfn()) {
-                aside.push(p);
+            let Ok(pfn) = page_alloc::alloc_pages_movable(0) else { break };
+            if !(start..end).contains(&pfn) {
+                aside.push(pfn);
                 continue;
             }
+            let p = MovablePage::adopt(&mut super::MOVABLE.lock(), pfn);
             let seed = splitmix64(pages.len() as u64 + 0x7e55_e7a0);
             p.with(|b| {
                 for (i, w) in b.as_chunks_mut::<8>().0.iter_mut().enumerate() {
@@ -231,7 +239,7 @@ pub mod workload {
             pages.push((p, seed));
             placed += 1;
         }
-        aside.into_iter().for_each(MovablePage::free);
+        aside.into_iter().for_each(super::pages_free);
         if placed < n {
             return Err(FillError::NoMemory { placed });
         }
