@@ -19,6 +19,7 @@ use crate::arch::{keyboard, serial};
 use crate::drivers::memory;
 use crate::drivers::pmem::{self, State};
 use crate::mm::memblock::MEMBLOCK;
+use crate::mm::migrate::workload;
 use crate::mm::page_alloc::{self, ZONES};
 use crate::mm::sparse::SPARSE;
 use crate::{print, println};
@@ -189,6 +190,13 @@ fn run_command(cmd: Command) {
         Command::MemoryState { action, block } => {
             let (name, result) = match action {
                 BlockAction::Online => ("online", memory::online(block)),
+                BlockAction::OnlineKernel => {
+                    ("online_kernel", memory::online_type(block, memory::OnlineType::OnlineKernel))
+                }
+                BlockAction::OnlineMovable => (
+                    "online_movable",
+                    memory::online_type(block, memory::OnlineType::OnlineMovable),
+                ),
                 BlockAction::Offline => ("offline", memory::offline(block)),
                 BlockAction::Remove => ("remove", memory::remove(block)),
             };
@@ -198,6 +206,52 @@ fn run_command(cmd: Command) {
                 Err(e) => println!("memory {name}: {e}"),
             }
         }
+        Command::MemoryFill { block, pages } => match memory::block(block) {
+            None => println!("memory fill: ENODEV: no memory{block}"),
+            Some(b) if b.state != memory::BlockState::Online => {
+                println!("memory fill: EINVAL: memory{block} is offline")
+            }
+            Some(b) => {
+                let (s, e) = b.pfns();
+                match workload::fill(s, e, pages) {
+                    Ok(total) => println!(
+                        "memory fill: {pages} movable pages in memory{block} (workload: {total} pages)"
+                    ),
+                    Err(workload::FillError::NoMemory { placed }) => println!(
+                        "memory fill: ENOMEM: only {placed} of {pages} pages placed in memory{block}"
+                    ),
+                }
+            }
+        },
+        Command::MemoryPin { block } => match memory::block(block) {
+            None => println!("memory pin: ENODEV: no memory{block}"),
+            Some(b) => match workload::pin(b.pfns().0, b.pfns().1) {
+                Some(pfn) => println!("memory pin: pfn {pfn:#x} in memory{block} pinned"),
+                None => println!("memory pin: ENOENT: no unpinned workload page in memory{block}"),
+            },
+        },
+        Command::MemoryUnpin => println!("memory unpin: {} pages unpinned", workload::unpin()),
+        Command::MemoryCheck => {
+            let c = workload::check();
+            let verdict = if c.bad == 0 { "ok" } else { "MISMATCH" };
+            let mut where_ = String::new();
+            for b in memory::blocks() {
+                let (s, e) = b.pfns();
+                let n = workload::count_in(s, e);
+                if n > 0 {
+                    where_ += &alloc::format!(" memory{}:{n}", b.id);
+                }
+            }
+            println!(
+                "memory check: {} pages ({} pinned), checksum {:#018x}, expected {:#018x}: {verdict}{}",
+                c.pages,
+                c.pinned,
+                c.got,
+                c.want,
+                if where_.is_empty() { String::new() } else { alloc::format!(";{where_}") }
+            );
+        }
+        Command::MemoryRelease => println!("memory release: {} pages freed", workload::release()),
         Command::Mosaic(arg) => match crate::mosaic::command(arg) {
             Ok(status) => println!("{status}"),
             Err(e) => println!("mosaic: {e}"),

@@ -94,12 +94,12 @@ fn boot_memory_is_listed_in_128m_blocks_all_online() {
     assert_eq!(
         alloc::format!("{}", blocks[0]),
         "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot) phys_index \
-         00000000"
+         00000000 memmap_on_memory 0 dimm -"
     );
     assert_eq!(
         alloc::format!("{}", blocks[19]),
         "memory19 online  [mem 0x0000000098000000-0x000000009fffffff] DMA32 (boot) \
-         phys_index 00000013"
+         phys_index 00000013 memmap_on_memory 0 dimm -"
     );
 }
 
@@ -153,8 +153,9 @@ fn a_probed_block_onlines_offlines_and_is_removed_leaving_nothing() {
     assert_eq!(
         alloc::format!("{b}"),
         "memory32 offline [mem 0x0000000100000000-0x0000000107ffffff] Normal Movable \
-         phys_index 00000020"
+         phys_index 00000020 memmap_on_memory 0 dimm -"
     );
+    assert_eq!(b.nr_vmemmap_pages, 0, "probe never puts the memmap on the block (MHP_NONE)");
     // register_memory_resource: the block is System RAM in /proc/iomem.
     let ram_added = iomem_ram();
     assert!(ram_added.contains(&"100000000-107ffffff : System RAM".into()), "{ram_added:?}");
@@ -165,13 +166,12 @@ fn a_probed_block_onlines_offlines_and_is_removed_leaving_nothing() {
     assert_eq!(hp::probe(4 * G).unwrap_err().errno(), "EEXIST");
     assert!(MEMBLOCK.lock().memory.overlaps(4 * G, 128 * M));
 
-    // Tessera has no ZONE_MOVABLE: online_movable is refused, nothing changes.
-    let snap = model_snapshot();
-    assert_eq!(hp::online_type(32, OnlineType::OnlineMovable).unwrap_err().errno(), "EOPNOTSUPP");
-    assert!(model_snapshot() == snap);
     let b = hp::online_type(32, OnlineType::OnlineKernel).unwrap();
     assert_eq!(b.zone, Some(ZoneType::Normal));
-    assert!(alloc::format!("{b}").ends_with("] Normal phys_index 00000020"), "{b}");
+    assert!(
+        alloc::format!("{b}").ends_with("] Normal phys_index 00000020 memmap_on_memory 0 dimm -"),
+        "{b}"
+    );
     // move_pfn_range_to_zone: every pageblock MIGRATE_MOVABLE.
     assert!(migratetypes(4 * G, 128 * M).iter().all(|&m| m == Some(MigrateType::Movable)));
     assert_eq!(hp::remove(32).unwrap_err().errno(), "EBUSY", "online");
@@ -434,4 +434,127 @@ fn offline_drains_the_per_cpu_lists_first() {
     buddy_consistent();
     hp::remove(32).unwrap();
     assert!(model_snapshot() == before, "the model after remove differs from before probe");
+}
+
+/// memory34 and memory35: RAM above mem=, handed over as a DIMM would be.
+const DIMM: u64 = 0x1_1000_0000;
+const BLOCK: u64 = 128 * M;
+
+fn block_pfns(start: u64) -> (Pfn, Pfn) {
+    (phys_pfn(start), phys_pfn(start + BLOCK))
+}
+
+/// Free pages of the kernel zones, per-CPU lists drained.
+fn kernel_free() -> u64 {
+    page_alloc::drain_all_pages(None);
+    page_alloc::KERNEL_ZONES.iter().map(|&z| page_alloc::nr_free(z)).sum()
+}
+
+/// `memory_hotplug.memmap_on_memory=1` (this boot's option): a one-block
+/// DIMM's memmap is its own first 2 MiB. The vmemmap of its first page
+/// maps into the block; the page allocator lost no 2 MiB for it; the 512
+/// pages stay out of ZONE_MOVABLE's managed pages; and it goes away with
+/// the block. A DIMM of two blocks keeps its memmap elsewhere (Linux 6.1).
+#[test_case]
+fn a_one_block_dimm_carries_its_memmap_on_itself() {
+    assert!(hp::memmap_on_memory(), "this boot has memory_hotplug.memmap_on_memory=1");
+    assert_eq!(hp::auto_online_blocks(), hp::OnlinePolicy::Offline, "Linux 6.1's default");
+    let free = kernel_free();
+    let added = hp::add_memory_dimm(DIMM, BLOCK, "MP00").unwrap();
+    let b = added[0];
+    assert_eq!((b.id, b.state, b.nr_vmemmap_pages), (34, BlockState::Offline, 512));
+    assert_eq!(alloc::format!("{}", b.dimm.unwrap()), "MP00");
+    let (first, end) = block_pfns(DIMM);
+    let desc = kernel::mm::sections::pfn_to_page(first);
+    let (phys, _) = paging::mapping(x86_64::VirtAddr::new(desc)).expect("vmemmap mapped");
+    assert_eq!(phys.as_u64(), DIMM, "memory34's first descriptor lives at its own start");
+    let last = kernel::mm::sections::pfn_to_page(end - 1);
+    let (phys, _) = paging::mapping(x86_64::VirtAddr::new(last)).unwrap();
+    assert!(phys.as_u64() < DIMM + 2 * M, "the whole memmap in the first 2 MiB: {phys:#x}");
+    assert!(free - kernel_free() < 512, "no 2 MiB of memmap from the page allocator");
+    let on = hp::online_type(34, OnlineType::OnlineMovable).unwrap();
+    assert_eq!(on.zone, Some(ZoneType::Movable));
+    assert!(
+        alloc::format!("{on}")
+            .ends_with("] Movable phys_index 00000022 memmap_on_memory 1 dimm MP00"),
+        "{on}"
+    );
+    let managed = page_alloc::managed(ZoneType::Movable);
+    assert_eq!(managed, PAGES_PER_SECTION - 512, "the memmap's pages are not the allocator's");
+    assert_eq!(kernel::mm::zone::span(ZoneType::Movable).present_pages, PAGES_PER_SECTION);
+    assert_eq!(migratetypes(DIMM, 2 * M), [Some(MigrateType::Unmovable)]);
+    assert!(sparse::page(first).unwrap().is_reserved());
+    buddy_consistent();
+    let removed = hp::offline_and_remove_memory(DIMM, BLOCK).unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(hp::block(34).is_none() && !sparse::pfn_valid(first));
+    assert_eq!(page_alloc::managed(ZoneType::Movable), 0);
+    // Two blocks: Linux 6.1 puts the memmap on the memory only for one.
+    let two = hp::add_memory_dimm(DIMM, 2 * BLOCK, "MP01").unwrap();
+    assert!(two.iter().all(|b| b.nr_vmemmap_pages == 0), "{:?}", two[0]);
+    hp::offline_and_remove_memory(DIMM, 2 * BLOCK).unwrap();
+    // Linux's checks, without the mem= one: System RAM conflicts, unaligned.
+    assert_eq!(hp::add_memory_dimm(G, BLOCK, "MP00").unwrap_err().errno(), "EEXIST");
+    assert_eq!(hp::add_memory_dimm(DIMM, M, "MP00").unwrap_err().errno(), "EINVAL");
+    assert_eq!(hp::add_memory_dimm(DIMM, BLOCK, "").unwrap_err().errno(), "EINVAL");
+    buddy_consistent();
+}
+
+/// A movable workload in a ZONE_MOVABLE block: offline migrates every page
+/// out, contents intact; a pinned page makes it EBUSY, nothing lost, the
+/// block still online; `offline_and_remove_memory` onlines again what it
+/// offlined when a later block refuses.
+#[test_case]
+fn offline_migrates_movable_pages_and_a_pinned_one_refuses() {
+    use kernel::mm::migrate::workload;
+    // memhp_default_state=online_movable (as sysfs auto_online_blocks).
+    hp::set_auto_online_blocks(hp::OnlinePolicy::OnlineMovable);
+    let added = hp::add_memory_dimm(DIMM + BLOCK, BLOCK, "MP02").unwrap();
+    hp::set_auto_online_blocks(hp::OnlinePolicy::Offline);
+    assert_eq!((added[0].state, added[0].zone), (BlockState::Online, Some(ZoneType::Movable)));
+    hp::offline_and_remove_memory(DIMM + BLOCK, BLOCK).unwrap();
+    let added = hp::add_memory_dimm(DIMM, 2 * BLOCK, "MP02").unwrap();
+    assert!(added.iter().all(|b| b.state == BlockState::Offline), "offline by default");
+    let (s34, e34) = block_pfns(DIMM);
+    let (s35, e35) = block_pfns(DIMM + BLOCK);
+    hp::online_type(34, OnlineType::OnlineMovable).unwrap();
+    // Kernel allocations never land in ZONE_MOVABLE.
+    let k = page_alloc::alloc_pages(0).unwrap();
+    assert!(pfn_phys(k) < MEM_LIMIT, "{k:#x}");
+    page_alloc::free_pages(k, 0).unwrap();
+    assert_eq!(workload::fill(s34, e34, 300), Ok(300));
+    hp::online_type(35, OnlineType::OnlineMovable).unwrap();
+    assert_eq!(workload::fill(s35, e35, 10), Ok(310));
+    assert_eq!(workload::count_in(s34, e34), 300);
+    let c = workload::check();
+    assert_eq!((c.pages, c.bad, c.got), (310, 0, c.want));
+    let pinned = workload::pin(s34, e34).unwrap();
+    let err = hp::offline(34).unwrap_err();
+    assert_eq!(err, hp::HotplugError::Busy { id: 34, pfn: pinned }, "{err}");
+    assert_eq!(hp::block(34).unwrap().state, BlockState::Online);
+    assert_eq!(workload::count_in(s34, e34), 300, "nothing moved");
+    assert_eq!(workload::unpin(), 1);
+    let off = hp::offline(34).unwrap();
+    assert_eq!(off.state, BlockState::Offline);
+    assert_eq!(workload::count_in(s34, e34), 0, "every page migrated out");
+    let c = workload::check();
+    assert_eq!((c.pages, c.bad, c.got), (310, 0, c.want), "contents survived migration");
+    hp::online_type(34, OnlineType::OnlineMovable).unwrap();
+    // The eject path: memory34 offlines, memory35 refuses (a pinned
+    // page): memory34 is onlined again, in ZONE_MOVABLE; nothing removed.
+    workload::pin(s35, e35).unwrap();
+    let err = hp::offline_and_remove_memory(DIMM, 2 * BLOCK).unwrap_err();
+    assert_eq!(err.errno(), "EBUSY", "{err}");
+    for id in [34, 35] {
+        let b = hp::block(id).unwrap();
+        assert_eq!((b.state, b.zone), (BlockState::Online, Some(ZoneType::Movable)), "{b}");
+    }
+    workload::unpin();
+    let removed = hp::offline_and_remove_memory(DIMM, 2 * BLOCK).unwrap();
+    assert_eq!(removed.iter().map(|b| b.id).collect::<Vec<_>>(), [34, 35]);
+    let c = workload::check();
+    assert_eq!((c.pages, c.bad, c.got), (310, 0, c.want), "contents survived the eject");
+    assert_eq!(workload::release(), 310);
+    assert_eq!(kernel::mm::migrate::nr_movable_pages(), 0);
+    buddy_consistent();
 }

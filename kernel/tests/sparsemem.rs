@@ -156,7 +156,7 @@ fn descriptors_carry_zone_node_and_reservation() {
     let mb = MEMBLOCK.lock().clone();
     let regions = pmem::regions();
     let s = SPARSE.lock();
-    let mut zones_seen = [0u64; 4];
+    let mut zones_seen = [0u64; 5];
     for nr in expected_maps().keys() {
         let (start, end) = (section_nr_to_pfn(*nr), section_nr_to_pfn(nr + 1));
         // A sample, and the pages on each side of the zone boundaries.

@@ -179,13 +179,15 @@ pub fn agrees(command: &str, doc: &Value, lines: &[&str]) -> Result<(), String> 
             for b in array_of(&doc["memory"], "memory")? {
                 let t = &b["tessera"];
                 want.push(format!(
-                    "memory{} {:<7} [mem {}] {}{} phys_index {}",
+                    "memory{} {:<7} [mem {}] {}{} phys_index {} memmap_on_memory {} dimm {}",
                     str_of(&b["block"], "block")?,
                     str_of(&b["state"], "state")?,
                     str_of(&b["range"], "range")?,
                     str_of(&t["valid_zones"], "valid_zones")?,
                     if t["boot"] == true { " (boot)" } else { "" },
                     str_of(&t["phys_index"], "phys_index")?,
+                    u8::from(t["memmap_on_memory"] == true),
+                    t["dimm"].as_str().unwrap_or("-"),
                 ));
             }
             same_lines(lines, &want)

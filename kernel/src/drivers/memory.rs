@@ -23,16 +23,19 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Deref;
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use mm::addr::PhysRange;
 use mm::buddy::BuddyError;
 use mm::e820::MemRange;
-use mm::memory_block::ValidZones;
 pub use mm::memory_block::{BlockState, OnlineType};
+use mm::memory_block::{DimmName, ValidZones, memmap_pages};
 pub use mm::memory_hotplug::HotplugError;
 use mm::memory_hotplug::{BlockLine, FirmwareMaps, HotplugBackend, MemoryBlocks};
-use mm::page::{Pfn, ZoneType};
-use mm::sparse::{MigrateType, PAGES_PER_SECTION, SparseError, flags};
+use mm::page::{Pfn, ZoneType, pages_to_bytes};
+use mm::sparse::{Altmap, MigrateType, PAGES_PER_SECTION, SparseError, flags};
 use mm::zone::NodeZones;
+pub use options::OnlinePolicy;
 use spin::Mutex;
 
 use crate::mm::memblock::MEMBLOCK;
@@ -95,15 +98,40 @@ impl HotplugBackend for Kernel {
         crate::mm::iomem::request_conflict(start, end)
     }
 
-    fn add_pages(&mut self, pfn: Pfn, nr: u64, zone: ZoneType) -> Result<(), SparseError> {
+    /// With `memmap_on_memory`, the memmap comes from the range's first
+    /// pages (`mhp_altmap`: `base_pfn` the range, `free` its memmap's
+    /// pages), mapped into the vmemmap by one 2 MiB page per section.
+    fn add_pages(
+        &mut self,
+        pfn: Pfn,
+        nr: u64,
+        zone: ZoneType,
+        memmap_on_memory: bool,
+    ) -> Result<(), SparseError> {
+        let mut altmap = memmap_on_memory.then(|| altmap(pfn, nr, 0));
         let mut s = SPARSE.lock();
-        s.add_pages(0, pfn, nr, PAGES_PER_SECTION, None)?;
+        s.add_pages(0, pfn, nr, PAGES_PER_SECTION, altmap.as_mut())?;
         s.memmap_init_range(pfn, nr, zone, 0, 0);
         Ok(())
     }
 
-    fn remove_pages(&mut self, pfn: Pfn, nr: u64) -> Result<(), SparseError> {
-        SPARSE.lock().remove_pages(pfn, nr, None)
+    fn remove_pages(
+        &mut self,
+        pfn: Pfn,
+        nr: u64,
+        memmap_on_memory: bool,
+    ) -> Result<(), SparseError> {
+        let mut altmap =
+            memmap_on_memory.then(|| altmap(pfn, nr, memmap_pages(pages_to_bytes(nr))));
+        SPARSE.lock().remove_pages(pfn, nr, altmap.as_mut())
+    }
+
+    fn do_migrate_range(&mut self, start: Pfn, end: Pfn) -> Result<u64, Pfn> {
+        let moved = crate::mm::migrate::do_migrate_range(start, end)?;
+        if moved > 0 {
+            log::info!("memory: migrated {moved} movable pages out of {}", pfn_range(start, end));
+        }
+        Ok(moved)
     }
 
     fn init_memory_mapping(&mut self, start: u64, size: u64) -> Result<(), u64> {
@@ -172,6 +200,121 @@ impl HotplugBackend for Kernel {
     }
 }
 
+/// The altmap of a block whose memmap is on itself (`mhp_altmap`), with
+/// `alloc` of its pages in use.
+fn altmap(pfn: Pfn, nr: u64, alloc: u64) -> Altmap {
+    Altmap { base_pfn: pfn, reserve: 0, free: memmap_pages(pages_to_bytes(nr)), alloc }
+}
+
+fn pfn_range(start: Pfn, end: Pfn) -> MemRange {
+    MemRange(mm::page::pfn_phys(start), mm::page::pfn_phys(end))
+}
+
+/// `auto_online_blocks` (`mhp_default_online_type`): what happens to a
+/// block when it is hot-added, from `memhp_default_state=` at [`init`].
+static AUTO_ONLINE: AtomicU8 = AtomicU8::new(0);
+
+const POLICIES: [OnlinePolicy; 4] = [
+    OnlinePolicy::Offline,
+    OnlinePolicy::Online,
+    OnlinePolicy::OnlineKernel,
+    OnlinePolicy::OnlineMovable,
+];
+
+/// sysfs `auto_online_blocks`: how hot-added blocks are onlined.
+pub fn auto_online_blocks() -> OnlinePolicy {
+    POLICIES[usize::from(AUTO_ONLINE.load(Ordering::Relaxed)) % POLICIES.len()]
+}
+
+/// Writes sysfs `auto_online_blocks` (as Linux lets root change it at run
+/// time).
+pub fn set_auto_online_blocks(policy: OnlinePolicy) {
+    let i = POLICIES.iter().position(|&p| p == policy).unwrap_or(0);
+    AUTO_ONLINE.store(i as u8, Ordering::Relaxed);
+}
+
+/// `memory_hotplug.memmap_on_memory` (read-only after boot, as Linux's).
+pub fn memmap_on_memory() -> bool {
+    crate::boot::options().memmap_on_memory
+}
+
+/// The online type of a policy (`None`: leave offline).
+fn online_type_of(policy: OnlinePolicy) -> Option<OnlineType> {
+    match policy {
+        OnlinePolicy::Offline => None,
+        OnlinePolicy::Online => Some(OnlineType::Online),
+        OnlinePolicy::OnlineKernel => Some(OnlineType::OnlineKernel),
+        OnlinePolicy::OnlineMovable => Some(OnlineType::OnlineMovable),
+    }
+}
+
+/// `add_memory_resource`'s last step: unless `auto_online_blocks` is
+/// `offline`, each new block is onlined (`online_memory_block`); a block
+/// that fails stays offline and the failure is logged (Linux ignores it).
+/// Returns the blocks as they are now.
+fn auto_online(
+    blocks: &mut MemoryBlocks,
+    added: Vec<mm::memory_hotplug::MemoryBlock>,
+) -> Vec<MemoryBlock> {
+    let Some(t) = online_type_of(auto_online_blocks()) else {
+        return added.into_iter().map(MemoryBlock).collect();
+    };
+    added
+        .into_iter()
+        .map(|b| match blocks.online_type(&mut Kernel, b.id, t) {
+            Ok((on, freed)) => {
+                log_online(&on, freed);
+                MemoryBlock(on)
+            }
+            Err(e) => {
+                // Linux: pr_debug("online_pages [mem %#010llx-%#010llx] failed").
+                log::warn!(
+                    "online_pages [mem {:#010x}-{:#010x}] failed: memory{} stays offline: {e}",
+                    b.start,
+                    b.end() - 1,
+                    b.id
+                );
+                MemoryBlock(b)
+            }
+        })
+        .collect()
+}
+
+fn log_online(b: &mm::memory_hotplug::MemoryBlock, freed: u64) {
+    let zone = b.zone.map_or("none", ZoneType::name);
+    log::info!(
+        "memory: memory{} online: {freed} pages to zone {zone} {}",
+        b.id,
+        MemRange(b.start, b.end())
+    );
+}
+
+fn log_added(b: &mm::memory_hotplug::MemoryBlock) {
+    let mut extra = alloc::string::String::new();
+    if let Some(d) = b.dimm {
+        extra = alloc::format!(" (dimm {d})");
+    }
+    if b.memmap_on_memory() {
+        extra.push_str(" memmap on memory");
+    }
+    log::info!("memory: memory{} {} added{extra}", b.id, MemRange(b.start, b.end()));
+}
+
+/// Linux's `pr_debug("memory offlining [mem %#010llx-%#010llx] failed due
+/// to %s")`, logged at info level so that it shows by default.
+fn log_offline_failed(b: Option<MemoryBlock>, e: &HotplugError) {
+    let Some(b) = b else { return };
+    let reason = match e {
+        HotplugError::Busy { .. } => "failure to isolate range",
+        _ => return,
+    };
+    log::info!(
+        "memory offlining [mem {:#010x}-{:#010x}] failed due to {reason}",
+        b.start,
+        b.end() - 1
+    );
+}
+
 /// The memory block size in bytes (0 before [`init`]).
 pub fn block_size() -> u64 {
     BLOCKS.lock().block_size()
@@ -191,6 +334,7 @@ pub fn block(id: u64) -> Option<MemoryBlock> {
 /// all online (`memory_dev_init`). Call once the page allocator runs.
 pub fn init() {
     let _hotplug = mem_hotplug_begin();
+    set_auto_online_blocks(crate::boot::options().memhp_default_state);
     let mut blocks = BLOCKS.lock();
     let boot_end = blocks.init(&mut Kernel);
     let size = blocks.block_size();
@@ -203,29 +347,93 @@ pub fn init() {
 }
 
 /// `probe` (the sysfs file): hot-adds the block at `addr` from RAM
-/// withheld at boot ([`MemoryBlocks::probe`]). The block is offline until
-/// [`online`].
+/// withheld at boot ([`MemoryBlocks::probe`]), then onlines it as
+/// [`auto_online_blocks`] says (as Linux's `probe_store`, through
+/// `__add_memory`, does; offline by default). Like Linux's, probe never
+/// puts the memmap on the block (`MHP_NONE`).
 pub fn probe(addr: u64) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let b = blocks.probe(&mut Kernel, addr)?;
+    log_added(&b);
+    let b = auto_online(&mut blocks, alloc::vec![b]).remove(0);
     super::changed(None);
-    log::info!("memory: memory{} {} added", b.id, MemRange(b.start, b.end()));
-    Ok(MemoryBlock(b))
+    Ok(b)
 }
 
 /// `add_memory`: hot-adds `[start, start + size)`, one or more whole
-/// blocks, offline ([`MemoryBlocks::add_memory`]). A failed add undoes all
-/// it did.
+/// blocks of RAM withheld at boot ([`MemoryBlocks::add_memory`]), onlined
+/// as [`auto_online_blocks`] says. A failed add undoes all it did.
 pub fn add_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let added = blocks.add_memory(&mut Kernel, start, size)?;
+    added.iter().for_each(log_added);
+    let added = auto_online(&mut blocks, added);
     super::changed(None);
-    for b in &added {
-        log::info!("memory: memory{} {} added", b.id, MemRange(b.start, b.end()));
+    Ok(added)
+}
+
+/// Linux's `__add_memory` from `acpi_memory_enable_device`:
+/// [start, start+size) of a DIMM, whole blocks; Linux's checks (E2BIG,
+/// EEXIST on an iomem conflict such as overlapping System RAM, EINVAL
+/// unaligned) but not the `mem=` withheld check; memmap on the block when
+/// `memory_hotplug.memmap_on_memory` is on (and, as in Linux 6.1, the
+/// DIMM is one block); then each block onlined per `memhp_default_state`
+/// ([`auto_online_blocks`]; an online failure leaves the block offline
+/// and is logged). Every block remembers `dimm` (e.g. "MP00"; 1 to 8
+/// printable characters, else EINVAL).
+pub fn add_memory_dimm(
+    start: u64,
+    size: u64,
+    dimm: &str,
+) -> Result<Vec<MemoryBlock>, HotplugError> {
+    let name = DimmName::new(dimm).ok_or(HotplugError::BadDimm)?;
+    let _hotplug = mem_hotplug_begin();
+    let mut blocks = BLOCKS.lock();
+    let added = blocks.add_memory_dimm(&mut Kernel, start, size, name, memmap_on_memory())?;
+    added.iter().for_each(log_added);
+    let added = auto_online(&mut blocks, added);
+    super::changed(None);
+    Ok(added)
+}
+
+/// The eject path (Linux's `acpi_scan_try_to_offline` +
+/// `acpi_memory_device_remove`, i.e. `offline_and_remove_memory`):
+/// offline every online block of `[start, start + size)` (migrating
+/// movable pages), and if any refuses, online again the ones this call
+/// offlined and return the error (nothing changed); then remove all the
+/// blocks. Returns the removed blocks.
+pub fn offline_and_remove_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugError> {
+    let _hotplug = mem_hotplug_begin();
+    let mut blocks = BLOCKS.lock();
+    let before: Vec<_> = blocks.blocks().to_vec();
+    let r = blocks.offline_and_remove_memory(&mut Kernel, start, size);
+    super::changed(None);
+    match r {
+        Ok((removed, offlined)) => {
+            for (id, taken) in offlined {
+                if let Some(b) = removed.iter().find(|b| b.id == id) {
+                    log::info!(
+                        "memory: memory{id} offline: {taken} pages taken back {}",
+                        MemRange(b.start, b.end())
+                    );
+                }
+            }
+            for b in &removed {
+                log::info!("memory: memory{} {} removed", b.id, MemRange(b.start, b.end()));
+            }
+            Ok(removed.into_iter().map(MemoryBlock).collect())
+        }
+        Err(e) => {
+            let failed = match e {
+                HotplugError::Busy { id, .. } => before.iter().find(|b| b.id == id),
+                _ => None,
+            };
+            log_offline_failed(failed.copied().map(MemoryBlock), &e);
+            Err(e)
+        }
     }
-    Ok(added.into_iter().map(MemoryBlock).collect())
 }
 
 /// `echo online > state`: [`online_type`] with `MMOP_ONLINE`.
@@ -234,28 +442,29 @@ pub fn online(id: u64) -> Result<MemoryBlock, HotplugError> {
 }
 
 /// `memory_block_online` ([`MemoryBlocks::online_type`]): the block's
-/// pages go to the page allocator in the zone Linux picks;
-/// `online_movable` is refused (Tessera has no ZONE_MOVABLE).
+/// pages go to the page allocator in the zone Linux picks
+/// (`online_movable`: ZONE_MOVABLE, where only movable allocations go).
 pub fn online_type(id: u64, online_type: OnlineType) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
     let (b, freed) = blocks.online_type(&mut Kernel, id, online_type)?;
     super::changed(None);
-    let zone = b.zone.map_or("none", ZoneType::name);
-    log::info!(
-        "memory: memory{id} online: {freed} pages to zone {zone} {}",
-        MemRange(b.start, b.end())
-    );
+    log_online(&b, freed);
     Ok(MemoryBlock(b))
 }
 
 /// `offline_pages` ([`MemoryBlocks::offline`]): refused if the block has
-/// holes, spans zones or holds a page in use (Tessera does not migrate);
-/// otherwise every page leaves the page allocator.
+/// holes, spans zones or holds a page in use that cannot be migrated
+/// (EBUSY; the block stays online); movable pages are migrated out
+/// ([`crate::mm::migrate`]), then every page leaves the page allocator.
 pub fn offline(id: u64) -> Result<MemoryBlock, HotplugError> {
     let _hotplug = mem_hotplug_begin();
     let mut blocks = BLOCKS.lock();
-    let (b, taken) = blocks.offline(&mut Kernel, id)?;
+    let r = blocks.offline(&mut Kernel, id);
+    if let Err(e) = &r {
+        log_offline_failed(blocks.block(id).copied().map(MemoryBlock), e);
+    }
+    let (b, taken) = r?;
     super::changed(None);
     log::info!(
         "memory: memory{id} offline: {taken} pages taken back {}",
@@ -274,17 +483,4 @@ pub fn remove(id: u64) -> Result<MemoryBlock, HotplugError> {
     super::changed(None);
     log::info!("memory: memory{id} {} removed", MemRange(b.start, b.end()));
     Ok(MemoryBlock(b))
-}
-
-// TEMPORARY until the DIMM path lands.
-pub fn add_memory_dimm(
-    start: u64,
-    size: u64,
-    _dimm: &str,
-) -> Result<Vec<MemoryBlock>, HotplugError> {
-    add_memory(start, size)
-}
-pub fn offline_and_remove_memory(start: u64, size: u64) -> Result<Vec<MemoryBlock>, HotplugError> {
-    let _ = (start, size);
-    Err(HotplugError::NoBlock { id: start / block_size().max(1) })
 }

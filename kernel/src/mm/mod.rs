@@ -11,6 +11,7 @@ pub mod iomem;
 pub mod lock;
 pub mod memblock;
 pub mod memory_hotplug;
+pub mod migrate;
 pub mod page_alloc;
 pub mod physmap;
 pub mod sections;

@@ -2,7 +2,7 @@
 //! buddy allocator (`memblock_free_all`), and the kernel's way to get and
 //! give back pages.
 //!
-//! Each zone (DMA, DMA32, Normal) has its own lock (Linux's `zone->lock`)
+//! Each zone (DMA, DMA32, Normal, Movable) has its own lock (Linux's `zone->lock`)
 //! over its free lists and counters ([`mm::buddy::Zone`]), and each CPU
 //! keeps per zone a short list of free order-0 pages (Linux's
 //! `per_cpu_pages`, [`mm::pcp`]) under a lock of its own (`pcp->lock`,
@@ -49,28 +49,36 @@ use crate::mm::memblock::MEMBLOCK;
 use crate::mm::sections::{SECTIONS, pfn_to_page, rcu_read_lock, this_cpu};
 
 /// Zones with a free area, in Linux's order.
-pub const ZONES: [ZoneType; 3] = [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal];
+pub const ZONES: [ZoneType; 4] =
+    [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Movable];
+
+/// The zones every allocation but a movable one may use (Linux's
+/// `GFP_KERNEL` zonelist): ZONE_MOVABLE holds only movable pages
+/// ([`alloc_pages_movable`]), so that its blocks can always be offlined.
+pub const KERNEL_ZONES: [ZoneType; 3] = [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal];
 
 /// Each zone's free lists and counters, under its `zone->lock`.
-static ZONE: [CpuMutex<Zone>; 3] = [
+static ZONE: [CpuMutex<Zone>; 4] = [
     CpuMutex::new(Zone::new(ZoneType::Dma)),
     CpuMutex::new(Zone::new(ZoneType::Dma32)),
     CpuMutex::new(Zone::new(ZoneType::Normal)),
+    CpuMutex::new(Zone::new(ZoneType::Movable)),
 ];
 
 /// Each zone's per-CPU `batch` (`zone->pageset_batch`); `high` is
 /// [`pcp_high`] of it. Written under the zone's lock, read without.
-static BATCH: [AtomicU64; 3] = [const { AtomicU64::new(1) }; 3];
+static BATCH: [AtomicU64; 4] = [const { AtomicU64::new(1) }; 4];
 
 /// One CPU's lists, one per zone, on a cache line of their own.
 #[repr(align(64))]
-struct CpuPages([Mutex<PerCpuPages>; 3]);
+struct CpuPages([Mutex<PerCpuPages>; 4]);
 
 static PCP: [CpuPages; NR_CPUS] = [const {
     CpuPages([
         Mutex::new(PerCpuPages::new(ZoneType::Dma)),
         Mutex::new(PerCpuPages::new(ZoneType::Dma32)),
         Mutex::new(PerCpuPages::new(ZoneType::Normal)),
+        Mutex::new(PerCpuPages::new(ZoneType::Movable)),
     ])
 }; NR_CPUS];
 
@@ -199,7 +207,7 @@ pub fn init() {
         }
         log::info!("{}", line.trim_end());
     }
-    for zone in ZONES {
+    for zone in KERNEL_ZONES {
         log::info!(
             "page_alloc: zone {:<6} {:>8} free pages, {:>8} managed",
             zone.name(),
@@ -258,7 +266,7 @@ pub fn alloc_for_heap(order: u32) -> Option<u64> {
     }
     let offset = crate::boot::mappings()?.physical_memory_offset;
     with_mm(|mm| {
-        ZONES.iter().rev().find_map(|&z| ZONE[z as usize].lock().alloc_pages(mm, order).ok())
+        KERNEL_ZONES.iter().rev().find_map(|&z| ZONE[z as usize].lock().alloc_pages(mm, order).ok())
     })
     .map(|pfn| offset + mm::page::pfn_phys(pfn))
 }
@@ -270,9 +278,18 @@ pub fn alloc_frame() -> Option<x86_64::structures::paging::PhysFrame> {
     Some(x86_64::structures::paging::PhysFrame::containing_address(phys))
 }
 
-/// Allocates 2^`order` pages, Normal first, falling back to DMA32 and DMA.
+/// Allocates 2^`order` pages, Normal first, falling back to DMA32 and DMA
+/// (`GFP_KERNEL`): never ZONE_MOVABLE.
 pub fn alloc_pages(order: u32) -> Result<Pfn, BuddyError> {
     alloc_pages_zone(order, ZoneType::Normal)
+}
+
+/// A movable allocation (`GFP_HIGHUSER_MOVABLE`): ZONE_MOVABLE first, then
+/// Normal, DMA32, DMA. Only pages whose owner lets them be migrated may
+/// come from here ([`crate::mm::migrate`]): offline moves them out of a
+/// block instead of failing.
+pub fn alloc_pages_movable(order: u32) -> Result<Pfn, BuddyError> {
+    alloc_pages_zone(order, ZoneType::Movable)
 }
 
 /// `rmqueue_pcplist`: an order-0 page from this CPU's list of zone `z`,
@@ -287,7 +304,8 @@ fn rmqueue_pcplist(mm: &mut PageMap<'_>, z: usize) -> Result<Option<Pfn>, BuddyE
 }
 
 /// Allocates 2^`order` pages from `highest` or a lower zone (Linux's
-/// zonelist order); order 0 through this CPU's lists.
+/// zonelist order); order 0 through this CPU's lists. ZONE_MOVABLE only
+/// when `highest` is Movable ([`alloc_pages_movable`]).
 pub fn alloc_pages_zone(order: u32, highest: ZoneType) -> Result<Pfn, BuddyError> {
     if order > MAX_ORDER {
         return Err(BuddyError::BadOrder { order });
@@ -409,6 +427,33 @@ pub fn free_counts(zone: ZoneType) -> [u64; NR_ORDERS] {
 /// Pages of `zone` handed to the allocator.
 pub fn managed(zone: ZoneType) -> u64 {
     with_zone(zone, Zone::managed_pages).unwrap_or(0)
+}
+
+/// `has_unmovable_pages` for offline: the first page of `[start, end)`
+/// (all in the zone of `start`'s page) that is in use and not one `movable`
+/// says can be migrated; `None` when every page is free or movable. Every
+/// CPU's list of the zone is drained first, so a free page on one is seen
+/// free; the walk runs under the zone's lock, skipping free blocks whole.
+/// A page allocated or freed after it returns is offline's retry's
+/// business.
+pub fn first_unmovable(start: Pfn, end: Pfn, movable: impl Fn(Pfn) -> bool) -> Option<Pfn> {
+    let zone = with_mm(|mm| mm.page(start).map(Page::zone))?;
+    let Some(z) = ZONES.iter().position(|&t| t == zone) else { return Some(start) };
+    drain_all_pages(Some(zone));
+    with_mm(|mm| {
+        let _zone = ZONE[z].lock();
+        let mut pfn = start;
+        while pfn < end {
+            if let Some((head, order)) = buddy::free_block_of(mm, pfn) {
+                pfn = head + (1 << order);
+            } else if movable(pfn) {
+                pfn += 1;
+            } else {
+                return Some(pfn);
+            }
+        }
+        None
+    })
 }
 
 /// `f` of `zone`'s state, under its lock (`None` for ZONE_DEVICE).

@@ -667,6 +667,7 @@ impl BuddyAllocator {
                 Zone::new(ZoneType::Dma),
                 Zone::new(ZoneType::Dma32),
                 Zone::new(ZoneType::Normal),
+                Zone::new(ZoneType::Movable),
             ],
         }
     }
@@ -691,12 +692,12 @@ impl BuddyAllocator {
         self.zone(zone).map_or([0; NR_ORDERS], Zone::free_counts)
     }
 
-    /// [`free_range`] over all three zones.
+    /// [`free_range`] over every zone.
     pub fn free_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
         free_range(&mut self.zones.each_mut(), mm, start_pfn, end_pfn)
     }
 
-    /// [`free_taken_range`] over all three zones.
+    /// [`free_taken_range`] over every zone.
     pub fn free_taken_range<M: MemMap>(&mut self, mm: &mut M, start_pfn: Pfn, end_pfn: Pfn) -> u64 {
         free_taken_range(&mut self.zones.each_mut(), mm, start_pfn, end_pfn)
     }
@@ -719,7 +720,9 @@ impl BuddyAllocator {
     }
 
     /// Allocates 2^`order` pages from `highest_zone`, falling back to lower
-    /// zones (Normal → DMA32 → DMA) as Linux's zonelist does. Returns the
+    /// zones (Movable → Normal → DMA32 → DMA) as Linux's zonelist does.
+    /// Only a movable request (`highest_zone` Movable, Linux's
+    /// `GFP_HIGHUSER_MOVABLE`) may get ZONE_MOVABLE pages. Returns the
     /// first pfn. [`ZoneType::Device`] has no memory to give.
     pub fn alloc_pages<M: MemMap>(
         &mut self,
@@ -775,8 +778,9 @@ const fn buddy_pfn(pfn: Pfn, order: u32) -> Pfn {
 }
 
 /// The free block containing `pfn`, as (head, order): its head is the
-/// only page of a free block with [`pg::BUDDY`].
-fn free_block_of<M: MemMap>(mm: &M, pfn: Pfn) -> Option<(Pfn, u32)> {
+/// only page of a free block with [`pg::BUDDY`]. A page on a per-CPU list
+/// is in none (drain those first). Read under the zone's lock.
+pub fn free_block_of<M: MemMap>(mm: &M, pfn: Pfn) -> Option<(Pfn, u32)> {
     (0..=MAX_ORDER).find_map(|order| {
         let head = pfn.align_down(1 << order);
         let page = mm.page(head)?;

@@ -12,7 +12,8 @@
 //!   `/proc/zoneinfo` ([`zone`]), deferred struct-page init ([`deferred`]).
 //! - Policy, each behind a backend trait the kernel implements: memory
 //!   blocks and their add/online/offline/remove state machine
-//!   ([`memory_hotplug`], with the rules in [`memory_block`]), persistent
+//!   ([`memory_hotplug`], with the rules in [`memory_block`] and movable
+//!   pages' migration in [`migrate`]), persistent
 //!   memory regions and namespaces ([`pmem`], with the fsdax/devdax info
 //!   block of [`nd_pfn`]).
 //! - Types that say what a number is: [`page::Pfn`], [`addr::PhysRange`].
@@ -30,6 +31,7 @@ pub mod iomem;
 pub mod memblock;
 pub mod memory_block;
 pub mod memory_hotplug;
+pub mod migrate;
 pub mod nd_pfn;
 pub mod page;
 pub mod pcp;

@@ -332,6 +332,22 @@ pub enum OnlineZone {
 }
 
 impl OnlineZone {
+    /// The zone an online block of zone `zone` is in.
+    pub const fn of(zone: ZoneType) -> Self {
+        match zone {
+            ZoneType::Movable => Self::Movable,
+            z => Self::Kernel(z),
+        }
+    }
+
+    /// Its [`ZoneType`] (the page descriptors' and the page allocator's).
+    pub const fn zone_type(self) -> ZoneType {
+        match self {
+            Self::Kernel(z) => z,
+            Self::Movable => ZoneType::Movable,
+        }
+    }
+
     /// Linux's zone name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -348,8 +364,8 @@ impl fmt::Display for OnlineZone {
 }
 
 /// The spans `[start_pfn, end_pfn)` of node 0's zones that hotplug
-/// decisions read (an empty span is `start >= end`). Tessera never
-/// populates ZONE_MOVABLE, so `movable` stays empty there.
+/// decisions read (an empty span is `start >= end`). ZONE_MOVABLE spans
+/// the blocks onlined `online_movable`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ZoneSpans {
     /// DMA, DMA32, Normal, by [`ZoneType`] index.
@@ -470,7 +486,7 @@ pub fn valid_zones(
     nr_pages: u64,
 ) -> ValidZones {
     if state == BlockState::Online {
-        let first = zone.map(OnlineZone::Kernel);
+        let first = zone.map(OnlineZone::of);
         return ValidZones { first, kernel: None, movable: None };
     }
     let default = zone_for_pfn_range(OnlineType::Online, spans, start_pfn, nr_pages);
@@ -493,6 +509,69 @@ impl fmt::Display for ValidZones {
             write!(f, " {z}")?;
         }
         Ok(())
+    }
+}
+
+/// Pages of memmap a block of `size` bytes needs (64-byte descriptors).
+pub const fn memmap_pages(size: u64) -> u64 {
+    let bytes =
+        (size >> crate::page::PAGE_SHIFT) * core::mem::size_of::<crate::page::Page>() as u64;
+    bytes >> crate::page::PAGE_SHIFT
+}
+
+/// Linux 6.1's `mhp_supports_memmap_on_memory(size)`, with
+/// `memory_hotplug.memmap_on_memory` on: the range is exactly one memory
+/// block, its memmap a whole number of PMDs (2 MiB, mapped by one huge
+/// page) and what is left a whole number of pageblocks. A 128 MiB block
+/// qualifies (2 MiB of memmap, one pageblock); a DIMM of two blocks does
+/// not (Linux 6.1 puts the memmap on the memory only for single-block
+/// additions).
+pub const fn mhp_supports_memmap_on_memory(size: u64, block_size: u64) -> bool {
+    const PMD_SIZE: u64 = 2 << 20;
+    let vmemmap_size = memmap_pages(size) << crate::page::PAGE_SHIFT;
+    let remaining = size - vmemmap_size;
+    let pageblock = crate::sparse::PAGEBLOCK_NR_PAGES << crate::page::PAGE_SHIFT;
+    size == block_size
+        && vmemmap_size > 0
+        && vmemmap_size.is_multiple_of(PMD_SIZE)
+        && remaining.is_multiple_of(pageblock)
+}
+
+/// The name of the firmware device (an ACPI PNP0C80 memory device, e.g.
+/// QEMU's `MP00`) a block came from: up to 8 ASCII bytes, kept inline so
+/// that a block stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DimmName {
+    len: u8,
+    bytes: [u8; 8],
+}
+
+impl DimmName {
+    /// `name`, if it is 1 to 8 printable ASCII bytes without spaces.
+    pub fn new(name: &str) -> Option<Self> {
+        let ok = (1..=8).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| {
+            let mut bytes = [0; 8];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Self { len: name.len() as u8, bytes }
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for DimmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for DimmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
     }
 }
 

@@ -33,8 +33,8 @@ use core::fmt;
 use crate::buddy::BuddyError;
 use crate::e820::{Entry, MemRange};
 use crate::memory_block::{
-    self, AddError, BlockState, OnlineType, OnlineZone, PhysIndex, ProbeError, StillOnline,
-    ValidZones, ZoneSpans,
+    self, AddError, BlockState, DimmName, OnlineType, OnlineZone, PhysIndex, ProbeError,
+    StillOnline, ValidZones, ZoneSpans,
 };
 use crate::page::{Pfn, ZoneType, bytes_to_pages, phys_pfn};
 use crate::sparse::{
@@ -57,6 +57,14 @@ pub struct MemoryBlock {
     /// The zone of an online block (`mem->zone`): `None` while offline, and
     /// for a boot block that spans zones.
     pub zone: Option<ZoneType>,
+    /// The firmware memory device (ACPI PNP0C80 DIMM) the block came from
+    /// ([`MemoryBlocks::add_memory_dimm`]); `None` for boot memory and
+    /// probed or `mem=`-withheld RAM.
+    pub dimm: Option<DimmName>,
+    /// `nr_vmemmap_pages`: the block's first pages that hold its own
+    /// memmap (`memory_hotplug.memmap_on_memory`), never given to the page
+    /// allocator; 0 when its memmap lies elsewhere.
+    pub nr_vmemmap_pages: u64,
 }
 
 impl MemoryBlock {
@@ -67,6 +75,21 @@ impl MemoryBlock {
     /// `[first pfn, end pfn)`.
     pub fn pfns(&self) -> (Pfn, Pfn) {
         (phys_pfn(self.start), phys_pfn(self.end()))
+    }
+
+    /// Whether the block carries its own memmap in its first pages.
+    pub fn memmap_on_memory(&self) -> bool {
+        self.nr_vmemmap_pages > 0
+    }
+
+    /// How Linux onlines it again after a failed `offline_and_remove_memory`
+    /// (`try_offline_memory_block`): movable if it was in ZONE_MOVABLE,
+    /// else into a kernel zone.
+    pub fn reonline_type(&self) -> OnlineType {
+        match self.zone {
+            Some(ZoneType::Movable) => OnlineType::OnlineMovable,
+            _ => OnlineType::OnlineKernel,
+        }
     }
 
     /// The zones its first and last page's addresses fall in.
@@ -89,12 +112,15 @@ impl MemoryBlock {
 
 /// A block's line with its `valid_zones`:
 ///
-/// `memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot) phys_index 00000000`
+/// `memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot) phys_index 00000000 memmap_on_memory 0 dimm -`
 ///
 /// the block's sysfs `state`, its range, its `valid_zones` (the zone an
 /// online block is in, "none" when it spans zones; the zones an offline one
 /// may go to, default first) and `phys_index`, spelled as Linux's sysfs
-/// spells them.
+/// spells them; then what sysfs does not show: whether its memmap is on
+/// the block itself (`memmap_on_memory 1`, Linux's
+/// `memory_hotplug.memmap_on_memory`) and the ACPI memory device it came
+/// from (`dimm MP00`, `-` for none).
 pub struct BlockLine<'a>(pub &'a MemoryBlock, pub ValidZones);
 
 impl fmt::Display for BlockLine<'_> {
@@ -105,7 +131,12 @@ impl fmt::Display for BlockLine<'_> {
         if b.boot {
             write!(f, " (boot)")?;
         }
-        write!(f, " phys_index {}", PhysIndex(b.id))
+        write!(f, " phys_index {}", PhysIndex(b.id))?;
+        write!(f, " memmap_on_memory {}", u8::from(b.memmap_on_memory()))?;
+        match b.dimm {
+            Some(d) => write!(f, " dimm {d}"),
+            None => write!(f, " dimm -"),
+        }
     }
 }
 
@@ -115,8 +146,10 @@ impl fmt::Display for BlockLine<'_> {
 /// merges neighbours of equal state, removability, node and zones into
 /// one range: merge those yourself for its default view), then what only
 /// Tessera shows in a `tessera` object per block: the range as numbers
-/// (`end` inclusive, as in the text), `boot`, and the sysfs `valid_zones`
-/// and `phys_index` spelled as in the text. `removable` is Linux 6.1's
+/// (`end` inclusive, as in the text), `boot`, the sysfs `valid_zones`
+/// and `phys_index` spelled as in the text, `zone` (an online block's zone,
+/// `null` when offline or spanning zones), `memmap_on_memory` with
+/// `nr_vmemmap_pages`, and `dimm` (the memory device's name, or `null`). `removable` is Linux 6.1's
 /// (it reports 1 for every block when memory hot-remove is built in),
 /// which lsmem shows for online blocks only: `false` for an offline one.
 /// `block_size_bytes` is the block size in bytes (lsmem prints it in its
@@ -140,7 +173,11 @@ pub fn memory_json(block_size: u64, blocks: &[(MemoryBlock, ValidZones)]) -> Str
                             .field("end", b.end() - 1)
                             .field("boot", b.boot)
                             .field("valid_zones", alloc::format!("{valid_zones}"))
-                            .field("phys_index", alloc::format!("{}", PhysIndex(b.id)));
+                            .field("phys_index", alloc::format!("{}", PhysIndex(b.id)))
+                            .field("zone", b.zone.map(ZoneType::name))
+                            .field("memmap_on_memory", b.memmap_on_memory())
+                            .field("nr_vmemmap_pages", b.nr_vmemmap_pages)
+                            .field("dimm", b.dimm.map(|d| String::from(d.as_str())));
                     });
                 });
             }
@@ -202,8 +239,10 @@ pub enum HotplugError {
     Probe(ProbeError),
     /// `remove_memory` of an online block (EBUSY).
     StillOnline(StillOnline),
-    /// `online_movable`: Tessera has no ZONE_MOVABLE.
-    NoMovable { id: u64 },
+    /// No block of the range exists (`offline_and_remove_memory`).
+    NoRange { start: u64, size: u64 },
+    /// A memory device name that is not 1 to 8 printable characters.
+    BadDimm,
     /// The block is not in the state the operation needs.
     State { id: u64, state: BlockState },
     /// `online_pages` needs a pageblock-aligned start and a section-aligned
@@ -232,7 +271,7 @@ impl HotplugError {
             Self::Add(e) => e.errno(),
             Self::Probe(e) => e.errno(),
             Self::StillOnline(_) => "EBUSY",
-            Self::NoMovable { .. } => "EOPNOTSUPP",
+            Self::NoRange { .. } => "ENODEV",
             Self::Busy { .. } => "EBUSY",
             Self::Sparse(e) => e.errno(),
             Self::Map { .. } => "ENOMEM",
@@ -251,9 +290,12 @@ impl fmt::Display for HotplugError {
             Self::Add(ref a) => write!(f, "{a}"),
             Self::Probe(p) => write!(f, "{p}"),
             Self::StillOnline(s) => write!(f, "{s}"),
-            Self::NoMovable { id } => {
-                write!(f, "{e}: memory{id}: Tessera has no ZONE_MOVABLE; online_kernel or online")
-            }
+            Self::BadDimm => write!(f, "{e}: a DIMM name is 1 to 8 printable characters"),
+            Self::NoRange { start, size } => write!(
+                f,
+                "{e}: {} is not all memory blocks",
+                MemRange(start, start.saturating_add(size))
+            ),
             Self::State { id, state } => write!(f, "{e}: memory{id} is {}", state.name()),
             Self::Unaligned { id } => write!(
                 f,
@@ -265,7 +307,8 @@ impl fmt::Display for HotplugError {
             }
             Self::Busy { id, pfn } => write!(
                 f,
-                "{e}: memory{id}: pfn {pfn:#x} is in use (allocated or reserved); nothing taken"
+                "{e}: memory{id}: pfn {pfn:#x} is in use and cannot be migrated (unmovable, \
+                 pinned or reserved); nothing taken"
             ),
             Self::Sparse(s) => write!(f, "{s}"),
             Self::Map { addr } => write!(f, "{e}: cannot map {addr:#x} in the kernel"),
@@ -306,16 +349,26 @@ pub trait HotplugBackend {
 
     /// `__add_pages` for System RAM, whole sections: the sub-sections
     /// become active with a memmap, their descriptors initialized and
-    /// reserved for `zone`. All or nothing.
+    /// reserved for `zone`. With `memmap_on_memory` (one block), the memmap
+    /// comes from the range's own first pages (an altmap: `base_pfn`
+    /// `start_pfn`, `free` [`memory_block::memmap_pages`] of it), not from
+    /// other memory. All or nothing.
     fn add_pages(
         &mut self,
         start_pfn: Pfn,
         nr_pages: u64,
         zone: ZoneType,
+        memmap_on_memory: bool,
     ) -> Result<(), SparseError>;
     /// `__remove_pages`: the sub-sections are deactivated and their memmap
-    /// freed. All or nothing.
-    fn remove_pages(&mut self, start_pfn: Pfn, nr_pages: u64) -> Result<(), SparseError>;
+    /// freed (given back to the range's altmap with `memmap_on_memory`).
+    /// All or nothing.
+    fn remove_pages(
+        &mut self,
+        start_pfn: Pfn,
+        nr_pages: u64,
+        memmap_on_memory: bool,
+    ) -> Result<(), SparseError>;
     /// `init_memory_mapping` (x86's `arch_add_memory`): maps the range in
     /// the kernel's physical-memory map. On failure returns the address
     /// that could not be mapped; the caller undoes with
@@ -359,6 +412,28 @@ pub trait HotplugBackend {
     /// [`NodeZones::remove_pfn_range_from_zone`], after the range's
     /// sections went offline.
     fn remove_pfn_range_from_zone(&mut self, zone: ZoneType, start_pfn: Pfn, nr_pages: u64);
+    /// `do_migrate_range` (with `start_isolate_page_range`'s
+    /// `has_unmovable_pages` first): every movable page in use in the
+    /// range moves to a new page outside it (its owner's reference
+    /// follows), so that offline can take the range back. A page in use
+    /// that cannot move (unmovable, pinned) refuses it before anything
+    /// moves: `Err(pfn)`. Returns how many pages moved. Without movable
+    /// pages (the default) nothing moves.
+    fn do_migrate_range(&mut self, start_pfn: Pfn, end_pfn: Pfn) -> Result<u64, Pfn> {
+        let _ = (start_pfn, end_pfn);
+        Ok(0)
+    }
+}
+
+/// What `add_memory_resource` is asked to do beyond adding the range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct AddOptions {
+    /// Tessera's `mem=` check: only RAM withheld at boot (probe,
+    /// `add_memory`); a firmware memory device hands over its own range.
+    withheld: bool,
+    /// `MHP_MEMMAP_ON_MEMORY`.
+    memmap_on_memory: bool,
+    dimm: Option<DimmName>,
 }
 
 /// The memory blocks: their size and list, each with its state.
@@ -428,7 +503,16 @@ impl MemoryBlocks {
                         bytes_to_pages(size),
                     );
                     let state = BlockState::Online;
-                    list.push(MemoryBlock { id, start, size, state, boot: true, zone });
+                    list.push(MemoryBlock {
+                        id,
+                        start,
+                        size,
+                        state,
+                        boot: true,
+                        zone,
+                        dimm: None,
+                        nr_vmemmap_pages: 0,
+                    });
                 }
             }
         }
@@ -470,27 +554,77 @@ impl MemoryBlocks {
         start: u64,
         size: u64,
     ) -> Result<Vec<MemoryBlock>, HotplugError> {
+        let opts = AddOptions { withheld: true, ..AddOptions::default() };
+        self.add_memory_resource(b, start, size, opts)
+    }
+
+    /// `__add_memory` from `acpi_memory_enable_device`: hot-adds `[start,
+    /// start + size)`, the range a firmware memory device (an ACPI PNP0C80
+    /// DIMM named `dimm`) hands over, one or more whole blocks, offline.
+    /// Linux's refusals as [`MemoryBlocks::add_memory`] (E2BIG, EEXIST on
+    /// an iomem conflict such as System RAM already there, EINVAL when not
+    /// whole blocks) but not Tessera's `mem=` check: the memory is the
+    /// device's. With `memmap_on_memory` (the option) and a range Linux
+    /// 6.1 allows it for ([`memory_block::mhp_supports_memmap_on_memory`]:
+    /// exactly one block), the block's memmap lives in its own first pages
+    /// (`nr_vmemmap_pages`). Every block remembers `dimm`. A failed add
+    /// undoes all it did. Onlining (`memhp_default_state`) is the caller's.
+    pub fn add_memory_dimm(
+        &mut self,
+        b: &mut impl HotplugBackend,
+        start: u64,
+        size: u64,
+        dimm: DimmName,
+        memmap_on_memory: bool,
+    ) -> Result<Vec<MemoryBlock>, HotplugError> {
+        let memmap_on_memory =
+            memmap_on_memory && memory_block::mhp_supports_memmap_on_memory(size, self.size);
+        let opts = AddOptions { withheld: false, memmap_on_memory, dimm: Some(dimm) };
+        self.add_memory_resource(b, start, size, opts)
+    }
+
+    /// `add_memory_resource`: the checks, then the memory model, the
+    /// physical-memory map, memblock and `/proc/iomem`, then the blocks.
+    fn add_memory_resource(
+        &mut self,
+        b: &mut impl HotplugBackend,
+        start: u64,
+        size: u64,
+        opts: AddOptions,
+    ) -> Result<Vec<MemoryBlock>, HotplugError> {
         let bs = self.size;
         let conflict = |s, e| b.request_conflict(s, e);
         memory_block::check_add_memory_with(conflict, start, size, bs)
             .map_err(HotplugError::Add)?;
-        let maps = b.firmware_maps().ok_or(HotplugError::Map { addr: start })?;
-        let present = b.memblock_memory();
-        memory_block::check_withheld(maps.bios, maps.user, &present, maps.in_use, start, size, bs)
+        if opts.withheld {
+            let maps = b.firmware_maps().ok_or(HotplugError::Map { addr: start })?;
+            let present = b.memblock_memory();
+            memory_block::check_withheld(
+                maps.bios,
+                maps.user,
+                &present,
+                maps.in_use,
+                start,
+                size,
+                bs,
+            )
             .map_err(HotplugError::Probe)?;
+        }
         let ids = start / bs..(start + size) / bs;
         if let Some(id) = ids.clone().find(|&id| self.block(id).is_some()) {
             return Err(HotplugError::Exist { id });
         }
         let (pfn, nr) = (phys_pfn(start), bytes_to_pages(size));
-        b.add_pages(pfn, nr, ZoneType::for_pfn(pfn)).map_err(HotplugError::Sparse)?;
+        let mom = opts.memmap_on_memory;
+        b.add_pages(pfn, nr, ZoneType::for_pfn(pfn), mom).map_err(HotplugError::Sparse)?;
         if let Err(addr) = b.init_memory_mapping(start, size) {
             b.kernel_physical_mapping_remove(start, size);
-            b.remove_pages(pfn, nr).expect("added above");
+            b.remove_pages(pfn, nr, mom).expect("added above");
             return Err(HotplugError::Map { addr });
         }
         b.memblock_add(start, size);
         b.register_memory_resource(start, size);
+        let nr_vmemmap_pages = if mom { memory_block::memmap_pages(bs) } else { 0 };
         let mut added = Vec::new();
         for id in ids {
             let block = MemoryBlock {
@@ -500,6 +634,8 @@ impl MemoryBlocks {
                 state: BlockState::Offline,
                 boot: false,
                 zone: None,
+                dimm: opts.dimm,
+                nr_vmemmap_pages,
             };
             let at = self.list.partition_point(|x| x.id < id);
             self.list.insert(at, block);
@@ -519,14 +655,18 @@ impl MemoryBlocks {
     }
 
     /// `memory_block_online` and `online_pages`: the zone comes from
-    /// `zone_for_pfn_range` (the kernel zone whose span the block meets,
-    /// else Normal, whatever the address); the block's pages are
-    /// initialized for it with every pageblock MIGRATE_MOVABLE
+    /// `zone_for_pfn_range` (`online_kernel`: the kernel zone whose span
+    /// the block meets, else Normal, whatever the address;
+    /// `online_movable`: ZONE_MOVABLE; `online`: ZONE_MOVABLE only when
+    /// the block meets its span and no kernel zone's); the block's pages
+    /// are initialized for it with every pageblock MIGRATE_MOVABLE
     /// (`move_pfn_range_to_zone`, `undo_isolate_page_range`), the sections
     /// are marked online, the pages go to the page allocator and the zone's
-    /// span and present pages grow to take them in. `online_movable` is
-    /// refused: Tessera has no ZONE_MOVABLE. Returns the block and the
-    /// pages the page allocator took.
+    /// span and present pages grow to take them in. A block with its
+    /// memmap on itself (`mhp_init_memmap_on_memory`) keeps its first
+    /// `nr_vmemmap_pages` out of the page allocator, their pageblock
+    /// MIGRATE_UNMOVABLE, but counts them present in the zone. Returns the
+    /// block and the pages the page allocator took.
     pub fn online_type(
         &mut self,
         b: &mut impl HotplugBackend,
@@ -536,30 +676,40 @@ impl MemoryBlocks {
         let block = self.block_in_state(id, BlockState::Offline)?;
         let (pfn, end) = block.pfns();
         let spans = ZoneSpans::of(&b.zones());
-        let zone = match memory_block::zone_for_pfn_range(online_type, &spans, pfn, end - pfn) {
-            OnlineZone::Kernel(z) => z,
-            OnlineZone::Movable => return Err(HotplugError::NoMovable { id }),
-        };
-        if !pfn.is_multiple_of(PAGEBLOCK_NR_PAGES) || !end.is_multiple_of(PAGES_PER_SECTION) {
+        let zone = memory_block::zone_for_pfn_range(online_type, &spans, pfn, end - pfn);
+        let zone = OnlineZone::zone_type(zone);
+        let first = pfn + block.nr_vmemmap_pages;
+        if !first.is_multiple_of(PAGEBLOCK_NR_PAGES)
+            || !end.is_multiple_of(PAGES_PER_SECTION)
+            || first >= end
+        {
             return Err(HotplugError::Unaligned { id });
         }
         b.memmap_init_range(pfn, end - pfn, zone);
-        b.set_pageblock_migratetype(pfn, end - pfn, MigrateType::Movable);
+        if first > pfn {
+            b.set_pageblock_migratetype(pfn, first - pfn, MigrateType::Unmovable);
+        }
+        b.set_pageblock_migratetype(first, end - first, MigrateType::Movable);
         b.online_mem_sections(pfn, end);
-        let freed = b.free_range(pfn, end);
+        let freed = b.free_range(first, end);
         b.move_pfn_range_to_zone(zone, pfn, end - pfn);
         b.adjust_present_page_count(zone, (end - pfn) as i64);
         Ok((self.set_state(id, BlockState::Online, Some(zone)), freed))
     }
 
     /// `offline_pages`: refused if the block has holes, spans zones (it
-    /// has no `mem->zone`) or holds a page in use (Tessera does not
-    /// migrate); otherwise every page leaves the page allocator, sections
-    /// no other online block shares lose their online mark, the pageblocks
-    /// stay MIGRATE_ISOLATE (`start_isolate_page_range`), and the zone's
-    /// present pages and span shrink. Unlike Linux, a refused offline
-    /// leaves the pageblocks as they were. Returns the block and the pages
-    /// taken from the page allocator.
+    /// has no `mem->zone`) or holds a page in use that cannot be migrated
+    /// (EBUSY, the block stays online); movable pages in use are migrated
+    /// out of it first ([`HotplugBackend::do_migrate_range`]; a page
+    /// allocated meanwhile is migrated on the next of three rounds, as
+    /// Linux's loop retries). Then every page leaves the page allocator,
+    /// sections no other online block shares lose their online mark, the
+    /// pageblocks stay MIGRATE_ISOLATE (`start_isolate_page_range`), and
+    /// the zone's present pages and span shrink. A block with its memmap on
+    /// itself takes back all but its first `nr_vmemmap_pages`, which stay
+    /// (`mhp_deinit_memmap_on_memory` at remove). Unlike Linux, a refused
+    /// offline leaves the pageblocks as they were. Returns the block and
+    /// the pages taken from the page allocator.
     pub fn offline(
         &mut self,
         b: &mut impl HotplugBackend,
@@ -576,10 +726,17 @@ impl MemoryBlocks {
         }
         let zone = block.zone()?;
         let (pfn, end) = block.pfns();
-        let taken = b.take_free_range(pfn, end).map_err(|e| match e {
-            BuddyError::Busy { pfn } => HotplugError::Busy { id, pfn },
-            other => HotplugError::Buddy(other),
-        })?;
+        let first = pfn + block.nr_vmemmap_pages;
+        let mut attempt = 0;
+        let taken = loop {
+            b.do_migrate_range(first, end).map_err(|pfn| HotplugError::Busy { id, pfn })?;
+            match b.take_free_range(first, end) {
+                Ok(n) => break n,
+                Err(BuddyError::Busy { .. }) if attempt < 2 => attempt += 1,
+                Err(BuddyError::Busy { pfn }) => return Err(HotplugError::Busy { id, pfn }),
+                Err(other) => return Err(HotplugError::Buddy(other)),
+            }
+        };
         for nr in pfn_to_section_nr(pfn)..=pfn_to_section_nr(end - 1) {
             let shared = self.list.iter().any(|o| {
                 let (a, z) = o.pfns();
@@ -612,12 +769,66 @@ impl MemoryBlocks {
         memory_block::check_memblock_offlined(block.state, block.start, block.size)
             .map_err(HotplugError::StillOnline)?;
         let (pfn, end) = block.pfns();
-        b.remove_pages(pfn, end - pfn).map_err(HotplugError::Sparse)?;
+        let mom = block.memmap_on_memory();
+        b.remove_pages(pfn, end - pfn, mom).map_err(HotplugError::Sparse)?;
         b.memblock_remove(block.start, block.size);
         b.kernel_physical_mapping_remove(block.start, block.size);
         b.release_mem_region_adjustable(block.start, block.size);
         self.list.retain(|x| x.id != id);
         Ok(block)
+    }
+}
+
+impl MemoryBlocks {
+    /// Linux's `offline_and_remove_memory` (the eject path of an ACPI
+    /// memory device: `acpi_scan_try_to_offline`, then
+    /// `acpi_memory_device_remove`): every block of `[start, start +
+    /// size)` must exist (else ENODEV, EINVAL when not whole blocks);
+    /// every online one is offlined in turn ([`MemoryBlocks::offline`],
+    /// migrating movable pages), and if one refuses, the ones this call
+    /// offlined are onlined again as they were (movable or kernel zone)
+    /// and its error returned: nothing changed. Then every block is
+    /// removed. Returns the removed blocks, and for each block this call
+    /// offlined, the pages taken back.
+    #[allow(clippy::type_complexity)]
+    pub fn offline_and_remove_memory(
+        &mut self,
+        b: &mut impl HotplugBackend,
+        start: u64,
+        size: u64,
+    ) -> Result<(Vec<MemoryBlock>, Vec<(u64, u64)>), HotplugError> {
+        let bs = self.size;
+        if bs == 0 || size == 0 || !start.is_multiple_of(bs) || !size.is_multiple_of(bs) {
+            let e = AddError::Unaligned { start, size, block_size: bs };
+            return Err(HotplugError::Add(e));
+        }
+        let ids = start / bs..(start + size) / bs;
+        if ids.clone().any(|id| self.block(id).is_none()) {
+            return Err(HotplugError::NoRange { start, size });
+        }
+        let mut offlined: Vec<(MemoryBlock, u64)> = Vec::new();
+        for id in ids.clone() {
+            let block = *self.block(id).expect("checked above");
+            if block.state != BlockState::Online {
+                continue;
+            }
+            match self.offline(b, id) {
+                Ok((_, taken)) => offlined.push((block, taken)),
+                Err(e) => {
+                    for (was, _) in offlined.iter().rev() {
+                        // Onlining what was just offlined fails only if the
+                        // memory model broke; then the block stays offline.
+                        let _ = self.online_type(b, was.id, was.reonline_type());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for id in ids {
+            removed.push(self.remove(b, id)?);
+        }
+        Ok((removed, offlined.iter().map(|(blk, n)| (blk.id, *n)).collect()))
     }
 }
 

@@ -216,13 +216,18 @@ pub enum ZoneType {
     Dma32 = 1,
     /// Everything else the page allocator manages.
     Normal = 2,
+    /// ZONE_MOVABLE: hot-added RAM onlined `online_movable`; only movable
+    /// allocations ([`crate::buddy::BuddyAllocator::alloc_pages`] with
+    /// `Movable` as the highest zone, Linux's `GFP_HIGHUSER_MOVABLE`) land
+    /// there, so that it can always be offlined.
+    Movable = 3,
     /// Device memory (persistent memory) from `memremap_pages`; never in
     /// the page allocator.
-    Device = 3,
+    Device = 4,
 }
 
 /// Zones with a buddy free area ([`ZoneType::Device`] has none).
-pub const MAX_NR_ZONES: usize = 3;
+pub const MAX_NR_ZONES: usize = 4;
 
 /// First pfn above ZONE_DMA.
 pub const MAX_DMA_PFN: Pfn = phys_pfn(16 << 20);
@@ -247,15 +252,17 @@ impl ZoneType {
             Self::Dma => "DMA",
             Self::Dma32 => "DMA32",
             Self::Normal => "Normal",
+            Self::Movable => "Movable",
             Self::Device => "Device",
         }
     }
 
     const fn from_bits(bits: u64) -> Self {
-        match bits & 3 {
+        match bits & ZONES_MASK {
             0 => Self::Dma,
             1 => Self::Dma32,
             2 => Self::Normal,
+            3 => Self::Movable,
             _ => Self::Device,
         }
     }
@@ -285,10 +292,12 @@ pub mod pg {
     pub const TAIL: u64 = 1 << 4;
 }
 
-/// Zone number field of [`Page::flags`] (Linux's `ZONES_PGSHIFT`).
-const ZONES_SHIFT: u32 = 62;
+/// Zone number field of [`Page::flags`] (Linux's `ZONES_PGSHIFT`): three
+/// bits, for five zones.
+const ZONES_SHIFT: u32 = 61;
+const ZONES_MASK: u64 = 7;
 /// Node number field of [`Page::flags`] (Linux's `NODES_PGSHIFT`).
-const NODES_SHIFT: u32 = 52;
+const NODES_SHIFT: u32 = 51;
 const NODES_MASK: u64 = (1 << 10) - 1;
 
 /// Marks an empty free-list link.
@@ -453,7 +462,7 @@ impl Page {
 
     /// Moves the page to another zone (`set_page_zone`).
     pub fn set_zone(&mut self, zone: ZoneType) {
-        self.flags = (self.flags & !(3 << ZONES_SHIFT)) | ((zone as u64) << ZONES_SHIFT);
+        self.flags = (self.flags & !(ZONES_MASK << ZONES_SHIFT)) | ((zone as u64) << ZONES_SHIFT);
     }
 
     /// Whether all of `bits` are set.
@@ -502,7 +511,9 @@ mod tests {
 
     #[test]
     fn init_encodes_zone_and_node() {
-        for zone in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Device] {
+        for zone in
+            [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Movable, ZoneType::Device]
+        {
             for nid in [0, 1, 1023] {
                 let p = Page::init(zone, nid);
                 assert_eq!((p.zone(), p.nid()), (zone, nid));

@@ -24,26 +24,22 @@ use crate::sparse::{
 pub const NR_ZONES: usize = 5;
 /// `zone_names`.
 pub const ZONE_NAMES: [&str; NR_ZONES] = ["DMA", "DMA32", "Normal", "Movable", "Device"];
-/// Index of ZONE_MOVABLE, which Tessera never populates (no `kernelcore=`
-/// / `movablecore=`); Linux still lists it.
+/// Index of ZONE_MOVABLE: empty at boot (no `kernelcore=` /
+/// `movablecore=`), populated by blocks onlined `online_movable`.
 pub const ZONE_MOVABLE: usize = 3;
 
-/// The Linux zone index of `zone` (ZONE_DEVICE comes after ZONE_MOVABLE).
+/// The Linux zone index of `zone` (its [`ZoneType`] number).
 pub const fn zone_idx(zone: ZoneType) -> usize {
-    match zone {
-        ZoneType::Dma => 0,
-        ZoneType::Dma32 => 1,
-        ZoneType::Normal => 2,
-        ZoneType::Device => 4,
-    }
+    zone as usize
 }
 
-/// The [`ZoneType`] of a Linux zone index (`None` for ZONE_MOVABLE).
+/// The [`ZoneType`] of a Linux zone index.
 pub const fn zone_type(idx: usize) -> Option<ZoneType> {
     match idx {
         0 => Some(ZoneType::Dma),
         1 => Some(ZoneType::Dma32),
         2 => Some(ZoneType::Normal),
+        3 => Some(ZoneType::Movable),
         4 => Some(ZoneType::Device),
         _ => None,
     }
@@ -666,10 +662,13 @@ Node 0, zone   Device
 
     #[test]
     fn zone_indices_round_trip() {
-        for t in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Device] {
+        for t in
+            [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Movable, ZoneType::Device]
+        {
             assert_eq!(zone_type(zone_idx(t)), Some(t));
             assert_eq!(ZONE_NAMES[zone_idx(t)], t.name());
         }
-        assert_eq!(zone_type(ZONE_MOVABLE), None);
+        assert_eq!(zone_idx(ZoneType::Movable), ZONE_MOVABLE);
+        assert_eq!(zone_type(5), None);
     }
 }

@@ -65,6 +65,65 @@ pub enum Opt {
     /// `hotplug_stress_nogp`: test only: the stress's grace periods end
     /// without waiting for readers, to show that a use after free is seen.
     HotplugStressNoGp,
+    /// `memhp_default_state=offline|online|online_kernel|online_movable`:
+    /// how memory blocks are onlined when they are hot-added (Linux's
+    /// option; `offline` by default, as Debian's Linux 6.1, built without
+    /// `CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE`).
+    MemhpDefaultState(OnlinePolicy),
+    /// `memory_hotplug.memmap_on_memory=1`: a hot-added block of System
+    /// RAM carries its own memmap (Linux's module parameter, a boolean
+    /// read as `kstrtobool`; off by default).
+    MemmapOnMemory(bool),
+}
+
+/// What `memhp_default_state` (and sysfs `auto_online_blocks`) says to do
+/// with a hot-added block (`mhp_online_type_from_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlinePolicy {
+    /// Leave it offline (`MMOP_OFFLINE`).
+    Offline,
+    /// `MMOP_ONLINE`: the zone `zone_for_pfn_range` picks.
+    Online,
+    /// `MMOP_ONLINE_KERNEL`.
+    OnlineKernel,
+    /// `MMOP_ONLINE_MOVABLE`.
+    OnlineMovable,
+}
+
+impl OnlinePolicy {
+    /// `mhp_online_type_from_str`.
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "offline" => Some(Self::Offline),
+            "online" => Some(Self::Online),
+            "online_kernel" => Some(Self::OnlineKernel),
+            "online_movable" => Some(Self::OnlineMovable),
+            _ => None,
+        }
+    }
+
+    /// The word (`online_type_to_str`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Online => "online",
+            Self::OnlineKernel => "online_kernel",
+            Self::OnlineMovable => "online_movable",
+        }
+    }
+}
+
+/// Linux's `kstrtobool`: `y`, `Y`, `1`, `on` are true; `n`, `N`, `0`,
+/// `off` false (only the first one or two characters count).
+pub fn kstrtobool(s: &str) -> Option<bool> {
+    let b = s.as_bytes();
+    match (b.first()?, b.get(1)) {
+        (b'y' | b'Y' | b'1', _) => Some(true),
+        (b'n' | b'N' | b'0', _) => Some(false),
+        (b'o' | b'O', Some(b'n' | b'N')) => Some(true),
+        (b'o' | b'O', Some(b'f' | b'F')) => Some(false),
+        _ => None,
+    }
 }
 
 impl Opt {
@@ -290,7 +349,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// The option names, for error messages and help.
-pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp, cpu_init_udelay=N, hotplug_stress=N, hotplug_stress_nogp";
+pub const KNOWN: &str = "poweroff, loglevel=0..15, debug, quiet, memmap=nn[KMG]!ss[KMG] (and exactmap, nn, @ # $ %, comma lists), mem=nn[KMG], sparse_debug, nopmem, iomem, zoneinfo, console=ttyS0|tty0, fail_sparse=N, acpi_apic_instance=N, nox2apic, nosmp, cpu_init_udelay=N, hotplug_stress=N, hotplug_stress_nogp, memhp_default_state=offline|online|online_kernel|online_movable, memory_hotplug.memmap_on_memory=0|1";
 
 /// Checks the command line as a whole (length, bytes).
 pub fn check_line(line: &str) -> Result<(), OptionError<'_>> {
@@ -380,6 +439,20 @@ pub fn parse_word(word: &str) -> Result<Opt, OptionError<'_>> {
                 _ => Err(OptionError::BadValue { word, expected: "a table number 0, 1, 2, ..." }),
             }
         }
+        "memhp_default_state" => {
+            let v = value.ok_or(OptionError::MissingValue { name })?;
+            OnlinePolicy::from_word(v).map(Opt::MemhpDefaultState).ok_or(OptionError::BadValue {
+                word,
+                expected: "offline, online, online_kernel or online_movable",
+            })
+        }
+        // A boolean module parameter: alone, it means on.
+        "memory_hotplug.memmap_on_memory" => match value {
+            None => Ok(Opt::MemmapOnMemory(true)),
+            Some(v) => kstrtobool(v)
+                .map(Opt::MemmapOnMemory)
+                .ok_or(OptionError::BadValue { word, expected: "a boolean (1, 0, y, n, on, off)" }),
+        },
         "loglevel" => {
             let v = value.ok_or(OptionError::MissingValue { name })?;
             match v.parse::<u8>() {
@@ -449,6 +522,10 @@ pub struct Options {
     pub hotplug_stress: Option<u64>,
     /// `hotplug_stress_nogp` (test only).
     pub hotplug_stress_nogp: bool,
+    /// `memhp_default_state=`: the last one given.
+    pub memhp_default_state: OnlinePolicy,
+    /// `memory_hotplug.memmap_on_memory=`.
+    pub memmap_on_memory: bool,
 }
 
 impl Default for Options {
@@ -469,6 +546,8 @@ impl Default for Options {
             cpu_init_udelay: None,
             hotplug_stress: None,
             hotplug_stress_nogp: false,
+            memhp_default_state: OnlinePolicy::Offline,
+            memmap_on_memory: false,
         }
     }
 }
@@ -493,6 +572,8 @@ impl Options {
             Opt::HotplugStress(n) => self.hotplug_stress = Some(n),
             Opt::HotplugStressNoGp => self.hotplug_stress_nogp = true,
             Opt::CpuInitUdelay(n) => self.cpu_init_udelay = Some(n),
+            Opt::MemhpDefaultState(p) => self.memhp_default_state = p,
+            Opt::MemmapOnMemory(on) => self.memmap_on_memory = on,
             Opt::Console(c) => {
                 if !self.console.chosen {
                     self.console = Consoles { serial: false, framebuffer: false, chosen: true };
@@ -580,6 +661,47 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert_eq!(errors("bogus")[0], format!("unknown option 'bogus' (known: {KNOWN})"));
         assert!(KNOWN.contains("memmap=nn[KMG]!ss[KMG]"));
+    }
+
+    #[test]
+    fn memory_hotplug_options() {
+        fn o(line: &str) -> Options {
+            Options::from_line(line, |e| panic!("{e}"))
+        }
+        assert_eq!(o("").memhp_default_state, OnlinePolicy::Offline);
+        assert!(!o("").memmap_on_memory);
+        for p in [
+            OnlinePolicy::Offline,
+            OnlinePolicy::Online,
+            OnlinePolicy::OnlineKernel,
+            OnlinePolicy::OnlineMovable,
+        ] {
+            let line = format!("memhp_default_state={}", p.name());
+            assert_eq!(o(&line).memhp_default_state, p);
+        }
+        assert!(o("memory_hotplug.memmap_on_memory=1").memmap_on_memory);
+        assert!(o("memory_hotplug.memmap_on_memory").memmap_on_memory);
+        assert!(o("memory_hotplug.memmap_on_memory=on").memmap_on_memory);
+        assert!(
+            !o("memory_hotplug.memmap_on_memory=1 memory_hotplug.memmap_on_memory=off")
+                .memmap_on_memory
+        );
+        assert_eq!(
+            errors("memhp_default_state=movable"),
+            ["option 'memhp_default_state=movable': expected offline, online, online_kernel or \
+              online_movable"]
+        );
+        assert_eq!(errors("memhp_default_state").len(), 1);
+        assert_eq!(
+            errors("memory_hotplug.memmap_on_memory=2"),
+            [
+                "option 'memory_hotplug.memmap_on_memory=2': expected a boolean (1, 0, y, n, on, off)"
+            ]
+        );
+        assert_eq!(kstrtobool("Yes"), Some(true));
+        assert_eq!(kstrtobool("oFf"), Some(false));
+        assert_eq!(kstrtobool("o"), None);
+        assert_eq!(kstrtobool(""), None);
     }
 
     #[test]

@@ -95,13 +95,25 @@ pub enum Command {
         /// The block's physical address.
         addr: u64,
     },
-    /// `memory online|offline|remove BLOCK`: change a block's state.
+    /// `memory online|online_kernel|online_movable|offline|remove BLOCK`:
+    /// change a block's state.
     MemoryState {
         /// What to do.
         action: BlockAction,
         /// The block number (`memoryN` or `N`).
         block: u64,
     },
+    /// `memory fill BLOCK PAGES`: a workload of PAGES movable pages with
+    /// known contents, placed in BLOCK.
+    MemoryFill { block: u64, pages: u64 },
+    /// `memory pin BLOCK`: pin one workload page in BLOCK (unmovable).
+    MemoryPin { block: u64 },
+    /// `memory unpin`: unpin every workload page.
+    MemoryUnpin,
+    /// `memory check`: read the workload back, compare its checksum.
+    MemoryCheck,
+    /// `memory release`: free the workload.
+    MemoryRelease,
     /// `mosaic [on|off|all|N]`: the sections' tiles above the log.
     Mosaic(MosaicArg),
     /// `bench`: the built-in benchmarks.
@@ -171,8 +183,13 @@ pub const PMEM_READ_MAX: u64 = 4096;
 /// What `memory` does to a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockAction {
-    /// `online_pages`: hand its pages to the page allocator.
+    /// `online_pages`: hand its pages to the page allocator (the zone
+    /// Linux's `online` picks).
     Online,
+    /// `online_kernel`: into a kernel zone.
+    OnlineKernel,
+    /// `online_movable`: into ZONE_MOVABLE.
+    OnlineMovable,
     /// `offline_pages`: take its free pages back.
     Offline,
     /// `remove_memory`: take an offline block out of the memory model.
@@ -399,12 +416,22 @@ pub const COMMANDS: &[CommandInfo] = &[
     ),
     info(
         "memory",
-        "memory [--json]\nmemory probe ADDR\nmemory online BLOCK\nmemory offline BLOCK\nmemory remove BLOCK",
-        "memory blocks of System RAM and their state\n\
+        "memory [--json]\nmemory probe ADDR\nmemory online BLOCK\n\
+         memory online_kernel N\nmemory online_movable N\nmemory offline BLOCK\n\
+         memory remove BLOCK\nmemory fill BLOCK PAGES\nmemory pin BLOCK\nmemory unpin\n\
+         memory check\nmemory release",
+        "memory blocks of System RAM: state, zones, memmap_on_memory, DIMM\n\
          hot-add the block at ADDR from RAM withheld at boot (mem=)\n\
          give a block's pages to the page allocator (BLOCK: memoryN or N)\n\
-         take a block's pages back (none may be in use)\n\
-         take an offline block out of the memory model",
+         online block N into a kernel zone (DMA32 or Normal)\n\
+         online block N into ZONE_MOVABLE (only movable allocations go there)\n\
+         take a block's pages back, migrating movable ones out\n\
+         take an offline block out of the memory model\n\
+         allocate PAGES movable pages of known contents in BLOCK\n\
+         pin one of them in BLOCK: offline of BLOCK then fails (EBUSY)\n\
+         unpin every pinned page of the workload\n\
+         read the workload back and compare its checksum\n\
+         free the workload's pages",
     ),
     info(
         "mosaic",
@@ -578,9 +605,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 addr: memparse(arg).ok_or(BadArgument { command, arg, expected: "ADDR" })?,
             }
         }
-        ("memory", [sub @ ("online" | "offline" | "remove"), rest @ ..]) => {
+        (
+            "memory",
+            [
+                sub @ ("online" | "online_kernel" | "online_movable" | "offline" | "remove"),
+                rest @ ..,
+            ],
+        ) => {
             let (command, action) = match *sub {
                 "online" => ("memory online", BlockAction::Online),
+                "online_kernel" => ("memory online_kernel", BlockAction::OnlineKernel),
+                "online_movable" => ("memory online_movable", BlockAction::OnlineMovable),
                 "offline" => ("memory offline", BlockAction::Offline),
                 _ => ("memory remove", BlockAction::Remove),
             };
@@ -602,11 +637,47 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError<'_>> {
                 }
             }
         }
+        ("memory", ["fill", rest @ ..]) => {
+            let command = "memory fill";
+            match *rest {
+                [] | [_] => return Err(Missing { command, expected: "BLOCK PAGES" }),
+                [b, n] => Command::MemoryFill {
+                    block: block(command, b)?,
+                    pages: match memparse(n) {
+                        Some(p @ 1..=65536) => p,
+                        _ => {
+                            return Err(BadArgument {
+                                command,
+                                arg: n,
+                                expected: "PAGES: 1..65536",
+                            });
+                        }
+                    },
+                },
+                [_, _, arg, ..] => return Err(Extra { command, arg }),
+            }
+        }
+        ("memory", ["pin", rest @ ..]) => {
+            let command = "memory pin";
+            Command::MemoryPin { block: block(command, only_arg(command, "BLOCK", rest)?)? }
+        }
+        ("memory", [sub @ ("unpin" | "check" | "release"), rest @ ..]) => {
+            let (command, cmd) = match *sub {
+                "unpin" => ("memory unpin", Command::MemoryUnpin),
+                "check" => ("memory check", Command::MemoryCheck),
+                _ => ("memory release", Command::MemoryRelease),
+            };
+            if let [arg, ..] = *rest {
+                return Err(Extra { command, arg });
+            }
+            cmd
+        }
         ("memory", [arg, ..]) => {
             return Err(UnknownSubcommand {
                 command,
                 arg,
-                expected: "probe, online, offline or remove",
+                expected: "probe, online, online_kernel, online_movable, offline, remove, fill, \
+                           pin, unpin, check or release",
             });
         }
         ("pmem", [arg, ..]) => {
@@ -832,6 +903,20 @@ mod tests {
             ("memory online memory32", MemoryState { action: BlockAction::Online, block: 32 }),
             ("memory offline 32", MemoryState { action: BlockAction::Offline, block: 32 }),
             ("memory remove memory7", MemoryState { action: BlockAction::Remove, block: 7 }),
+            (
+                "memory online_movable 34",
+                MemoryState { action: BlockAction::OnlineMovable, block: 34 },
+            ),
+            (
+                "memory online_kernel memory2",
+                MemoryState { action: BlockAction::OnlineKernel, block: 2 },
+            ),
+            ("memory fill memory34 300", MemoryFill { block: 34, pages: 300 }),
+            ("memory fill 34 0x10", MemoryFill { block: 34, pages: 16 }),
+            ("memory pin 34", MemoryPin { block: 34 }),
+            ("memory unpin", MemoryUnpin),
+            ("memory check", MemoryCheck),
+            ("memory release", MemoryRelease),
             ("mosaic", Mosaic(MosaicArg::Toggle)),
             ("mosaic on", Mosaic(MosaicArg::On)),
             ("mosaic off", Mosaic(MosaicArg::Off)),
@@ -949,7 +1034,8 @@ mod tests {
             ("pmem add 0 --fast", "pmem add: bad argument '--fast': expected --step"),
             (
                 "memory foo",
-                "memory: unknown subcommand 'foo': expected probe, online, offline or remove",
+                "memory: unknown subcommand 'foo': expected probe, online, online_kernel, \
+                 online_movable, offline, remove, fill, pin, unpin, check or release",
             ),
             ("memory probe", "memory probe: missing argument: ADDR"),
             ("memory probe 0xq", "memory probe: bad argument '0xq': expected ADDR"),
@@ -958,6 +1044,12 @@ mod tests {
             ("memory offline mem3", "memory offline: bad block 'mem3': expected memoryN"),
             ("memory remove memory", "memory remove: bad block 'memory': expected memoryN"),
             ("memory remove 1 2", "memory remove: unexpected argument '2'"),
+            ("memory fill 34", "memory fill: missing argument: BLOCK PAGES"),
+            ("memory fill 34 0", "memory fill: bad argument '0': expected PAGES: 1..65536"),
+            ("memory fill x 1", "memory fill: bad block 'x': expected memoryN"),
+            ("memory fill 1 2 3", "memory fill: unexpected argument '3'"),
+            ("memory pin", "memory pin: missing argument: BLOCK"),
+            ("memory check now", "memory check: unexpected argument 'now'"),
             ("pmem add 0 --step --step", "pmem add: bad argument '--step': expected --step"),
             ("pmem add 0 1", "pmem add: unexpected argument '1'"),
             (
@@ -1003,8 +1095,8 @@ mod tests {
     #[test]
     fn help() {
         let all = help_lines(None).unwrap();
-        // pmem has 6 forms, memory 5, mosaic 3, acpi 4.
-        assert_eq!(all.len(), COMMANDS.len() + 5 + 4 + 2 + 3);
+        // pmem has 6 forms, memory 12, mosaic 3, acpi 4.
+        assert_eq!(all.len(), COMMANDS.len() + 5 + 11 + 2 + 3);
         let column = all[0].find("list").unwrap();
         for line in &all {
             assert!(line.starts_with("  ") && line.len() <= 100, "{line}");

@@ -8,6 +8,8 @@ use crate::buddy::BuddyAllocator;
 use crate::e820::E820Type;
 use crate::iomem::IoMem;
 use crate::memblock::RegionList;
+use crate::memory_block::DimmName;
+use crate::migrate::{MigrateBackend, MovablePages};
 use crate::page::{MemMap, Page};
 use crate::sparse::tests::{TestBackend, booted};
 use crate::sparse::{Sparse, SparseBackend, UsageSnapshot, flags};
@@ -84,6 +86,42 @@ struct Fake {
     mapped: BTreeSet<u64>,
     /// Fail mapping the n-th piece from now (1 = the next).
     fail_map_in: Option<u32>,
+    /// Pages of each memmap_on_memory range's altmap in use, by first pfn.
+    altmap_used: BTreeMap<Pfn, u64>,
+    /// Movable pages the test holds, and what each page holds.
+    movable: MovablePages,
+    contents: BTreeMap<Pfn, u64>,
+}
+
+/// The altmap of a memmap_on_memory range: its memmap's pages at its start.
+fn altmap_of(pfn: Pfn, nr: u64, alloc: u64) -> crate::sparse::Altmap {
+    let free = memory_block::memmap_pages(nr << 12);
+    crate::sparse::Altmap { base_pfn: pfn, reserve: 0, free, alloc }
+}
+
+impl MigrateBackend for Fake {
+    fn alloc_target(&mut self, avoid: (Pfn, Pfn)) -> Option<Pfn> {
+        let mut stash = Vec::new();
+        let got = loop {
+            match self.alloc(0, ZoneType::Movable) {
+                Ok(p) if (avoid.0..avoid.1).contains(&p) => stash.push(p),
+                Ok(p) => break Some(p),
+                Err(_) => break None,
+            }
+        };
+        stash.into_iter().for_each(|p| self.free(p, 0));
+        got
+    }
+
+    fn copy_page(&mut self, from: Pfn, to: Pfn) {
+        let v = self.contents[&from];
+        self.contents.insert(to, v);
+    }
+
+    fn free_page(&mut self, pfn: Pfn) {
+        self.contents.remove(&pfn);
+        self.free(pfn, 0);
+    }
 }
 
 /// Booted as the kernel boots: sparse and zones from memblock, all RAM to
@@ -113,6 +151,9 @@ fn boot(m: Machine) -> (Fake, MemoryBlocks) {
         in_use: m.in_use,
         mapped,
         fail_map_in: None,
+        altmap_used: BTreeMap::new(),
+        movable: MovablePages::new(),
+        contents: BTreeMap::new(),
     };
     let mut blocks = MemoryBlocks::new();
     let end = blocks.init(&mut fake);
@@ -137,14 +178,38 @@ impl HotplugBackend for Fake {
         self.iomem.request_conflict(start, end).map(|r| (r.start, r.end, r.name.clone()))
     }
 
-    fn add_pages(&mut self, pfn: Pfn, nr: u64, zone: ZoneType) -> Result<(), SparseError> {
-        self.sparse.add_pages(0, pfn, nr, PAGES_PER_SECTION, None)?;
+    fn add_pages(
+        &mut self,
+        pfn: Pfn,
+        nr: u64,
+        zone: ZoneType,
+        memmap_on_memory: bool,
+    ) -> Result<(), SparseError> {
+        let mut altmap = memmap_on_memory.then(|| altmap_of(pfn, nr, 0));
+        self.sparse.add_pages(0, pfn, nr, PAGES_PER_SECTION, altmap.as_mut())?;
+        if let Some(a) = altmap {
+            self.altmap_used.insert(pfn, a.alloc);
+        }
         self.sparse.memmap_init_range(pfn, nr, zone, 0, 0);
         Ok(())
     }
 
-    fn remove_pages(&mut self, pfn: Pfn, nr: u64) -> Result<(), SparseError> {
-        self.sparse.remove_pages(pfn, nr, None)
+    fn remove_pages(
+        &mut self,
+        pfn: Pfn,
+        nr: u64,
+        memmap_on_memory: bool,
+    ) -> Result<(), SparseError> {
+        let used = if memmap_on_memory { self.altmap_used.remove(&pfn).unwrap_or(0) } else { 0 };
+        let mut altmap = memmap_on_memory.then(|| altmap_of(pfn, nr, used));
+        self.sparse.remove_pages(pfn, nr, altmap.as_mut())
+    }
+
+    fn do_migrate_range(&mut self, start: Pfn, end: Pfn) -> Result<u64, Pfn> {
+        let mut movable = core::mem::take(&mut self.movable);
+        let r = movable.migrate_range(start, end, self).map_err(|e| e.pfn());
+        self.movable = movable;
+        r
     }
 
     fn init_memory_mapping(&mut self, start: u64, size: u64) -> Result<(), u64> {
@@ -303,12 +368,12 @@ fn boot_memory_is_listed_in_blocks_with_their_zones() {
     assert_eq!(
         line(0).to_string(),
         "memory0 online  [mem 0x0000000000000000-0x0000000007ffffff] none (boot) phys_index \
-         00000000"
+         00000000 memmap_on_memory 0 dimm -"
     );
     assert_eq!(
         line(5).to_string(),
         "memory5 online  [mem 0x0000000028000000-0x000000002fffffff] DMA32 (boot) phys_index \
-         00000005"
+         00000005 memmap_on_memory 0 dimm -"
     );
     assert_eq!(blocks.block(5).unwrap().zone, Some(ZoneType::Dma32));
     assert_eq!(MemoryBlocks::new().block_size(), 0);
@@ -416,8 +481,6 @@ fn online_offline_and_remove_refuse_in_order() {
     });
     b.probe(&mut f, 4 * G).unwrap();
     refused(&mut f, &mut b, "EINVAL: memory32 is offline", |f, b| b.offline(f, 32));
-    let movable = "EOPNOTSUPP: memory32: Tessera has no ZONE_MOVABLE; online_kernel or online";
-    refused(&mut f, &mut b, movable, |f, b| b.online_type(f, 32, OnlineType::OnlineMovable));
     // A page in use: EBUSY, naming the first one.
     let (on, freed) = b.online_type(&mut f, 32, OnlineType::OnlineKernel).unwrap();
     assert_eq!((on.state, on.zone, freed), (BlockState::Online, Some(ZoneType::Normal), SEC));
@@ -425,7 +488,8 @@ fn online_offline_and_remove_refuse_in_order() {
     let q = f.alloc(0, ZoneType::Normal).unwrap();
     let first = p.min(q);
     let text = alloc::format!(
-        "EBUSY: memory32: pfn {first:#x} is in use (allocated or reserved); nothing taken"
+        "EBUSY: memory32: pfn {first:#x} is in use and cannot be migrated (unmovable, pinned or \
+         reserved); nothing taken"
     );
     let e = refused(&mut f, &mut b, &text, |f, b| b.offline(f, 32));
     assert_eq!(e, HotplugError::Busy { id: 32, pfn: first });
@@ -511,6 +575,8 @@ struct Model {
     dma32_end: Pfn,
     /// ZONE_NORMAL's `[start, end)`, `(0, 0)` when empty.
     normal: (Pfn, Pfn),
+    /// ZONE_MOVABLE's `[start, end)`, `(0, 0)` when empty.
+    movable: (Pfn, Pfn),
     /// Allocated blocks: first pfn -> (order, zone).
     held: BTreeMap<Pfn, (u32, ZoneType)>,
     /// memory0's pages in ZONE_DMA and ZONE_DMA32.
@@ -561,16 +627,34 @@ impl Model {
         }
     }
 
-    /// `zone_for_pfn_range`: DMA32 while its span meets the block.
-    fn zone_for(&self, id: u64) -> ZoneType {
-        if pfns(id).0 < self.dma32_end { ZoneType::Dma32 } else { ZoneType::Normal }
+    /// `zone_for_pfn_range`: the kernel zone is DMA32 while its span
+    /// meets the block, else Normal; `online` picks ZONE_MOVABLE only when
+    /// its span meets the block and the kernel zone's does not.
+    fn zone_for(&self, id: u64, t: OnlineType) -> ZoneType {
+        let (s, e) = pfns(id);
+        let meets = |z: (Pfn, Pfn)| z.0 < z.1 && s < z.1 && z.0 < e;
+        let kernel = if s < self.dma32_end { ZoneType::Dma32 } else { ZoneType::Normal };
+        let in_kernel = kernel == ZoneType::Dma32 || meets(self.normal);
+        match t {
+            OnlineType::OnlineKernel => kernel,
+            OnlineType::OnlineMovable => ZoneType::Movable,
+            OnlineType::Online if meets(self.movable) && !in_kernel => ZoneType::Movable,
+            OnlineType::Online => kernel,
+        }
+    }
+
+    fn span_mut(&mut self, zone: ZoneType) -> Option<&mut (Pfn, Pfn)> {
+        match zone {
+            ZoneType::Normal => Some(&mut self.normal),
+            ZoneType::Movable => Some(&mut self.movable),
+            _ => None,
+        }
     }
 
     fn online(&mut self, id: u64, zone: ZoneType) {
         self.blocks.insert(id, (BlockState::Online, Some(zone), self.blocks[&id].2));
         let (s, e) = pfns(id);
-        if zone == ZoneType::Normal {
-            let n = &mut self.normal;
+        if let Some(n) = self.span_mut(zone) {
             *n = if n.0 == n.1 { (s, e) } else { (n.0.min(s), n.1.max(e)) };
         }
     }
@@ -584,12 +668,15 @@ impl Model {
                 let ends = self.online_in(zone).map(|i| pfns(i).1);
                 self.dma32_end = ends.max().unwrap_or(Pfn(SEC));
             }
-        } else if s == self.normal.0 {
-            let above = self.online_in(zone).map(|i| pfns(i).0).filter(|&a| a >= e).min();
-            self.normal = above.map_or((Pfn(0), Pfn(0)), |a| (a, self.normal.1));
-        } else if e == self.normal.1 {
-            let below = self.online_in(zone).map(|i| pfns(i).1).filter(|&z| z <= s).max();
-            self.normal = below.map_or((Pfn(0), Pfn(0)), |z| (self.normal.0, z));
+            return;
+        }
+        let above = self.online_in(zone).map(|i| pfns(i).0).filter(|&a| a >= e).min();
+        let below = self.online_in(zone).map(|i| pfns(i).1).filter(|&z| z <= s).max();
+        let span = self.span_mut(zone).expect("Normal or Movable");
+        if s == span.0 {
+            *span = above.map_or((Pfn(0), Pfn(0)), |a| (a, span.1));
+        } else if e == span.1 {
+            *span = below.map_or((Pfn(0), Pfn(0)), |z| (span.0, z));
         }
     }
 
@@ -613,8 +700,14 @@ impl Model {
         };
         assert_eq!(*f.zones.zone(ZoneType::Dma32), dma32, "step {step}: DMA32");
         assert_eq!(*f.zones.zone(ZoneType::Normal), normal, "step {step}: Normal");
+        let movable = ZoneSpan {
+            zone_start_pfn: self.movable.0,
+            spanned_pages: self.movable.1 - self.movable.0,
+            present_pages: self.present(ZoneType::Movable),
+        };
+        assert_eq!(*f.zones.zone(ZoneType::Movable), movable, "step {step}: Movable");
         assert_eq!(f.zones.zone(ZoneType::Dma).present_pages, self.boot0.0, "step {step}");
-        for z in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal] {
+        for z in [ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal, ZoneType::Movable] {
             let managed = self.present(z);
             assert_eq!(f.buddy.managed(z), managed, "step {step}: {z} managed");
             assert_eq!(f.buddy.nr_free(z), managed - self.held_in(z), "step {step}: {z} free");
@@ -672,6 +765,7 @@ fn random_hotplug_matches_a_naive_model() {
             .collect(),
         dma32_end: Pfn(6 * SEC),
         normal: (Pfn(0), Pfn(0)),
+        movable: (Pfn(0), Pfn(0)),
         held: BTreeMap::new(),
         isolated: BTreeSet::new(),
         boot0: (dma, f.zones.zone(ZoneType::Dma32).present_pages - 5 * SEC),
@@ -729,10 +823,9 @@ fn random_hotplug_matches_a_naive_model() {
                 let want = match model.blocks.get(&id) {
                     None => Want::Err("ENODEV"),
                     Some(b) if b.0 == BlockState::Online => Want::Err("EINVAL"),
-                    Some(_) if t == OnlineType::OnlineMovable => Want::Err("EOPNOTSUPP"),
                     Some(_) => Want::Ok,
                 };
-                let zone = model.zone_for(id);
+                let zone = model.zone_for(id, t);
                 let got = blocks.online_type(&mut f, id, t);
                 if let Ok((b, freed)) = got {
                     let got = (b.state, b.zone, freed);
@@ -744,7 +837,12 @@ fn random_hotplug_matches_a_naive_model() {
                     model.online(id, zone);
                     model.isolated.remove(&id);
                 }
-                ("online", want, got.map(drop))
+                let name = if got.is_ok() && zone == ZoneType::Movable {
+                    "online movable"
+                } else {
+                    "online"
+                };
+                (name, want, got.map(drop))
             }
             50..=71 => {
                 let (s, e) = pfns(id);
@@ -833,7 +931,7 @@ fn random_hotplug_matches_a_naive_model() {
         (("probe", "ENOMEM"), 10),
         (("probe", "E2BIG"), 10),
         (("online", "ok"), 50),
-        (("online", "EOPNOTSUPP"), 10),
+        (("online movable", "ok"), 10),
         (("online", "EINVAL"), 50),
         (("online", "ENODEV"), 50),
         (("offline", "ok"), 50),
@@ -877,6 +975,8 @@ fn memory_json_matches_the_lines() {
         state,
         boot,
         zone,
+        dimm: (id == 40).then(|| DimmName::new("MP00").unwrap()),
+        nr_vmemmap_pages: if id == 40 { 512 } else { 0 },
     };
     let kernel = |z| Some(OnlineZone::Kernel(z));
     let blocks = [
@@ -906,13 +1006,15 @@ fn memory_json_matches_the_lines() {
     for (j, (b, vz)) in got.iter().zip(&blocks) {
         let t = &j["tessera"];
         let line = format!(
-            "memory{} {:<7} [mem {}] {}{} phys_index {}",
+            "memory{} {:<7} [mem {}] {}{} phys_index {} memmap_on_memory {} dimm {}",
             j["block"].as_str().unwrap(),
             j["state"].as_str().unwrap(),
             j["range"].as_str().unwrap(),
             t["valid_zones"].as_str().unwrap(),
             if t["boot"] == true { " (boot)" } else { "" },
             t["phys_index"].as_str().unwrap(),
+            u8::from(t["memmap_on_memory"] == true),
+            t["dimm"].as_str().unwrap_or("-"),
         );
         assert_eq!(line, BlockLine(b, *vz).to_string());
         assert_eq!(t["start"], b.start);
@@ -925,4 +1027,152 @@ fn memory_json_matches_the_lines() {
     assert_eq!(got[1]["zones"], "DMA32");
     assert_eq!(got[2]["zones"], "Normal/Movable");
     assert_eq!(got[2]["range"], "0x0000000140000000-0x0000000147ffffff");
+    assert_eq!(got[2]["tessera"]["dimm"], "MP00");
+    assert_eq!(got[2]["tessera"]["nr_vmemmap_pages"], 512);
+    assert_eq!(got[1]["tessera"]["zone"], "DMA32");
+    assert_eq!(got[0]["tessera"]["zone"], serde_json::Value::Null);
+    assert_eq!(got[0]["tessera"]["dimm"], serde_json::Value::Null);
+}
+
+fn mp(name: &str) -> DimmName {
+    DimmName::new(name).unwrap()
+}
+
+/// A DIMM's range is the device's: no `mem=` check (8 GiB is in no
+/// firmware map), but Linux's own refusals, in its order, stay.
+#[test]
+fn a_dimm_adds_blocks_outside_any_firmware_map_with_linux_s_checks() {
+    let (mut f, mut b) = boot(machine());
+    refused(
+        &mut f,
+        &mut b,
+        "EEXIST: System RAM resource [mem 0x0000000008000000-0x000000000fffffff] cannot be added: \
+         it conflicts with \"System RAM\" [mem 0x0000000000100000-0x000000002fffffff]",
+        |f, b| b.add_memory_dimm(f, BLOCK, BLOCK, mp("MP00"), false),
+    );
+    refused(
+        &mut f,
+        &mut b,
+        "EINVAL: Block size [0x8000000] unaligned hotplug range: start 0x200000000, size 0x4000000",
+        |f, b| b.add_memory_dimm(f, 8 * G, 64 * M, mp("MP00"), false),
+    );
+    let added = b.add_memory_dimm(&mut f, 8 * G, 2 * BLOCK, mp("MP01"), true).unwrap();
+    assert_eq!(added.iter().map(|x| x.id).collect::<Vec<_>>(), [64, 65]);
+    for x in &added {
+        assert_eq!((x.state, x.dimm, x.boot), (BlockState::Offline, Some(mp("MP01")), false));
+        // Linux 6.1: memmap on the memory only for a single block.
+        assert_eq!(x.nr_vmemmap_pages, 0, "two blocks: the memmap lies elsewhere");
+    }
+    assert_eq!(f.iomem_ram(8 * G, 8 * G + 2 * BLOCK), 2 * BLOCK);
+    let line = BlockLine(&added[1], added[1].valid_zones(&f.zones)).to_string();
+    assert_eq!(
+        line,
+        "memory65 offline [mem 0x0000000208000000-0x000000020fffffff] Normal Movable phys_index \
+         00000041 memmap_on_memory 0 dimm MP01"
+    );
+    refused(
+        &mut f,
+        &mut b,
+        "EEXIST: System RAM resource [mem 0x0000000208000000-0x000000020fffffff] cannot be added: it conflicts with \"System RAM\" [mem 0x0000000200000000-0x000000020fffffff]",
+        |f, b| b.add_memory_dimm(f, 8 * G + BLOCK, BLOCK, mp("MP02"), false),
+    );
+    let (removed, offlined) = b.offline_and_remove_memory(&mut f, 8 * G, 2 * BLOCK).unwrap();
+    assert_eq!((removed.len(), offlined.len()), (2, 0), "both offline: removed, none offlined");
+    assert_eq!(f.iomem_ram(8 * G, 8 * G + 2 * BLOCK), 0);
+    assert_eq!(f.section(64), (0, 0));
+}
+
+/// `memory_hotplug.memmap_on_memory`: a one-block DIMM's memmap is its own
+/// first 2 MiB (512 pages, one pageblock), which never reach the page
+/// allocator but count as present; removing the block gives them back.
+#[test]
+fn memmap_on_memory_puts_a_block_s_memmap_in_its_first_pages() {
+    let (mut f, mut b) = boot(machine());
+    let before = snapshot(&f, &b);
+    let x = b.add_memory_dimm(&mut f, 8 * G, BLOCK, mp("MP00"), true).unwrap()[0];
+    assert_eq!(x.nr_vmemmap_pages, 512);
+    assert_eq!(f.altmap_used[&phys_pfn(8 * G)], 512, "the whole memmap from the block");
+    let (on, freed) = b.online_type(&mut f, 64, OnlineType::OnlineMovable).unwrap();
+    assert_eq!((on.zone, freed), (Some(ZoneType::Movable), SEC - 512));
+    let first = phys_pfn(8 * G);
+    assert_eq!(f.sparse.pageblock_migratetype(first), Some(MigrateType::Unmovable));
+    assert_eq!(f.sparse.pageblock_migratetype(first + 512), Some(MigrateType::Movable));
+    assert!(f.sparse.backend.page(first).unwrap().is_reserved(), "vmemmap pages stay out");
+    assert!(!f.sparse.backend.page(first + 512).unwrap().is_reserved());
+    let mz = *f.zones.zone(ZoneType::Movable);
+    assert_eq!((mz.zone_start_pfn, mz.spanned_pages, mz.present_pages), (first, SEC, SEC));
+    assert_eq!(f.buddy.managed(ZoneType::Movable), SEC - 512);
+    let line = BlockLine(&on, on.valid_zones(&f.zones)).to_string();
+    assert!(line.ends_with("Movable phys_index 00000040 memmap_on_memory 1 dimm MP00"), "{line}");
+    assert_eq!(b.offline(&mut f, 64).unwrap().1, SEC - 512);
+    assert_eq!(*f.zones.zone(ZoneType::Movable), ZoneSpan::default());
+    b.remove(&mut f, 64).unwrap();
+    assert!(snapshot(&f, &b) == before, "nothing left behind");
+    assert!(!memory_block::mhp_supports_memmap_on_memory(2 * BLOCK, BLOCK));
+    assert!(memory_block::mhp_supports_memmap_on_memory(BLOCK, BLOCK));
+}
+
+/// Offline of a ZONE_MOVABLE block holding movable pages migrates them
+/// out (contents and handles follow); a pinned one refuses it with EBUSY
+/// before anything moves, and the block stays online.
+#[test]
+fn offline_migrates_movable_pages_and_a_pinned_one_refuses() {
+    let (mut f, mut b) = boot(machine());
+    b.add_memory_dimm(&mut f, 8 * G, 2 * BLOCK, mp("MP00"), false).unwrap();
+    b.online_type(&mut f, 64, OnlineType::OnlineMovable).unwrap();
+    // Kernel allocations never land in ZONE_MOVABLE.
+    let k = f.alloc(0, ZoneType::Normal).unwrap();
+    assert!(k < phys_pfn(8 * G), "{k:#x}");
+    f.free(k, 0);
+    let (s, e) = pfns(64);
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        let p = f.alloc(0, ZoneType::Movable).unwrap();
+        assert!((s..e).contains(&p), "movable pages fill ZONE_MOVABLE first: {p:#x}");
+        f.contents.insert(p, 7000 + i);
+        handles.push(f.movable.insert(p));
+    }
+    // memory65 online in a kernel zone: where the pages go.
+    b.online_type(&mut f, 65, OnlineType::OnlineKernel).unwrap();
+    f.movable.set_pinned(handles[42], true);
+    let pinned = f.movable.get(handles[42]).unwrap().pfn;
+    let text = alloc::format!(
+        "EBUSY: memory64: pfn {pinned:#x} is in use and cannot be migrated (unmovable, pinned or \
+         reserved); nothing taken"
+    );
+    refused(&mut f, &mut b, &text, |f, b| b.offline(f, 64));
+    assert_eq!(b.block(64).unwrap().state, BlockState::Online);
+    f.movable.set_pinned(handles[42], false);
+    let (off, taken) = b.offline(&mut f, 64).unwrap();
+    assert_eq!((off.state, taken), (BlockState::Offline, SEC));
+    for (i, h) in handles.iter().enumerate() {
+        let p = f.movable.get(*h).unwrap().pfn;
+        assert!(!(s..e).contains(&p), "page {i} left memory64");
+        assert_eq!(f.contents[&p], 7000 + i as u64, "page {i}'s contents followed it");
+    }
+    f.check_buddy();
+}
+
+/// `offline_and_remove_memory`: when one block refuses, the blocks this
+/// call offlined are onlined again in their zone, and nothing changes.
+#[test]
+fn offline_and_remove_memory_rolls_back_when_a_block_refuses() {
+    let (mut f, mut b) = boot(machine());
+    b.add_memory_dimm(&mut f, 8 * G, 2 * BLOCK, mp("MP00"), false).unwrap();
+    b.online_type(&mut f, 64, OnlineType::OnlineMovable).unwrap();
+    b.online_type(&mut f, 65, OnlineType::OnlineKernel).unwrap();
+    let p = f.alloc(0, ZoneType::Normal).unwrap();
+    assert!(pfns(65).0 <= p && p < pfns(65).1, "Normal is memory65 alone: {p:#x}");
+    let blocks_before = b.clone();
+    let e = b.offline_and_remove_memory(&mut f, 8 * G, 2 * BLOCK).unwrap_err();
+    assert_eq!(e, HotplugError::Busy { id: 65, pfn: p });
+    assert_eq!(b, blocks_before, "memory64 back online, in ZONE_MOVABLE");
+    assert_eq!(f.zones.zone(ZoneType::Movable).present_pages, SEC);
+    let e = b.offline_and_remove_memory(&mut f, 16 * G, BLOCK).unwrap_err();
+    assert_eq!(e.errno(), "ENODEV");
+    f.free(p, 0);
+    let (removed, offlined) = b.offline_and_remove_memory(&mut f, 8 * G, 2 * BLOCK).unwrap();
+    assert_eq!(removed.iter().map(|x| x.id).collect::<Vec<_>>(), [64, 65]);
+    assert_eq!(offlined, [(64, SEC), (65, SEC)]);
+    assert!(b.block(64).is_none() && b.block(65).is_none());
 }
