@@ -943,6 +943,10 @@ pub fn cmd_hotplug_diff(f: Flags) -> Result<bool, String> {
             }
         }
     }
+    println!("== tessera's monitor commands");
+    for (c, answer) in &tlog.monitor {
+        println!("  (qemu) {c}: {}", if answer.is_empty() { "ok" } else { answer });
+    }
     println!("hotplug-diff: {bad} lines differ");
     Ok(bad == 0)
 }
