@@ -818,7 +818,12 @@ pub fn suite(kernel: &Path, timeout: Duration, filter: Option<&str>) -> (usize, 
                     let problems = match (lv, tv) {
                         (None, _) => vec!["no Linux reference for this step".into()],
                         (_, None) => {
-                            vec![tlog.failed.clone().unwrap_or("no answers after this step".into())]
+                            let why =
+                                tlog.failed.as_deref().unwrap_or("no answers after this step");
+                            // The step where they stopped says why; the others that they
+                            // did not reach it.
+                            let here = tlog.waits.last().is_some_and(|w| w.name == st.done_name);
+                            vec![if here { why.to_string() } else { "not reached".into() }]
                         }
                         (Some(l), Some((_, t))) => {
                             let d = compare(st.name, &l.views, t);
@@ -829,7 +834,13 @@ pub fn suite(kernel: &Path, timeout: Duration, filter: Option<&str>) -> (usize, 
                             }
                         }
                     };
-                    check(name, problems, String::new());
+                    let time = tlog
+                        .waits
+                        .iter()
+                        .find(|w| w.name == st.done_name && w.elapsed.is_ok())
+                        .map(Waited::line)
+                        .unwrap_or_default();
+                    check(name, problems, time);
                 }
             }
         }
