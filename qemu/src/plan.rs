@@ -523,6 +523,16 @@ pub fn cmd_plan() -> Result<bool, String> {
             if p.persist { ", persist" } else { "" }
         );
     }
+    let hp = crate::hotplug::VARIANTS.iter().find(|v| v.name == HOTPLUG.variant);
+    if let Some(v) = hp {
+        println!(
+            "hotplug (bios, -m {} {}, {}): Linux through the monitor's sequence{}",
+            crate::hotplug::MEM,
+            v.shape().qemu_args,
+            v.shape().cmdline,
+            if HOTPLUG.tessera { ", Tessera beside it, compared" } else { "" }
+        );
+    }
     Ok(true)
 }
 
