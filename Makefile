@@ -31,6 +31,8 @@ GDB_PORT ?= 1234
 STRESS_OPS ?= 200000
 # make screenshot: shell commands typed before the screendump, ';' between.
 SHELL_CMDS ?=
+# make linux-hotplug: which variants (movable, online, dimm-only; all by default).
+VARIANTS ?=
 
 export ACCEL
 
@@ -47,7 +49,7 @@ RUN_FLAGS = --firmware '$(FIRMWARE)' $(if $(filter 1 yes true,$(USB)),--usb) \
 TEST_FLAGS = $(if $(FILTER),--filter '$(FILTER)') $(if $(TIMEOUT),--timeout '$(TIMEOUT)') \
 	$(if $(PROFILES),--profiles '$(PROFILES)')
 
-.PHONY: help all setup toolchain host-packages fuzz-tools harness run debug gdb test stress linux-diff bench fuzz fuzz-seeds screenshot check doc image usb clean
+.PHONY: help all setup toolchain host-packages fuzz-tools harness run debug gdb test stress linux-diff linux-hotplug hotplug-diff bench fuzz fuzz-seeds screenshot check doc image usb clean
 
 # The disk images (as make image).
 all: image
@@ -113,6 +115,17 @@ stress: setup harness
 # Same variables as run; fails on an unintended difference.
 linux-diff: setup harness
 	@$(HARNESS) linux-diff $(RUN_FLAGS)
+
+# Linux 6.1 through QEMU monitor hotplug (DIMMs, NVDIMM): the reference.
+# Plugs a 128 MiB and a 1 GiB DIMM, unplugs the 128 MiB one, plugs an
+# NVDIMM, on each variant (online_movable, online, no nvdimm=on; VARIANTS
+# picks some); prints and saves target/qemu/linux-hotplug-VARIANT.txt.
+linux-hotplug: setup harness
+	@$(HARNESS) linux-hotplug $(VARIANTS) $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
+
+# Tessera and Linux through the same hotplug sequence, compared per step.
+hotplug-diff: setup harness
+	@$(HARNESS) hotplug-diff $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
 
 # The console after boot (and SHELL_CMDS), as target/screenshot.png.
 screenshot: setup harness

@@ -9,7 +9,7 @@ use crate::profile::{self, Profile};
 /// A boot's hard limit when none is given (`--timeout`, `TESSERA_TIMEOUT`).
 const DEFAULT_TIMEOUT: u64 = 60;
 
-pub const USAGE: &str = "usage: qemu run|debug|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles|plan|linux|linux-diff [options] (see qemu/src/main.rs)";
+pub const USAGE: &str = "usage: qemu run|debug|test|bench|screenshot|fuzz|fuzz-seeds|runner|profiles|plan|linux|linux-diff|linux-hotplug|hotplug-diff [options] (see qemu/src/main.rs)";
 
 /// Command-line flags shared by the subcommands.
 #[derive(Debug, Default)]

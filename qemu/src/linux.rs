@@ -11,14 +11,13 @@
 //! The kernel runs with `quiet`: only errors reach the console while it
 //! boots, so a script that wants the kernel's messages runs `dmesg`.
 
+use crate::machine::{self, Machine, Step, StepLog};
+use crate::report::Ending;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use crate::machine::Machine;
 
 /// Where [`kit`] keeps the packages and what they unpack to.
 const DIR: &str = "target/linux";
@@ -412,8 +411,20 @@ pub fn stamped(line: &str) -> Option<(u64, &str)> {
 /// at the machine's timeout (QEMU killed), or when the script's end never
 /// appears.
 pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
+    boot_steps(kit, m, script, &[]).map(|(out, _)| out)
+}
+
+/// [`boot()`], with `steps` run against the serial output as it comes
+/// ([`machine::drive`]; QEMU's monitor on `target/qemu/<tag>.mon`), e.g.
+/// waiting for the script's marker lines and sending `device_add`. The
+/// boot fails when a step does (QEMU is stopped then).
+pub fn boot_steps(
+    kit: &Kit,
+    m: &Machine,
+    script: &str,
+    steps: &[Step],
+) -> Result<(String, StepLog), String> {
     let (tag, cmdline, mem) = (&m.tag, &m.cmdline, &m.mem);
-    let timeout = m.timeout.unwrap_or(Duration::MAX);
     let dir = Path::new("target/qemu");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let log_path = dir.join(format!("{tag}.log"));
@@ -437,12 +448,29 @@ pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
             format!("if=pflash,format=raw,unit=1,file={}", esc(&vars.to_string_lossy())),
         ];
     }
+    let socket = log_path.with_extension("mon");
+    let mut monitor = Vec::new();
+    if !steps.is_empty() {
+        let _ = std::fs::remove_file(&socket);
+        monitor =
+            vec!["-monitor".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
+    }
+    // A `-machine` among the devices' arguments (`pc,nvdimm=on`) replaces
+    // the default.
+    let extra = m.device_args();
+    let machine = if extra.iter().any(|x| x == "-machine" || x == "-M") {
+        vec![]
+    } else {
+        vec!["-machine", "pc"]
+    };
     let mut child = Command::new(crate::machine::QEMU)
         .args(m.accel.args(m.cpus))
-        .args(["-machine", "pc", "-nodefaults", "-display", "none"])
+        .args(machine)
+        .args(["-nodefaults", "-display", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-m", mem])
         .args(&pflash)
-        .args(m.device_args())
+        .args(&monitor)
+        .args(extra)
         .arg("-kernel")
         .arg(&kit.vmlinuz)
         .arg("-initrd")
@@ -455,7 +483,7 @@ pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot start {}: {e}", crate::machine::QEMU))?;
     let mut file = std::fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let serial = Arc::new(Mutex::new(Vec::new()));
+    let serial = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&serial);
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
@@ -465,41 +493,39 @@ pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
                 break;
             }
             let _ = file.write_all(&buf[..n]);
-            sink.lock().expect("serial lock").extend_from_slice(&buf[..n]);
+            sink.lock().expect("serial lock").push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
-            break Some(s);
-        }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let err_reader = machine::collect(child.stderr.take().expect("piped"));
+    let log = Arc::new(Mutex::new(StepLog::default()));
+    if !steps.is_empty() {
+        let (steps, seen, out) = (steps.to_vec(), Arc::clone(&serial), Arc::clone(&log));
+        std::thread::spawn(move || machine::drive(&steps, &seen, &socket, None, &out));
+    }
+    let stop = || log.lock().expect("step lock").failed.is_some();
+    let ending = machine::wait(&mut child, m.timeout, stop)?;
     let _ = reader.join();
     let qemu_err = err_reader.join().unwrap_or_default();
-    let raw = serial.lock().expect("serial lock").clone();
-    let out = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+    let out = serial.lock().expect("serial lock").replace("\r\n", "\n");
+    let steps = log.lock().expect("step lock").clone();
     let log = log_path.display();
-    let Some(status) = status else {
-        return Err(format!(
-            "Linux ({tag}) timed out after {} s; serial log in {log}",
-            timeout.as_secs()
-        ));
-    };
-    if !status.success() {
-        let why = qemu_err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no error output");
-        return Err(format!("QEMU ({tag}) failed ({status}): {}", why.trim()));
+    if let Some(why) = &steps.failed {
+        return Err(format!("Linux ({tag}): {why}; serial log in {log}"));
+    }
+    match ending {
+        Ending::Timeout(secs) => {
+            return Err(format!("Linux ({tag}) timed out after {secs} s; serial log in {log}"));
+        }
+        Ending::Code(0) => {}
+        e => {
+            let how = match e {
+                Ending::Code(c) => format!("exit status: {c}"),
+                Ending::Signal(s) => format!("signal: {s}"),
+                Ending::Timeout(_) => unreachable!("handled above"),
+            };
+            let why = qemu_err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no error output");
+            return Err(format!("QEMU ({tag}) failed ({how}): {}", why.trim()));
+        }
     }
     if !out.lines().any(|l| l.starts_with(END)) {
         let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -509,7 +535,7 @@ pub fn boot(kit: &Kit, m: &Machine, script: &str) -> Result<String, String> {
             "Linux ({tag}) stopped before the script ended ({last}); serial log in {log}"
         ));
     }
-    Ok(out)
+    Ok((out, steps))
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub struct Views {
 }
 
 /// Drops a `[ 12.345678] ` timestamp.
-fn untimed(line: &str) -> &str {
+pub(crate) fn untimed(line: &str) -> &str {
     match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
         Some((t, rest)) if t.trim().parse::<f64>().is_ok() => rest,
         _ => line,
@@ -130,7 +130,7 @@ fn stamp(line: &str) -> Option<f64> {
 
 /// The lines of a serial log after `from` up to the next line starting
 /// with `until`.
-fn part<'a>(log: &'a str, from: &str, until: &str) -> Vec<&'a str> {
+pub(crate) fn part<'a>(log: &'a str, from: &str, until: &str) -> Vec<&'a str> {
     log.lines()
         .skip_while(|l| l.trim_end() != from)
         .skip(1)
@@ -161,7 +161,7 @@ fn is_zone_boot_line(l: &str) -> bool {
 /// `/proc/iomem` lines whose name is a memory type, indented by how many
 /// such lines contain them (Linux nests a range above RAM under its `PCI
 /// Bus` window, which Tessera does not model).
-fn iomem_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn iomem_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
     const NAMES: [&str; 5] = [
         "System RAM",
         "Reserved",
@@ -187,7 +187,7 @@ fn iomem_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// `/proc/zoneinfo` reduced to the fields both kernels have.
-fn zone_lines<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, Vec<String>) {
+pub(crate) fn zone_lines<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, Vec<String>) {
     let (mut zones, mut managed) = (Vec::new(), Vec::new());
     let mut cur: Option<(String, [Option<u64>; 4])> = None;
     let mut flush = |cur: &mut Option<(String, [Option<u64>; 4])>| {
@@ -231,7 +231,7 @@ const ZONE_NAMES: [&str; 6] = ["DMA", "DMA32", "Normal", "Movable", "Device", "n
 /// `memoryN state zones...` lines, numerically sorted. Tessera's `memory`
 /// lines carry more (the range, `(boot)`); only the block number, the
 /// state and the zone names count.
-fn block_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn block_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<(u64, String)> = lines
         .filter_map(|l| {
             let mut w = l.split_whitespace();
@@ -449,7 +449,7 @@ pub enum Row {
 }
 
 /// A longest-common-subsequence diff of two line lists.
-fn diff(linux: &[String], tessera: &[String]) -> Vec<Row> {
+pub(crate) fn diff(linux: &[String], tessera: &[String]) -> Vec<Row> {
     let (n, m) = (linux.len(), tessera.len());
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
@@ -526,7 +526,7 @@ impl Comparison {
     }
 }
 
-fn tag(why: Option<&str>) -> String {
+pub(crate) fn tag(why: Option<&str>) -> String {
     why.map_or(String::new(), |w| format!("   [intended: {w}]"))
 }
 

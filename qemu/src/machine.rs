@@ -299,6 +299,8 @@ pub struct Boot {
     /// QEMU's own error output.
     pub stderr: String,
     pub elapsed: Duration,
+    /// How the scripted steps went.
+    pub steps: StepLog,
 }
 
 fn ending(status: ExitStatus) -> Ending {
@@ -371,6 +373,15 @@ pub enum Step {
     /// Sent to QEMU's monitor once the next shell prompt appears, e.g.
     /// `screendump -f png FILE`; the next step waits for it to finish.
     Monitor(String),
+    /// Sent to QEMU's monitor at once, without waiting for a prompt: for
+    /// a guest without a shell (Linux's scripts), or the second of two
+    /// commands (`object_add`, then `device_add`).
+    MonitorNow(String),
+    /// Waits until a pattern appears in the serial output after what the
+    /// previous `Await` matched (from the start for the first), and
+    /// records how long that took since the last command was sent or
+    /// typed (`device_add -> online: 0.42 s`); see [`Await`].
+    Await(Await),
     /// Typed on the PS/2 keyboard (QEMU's `sendkey`), then Enter, once the
     /// next shell prompt appears.
     Keys(String),
@@ -379,10 +390,63 @@ pub enum Step {
     PressWhile(String),
 }
 
+/// A [`Step::Await`]: what to wait for, for how long, and the name its
+/// time is reported under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Await {
+    /// How the wait is reported, e.g. `device_add dimm1 -> online`.
+    pub name: String,
+    /// A piece of one line of serial output.
+    pub pattern: String,
+    /// After this long the wait fails, the remaining steps are dropped and
+    /// QEMU is stopped.
+    pub timeout: Duration,
+}
+
 impl Step {
     fn needs_monitor(&self) -> bool {
-        !matches!(self, Step::Type(_))
+        !matches!(self, Step::Type(_) | Step::Await(_))
     }
+
+    /// A [`Step::Await`] for `pattern`, reported as `name`.
+    pub fn wait_for(name: &str, pattern: &str, timeout: Duration) -> Step {
+        Step::Await(Await { name: name.into(), pattern: pattern.into(), timeout })
+    }
+}
+
+/// One [`Step::Await`] of a boot, as it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waited {
+    pub name: String,
+    pub pattern: String,
+    /// From sending (or typing) the command before it to the pattern;
+    /// `None`: not seen within the timeout (`Err` holds the timeout).
+    pub elapsed: Result<Duration, Duration>,
+}
+
+impl Waited {
+    /// `device_add -> online: 0.42 s`, or `device_add -> online: "PATTERN"
+    /// not seen within 10 s`.
+    pub fn line(&self) -> String {
+        match self.elapsed {
+            Ok(d) => format!("{}: {:.2} s", self.name, d.as_secs_f64()),
+            Err(t) => {
+                format!("{}: {:?} not seen within {} s", self.name, self.pattern, t.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// How a boot's steps went.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepLog {
+    /// Every [`Step::Await`] that ran, in order.
+    pub waits: Vec<Waited>,
+    /// Every monitor command but `sendkey`, with what QEMU answered after
+    /// echoing it (mostly nothing; `info memory-devices` lists devices).
+    pub monitor: Vec<(String, String)>,
+    /// Why the steps stopped early, in one line.
+    pub failed: Option<String>,
 }
 
 /// QEMU's `sendkey` name for a character (a US keyboard).
@@ -477,84 +541,17 @@ pub fn boot_captured(m: &Machine, echo: bool, input: &[Step]) -> Result<Boot, St
             sink.lock().expect("log lock").push_str(&text);
         }
     });
-    if let Some(mut stdin) = child.stdin.take() {
-        let steps = input.to_vec();
-        let seen = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            let mut typed = 0;
-            let send = |cmd: &str| match monitor(&socket, cmd) {
-                // The monitor answers nothing but its echo on success.
-                Ok(answer) => {
-                    // What follows the monitor's echo of the command.
-                    let said = answer.rsplit(cmd).next().unwrap_or("");
-                    let said = said.replace("(qemu) ", "");
-                    let said = said.trim();
-                    if !said.is_empty() {
-                        eprintln!("qemu monitor: {cmd}: {said}");
-                    }
-                }
-                Err(e) => eprintln!("qemu: {e}"),
-            };
-            // The steps that start a command wait for the next prompt.
-            let wait_prompt = |typed: usize| {
-                while seen.lock().expect("log lock").matches(SHELL_PROMPT).count() <= typed {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            };
-            for step in &steps {
-                match step {
-                    Step::PressWhile(pattern) => {
-                        let mut pressed = 0;
-                        loop {
-                            let (done, due) = {
-                                let log = seen.lock().expect("log lock");
-                                let mut answers = log.split(SHELL_PROMPT).skip(typed);
-                                let answer = answers.next().unwrap_or("");
-                                let due = answer.matches(pattern.as_str()).count();
-                                (answers.next().is_some(), due)
-                            };
-                            if done {
-                                break;
-                            }
-                            if due > pressed {
-                                send("sendkey spc");
-                                pressed += 1;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                    Step::Monitor(cmd) => {
-                        wait_prompt(typed);
-                        send(cmd);
-                    }
-                    Step::Keys(line) => {
-                        wait_prompt(typed);
-                        typed += 1;
-                        for c in line.chars() {
-                            match qcode(c) {
-                                Some(key) => send(&format!("sendkey {key}")),
-                                None => eprintln!("qemu: no key for {c:?}"),
-                            }
-                        }
-                        send("sendkey ret");
-                    }
-                    Step::Type(line) => {
-                        wait_prompt(typed);
-                        typed += 1;
-                        // A byte at a time, as a person (or a slow UART) would.
-                        for b in line.bytes().chain(*b"\r") {
-                            if stdin.write_all(&[b]).and_then(|()| stdin.flush()).is_err() {
-                                return;
-                            }
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                    }
-                }
-            }
-        });
+    let steps = Arc::new(Mutex::new(StepLog::default()));
+    let stdin = child.stdin.take();
+    if !input.is_empty() {
+        let (input, seen, out) = (input.to_vec(), Arc::clone(&shared), Arc::clone(&steps));
+        std::thread::spawn(move || drive(&input, &seen, &socket, stdin, &out));
     }
     let err_reader = collect(stderr);
-    let stop = || m.stop_when.is_some_and(|f| f(&shared.lock().expect("log lock")));
+    let stop = || {
+        m.stop_when.is_some_and(|f| f(&shared.lock().expect("log lock")))
+            || steps.lock().expect("step lock").failed.is_some()
+    };
     let ending = wait(&mut child, m.timeout, stop)?;
     let _ = reader.join();
     let log = crate::report::strip_ansi(&shared.lock().expect("log lock"));
@@ -562,7 +559,129 @@ pub fn boot_captured(m: &Machine, echo: bool, input: &[Step]) -> Result<Boot, St
     if echo && !log.is_empty() && !log.ends_with('\n') {
         println!();
     }
-    Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
+    let steps = steps.lock().expect("step lock").clone();
+    Ok(Boot { ending, log, stderr, elapsed: start.elapsed(), steps })
+}
+
+/// Runs `steps` against a boot whose serial output so far is `seen`:
+/// types on `stdin`, sends to the monitor at `socket`, waits; records
+/// into `out`. Stops at the first failure (an [`Await`] that timed out,
+/// a line to type without serial input), which it records in `out`.
+pub fn drive(
+    steps: &[Step],
+    seen: &Mutex<String>,
+    socket: &Path,
+    mut stdin: Option<std::process::ChildStdin>,
+    out: &Mutex<StepLog>,
+) {
+    let fail = |why: String| out.lock().expect("step lock").failed = Some(why);
+    let mut typed = 0;
+    // When the last command was sent or typed: an `Await` times from it.
+    let mut since = Instant::now();
+    // Where the last `Await` matched: the next one looks after it.
+    let mut from = 0;
+    let send = |cmd: &str| match monitor(socket, cmd) {
+        // The monitor answers nothing but its echo on success.
+        Ok(answer) => {
+            // What follows the monitor's echo of the command.
+            let said = answer.rsplit(cmd).next().unwrap_or("");
+            let said = said.replace("(qemu) ", "");
+            let said = said.trim();
+            if !cmd.starts_with("sendkey ") {
+                out.lock().expect("step lock").monitor.push((cmd.into(), said.into()));
+            }
+            // An `info` command's answer is what it was sent for.
+            if !said.is_empty() && !cmd.starts_with("info ") {
+                eprintln!("qemu monitor: {cmd}: {said}");
+            }
+        }
+        Err(e) => eprintln!("qemu: {e}"),
+    };
+    // The steps that start a command wait for the next prompt.
+    let wait_prompt = |typed: usize| {
+        while seen.lock().expect("log lock").matches(SHELL_PROMPT).count() <= typed {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for step in steps {
+        match step {
+            Step::PressWhile(pattern) => {
+                let mut pressed = 0;
+                loop {
+                    let (done, due) = {
+                        let log = seen.lock().expect("log lock");
+                        let mut answers = log.split(SHELL_PROMPT).skip(typed);
+                        let answer = answers.next().unwrap_or("");
+                        let due = answer.matches(pattern.as_str()).count();
+                        (answers.next().is_some(), due)
+                    };
+                    if done {
+                        break;
+                    }
+                    if due > pressed {
+                        send("sendkey spc");
+                        pressed += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Step::Monitor(cmd) => {
+                wait_prompt(typed);
+                since = Instant::now();
+                send(cmd);
+            }
+            Step::MonitorNow(cmd) => {
+                since = Instant::now();
+                send(cmd);
+            }
+            Step::Await(w) => {
+                let elapsed = loop {
+                    let found = seen.lock().expect("log lock")[from..].find(w.pattern.as_str());
+                    if let Some(at) = found {
+                        from += at + w.pattern.len();
+                        break Ok(since.elapsed());
+                    }
+                    if since.elapsed() >= w.timeout {
+                        break Err(w.timeout);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                let waited = Waited { name: w.name.clone(), pattern: w.pattern.clone(), elapsed };
+                let line = waited.line();
+                out.lock().expect("step lock").waits.push(waited);
+                if elapsed.is_err() {
+                    return fail(line);
+                }
+            }
+            Step::Keys(line) => {
+                wait_prompt(typed);
+                typed += 1;
+                since = Instant::now();
+                for c in line.chars() {
+                    match qcode(c) {
+                        Some(key) => send(&format!("sendkey {key}")),
+                        None => eprintln!("qemu: no key for {c:?}"),
+                    }
+                }
+                send("sendkey ret");
+            }
+            Step::Type(line) => {
+                let Some(stdin) = stdin.as_mut() else {
+                    return fail(format!("cannot type {line:?}: this boot has no serial input"));
+                };
+                wait_prompt(typed);
+                typed += 1;
+                since = Instant::now();
+                // A byte at a time, as a person (or a slow UART) would.
+                for b in line.bytes().chain(*b"\r") {
+                    if stdin.write_all(&[b]).and_then(|()| stdin.flush()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
 }
 
 /// Boots `m` with the serial port and QEMU's monitor on this terminal
@@ -591,7 +710,7 @@ pub fn boot_interactive(m: &Machine, display: bool) -> Result<Boot, String> {
     let ending = wait(&mut child, m.timeout, || false)?;
     let stderr = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    Ok(Boot { ending, log, stderr, elapsed: start.elapsed() })
+    Ok(Boot { ending, log, stderr, elapsed: start.elapsed(), steps: StepLog::default() })
 }
 
 #[cfg(test)]
@@ -650,6 +769,46 @@ mod tests {
         let a = args(&m);
         assert!(a.contains(&"name=opt/tessera/cmdline,string=memmap=1,,2 poweroff".to_string()));
         assert!(!args(&machine("bios")).iter().any(|x| x.contains("cmdline")));
+    }
+
+    /// `Await` finds its pattern only after what the previous one
+    /// matched, times from the last command, and a pattern that never
+    /// comes stops the steps with a one-line reason.
+    #[test]
+    fn await_steps_wait_time_and_fail_clearly() {
+        // A line like the one awaited, but from before the ready line.
+        let seen = Arc::new(Mutex::new(String::from("[ 0.5] memory32 online\n== ready a\n")));
+        let out = Mutex::new(StepLog::default());
+        let writer = {
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                seen.lock().unwrap().push_str("[ 1.0] memory32 online\n");
+            })
+        };
+        let t = Duration::from_secs(5);
+        let steps = [
+            Step::wait_for("ready", "== ready a", t),
+            Step::wait_for("device_add -> online", "memory32 online", t),
+            Step::wait_for("never", "memory33 online", Duration::from_millis(100)),
+            Step::Type("memory".into()),
+        ];
+        drive(&steps, &seen, Path::new("/nonexistent"), None, &out);
+        writer.join().unwrap();
+        let log = out.into_inner().unwrap();
+        let times: Vec<_> = log.waits.iter().map(|w| w.elapsed).collect();
+        assert_eq!(times.len(), 3, "{log:?}");
+        assert!(times[0].unwrap() < Duration::from_millis(100), "{times:?}");
+        // Not the old line: the one written after the ready line.
+        assert!(times[1].unwrap() >= Duration::from_millis(150), "{times:?}");
+        assert_eq!(times[2], Err(Duration::from_millis(100)));
+        assert_eq!(log.failed.as_deref(), Some("never: \"memory33 online\" not seen within 0.1 s"));
+        assert!(log.waits[1].line().starts_with("device_add -> online: 0.1"), "{log:?}");
+        // Typing needs serial input.
+        let out = Mutex::new(StepLog::default());
+        drive(&[Step::Type("memory".into())], &seen, Path::new("/nonexistent"), None, &out);
+        let failed = out.into_inner().unwrap().failed.unwrap();
+        assert_eq!(failed, "cannot type \"memory\": this boot has no serial input");
     }
 
     /// The arguments the harness gave its NVDIMMs before they were data.

@@ -15,6 +15,8 @@
 //! qemu linux [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
 //! qemu linux-diff [--firmware bios|uefi] [--mem M] [--cmdline S] [--qemu-args S]
 //! qemu linux-devdax [--mem GIB] [--timeout SECS]  (Linux's device-dax memmap cost)
+//! qemu linux-hotplug [VARIANT..] [--timeout SECS]  (Linux through the monitor's hotplug sequence)
+//! qemu hotplug-diff [--kernel ELF] [--timeout SECS]  (Tessera and Linux through it, compared)
 //! ```
 //!
 //! `ACCEL=auto|kvm|tcg` in the environment picks the accelerator of every
@@ -36,6 +38,7 @@ mod device;
 mod fuzz;
 mod golden;
 mod golden_json;
+mod hotplug;
 mod linux;
 mod linux_devdax;
 mod linuxdiff;
@@ -73,6 +76,8 @@ fn main() -> ExitCode {
             "linux" => linuxdiff::cmd_linux(f),
             "linux-diff" => linuxdiff::cmd_linux_diff(f),
             "linux-devdax" => linux_devdax::cmd(f),
+            "linux-hotplug" => hotplug::cmd_linux_hotplug(f),
+            "hotplug-diff" => hotplug::cmd_hotplug_diff(f),
             "fuzz" => fuzz::cmd_fuzz(f.fuzz_time.unwrap_or(60)),
             "fuzz-seeds" => f.timeout().and_then(fuzz::cmd_seeds),
             "plan" => plan::cmd_plan(),

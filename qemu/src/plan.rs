@@ -527,6 +527,16 @@ pub fn cmd_plan() -> Result<bool, String> {
             if p.persist { ", persist" } else { "" }
         );
     }
+    let hp = crate::hotplug::VARIANTS.iter().find(|v| v.name == HOTPLUG.variant);
+    if let Some(v) = hp {
+        println!(
+            "hotplug (bios, -m {} {}, {}): Linux through the monitor's sequence{}",
+            crate::hotplug::MEM,
+            v.shape().qemu_args,
+            v.shape().cmdline,
+            if HOTPLUG.tessera { ", Tessera beside it, compared" } else { "" }
+        );
+    }
     Ok(true)
 }
 
@@ -602,6 +612,21 @@ pub const CONFORMANCE: &[(&str, &str, Shape)] = &[
     ),
     ("uefi", "uefi", shape("2G", "memmap=32M!0x3a000000")),
 ];
+
+/// `make test`'s runtime-hotplug step ([`crate::hotplug::suite`]): one
+/// Linux boot through the whole monitor sequence (plug 128 MiB, plug
+/// 1 GiB, unplug the 128 MiB, plug an NVDIMM) on this variant of
+/// [`crate::hotplug::VARIANTS`], each step checked; with `tessera`, a
+/// Tessera boot beside it through the same sequence, compared with Linux
+/// after every step.
+#[derive(Debug, Clone, Copy)]
+pub struct Hotplug {
+    pub variant: &'static str,
+    /// Boot Tessera too and compare (once it handles `device_add`).
+    pub tessera: bool,
+}
+
+pub const HOTPLUG: Hotplug = Hotplug { variant: "movable", tessera: false };
 
 /// The machines `qemu fuzz-seeds` reads ACPI tables and memory maps from
 /// (BIOS).

@@ -3,8 +3,8 @@
 //! machines ([`crate::plan`]), the real kernel's boot and shell checks
 //! ([`crate::golden`]), a scripted GDB session on BIOS ([`crate::debug`])
 //! and the persistence checks ([`crate::persist`]),
-//! then the Linux conformance suite; one `N passed, N failed` line at the
-//! end.
+//! then the Linux conformance suite and the runtime-hotplug sequence
+//! ([`crate::hotplug`]); one `N passed, N failed` line at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +16,7 @@ use crate::machine::{self, Machine};
 use crate::plan::{self, TestBoot};
 use crate::profile::{self, Profile};
 use crate::progress::{self, Progress};
-use crate::{cargo, debug, device, fuzz, golden, linuxdiff, persist, report};
+use crate::{cargo, debug, device, fuzz, golden, hotplug, linuxdiff, persist, report};
 
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
 const FUZZ_TEST_SECONDS: u64 = 10;
@@ -280,9 +280,14 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
     let conformance = kernel_built
         && filter
             .is_none_or(|flt| flt.starts_with("conformance::") || "conformance::".contains(flt));
+    let hotplug = kernel_built
+        && filter.is_none_or(|flt| flt.starts_with("hotplug::") || "hotplug::".contains(flt));
     let mut steps: Vec<String> = jobs.iter().flat_map(|(p, j)| j.steps(p)).collect();
     if conformance {
         steps.extend(linuxdiff::suite_steps(filter));
+    }
+    if hotplug {
+        steps.push(hotplug::STEP.into());
     }
     let mut progress = Progress::new(steps, Path::new(progress::TIMES));
     let mut totals: Vec<(&'static Profile, usize, usize)> =
@@ -311,6 +316,11 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
     if conformance {
         let (p, fl) = linuxdiff::suite(&kernel, filter, timeout, &mut progress);
         summary.push(("conformance (Linux side by side)".into(), p, fl));
+    }
+    if hotplug {
+        progress.step(hotplug::STEP);
+        let (p, fl) = hotplug::suite(&kernel, timeout, filter);
+        summary.push(("hotplug (QEMU monitor, Linux reference)".into(), p, fl));
     }
     if let Err(e) = progress.save(Path::new(progress::TIMES)) {
         println!("== progress: cannot keep the step times: {e}");
