@@ -2371,6 +2371,13 @@ where
             Object::Reference { kind, inner } => {
                 let (target_object, overwrite) = match kind {
                     ReferenceKind::Named => (inner.clone().unwrap_reference(), false),
+                    // A local is always overwritten, even when it holds a reference (ACPICA's
+                    // `AcpiDsStoreObjectToLocal`): `Local2 = Arg3[0]` then `Local2 = Zero`.
+                    ReferenceKind::Local if matches!(**inner, Object::Reference { .. }) => (inner.clone(), true),
+                    // `TBUF[Zero] = x`: the element `Index` made of a buffer.
+                    ReferenceKind::RefOf if matches!(**inner, Object::BufferField { .. }) => {
+                        (inner.clone(), false)
+                    }
                     ReferenceKind::Local | ReferenceKind::Index => {
                         if let Object::Reference { kind: _, inner: ref inner_inner } = **inner {
                             (inner_inner.clone(), false)
@@ -2409,7 +2416,12 @@ where
                                 Object::Buffer(value) => {
                                     target_object.write_buffer_field(value.as_slice(), &token)?
                                 }
-                                _ => panic!(),
+                                other => {
+                                    return Err(AmlError::InvalidOperationOnObject {
+                                        op: Operation::Store,
+                                        typ: other.typ(),
+                                    });
+                                }
                             }
                         }
 
