@@ -626,7 +626,7 @@ pub struct Hotplug {
     pub tessera: bool,
 }
 
-pub const HOTPLUG: Hotplug = Hotplug { variant: "movable", tessera: false };
+pub const HOTPLUG: Hotplug = Hotplug { variant: "movable", tessera: true };
 
 /// The machines `qemu fuzz-seeds` reads ACPI tables and memory maps from
 /// (BIOS).
