@@ -150,6 +150,8 @@ pub fn init(boot_info: &'static mut BootInfo) {
             log::error!("pmem: {}: {e}", r.name());
         }
     }
+    drivers::acpi_events::register_notify_handler("PNP0C80", drivers::acpi_memhotplug::notify);
+    drivers::acpi_events::register_notify_handler("ACPI0012", drivers::acpi_nfit::notify);
     drivers::acpi_events::init();
     drivers::acpi_memhotplug::scan();
     if opts.iomem {

@@ -752,11 +752,19 @@ pub fn suite(kernel: &Path, timeout: Duration, filter: Option<&str>) -> (usize, 
             return (passed, failed);
         }
     };
-    let (l, t) = std::thread::scope(|s| {
+    let events = hp.tessera
+        && filter
+            .is_none_or(|f| "hotplug::events::".contains(f) || f.starts_with("hotplug::events"));
+    let (l, t, ev) = std::thread::scope(|s| {
         let h = s.spawn(|| run_linux(&kit, v, "hotplug-linux", timeout));
+        let e = s.spawn(|| events.then(|| crate::hotplug_events::run(kernel, timeout)));
         let t = tessera.then(|| run_tessera(kernel, v, "hotplug-tessera", timeout));
-        (h.join().unwrap_or_else(|_| Err("Linux boot thread panicked".into())), t)
+        let l = h.join().unwrap_or_else(|_| Err("Linux boot thread panicked".into()));
+        (l, t, e.join().unwrap_or_default())
     });
+    for (name, result, note) in ev.unwrap_or_default() {
+        check(name, result.err().into_iter().collect(), note);
+    }
     let linux_steps = match l {
         Ok((steps, log)) => {
             let text = transcript(v, &steps, &log, "hotplug-linux");

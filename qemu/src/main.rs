@@ -39,6 +39,7 @@ mod fuzz;
 mod golden;
 mod golden_json;
 mod hotplug;
+mod hotplug_events;
 mod linux;
 mod linux_devdax;
 mod linuxdiff;

@@ -14,9 +14,9 @@
 //!   GPE's status is cleared after its method, an edge GPE's before; then
 //!   the GPE is enabled again.
 //! - `Notify`s are queued while a method runs and dispatched after it, by
-//!   the notified device's `_HID`: `PNP0C80` memory devices to
-//!   [`super::acpi_memhotplug`], the `ACPI0012` NVDIMM root to
-//!   [`super::acpi_nfit`].
+//!   the notified device's `_HID`, to the handler a driver registered
+//!   ([`register_notify_handler`]): `PNP0C80` memory devices to
+//!   `acpi_memhotplug`, the `ACPI0012` NVDIMM root to `acpi_nfit`.
 //!
 //! Lock order: `AML` (one evaluation at a time), then the drivers' own
 //! locks; `GPE` is taken with interrupts off and nothing else under it.
@@ -303,6 +303,8 @@ pub fn init() {
         // bytes: the table, zero-padded where it is shorter.
         let f: aml::sdt::fadt::Fadt = unsafe { core::ptr::read_unaligned(copy.as_ptr().cast()) };
         match aml::registers::FixedRegisters::new(&f, Host) {
+            // The interpreter's API takes an `Arc`; it is only used under `AML`.
+            #[allow(clippy::arc_with_non_send_sync)]
             Ok(r) => alloc::sync::Arc::new(r),
             Err(e) => {
                 log::warn!("ACPI: FADT registers: {e:?}: no ACPI events");
@@ -526,17 +528,38 @@ fn dispatch_notifies() {
     }
 }
 
+/// A driver's notify handler: `(device path, value)`.
+pub type NotifyHandler = fn(&str, u64);
+
+/// The drivers' notify handlers by `_HID` (Linux's `acpi_install_notify_handler`
+/// through the scan handlers): registered by `init`, so that this module
+/// imports no driver.
+static HANDLERS: Mutex<Vec<(&'static str, NotifyHandler)>> = Mutex::new(Vec::new());
+
+/// Registers `f` for notifies on devices whose `_HID` is `hid`.
+pub fn register_notify_handler(hid: &'static str, f: NotifyHandler) {
+    HANDLERS.lock().push((hid, f));
+}
+
 /// One notify: `Notify(path, value)` as if AML made it (the `acpi notify`
 /// shell command injects them).
 pub fn notify(path: &str, value: u64) {
     NOTIFIES_DONE.fetch_add(1, Ordering::Relaxed);
+    // One spelling for every path (`\_SB.X` is `\_SB_.X___`), so that a
+    // typed path finds the device the firmware's notifies name.
+    let normal = AmlName::from_str(path).map(|n| n.as_string());
+    let path = normal.as_deref().unwrap_or(path);
     let hid = hid(path);
     log::debug!("ACPI: Notify({path}, {value:#x}) [{}]", hid.as_deref().unwrap_or("no _HID"));
-    match hid.as_deref() {
-        Some("PNP0C80") => super::acpi_memhotplug::notify(path, value),
-        Some("ACPI0012") => super::acpi_nfit::notify(path, value),
-        Some(h) => log::info!("ACPI: {path} [{h}]: {} not handled", NotifyName(value)),
-        None => log::warn!("ACPI: Notify({path}, {value:#x}): no such device (no _HID); ignored"),
+    let handler = hid
+        .as_deref()
+        .and_then(|h| HANDLERS.lock().iter().find(|(id, _)| *id == h).map(|&(_, f)| f));
+    match (hid.as_deref(), handler) {
+        (Some(_), Some(f)) => f(path, value),
+        (Some(h), None) => log::info!("ACPI: {path} [{h}]: {} not handled", NotifyName(value)),
+        (None, _) => {
+            log::warn!("ACPI: Notify({path}, {value:#x}): no such device (no _HID); ignored")
+        }
     }
 }
 

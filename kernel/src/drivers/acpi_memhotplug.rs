@@ -201,7 +201,23 @@ pub fn notify(path: &str, value: u64) {
 fn eject(path: &str) {
     let ev = notify::EJECT_REQUEST;
     let Some(d) = DIMMS.lock().iter().find(|d| d.path == path).cloned() else {
-        // Not ours (never added, or added memory failed): nothing to
+        if status(path) & sta::PRESENT == 0 {
+            // Linux has no device for it: the notify fails.
+            log::warn!("acpi {path}: eject request for a device that is not present; ignored");
+            acpi_events::ost(path, ev, ost::NON_SPECIFIC_FAILURE);
+            return;
+        }
+        let name = name_of(path);
+        if super::memory::blocks()
+            .iter()
+            .any(|b| b.dimm.as_ref().is_some_and(|n| n.as_str() == name))
+        {
+            // Never eject memory the kernel still has.
+            log::error!("acpi {path}: memory blocks of DIMM {name} are still here; not ejected");
+            acpi_events::ost(path, ev, ost::DEVICE_BUSY);
+            return;
+        }
+        // Present but without memory here (its add failed): nothing to
         // offline; let the firmware eject it.
         log::info!("acpi {path}: eject of a DIMM without memory here");
         eject_now(path);

@@ -44,6 +44,7 @@
 
 #![no_std]
 #![allow(stable_features)]
+#![allow(clippy::all)]
 #![feature(allocator_api)]
 
 #[cfg_attr(test, macro_use)]
