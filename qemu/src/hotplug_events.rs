@@ -3,7 +3,8 @@
 //! ([`crate::hotplug`]) does not reach.
 //!
 //! One boot (`-machine pc,nvdimm=on`, 4 DIMM slots, the hostile SSDT of
-//! `qemu/acpi/hostile-memdev.asl` added) goes through the [`checks`] in
+//! `qemu/acpi/hostile-memdev.asl` added, `memhp_default_state=online_movable
+//! memory_hotplug.memmap_on_memory=1`) goes through the [`checks`] in
 //! order; each check is some shell commands and monitor commands, then the
 //! lines its log must show, in order. A check passes when all its lines
 //! are there after the previous check's.
@@ -73,6 +74,7 @@ pub fn checks(nv1: &Path) -> Vec<Check> {
                 mon(&format!("device_add pc-dimm,id={b},memdev=m{b}")),
                 wait(&format!("device_add {b} -> online"), "memory: memory40 online"),
                 typed("memory fill 40 300"),
+                typed("memory"),
                 Step::Monitor(format!("device_del {a}")),
                 wait(&format!("device_del {a} -> ejected"), "MP00: ejected"),
                 mon(&format!("device_del {b}")),
@@ -83,12 +85,18 @@ pub fn checks(nv1: &Path) -> Vec<Check> {
                 typed("memory release"),
             ],
             expect: [
-                "memory: memory32 online: 32768 pages to zone Movable",
+                // memmap_on_memory: the 128 MiB DIMM (one block) keeps its
+                // memmap in its first 2 MiB, the 1 GiB one (8 blocks) does
+                // not, as in Linux 6.1.
+                "memory: memory32 [mem 0x0000000100000000-0x0000000107ffffff] added (dimm MP00) memmap on memory",
+                "memory: memory32 online: 32256 pages to zone Movable",
                 "memory fill: 200 movable pages in memory32",
                 "memory: memory40 online: 32768 pages to zone Movable",
                 "memory fill: 300 movable pages in memory40",
+                "memory32 online  [mem 0x0000000100000000-0x0000000107ffffff] Movable phys_index 00000020 memmap_on_memory 1 dimm MP00",
+                "memory40 online  [mem 0x0000000140000000-0x0000000147ffffff] Movable phys_index 00000028 memmap_on_memory 0 dimm MP01",
                 "acpi \\_SB_.MHPC.MP00: eject request (Notify 0x3)",
-                "memory: migrated 200 movable pages out of [mem 0x0000000100000000-0x0000000107ffffff]",
+                "memory: migrated 200 movable pages out of [mem 0x0000000100200000-0x0000000107ffffff]",
                 "memory: memory32 [mem 0x0000000100000000-0x0000000107ffffff] removed",
                 "acpi \\_SB_.MHPC.MP00: ejected",
                 "memory: migrated",
@@ -127,7 +135,7 @@ pub fn checks(nv1: &Path) -> Vec<Check> {
             "DIMM MP00 stays",
             "acpi: DIMM MP00 \\_SB_.MHPC.MP00 [mem 0x0000000100000000-0x0000000107ffffff]",
             "memory unpin: 1 pages unpinned",
-            "memory: migrated 100 movable pages out of [mem 0x0000000100000000-0x0000000107ffffff]",
+            "memory: migrated 100 movable pages out of [mem 0x0000000100200000-0x0000000107ffffff]",
             "acpi \\_SB_.MHPC.MP00: ejected",
             "memory check: 100 pages (0 pinned)",
             ": ok;",
@@ -204,7 +212,7 @@ fn machine(kernel: &Path, tag: &str, timeout: Duration) -> Result<Machine, Strin
     let p = profile::find("bios")?;
     let shape = Shape {
         mem: crate::hotplug::MEM,
-        cmdline: "nopmem memhp_default_state=online_movable",
+        cmdline: "nopmem memhp_default_state=online_movable memory_hotplug.memmap_on_memory=1",
         nvdimm: None,
         qemu_args: "-machine pc,nvdimm=on",
     };
