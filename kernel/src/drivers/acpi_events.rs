@@ -8,7 +8,7 @@
 //!   Tessera's own table walk accepted; this module is its [`Host`]
 //!   (memory, ports, PCI configuration, time, mutexes, notifies).
 //! - The SCI (FADT `SCI_INT`, routed by the MADT's override) reaches
-//!   [`sci`] through the I/O APIC. In interrupt context it only masks the
+//!   `sci` through the I/O APIC. In interrupt context it only masks the
 //!   GPEs that fired and records them; the methods run in [`poll`], which
 //!   the shell's idle loop calls, as Linux defers them to `kacpid`. A level
 //!   GPE's status is cleared after its method, an edge GPE's before; then
