@@ -13,5 +13,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if boot::options().poweroff {
         kernel::drivers::power::poweroff()
     }
+    init::acpi_events();
     kernel::shell::run()
 }
