@@ -473,32 +473,15 @@ pub struct StepDiff {
 
 impl StepDiff {
     pub fn differences(&self) -> usize {
-        self.sections
-            .iter()
-            .flat_map(|s| &s.rows)
-            .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
-            .count()
+        self.sections.iter().map(Section::unexplained).sum()
     }
 
-    /// `= line` (both), `- linux line`, `+ tessera line`, per view.
+    /// Each view as [`Section::write_report`] writes it, headed with the
+    /// step.
     pub fn report(&self) -> String {
         let mut s = String::new();
         for sec in &self.sections {
-            let same = sec.rows.iter().filter(|r| matches!(r, Row::Same(_))).count();
-            let _ = writeln!(
-                s,
-                "== {} {} ({same} of {} lines agree)",
-                self.step,
-                sec.name,
-                sec.rows.len()
-            );
-            for r in &sec.rows {
-                let _ = match r {
-                    Row::Same(l) => writeln!(s, "  = {l}"),
-                    Row::Linux(l, why) => writeln!(s, "  - linux   {l}{}", linuxdiff::tag(*why)),
-                    Row::Tessera(l, why) => writeln!(s, "  + tessera {l}{}", linuxdiff::tag(*why)),
-                };
-            }
+            sec.write_report(&mut s, &format!("{} ", self.step));
         }
         s
     }

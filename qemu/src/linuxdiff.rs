@@ -484,6 +484,31 @@ pub struct Section {
     pub rows: Vec<Row>,
 }
 
+impl Section {
+    /// Lines on one side only that no intended difference explains.
+    pub fn unexplained(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
+            .count()
+    }
+
+    /// `== {prefix}{name} (N of M lines agree)`, then each row: `= line`
+    /// (both), `- linux line`, `+ tessera line`, with the intended
+    /// difference that explains it.
+    pub fn write_report(&self, s: &mut String, prefix: &str) {
+        let same = self.rows.iter().filter(|r| matches!(r, Row::Same(_))).count();
+        let _ = writeln!(s, "== {prefix}{} ({same} of {} lines agree)", self.name, self.rows.len());
+        for r in &self.rows {
+            let _ = match r {
+                Row::Same(l) => writeln!(s, "  = {l}"),
+                Row::Linux(l, why) => writeln!(s, "  - linux   {l}{}", tag(*why)),
+                Row::Tessera(l, why) => writeln!(s, "  + tessera {l}{}", tag(*why)),
+            };
+        }
+    }
+}
+
 /// The whole comparison.
 pub struct Comparison {
     pub sections: Vec<Section>,
@@ -493,11 +518,7 @@ pub struct Comparison {
 impl Comparison {
     /// Differences no intended one explains.
     pub fn unexplained(&self) -> usize {
-        self.sections
-            .iter()
-            .flat_map(|s| &s.rows)
-            .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
-            .count()
+        self.sections.iter().map(Section::unexplained).sum()
     }
 
     /// The report: each view with `=` (same), `-` (Linux only), `+`
@@ -505,15 +526,7 @@ impl Comparison {
     pub fn report(&self) -> String {
         let mut s = String::new();
         for sec in &self.sections {
-            let same = sec.rows.iter().filter(|r| matches!(r, Row::Same(_))).count();
-            let _ = writeln!(s, "== {} ({same} of {} lines agree)", sec.name, sec.rows.len());
-            for r in &sec.rows {
-                let _ = match r {
-                    Row::Same(l) => writeln!(s, "  = {l}"),
-                    Row::Linux(l, why) => writeln!(s, "  - linux   {l}{}", tag(*why)),
-                    Row::Tessera(l, why) => writeln!(s, "  + tessera {l}{}", tag(*why)),
-                };
-            }
+            sec.write_report(&mut s, "");
         }
         let _ = writeln!(s, "== memory bring-up");
         for (who, b) in ["linux", "tessera"].iter().zip(&self.bringup) {
