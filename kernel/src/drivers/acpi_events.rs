@@ -217,6 +217,14 @@ struct Events {
     methods: Vec<(u32, GpeTrigger, AmlName)>,
 }
 
+impl Events {
+    /// The GPE methods' paths, space-separated, or `none`.
+    fn method_names(&self) -> String {
+        let names: Vec<String> = self.methods.iter().map(|(_, _, p)| p.as_string()).collect();
+        if names.is_empty() { "none".into() } else { names.join(" ") }
+    }
+}
+
 static EVENTS: Once<Events> = Once::new();
 /// One AML evaluation at a time.
 static AML: Mutex<()> = Mutex::new(());
@@ -351,12 +359,11 @@ pub fn init() {
         }
     }
     let ev = EVENTS.call_once(|| Events { aml: interp, gpe0, methods });
-    let names: Vec<String> = ev.methods.iter().map(|(_, _, p)| p.as_string()).collect();
     log::info!(
         "ACPI: Interpreter enabled: {} tables, {} devices, GPE methods {} ({} us)",
         tables.len(),
         devices().len(),
-        if names.is_empty() { "none".into() } else { names.join(" ") },
+        ev.method_names(),
         time::uptime_us() - start
     );
     let Some(g) = gpe0 else {
@@ -578,12 +585,11 @@ pub fn ost(device: &str, event: u64, status: u64) {
 /// One line of state for the shell's `acpi events`.
 pub fn summary() -> String {
     let Some(ev) = EVENTS.get() else { return "acpi: no AML interpreter".to_string() };
-    let gpes: Vec<String> = ev.methods.iter().map(|(_, _, p)| p.as_string()).collect();
     alloc::format!(
         "acpi: SCI {} interrupts, GPE methods run {}, notifies {}; GPE methods: {}",
         ioapic::sci_count(),
         GPES_RUN.load(Ordering::Relaxed),
         NOTIFIES_DONE.load(Ordering::Relaxed),
-        if gpes.is_empty() { "none".to_string() } else { gpes.join(" ") }
+        ev.method_names()
     )
 }

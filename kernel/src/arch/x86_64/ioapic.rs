@@ -123,15 +123,6 @@ pub fn route(
     Ok(())
 }
 
-/// The redirection entry of `gsi` (low half, high half), if it is on the
-/// I/O APIC.
-pub fn entry(gsi: u32) -> Option<(u32, u32)> {
-    let guard = IOAPIC.lock();
-    let io = guard.as_ref()?;
-    let n = gsi.checked_sub(io.gsi_base).filter(|&n| n < io.entries)?;
-    Some((io.read(0x10 + 2 * n), io.read(0x11 + 2 * n)))
-}
-
 /// What an interrupt on [`SCI_VECTOR`] runs, in interrupt context.
 pub type Hook = fn();
 
