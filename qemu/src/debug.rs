@@ -458,7 +458,7 @@ pub fn check(
     println!("== {} gdb: a scripted GDB session on the real kernel", p.name);
     let name = format!("gdb::{}", p.name);
     let fail = |why: String| {
-        println!("test {name} ... FAILED\n  {why}");
+        println!("test {name} ... {}\n  {why}", report::outcome(&format!("{name}: {why}"), false));
         Ok((0, 1))
     };
     let kernel = std::fs::canonicalize(kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;

@@ -13,6 +13,8 @@ use std::path::Path;
 
 use mm::nd_pfn::{self, INFO_OFFSET, INFO_SIZE, Kind, Layout, PfnMode};
 
+use crate::report;
+
 /// Where QEMU puts the first NVDIMM on the machines the tests use: the
 /// device-memory base, 4 GiB when all RAM is below 4 GiB.
 pub const NVDIMM_BASE: u64 = 1 << 32;
@@ -283,7 +285,7 @@ pub fn check_line(name: &str, path: &Path, dev: &Device) -> bool {
             let ok = d.changed == 0;
             println!(
                 "test {name}::device_keeps_its_data ... {} ({} bytes compared{}, {} changed outside the memmap area{}, {} inside)",
-                if ok { "ok" } else { "FAILED" },
+                report::outcome(&format!("{name}::device_keeps_its_data"), ok),
                 d.compared,
                 if dev.sparse { " in windows" } else { "" },
                 d.changed,
@@ -293,7 +295,8 @@ pub fn check_line(name: &str, path: &Path, dev: &Device) -> bool {
             ok
         }
         Err(e) => {
-            println!("test {name}::device_keeps_its_data ... FAILED ({e})");
+            let what = format!("{name}::device_keeps_its_data ({e})");
+            println!("test {what} ... {}", report::outcome(&what, false));
             false
         }
     }

@@ -92,7 +92,7 @@ pub fn run(seconds: u64, keep: bool) -> Result<Vec<Outcome>, String> {
         let ok = o.status.success() && runs > 0;
         println!(
             "test fuzz::{target} ... {} ({runs} executions in {secs} s)",
-            if ok { "ok" } else { "FAILED" }
+            report::outcome(&format!("fuzz::{target}"), ok)
         );
         if !ok {
             let tail: Vec<&str> = text.lines().rev().take(30).collect();

@@ -121,7 +121,8 @@ pub fn shell_check(
         }
         // The last command powers off: its boot must have passed.
         let ok = problems.is_empty() && (i + 1 < script.len() || v == Verdict::Pass);
-        println!("test shell::{}::{:?} ... {}", p.name, c.text, if ok { "ok" } else { "FAILED" });
+        let name = format!("shell::{}::{:?}", p.name, c.text);
+        println!("test {name} ... {}", report::outcome(&name, ok));
         if !ok {
             let why = if problems.is_empty() { format!("boot: {v}") } else { problems.join("; ") };
             println!("  {why} in answer:\n{answer}");
@@ -134,12 +135,8 @@ pub fn shell_check(
         for e in &c.mosaic {
             let status = mosaic::last_status(&answers[..(i + 1).min(answers.len())]).unwrap_or("");
             let seen = read_screen(&dump(i)).and_then(|img| e.check(&img, status));
-            let name = format!("mosaic {} after {:?}", e.section, c.text);
-            println!(
-                "test shell::{}::{name} ... {}",
-                p.name,
-                if seen.is_ok() { "ok" } else { "FAILED" }
-            );
+            let name = format!("shell::{}::mosaic {} after {:?}", p.name, e.section, c.text);
+            println!("test {name} ... {}", report::outcome(&name, seen.is_ok()));
             match seen {
                 Ok(()) => passed += 1,
                 Err(why) => {
@@ -158,7 +155,11 @@ pub fn shell_check(
             .all(|t| screen::find_text(&img, t).is_some())
     });
     let ok = drawn == Ok(true);
-    println!("test shell::{}::screen ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    println!(
+        "test shell::{}::screen ... {}",
+        p.name,
+        report::outcome(&format!("shell::{}::screen", p.name), ok)
+    );
     if ok {
         passed += 1;
     } else {
@@ -214,7 +215,11 @@ pub fn boot_check(
         }
     }
     let ok = v == Verdict::Pass;
-    println!("test boot::{} ... {}", p.name, if ok { "ok" } else { "FAILED" });
+    println!(
+        "test boot::{} ... {}",
+        p.name,
+        report::outcome(&format!("boot::{}: {v}", p.name), ok)
+    );
     println!("== {} boot: {v} ({:.1} s)", p.name, b.elapsed.as_secs_f64());
     Ok(if ok { (1, 0) } else { (0, 1) })
 }

@@ -26,7 +26,7 @@ use crate::cli::Flags;
 use crate::linuxdiff::{self, Row, Section};
 use crate::machine::{self, Machine, Step, StepLog, Waited};
 use crate::plan::{self, Shape};
-use crate::{cargo, linux, profile};
+use crate::{cargo, linux, profile, report};
 
 /// `make test`'s `[k/N]` step.
 pub const STEP: &str = "hotplug";
@@ -712,7 +712,9 @@ pub fn suite(kernel: &Path, timeout: Duration, filter: Option<&str>) -> (usize, 
     let (mut passed, mut failed) = (0, 0);
     let mut check = |name: String, problems: Vec<String>, note: String| {
         let note = if note.is_empty() { note } else { format!(" ({note})") };
-        let verdict = if problems.is_empty() { format!("ok{note}") } else { "FAILED".into() };
+        let first = problems.first().map_or(String::new(), |p| format!(": {p}"));
+        let verdict =
+            format!("{}{note}", report::outcome(&format!("{name}{first}"), problems.is_empty()));
         println!("test {name} ... {verdict}");
         for p in &problems {
             println!("  {p}");

@@ -19,7 +19,7 @@ use options::contract::SHELL_PROMPT;
 use crate::cli::Flags;
 use crate::machine::{self, Machine, Step};
 use crate::progress::Progress;
-use crate::{cargo, linux, plan, profile};
+use crate::{cargo, linux, plan, profile, report};
 
 /// What Linux prints for the comparison, each part after a `== part NAME`
 /// line: the kernel log, `/proc/iomem`, `/proc/zoneinfo`, memory blocks
@@ -807,11 +807,8 @@ pub fn suite(
                         .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
                         .collect();
                     let ok = bad.is_empty();
-                    println!(
-                        "test {test}::{} ... {}",
-                        s.name.replace(' ', "_"),
-                        if ok { "ok" } else { "FAILED" }
-                    );
+                    let name = format!("{test}::{}", s.name.replace(' ', "_"));
+                    println!("test {name} ... {}", report::outcome(&name, ok));
                     if ok {
                         passed += 1;
                     } else {
@@ -827,7 +824,10 @@ pub fn suite(
                 }
             }
             Err(e) => {
-                println!("test {test} ... FAILED\n  {e}");
+                println!(
+                    "test {test} ... {}\n  {e}",
+                    report::outcome(&format!("{test}: {e}"), false)
+                );
                 failed += 1;
             }
         }

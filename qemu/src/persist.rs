@@ -42,7 +42,8 @@ struct Tally<'a> {
 impl Tally<'_> {
     fn check(&mut self, name: &str, ok: bool, detail: &str) -> bool {
         let d = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-        println!("test {}::{name} ... {}{d}", self.prefix, if ok { "ok" } else { "FAILED" });
+        let full = format!("{}::{name}", self.prefix);
+        println!("test {full} ... {}{d}", report::outcome(&format!("{full}{d}"), ok));
         if ok {
             self.passed += 1
         } else {

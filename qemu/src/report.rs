@@ -2,6 +2,7 @@
 //! reason, and the test lines counted from the serial log.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use options::contract::{self, qemu_exit_status};
 
@@ -146,6 +147,53 @@ pub fn cargo_test_counts(output: &str) -> (usize, usize) {
         .fold((0, 0), |(p, f), l| (p + num(l, "passed"), f + num(l, "failed")))
 }
 
+/// What failed so far in this run, one line each, in order: `qemu test`
+/// lists them again just above its totals, so the end of a long log
+/// names them.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The longest a remembered failure line gets.
+const FAILURE_LINE_MAX: usize = 200;
+
+/// Remembers one failure (a test's name, and why when known) for
+/// [`failures`].
+pub fn note_failure(what: String) {
+    let mut line: String = what.lines().next().unwrap_or("").into();
+    if line.len() > FAILURE_LINE_MAX {
+        let cut = (0..=FAILURE_LINE_MAX).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    FAILURES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
+/// `ok` or `FAILED` for the test line of `name`; a failure is remembered.
+pub fn outcome(name: &str, ok: bool) -> &'static str {
+    if ok {
+        return "ok";
+    }
+    note_failure(name.into());
+    "FAILED"
+}
+
+/// The failures remembered so far, in order.
+pub fn failures() -> Vec<String> {
+    FAILURES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Remembers the failures of one boot of a kernel test binary: each
+/// FAILED test line, or the boot's own verdict when no test line failed.
+pub fn note_boot_failures(boot: &str, lines: &[TestLine], verdict: &Verdict) {
+    let mut any = false;
+    for t in lines.iter().filter(|t| !t.ok) {
+        any = true;
+        note_failure(format!("{boot}: {}", t.name));
+    }
+    if let (false, Verdict::Fail(why)) = (any, verdict) {
+        note_failure(format!("{boot}: {why}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +265,27 @@ mod tests {
         let lines = test_lines("test a ... ok\n");
         assert_eq!(count(&lines, &Verdict::Fail("timeout after 60 s".into())), (1, 1));
         assert_eq!(count(&lines, &Verdict::Pass), (1, 0));
+    }
+
+    #[test]
+    fn failures_are_remembered_with_their_boot() {
+        assert_eq!(outcome("t::kept-ok", true), "ok");
+        assert_eq!(outcome("t::first", false), "FAILED");
+        let lines = test_lines("test a::b ... ok\ntest a::c ... FAILED\n");
+        note_boot_failures("bios t-lines", &lines, &Verdict::Fail("panic: x".into()));
+        note_boot_failures("bios t-hang", &[], &Verdict::Fail("timeout after 60 s".into()));
+        note_boot_failures("bios t-fine", &lines[..1], &Verdict::Pass);
+        note_failure(format!("t::long {}", "x".repeat(500)));
+        let all = failures();
+        let mine: Vec<&String> =
+            all.iter().filter(|l| l.contains("t::") || l.contains(" t-")).collect();
+        assert_eq!(
+            mine[..3],
+            ["t::first", "bios t-lines: a::c", "bios t-hang: timeout after 60 s"]
+        );
+        assert!(mine[3].starts_with("t::long xx") && mine[3].ends_with("..."));
+        assert_eq!(mine[3].len(), FAILURE_LINE_MAX + 3);
+        assert_eq!(mine.len(), 4, "{mine:?}");
     }
 
     #[test]

@@ -75,18 +75,22 @@ fn boot_one(
     println!("== {} {name}: booting {} (-m {})", profile.name, kernel.display(), m.mem);
     let b = machine::boot_captured(&m, true, &[])?;
     let v = report::verdict(b.ending, &b.log, &b.stderr);
-    let (mut p, mut f) = report::count(&report::test_lines(&b.log), &v);
+    let lines = report::test_lines(&b.log);
+    let (mut p, mut f) = report::count(&lines, &v);
+    report::note_boot_failures(&format!("{} {name}", profile.name), &lines, &v);
     // The one line each hostile case must cause.
     for want in run.expect {
         let seen = b.log.lines().any(|l| l.contains(want));
-        println!("test {name}::reports {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+        let what = format!("{}-{name}::reports {want:?}", profile.name);
+        println!("test {name}::reports {want:?} ... {}", report::outcome(&what, seen));
         if seen { p += 1 } else { f += 1 }
     }
     if let (Some(dev), Some((nv, path))) = (&device, &m.nvdimm) {
         let format = nv.format.expect("a prepared device has a format");
         let want = device::probe_line(format);
         let seen = b.log.lines().any(|l| l.contains(&want));
-        println!("test {name}::probes {want:?} ... {}", if seen { "ok" } else { "FAILED" });
+        let what = format!("{}-{name}::probes {want:?}", profile.name);
+        println!("test {name}::probes {want:?} ... {}", report::outcome(&what, seen));
         let kept = device::check_line(name, path, dev);
         for ok in [seen, kept] {
             if ok { p += 1 } else { f += 1 }
@@ -137,7 +141,8 @@ fn accel_probe() -> bool {
             true
         }
         Err(e) => {
-            println!("test accel::probe::{name} ... FAILED\n  {e}");
+            let what = format!("accel::probe::{name}: {e}");
+            println!("test accel::probe::{name} ... {}\n  {e}", report::outcome(&what, false));
             false
         }
     }
@@ -194,6 +199,7 @@ fn host_tests(filter: Option<&str>) -> (usize, usize) {
         Ok(o) => o,
         Err(e) => {
             println!("== host: FAILED: {e}");
+            report::note_failure(format!("host: {e}"));
             return (0, 1);
         }
     };
@@ -203,6 +209,7 @@ fn host_tests(filter: Option<&str>) -> (usize, usize) {
     if !out.status.success() && failed == 0 {
         failed = 1;
         println!("== host: FAILED: cargo test exited with {}", out.status);
+        report::note_failure(format!("host: cargo test exited with {}", out.status));
     }
     println!("== host: {p} passed, {failed} failed");
     (p, failed)
@@ -232,6 +239,7 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
                 Ok(o) => (o.iter().filter(|o| o.ok).count(), o.iter().filter(|o| !o.ok).count()),
                 Err(e) => {
                     println!("== fuzz: FAILED: {e}");
+                    report::note_failure(format!("fuzz: {e}"));
                     (0, 1)
                 }
             };
@@ -247,6 +255,7 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
         Ok(b) => b,
         Err(e) => {
             println!("== kernel: FAILED: {e}");
+            report::note_failure(format!("kernel build: {e}"));
             summary.push(("kernel build".into(), 0, 1));
             (Vec::new(), PathBuf::new())
         }
@@ -326,6 +335,11 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
         println!("== progress: cannot keep the step times: {e}");
     }
     println!();
+    let failures = report::failures();
+    if !failures.is_empty() {
+        println!("failed:");
+        failures.iter().for_each(|l| println!("  {l}"));
+    }
     for (what, p, fl) in &summary {
         println!("{what}: {p} passed, {fl} failed");
     }
