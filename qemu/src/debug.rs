@@ -138,6 +138,7 @@ pub fn kernel_offset(m: &Machine, timeout: Duration) -> Result<(u64, Learnt), St
 /// the offset there; `tessera-section N` prints section N's words.
 /// `learnt` says where the offset came from, in a comment.
 pub fn script(kernel: &Path, offset: u64, port: u16, learnt: &str) -> String {
+    let quoted = gdb_quote(kernel);
     let kernel = kernel.display();
     format!(
         r#"# Written by `make debug` (qemu/src/debug.rs); `make gdb` runs it.
@@ -146,7 +147,7 @@ pub fn script(kernel: &Path, offset: u64, port: u16, learnt: &str) -> String {
 set pagination off
 set confirm off
 # The ELF is linked at 0; the bootloader mapped it at {offset:#x}.
-symbol-file -o {offset:#x} {kernel}
+symbol-file -o {offset:#x} {quoted}
 echo tessera.gdb: attaching to QEMU's GDB stub at 127.0.0.1:{port} (make debug)\n
 target remote 127.0.0.1:{port}
 # A hardware breakpoint: the kernel is not in memory yet.
@@ -191,6 +192,20 @@ end
 echo tessera.gdb: now e.g.  hbreak section_activate  and  continue  (README: Debugging with GDB)\n
 "#
     )
+}
+
+/// `path` as one argument of a GDB command: in double quotes, a quote or
+/// backslash in it escaped (GDB splits an unquoted file name at spaces).
+fn gdb_quote(path: &Path) -> String {
+    let mut q = String::from('"');
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, '"' | '\\') {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
 }
 
 /// What [`check`]'s session does after [`script`]: a hardware breakpoint
@@ -376,6 +391,11 @@ fn first_region_start(log: &str) -> Option<u64> {
 /// serial log, `offset` the offset the symbols were loaded at. Returns
 /// what was checked, or why it failed.
 fn judge(out: &str, log: &str, offset: u64) -> Result<String, String> {
+    // A command of the script GDB refused: its error is the reason.
+    if let Some(i) = out.find("Error in sourced command file:") {
+        let error = out[i..].lines().nth(1).unwrap_or("").trim();
+        return Err(format!("GDB stopped the script: {error}"));
+    }
     if !out.contains("tessera.gdb: stopped at the kernel's entry") {
         let why = if out.contains("WRONG OFFSET") {
             "the boot info's offset is not the symbols'"
@@ -540,12 +560,30 @@ section 14: section_mem_map=0xffffea000000001f (flags 0x1f, mem_map 0xffffea0000
     #[test]
     fn the_script_loads_symbols_at_the_offset_and_uses_hardware_breakpoints() {
         let s = script(Path::new("/k/kernel"), OFF, 4321, "probed");
-        assert!(s.contains("symbol-file -o 0xffff800000000000 /k/kernel\n"), "{s}");
+        assert!(s.contains("symbol-file -o 0xffff800000000000 \"/k/kernel\"\n"), "{s}");
         assert!(s.contains("target remote 127.0.0.1:4321\n"));
         assert!(s.contains("thbreak *_start\n"));
         assert!(s.contains("if $tessera_offset != 0xffff800000000000\n"));
         assert!(TEST_STEPS.contains("hbreak section_activate\n"));
         assert!(!(s.clone() + TEST_STEPS).lines().any(|l| l.starts_with("break ")));
+    }
+
+    #[test]
+    fn a_kernel_path_with_spaces_or_quotes_stays_one_argument() {
+        let s = script(Path::new("/ci work/a\"b\\c/kernel"), OFF, 4321, "probed");
+        assert!(
+            s.contains("symbol-file -o 0xffff800000000000 \"/ci work/a\\\"b\\\\c/kernel\"\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn a_script_error_is_the_reason() {
+        let out = "target/qemu/bios-gdb.gdb:7: Error in sourced command file:\nUnrecognized argument \"ace/kernel\"\n";
+        assert_eq!(
+            judge(out, LOG, OFF).unwrap_err(),
+            "GDB stopped the script: Unrecognized argument \"ace/kernel\""
+        );
     }
 
     #[test]

@@ -217,7 +217,10 @@ fn machine(kernel: &Path, tag: &str, timeout: Duration) -> Result<Machine, Strin
         qemu_args: "-machine pc,nvdimm=on",
     };
     let mut m = Machine::new(p, kernel, tag).shape(&shape).timeout(timeout);
-    m.qemu_args.extend(["-acpitable".to_string(), format!("file={}", hostile_ssdt().display())]);
+    m.qemu_args.extend([
+        "-acpitable".to_string(),
+        format!("file={}", profile::escape(&hostile_ssdt().to_string_lossy())),
+    ]);
     Ok(m)
 }
 
