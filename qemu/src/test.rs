@@ -81,7 +81,7 @@ fn boot_one(
     // The one line each hostile case must cause.
     for want in run.expect {
         let seen = b.log.lines().any(|l| l.contains(want));
-        let what = format!("{}-{name}::reports {want:?}", profile.name);
+        let what = format!("{} {name}: reports {want:?}", profile.name);
         println!("test {name}::reports {want:?} ... {}", report::outcome(&what, seen));
         if seen { p += 1 } else { f += 1 }
     }
@@ -89,7 +89,7 @@ fn boot_one(
         let format = nv.format.expect("a prepared device has a format");
         let want = device::probe_line(format);
         let seen = b.log.lines().any(|l| l.contains(&want));
-        let what = format!("{}-{name}::probes {want:?}", profile.name);
+        let what = format!("{} {name}: probes {want:?}", profile.name);
         println!("test {name}::probes {want:?} ... {}", report::outcome(&what, seen));
         let kept = device::check_line(name, path, dev);
         for ok in [seen, kept] {
@@ -206,6 +206,9 @@ fn host_tests(filter: Option<&str>) -> (usize, usize) {
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     let (p, mut failed) = report::cargo_test_counts(&text);
+    for t in report::test_lines(&text).iter().filter(|t| !t.ok) {
+        report::note_failure(format!("host: {}", t.name));
+    }
     if !out.status.success() && failed == 0 {
         failed = 1;
         println!("== host: FAILED: cargo test exited with {}", out.status);
