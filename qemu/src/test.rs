@@ -21,6 +21,9 @@ use crate::{cargo, debug, device, fuzz, golden, hotplug, linuxdiff, persist, rep
 /// Seconds per fuzz target in `qemu test` (`make fuzz` runs longer).
 const FUZZ_TEST_SECONDS: u64 = 10;
 
+/// How many failures `qemu test` lists above its totals.
+const FAILURES_LISTED: usize = 8;
+
 /// Boots one kernel test executable, `binary`, on each of its machines on
 /// `profile` and counts its test lines.
 fn run_binary(
@@ -338,10 +341,15 @@ pub fn cmd_test(f: Flags) -> Result<bool, String> {
         println!("== progress: cannot keep the step times: {e}");
     }
     println!();
+    // The first few, so that the list and the totals fit in the last
+    // two dozen lines of a log.
     let failures = report::failures();
     if !failures.is_empty() {
         println!("failed:");
-        failures.iter().for_each(|l| println!("  {l}"));
+        failures.iter().take(FAILURES_LISTED).for_each(|l| println!("  {l}"));
+        if let Some(more) = failures.len().checked_sub(FAILURES_LISTED).filter(|&n| n > 0) {
+            println!("  ... and {more} more (the FAILED lines above)");
+        }
     }
     for (what, p, fl) in &summary {
         println!("{what}: {p} passed, {fl} failed");
