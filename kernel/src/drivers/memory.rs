@@ -31,9 +31,9 @@ use mm::e820::MemRange;
 pub use mm::memory_block::{BlockState, OnlineType};
 use mm::memory_block::{DimmName, ValidZones, memmap_pages};
 pub use mm::memory_hotplug::HotplugError;
-use mm::memory_hotplug::{BlockLine, FirmwareMaps, HotplugBackend, MemoryBlocks};
+use mm::memory_hotplug::{BlockLine, FirmwareMaps, HotplugBackend, MemoryBlocks, mhp_altmap};
 use mm::page::{Pfn, ZoneType, pages_to_bytes};
-use mm::sparse::{Altmap, MigrateType, PAGES_PER_SECTION, SparseError, flags};
+use mm::sparse::{MigrateType, PAGES_PER_SECTION, SparseError, flags};
 use mm::zone::NodeZones;
 pub use options::OnlinePolicy;
 use spin::Mutex;
@@ -108,7 +108,7 @@ impl HotplugBackend for Kernel {
         zone: ZoneType,
         memmap_on_memory: bool,
     ) -> Result<(), SparseError> {
-        let mut altmap = memmap_on_memory.then(|| altmap(pfn, nr, 0));
+        let mut altmap = memmap_on_memory.then(|| mhp_altmap(pfn, nr, 0));
         let mut s = SPARSE.lock();
         s.add_pages(0, pfn, nr, PAGES_PER_SECTION, altmap.as_mut())?;
         s.memmap_init_range(pfn, nr, zone, 0, 0);
@@ -122,7 +122,7 @@ impl HotplugBackend for Kernel {
         memmap_on_memory: bool,
     ) -> Result<(), SparseError> {
         let mut altmap =
-            memmap_on_memory.then(|| altmap(pfn, nr, memmap_pages(pages_to_bytes(nr))));
+            memmap_on_memory.then(|| mhp_altmap(pfn, nr, memmap_pages(pages_to_bytes(nr))));
         SPARSE.lock().remove_pages(pfn, nr, altmap.as_mut())
     }
 
@@ -202,10 +202,6 @@ impl HotplugBackend for Kernel {
 
 /// The altmap of a block whose memmap is on itself (`mhp_altmap`), with
 /// `alloc` of its pages in use.
-fn altmap(pfn: Pfn, nr: u64, alloc: u64) -> Altmap {
-    Altmap { base_pfn: pfn, reserve: 0, free: memmap_pages(pages_to_bytes(nr)), alloc }
-}
-
 fn pfn_range(start: Pfn, end: Pfn) -> MemRange {
     MemRange(mm::page::pfn_phys(start), mm::page::pfn_phys(end))
 }

@@ -36,12 +36,22 @@ use crate::memory_block::{
     self, AddError, BlockState, DimmName, OnlineType, OnlineZone, PhysIndex, ProbeError,
     StillOnline, ValidZones, ZoneSpans,
 };
-use crate::page::{Pfn, ZoneType, bytes_to_pages, phys_pfn};
+use crate::page::{Pfn, ZoneType, bytes_to_pages, pages_to_bytes, phys_pfn};
 use crate::sparse::{
-    MigrateType, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, SparseError, pfn_to_section_nr,
+    Altmap, MigrateType, PAGEBLOCK_NR_PAGES, PAGES_PER_SECTION, SparseError, pfn_to_section_nr,
     section_nr_to_pfn,
 };
 use crate::zone::NodeZones;
+
+/// `mhp_altmap` with `memmap_on_memory`: the altmap of a hot-added range
+/// of `nr_pages` from `start_pfn` whose memmap lives in its own first
+/// pages (`free` [`memory_block::memmap_pages`] of them, `alloc` of those
+/// in use), what [`HotplugBackend::add_pages`] (with `alloc` 0) and
+/// [`HotplugBackend::remove_pages`] hand to sparse.
+pub fn mhp_altmap(start_pfn: Pfn, nr_pages: u64, alloc: u64) -> Altmap {
+    let free = memory_block::memmap_pages(pages_to_bytes(nr_pages));
+    Altmap { base_pfn: start_pfn, reserve: 0, free, alloc }
+}
 
 /// One memory block (`memoryN`): the RAM it holds is `[start, start +
 /// size)`, the whole block for boot memory and probed blocks, or the part

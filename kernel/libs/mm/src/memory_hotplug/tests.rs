@@ -94,11 +94,6 @@ struct Fake {
 }
 
 /// The altmap of a memmap_on_memory range: its memmap's pages at its start.
-fn altmap_of(pfn: Pfn, nr: u64, alloc: u64) -> crate::sparse::Altmap {
-    let free = memory_block::memmap_pages(nr << 12);
-    crate::sparse::Altmap { base_pfn: pfn, reserve: 0, free, alloc }
-}
-
 impl MigrateBackend for Fake {
     fn alloc_target(&mut self, avoid: (Pfn, Pfn)) -> Option<Pfn> {
         let mut stash = Vec::new();
@@ -185,7 +180,7 @@ impl HotplugBackend for Fake {
         zone: ZoneType,
         memmap_on_memory: bool,
     ) -> Result<(), SparseError> {
-        let mut altmap = memmap_on_memory.then(|| altmap_of(pfn, nr, 0));
+        let mut altmap = memmap_on_memory.then(|| mhp_altmap(pfn, nr, 0));
         self.sparse.add_pages(0, pfn, nr, PAGES_PER_SECTION, altmap.as_mut())?;
         if let Some(a) = altmap {
             self.altmap_used.insert(pfn, a.alloc);
@@ -201,7 +196,7 @@ impl HotplugBackend for Fake {
         memmap_on_memory: bool,
     ) -> Result<(), SparseError> {
         let used = if memmap_on_memory { self.altmap_used.remove(&pfn).unwrap_or(0) } else { 0 };
-        let mut altmap = memmap_on_memory.then(|| altmap_of(pfn, nr, used));
+        let mut altmap = memmap_on_memory.then(|| mhp_altmap(pfn, nr, used));
         self.sparse.remove_pages(pfn, nr, altmap.as_mut())
     }
 
