@@ -167,12 +167,13 @@ pub fn note_failure(what: String) {
     FAILURES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
 }
 
-/// `ok` or `FAILED` for the test line of `name`; a failure is remembered.
-pub fn outcome(name: &str, ok: bool) -> &'static str {
+/// `ok` or `FAILED` for a test line; on a failure `what` (the test's
+/// name, and why when known) is remembered.
+pub fn outcome(what: &str, ok: bool) -> &'static str {
     if ok {
         return "ok";
     }
-    note_failure(name.into());
+    note_failure(what.into());
     "FAILED"
 }
 
