@@ -209,21 +209,54 @@ fn gdb_quote(path: &Path) -> String {
 }
 
 /// What [`check`]'s session does after [`script`]: a hardware breakpoint
-/// in `section_activate`, its first two hits (the first two sub-sections
-/// of the first hot-add), the section's words read at each, then it lets
-/// the kernel run on (detach).
-const TEST_STEPS: &str = r#"
-hbreak section_activate
-continue
-printf "tessera.gdb: section_activate pfn=%#lx nr_pages=%#lx\n", pfn.0, nr_pages
-set $tessera_first = pfn.0 >> 15
-tessera-section $tessera_first
-continue
-printf "tessera.gdb: section_activate pfn=%#lx nr_pages=%#lx\n", pfn.0, nr_pages
-tessera-section $tessera_first
+/// at `section_activate`'s entry, its first two hits (the first two
+/// sub-sections of the first hot-add), the section's words read at each,
+/// then it lets the kernel run on (detach).
+///
+/// The entry, not `hbreak section_activate`: GDB puts that breakpoint
+/// after the prologue, and in a build without incremental compilation
+/// (`CARGO_INCREMENTAL=0`, as CI builds) that spot is the first
+/// instruction of the inlined `pfn_to_section_nr`, where GDB shows the
+/// inlined function's frame and `nr_pages` is not in scope. `info line`
+/// leaves the function's first address in `$_`. A stop is taken as a hit
+/// only when the pc is that address; any other stop (a signal, a stale
+/// trap) is printed with where it was and the session continues, at most
+/// [`MAX_STOPS`] times in all, so the arguments are never read in another
+/// function's frame.
+fn test_steps() -> String {
+    format!(
+        r#"
+info line section_activate
+set $tessera_bp = $_
+hbreak *$tessera_bp
+set $tessera_hits = 0
+set $tessera_stops = 0
+while $tessera_hits < 2 && $tessera_stops < {MAX_STOPS}
+  continue
+  set $tessera_stops = $tessera_stops + 1
+  set language c
+  set $tessera_at = (unsigned long)$pc == (unsigned long)$tessera_bp
+  set language auto
+  if $tessera_at
+    printf "tessera.gdb: section_activate pfn=%#lx nr_pages=%#lx\n", pfn.0, nr_pages
+    if $tessera_hits == 0
+      set $tessera_first = pfn.0 >> 15
+    end
+    tessera-section $tessera_first
+    set $tessera_hits = $tessera_hits + 1
+  else
+    printf "tessera.gdb: stopped at %#lx, not at section_activate's breakpoint %#lx; continuing\n", $pc, $tessera_bp
+    info symbol $pc
+  end
+end
 delete
 detach
-"#;
+"#
+    )
+}
+
+/// The most stops [`test_steps`] waits through for its two hits.
+const MAX_STOPS: usize = 16;
 
 /// The GDB stub's QEMU arguments: halted at the first instruction, the
 /// stub on `port` of the loopback interface only.
@@ -387,6 +420,23 @@ fn first_region_start(log: &str) -> Option<u64> {
         .find_map(|l| hex_after(l, "pmem: region0 [mem "))
 }
 
+/// Where GDB last reported the guest stopped in `out`: its breakpoint or
+/// signal line, shortened to the function and the place.
+fn last_stop(out: &str) -> Option<String> {
+    let line = out.lines().rev().find(|l| {
+        l.starts_with("Breakpoint ")
+            || l.starts_with("Temporary breakpoint ")
+            || l.contains(" received signal ")
+            || l.starts_with("tessera.gdb: stopped at 0x")
+    })?;
+    // `Breakpoint 2, FUNCTION (ARGS) at FILE:LINE`: the arguments are long.
+    let short = match (line.find(" ("), line.rfind(") at ")) {
+        (Some(a), Some(b)) if a < b => format!("{}{}", &line[..a], &line[b + 1..]),
+        _ => line.to_string(),
+    };
+    Some(short.trim().to_string())
+}
+
 /// Judges a scripted session: `out` is GDB's output, `log` the kernel's
 /// serial log, `offset` the offset the symbols were loaded at. Returns
 /// what was checked, or why it failed.
@@ -394,7 +444,11 @@ fn judge(out: &str, log: &str, offset: u64) -> Result<String, String> {
     // A command of the script GDB refused: its error is the reason.
     if let Some(i) = out.find("Error in sourced command file:") {
         let error = out[i..].lines().nth(1).unwrap_or("").trim();
-        return Err(format!("GDB stopped the script: {error}"));
+        let at = match last_stop(&out[..i]) {
+            Some(stop) => format!(" (its last stop: {stop})"),
+            None => String::new(),
+        };
+        return Err(format!("GDB stopped the script: {error}{at}"));
     }
     if !out.contains("tessera.gdb: stopped at the kernel's entry") {
         let why = if out.contains("WRONG OFFSET") {
@@ -414,8 +468,13 @@ fn judge(out: &str, log: &str, offset: u64) -> Result<String, String> {
     }
     let region = first_region_start(log).ok_or("the kernel hot-added no region0")?;
     let (h, w) = (hits(out), words(out));
+    // Stops elsewhere the session waited through (see `test_steps`).
+    let stray = out.lines().filter(|l| l.starts_with("tessera.gdb: stopped at 0x")).count();
     let [first, second] = h[..] else {
-        return Err(format!("section_activate was hit {} time(s), not twice", h.len()));
+        return Err(format!(
+            "section_activate was hit {} time(s), not twice ({stray} other stop(s))",
+            h.len()
+        ));
     };
     let want = Hit { pfn: region >> 12, nr_pages: 512 };
     if first != want {
@@ -453,7 +512,14 @@ fn judge(out: &str, log: &str, offset: u64) -> Result<String, String> {
         .find(|l| hex_after(l, "subsection_map=").is_some_and(|m| m & bit != 0));
     match printed {
         Some(p) if p.trim_end() == line => {
-            Ok(format!("hit at pfn {:#x}, read {line:?} as the kernel printed it", first.pfn))
+            let stray = match stray {
+                0 => String::new(),
+                n => format!(" ({n} other stop(s) waited through, in GDB's log)"),
+            };
+            Ok(format!(
+                "hit at pfn {:#x}, read {line:?} as the kernel printed it{stray}",
+                first.pfn
+            ))
         }
         p => Err(format!("GDB read {line:?}, the kernel printed {p:?}")),
     }
@@ -467,7 +533,7 @@ pub fn tested(p: &Profile, filter: Option<&str>) -> bool {
 
 /// `gdb::PROFILE` in `qemu test`: the real kernel halted with the stub on
 /// the default machine (its emulated region0 is hot-added at boot), a
-/// batch GDB session with [`script`] and [`TEST_STEPS`], judged by
+/// batch GDB session with [`script`] and [`test_steps`], judged by
 /// [`judge`] against what the kernel printed.
 pub fn check(
     kernel: &Path,
@@ -489,7 +555,7 @@ pub fn check(
     };
     let port = free_port()?;
     let path = PathBuf::from(format!("target/qemu/{}-gdb.gdb", p.name));
-    let text = script(&kernel, offset, port, &learnt_text(&learnt)) + TEST_STEPS;
+    let text = script(&kernel, offset, port, &learnt_text(&learnt)) + &test_steps();
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     m.cmdline = "loglevel=8 poweroff".into();
     m.qemu_args.extend(stub_args(port));
@@ -564,8 +630,12 @@ section 14: section_mem_map=0xffffea000000001f (flags 0x1f, mem_map 0xffffea0000
         assert!(s.contains("target remote 127.0.0.1:4321\n"));
         assert!(s.contains("thbreak *_start\n"));
         assert!(s.contains("if $tessera_offset != 0xffff800000000000\n"));
-        assert!(TEST_STEPS.contains("hbreak section_activate\n"));
-        assert!(!(s.clone() + TEST_STEPS).lines().any(|l| l.starts_with("break ")));
+        assert!(
+            test_steps().contains(
+                "info line section_activate\nset $tessera_bp = $_\nhbreak *$tessera_bp\n"
+            )
+        );
+        assert!(!(s.clone() + &test_steps()).lines().any(|l| l.starts_with("break ")));
     }
 
     #[test]
@@ -584,6 +654,50 @@ section 14: section_mem_map=0xffffea000000001f (flags 0x1f, mem_map 0xffffea0000
             judge(out, LOG, OFF).unwrap_err(),
             "GDB stopped the script: Unrecognized argument \"ace/kernel\""
         );
+    }
+
+    #[test]
+    fn a_script_error_says_where_the_guest_last_stopped() {
+        let out = "\
+Breakpoint 2, tessera_mm::sparse::Sparse<K>::section_activate<K> (self=0x1, pfn=..., nr_pages=512) at kernel/libs/mm/src/sparse.rs:1227
+1227\t        let nr = pfn_to_section_nr(pfn);
+Program received signal SIGTRAP, Trace/breakpoint trap.
+target/qemu/bios-gdb.gdb:40: Error in sourced command file:
+No symbol 'nr_pages' in current context
+";
+        assert_eq!(
+            judge(out, LOG, OFF).unwrap_err(),
+            "GDB stopped the script: No symbol 'nr_pages' in current context \
+             (its last stop: Program received signal SIGTRAP, Trace/breakpoint trap.)"
+        );
+        let (bp, _) = out.split_once("Program").unwrap();
+        assert_eq!(
+            last_stop(bp).unwrap(),
+            "Breakpoint 2, tessera_mm::sparse::Sparse<K>::section_activate<K> at kernel/libs/mm/src/sparse.rs:1227"
+        );
+    }
+
+    #[test]
+    fn the_session_reads_arguments_only_at_the_breakpoint_and_waits_through_other_stops() {
+        let steps = test_steps();
+        // The arguments are read only inside the branch the pc check opens.
+        let check = steps.find("(unsigned long)$pc == (unsigned long)$tessera_bp").unwrap();
+        let read = steps.find("pfn.0, nr_pages").unwrap();
+        let other = steps.find("not at section_activate's breakpoint").unwrap();
+        assert!(check < read && read < other, "{steps}");
+        assert!(steps.contains(&format!("$tessera_stops < {MAX_STOPS}\n")));
+        // A stray stop in between passes, and says so.
+        let (head, tail) = OUT.split_once("tessera.gdb: section_activate pfn=0x72200").unwrap();
+        let out = format!(
+            "{head}tessera.gdb: stopped at 0xffff800000047dc5, not at section_activate's breakpoint 0xffff8000000b8893; continuing\ntessera.gdb: section_activate pfn=0x72200{tail}"
+        );
+        let ok = judge(&out, LOG, OFF).unwrap();
+        assert!(ok.ends_with("(1 other stop(s) waited through, in GDB's log)"), "{ok}");
+        // Stray stops only: not a pass.
+        let stray = "tessera.gdb: stopped at 0x1000, not at section_activate's breakpoint 0x2000; continuing\n";
+        let (first, _) = OUT.split_once("tessera.gdb: section_activate").unwrap();
+        let e = judge(&format!("{first}{}", stray.repeat(MAX_STOPS)), LOG, OFF).unwrap_err();
+        assert!(e.contains("hit 0 time(s), not twice (16 other stop(s))"), "{e}");
     }
 
     #[test]
