@@ -245,7 +245,7 @@ while $tessera_hits < 2 && $tessera_stops < {MAX_STOPS}
     tessera-section $tessera_first
     set $tessera_hits = $tessera_hits + 1
   else
-    printf "tessera.gdb: stopped at %#lx, not at section_activate's breakpoint %#lx; continuing\n", $pc, $tessera_bp
+    printf "{STRAY_STOP}%lx, not at section_activate's breakpoint %#lx; continuing\n", $pc, $tessera_bp
     info symbol $pc
   end
 end
@@ -257,6 +257,10 @@ detach
 
 /// The most stops [`test_steps`] waits through for its two hits.
 const MAX_STOPS: usize = 16;
+
+/// How [`test_steps`] starts the line of a stop it waits through (the pc
+/// follows in hex); [`judge`] counts them.
+const STRAY_STOP: &str = "tessera.gdb: stopped at 0x";
 
 /// The GDB stub's QEMU arguments: halted at the first instruction, the
 /// stub on `port` of the loopback interface only.
@@ -427,7 +431,7 @@ fn last_stop(out: &str) -> Option<String> {
         l.starts_with("Breakpoint ")
             || l.starts_with("Temporary breakpoint ")
             || l.contains(" received signal ")
-            || l.starts_with("tessera.gdb: stopped at 0x")
+            || l.starts_with(STRAY_STOP)
     })?;
     // `Breakpoint 2, FUNCTION (ARGS) at FILE:LINE`: the arguments are long.
     let short = match (line.find(" ("), line.rfind(") at ")) {
@@ -469,7 +473,7 @@ fn judge(out: &str, log: &str, offset: u64) -> Result<String, String> {
     let region = first_region_start(log).ok_or("the kernel hot-added no region0")?;
     let (h, w) = (hits(out), words(out));
     // Stops elsewhere the session waited through (see `test_steps`).
-    let stray = out.lines().filter(|l| l.starts_with("tessera.gdb: stopped at 0x")).count();
+    let stray = out.lines().filter(|l| l.starts_with(STRAY_STOP)).count();
     let [first, second] = h[..] else {
         return Err(format!(
             "section_activate was hit {} time(s), not twice ({stray} other stop(s))",
