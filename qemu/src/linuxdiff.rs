@@ -448,6 +448,13 @@ pub enum Row {
     Tessera(String, Option<&'static str>),
 }
 
+impl Row {
+    /// On one side only, and no intended difference explains it.
+    pub fn unexplained(&self) -> bool {
+        matches!(self, Row::Linux(_, None) | Row::Tessera(_, None))
+    }
+}
+
 /// A longest-common-subsequence diff of two line lists.
 pub(crate) fn diff(linux: &[String], tessera: &[String]) -> Vec<Row> {
     let (n, m) = (linux.len(), tessera.len());
@@ -487,10 +494,7 @@ pub struct Section {
 impl Section {
     /// Lines on one side only that no intended difference explains.
     pub fn unexplained(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
-            .count()
+        self.rows.iter().filter(|r| r.unexplained()).count()
     }
 
     /// `== {prefix}{name} (N of M lines agree)`, then each row: `= line`
@@ -801,11 +805,7 @@ pub fn suite(
         match result {
             Ok((c, _, _)) => {
                 for s in &c.sections {
-                    let bad: Vec<&Row> = s
-                        .rows
-                        .iter()
-                        .filter(|r| matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
-                        .collect();
+                    let bad: Vec<&Row> = s.rows.iter().filter(|r| r.unexplained()).collect();
                     let ok = bad.is_empty();
                     let name = format!("{test}::{}", s.name.replace(' ', "_"));
                     println!("test {name} ... {}", report::outcome(&name, ok));
@@ -953,12 +953,7 @@ tessera> poweroff
         // Device's span (raw NVDIMM pages) and managed are intended; the
         // user map Tessera did not print is not.
         let find = |n: &str| c.sections.iter().find(|s| s.name == n).unwrap();
-        assert!(
-            find("zoneinfo")
-                .rows
-                .iter()
-                .all(|r| !matches!(r, Row::Linux(_, None) | Row::Tessera(_, None)))
-        );
+        assert_eq!(find("zoneinfo").unexplained(), 0);
         assert!(
             find("zoneinfo managed")
                 .rows
